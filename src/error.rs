@@ -1,0 +1,76 @@
+//! The library's one error type. Variants carry the file, offset, topic or limit at fault.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong reading a bag, decoding messages or writing a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a ROS1 bag (format 2.0) at all.
+    #[error("{path}: not a ROS1 bag (format 2.0): {reason}")]
+    NotABag { path: PathBuf, reason: String },
+    /// The bag is damaged at a known offset: a record or a field is missing, short or lying.
+    #[error("{path}: malformed bag at offset {offset}: {what}")]
+    Malformed {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    /// A connection's message definition cannot be parsed.
+    #[error("{path}: topic {topic} (connection {conn}, type {msgtype}): bad message definition: {what}")]
+    Definition {
+        path: PathBuf,
+        topic: String,
+        conn: u32,
+        msgtype: String,
+        what: String,
+    },
+    /// A message payload does not match its definition.
+    #[error(
+        "{path}: topic {topic} (connection {conn}) message at time {time_ns} ns: {what} at payload byte {offset}"
+    )]
+    Decode {
+        path: PathBuf,
+        topic: String,
+        conn: u32,
+        time_ns: u64,
+        offset: usize,
+        what: String,
+    },
+    /// One indivisible item does not fit under the memory ceiling.
+    #[error(
+        "{item} needs {needed} bytes but the memory ceiling of {ceiling} bytes leaves {available} for it; rerun with a larger --max-memory (at least {hint})"
+    )]
+    OverBudget {
+        item: String,
+        needed: u64,
+        available: u64,
+        ceiling: u64,
+        hint: String,
+    },
+    /// The conversion configuration is invalid or does not match the bag.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Writing the dataset failed.
+    #[error("dataset {path}: {what}")]
+    Dataset { path: PathBuf, what: String },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
