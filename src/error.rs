@@ -26,7 +26,9 @@ pub enum Error {
         what: String,
     },
     /// A connection's message definition cannot be parsed.
-    #[error("{path}: topic {topic} (connection {conn}, type {msgtype}): bad message definition: {what}")]
+    #[error(
+        "{path}: topic {topic} (connection {conn}, type {msgtype}): bad message definition: {what}"
+    )]
     Definition {
         path: PathBuf,
         topic: String,
@@ -60,6 +62,9 @@ pub enum Error {
     /// The conversion configuration is invalid or does not match the bag.
     #[error("configuration: {0}")]
     Config(String),
+    /// Another stage failed or the run was interrupted; this stage stopped without its own error.
+    #[error("cancelled")]
+    Cancelled,
     /// Writing the dataset failed.
     #[error("dataset {path}: {what}")]
     Dataset { path: PathBuf, what: String },

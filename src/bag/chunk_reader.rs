@@ -1,0 +1,181 @@
+//! The chunk reader: decompresses one chunk at a time (after checking its declared size against
+//! a limit) and walks the message records inside it. Pages of the map holding the compressed
+//! chunk are released once the chunk is decompressed or consumed.
+
+use std::io::Read;
+
+use super::file::BagFile;
+use super::index::{ChunkCompression, ChunkInfo};
+use super::record::{Record, RecordError, op};
+use crate::error::{Error, Result};
+
+/// The decompressed bytes of one chunk: borrowed straight from the map when stored
+/// uncompressed, owned otherwise.
+pub enum ChunkData<'a> {
+    Mapped(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl ChunkData<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            ChunkData::Mapped(b) => b,
+            ChunkData::Owned(v) => v,
+        }
+    }
+
+    /// Heap bytes this chunk holds (0 when it is borrowed from the map).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            ChunkData::Mapped(_) => 0,
+            ChunkData::Owned(v) => v.capacity(),
+        }
+    }
+}
+
+/// One message record inside a chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMessage<'a> {
+    pub conn: u32,
+    pub time_ns: u64,
+    /// Offset of the message data record inside the decompressed chunk.
+    pub offset: u32,
+    pub data: &'a [u8],
+}
+
+/// Bytes of heap a chunk needs to be decompressed (0 for uncompressed chunks, which are read
+/// in place from the map).
+pub fn heap_needed(chunk: &ChunkInfo) -> u64 {
+    match chunk.compression {
+        ChunkCompression::None => 0,
+        _ => chunk.uncompressed_size as u64,
+    }
+}
+
+/// Decompresses `chunk`. The caller has checked [`heap_needed`] against its budget; the
+/// declared size bounds the allocation and a stream that decodes to more or less is an error.
+pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'a>> {
+    let start = bag.offset_in_file(chunk.data_offset, "chunk data")?;
+    let end = chunk.end() as usize;
+    let raw = bag
+        .bytes()
+        .get(start..end)
+        .ok_or_else(|| Error::Malformed {
+            path: bag.path().to_path_buf(),
+            offset: chunk.pos,
+            what: "chunk data runs past the end of the file".into(),
+        })?;
+    let declared = chunk.uncompressed_size as usize;
+    let bad = |what: String| Error::Malformed {
+        path: bag.path().to_path_buf(),
+        offset: chunk.pos,
+        what: format!("{} chunk: {what}", chunk.compression.name()),
+    };
+    let data = match chunk.compression {
+        ChunkCompression::None => {
+            if raw.len() != declared {
+                return Err(bad(format!(
+                    "holds {} bytes but declares size {declared}",
+                    raw.len()
+                )));
+            }
+            return Ok(ChunkData::Mapped(raw));
+        }
+        ChunkCompression::Bz2 => {
+            let mut out = Vec::with_capacity(declared);
+            let mut dec = bzip2::Decompress::new(false);
+            let status = dec
+                .decompress_vec(raw, &mut out)
+                .map_err(|e| bad(format!("bz2 stream is damaged: {e}")))?;
+            if status != bzip2::Status::StreamEnd {
+                return Err(bad(format!(
+                    "bz2 stream does not end within the declared size of {declared} bytes"
+                )));
+            }
+            out
+        }
+        ChunkCompression::Lz4 => {
+            let mut out = Vec::with_capacity(declared);
+            let dec =
+                lz4::Decoder::new(raw).map_err(|e| bad(format!("lz4 stream is damaged: {e}")))?;
+            // One byte more than declared tells an over-long stream from an exact one.
+            dec.take(declared as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| bad(format!("lz4 stream is damaged: {e}")))?;
+            out
+        }
+    };
+    bag.release(chunk.data_offset, chunk.data_len as u64);
+    if data.len() > declared {
+        return Err(bad(format!(
+            "decompresses to more than its declared size of {declared} bytes"
+        )));
+    }
+    if data.len() < declared {
+        return Err(bad(format!(
+            "decompresses to {} bytes but declares size {declared}",
+            data.len()
+        )));
+    }
+    Ok(ChunkData::Owned(data))
+}
+
+/// Walks the records of a decompressed chunk: message data records are yielded, connection
+/// records (repeated inside chunks) are skipped. A malformed record ends the walk with an error
+/// naming its offset inside the chunk.
+pub fn messages(data: &[u8]) -> impl Iterator<Item = Result<RawMessage<'_>, RecordError>> + '_ {
+    let mut at = 0usize;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        while !failed && at < data.len() {
+            let rec = match Record::parse(data, at) {
+                Ok(r) => r,
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            };
+            let offset = at;
+            at = rec.end;
+            let fields = rec.fields();
+            let parsed = fields.op().and_then(|code| {
+                if code == op::MESSAGE_DATA {
+                    Ok(Some(RawMessage {
+                        conn: fields.u32("conn")?,
+                        time_ns: fields.time("time")?,
+                        offset: offset as u32,
+                        data: rec.data,
+                    }))
+                } else if code == op::CONNECTION {
+                    Ok(None)
+                } else {
+                    Err(RecordError {
+                        offset,
+                        what: format!("unexpected record op {code:#04x} inside a chunk"),
+                    })
+                }
+            });
+            match parsed {
+                Ok(Some(m)) => return Some(Ok(m)),
+                Ok(None) => continue,
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    })
+}
+
+/// Turns an error inside a decompressed chunk into a file error naming the chunk.
+pub fn chunk_error(bag: &BagFile, chunk: &ChunkInfo, e: RecordError) -> Error {
+    Error::Malformed {
+        path: bag.path().to_path_buf(),
+        offset: chunk.pos,
+        what: format!(
+            "chunk record, at byte {} of its decompressed data: {}",
+            e.offset, e.what
+        ),
+    }
+}

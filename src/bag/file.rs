@@ -1,0 +1,178 @@
+//! An opened bag file: the memory map, the checked bag header, and typed errors that name the
+//! file and the absolute offset of any problem.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Advice, Mmap, UncheckedAdvice};
+
+use super::record::{MAGIC, Record, RecordError, op};
+use crate::error::{Error, Result};
+
+/// What the bag header record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BagHeader {
+    /// Offset of the index section; 0 when the recording never finished (unindexed bag).
+    pub index_pos: u64,
+    pub conn_count: u32,
+    pub chunk_count: u32,
+    /// Offset of the first record after the bag header (start of the chunk section).
+    pub data_start: u64,
+}
+
+/// A bag opened for reading through a read-only memory map.
+///
+/// Pages of the map that were read stay resident until released, so readers call
+/// [`BagFile::release`] on ranges they are done with; file-backed RSS then stays flat.
+pub struct BagFile {
+    path: PathBuf,
+    map: Option<Mmap>,
+    header: BagHeader,
+}
+
+impl BagFile {
+    /// Opens `path`, maps it and checks the magic line and the bag header record.
+    pub fn open(path: &Path) -> Result<BagFile> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let not_a_bag = |reason: String| Error::NotABag {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if len == 0 {
+            return Err(not_a_bag("the file is empty".into()));
+        }
+        // SAFETY: the map is read-only and private to this process; a bag being rewritten or
+        // truncated by another process while we read it is outside what we support (as for
+        // every mmap-based reader); everything read from the map is bounds-checked.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let bytes: &[u8] = &map;
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            let head = &bytes[..bytes.len().min(MAGIC.len())];
+            if head.starts_with(b"#ROSBAG V") {
+                return Err(not_a_bag(format!(
+                    "unsupported bag version {:?} (only 2.0 is supported)",
+                    String::from_utf8_lossy(head).trim()
+                )));
+            }
+            return Err(not_a_bag(format!(
+                "it does not start with {:?} (found {:?})",
+                String::from_utf8_lossy(MAGIC).trim(),
+                String::from_utf8_lossy(head)
+            )));
+        }
+        let header = parse_bag_header(bytes).map_err(|e| Error::Malformed {
+            path: path.to_path_buf(),
+            offset: e.offset as u64,
+            what: format!("bag header record: {}", e.what),
+        })?;
+        let _ = map.advise(Advice::Sequential);
+        Ok(BagFile {
+            path: path.to_path_buf(),
+            map: Some(map),
+            header,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> BagHeader {
+        self.header
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    pub fn len(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    /// Parses the record at absolute offset `at`.
+    pub fn record_at(&self, at: u64) -> Result<Record<'_>> {
+        let at_usize = self.offset_in_file(at, "record")?;
+        Record::parse(self.bytes(), at_usize).map_err(|e| self.malformed(e, "record"))
+    }
+
+    /// Checks that `at` is inside the file.
+    pub fn offset_in_file(&self, at: u64, what: &str) -> Result<usize> {
+        if at >= self.len() {
+            return Err(Error::Malformed {
+                path: self.path.clone(),
+                offset: at,
+                what: format!(
+                    "{what} offset is past the end of the file ({} bytes)",
+                    self.len()
+                ),
+            });
+        }
+        Ok(at as usize)
+    }
+
+    /// Turns a slice-relative record error into a file error (offsets are absolute here).
+    pub fn malformed(&self, e: RecordError, context: &str) -> Error {
+        Error::Malformed {
+            path: self.path.clone(),
+            offset: e.offset as u64,
+            what: format!("{context}: {}", e.what),
+        }
+    }
+
+    /// Drops the mapped pages of `[offset, offset + len)` from this process's resident set.
+    /// The data stays in the page cache; a later read faults it back in.
+    pub fn release(&self, offset: u64, len: u64) {
+        if let Some(map) = &self.map {
+            let end = (offset.saturating_add(len)).min(map.len() as u64);
+            if offset < end {
+                // SAFETY: the map is read-only and file-backed, so MADV_DONTNEED only drops our
+                // page-table entries; the next access re-reads the same bytes from the file.
+                // No slice into the released range is used concurrently for writing.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        UncheckedAdvice::DontNeed,
+                        offset as usize,
+                        (end - offset) as usize,
+                    )
+                };
+            }
+        }
+    }
+
+    /// Releases every mapped page (used between phases, e.g. after indexing).
+    pub fn release_all(&self) {
+        self.release(0, self.len());
+    }
+}
+
+fn parse_bag_header(bytes: &[u8]) -> Result<BagHeader, RecordError> {
+    let at = MAGIC.len();
+    let (fields, data_at, data_len) = Record::parse_header(bytes, at).map_err(|mut e| {
+        e.what = format!("{} (the file ends inside the bag header)", e.what);
+        e
+    })?;
+    let op_code = fields.op()?;
+    if op_code != op::BAG_HEADER {
+        return Err(RecordError {
+            offset: at,
+            what: format!("first record has op {op_code:#04x}, expected the bag header (0x03)"),
+        });
+    }
+    let index_pos = fields.u64("index_pos")?;
+    let conn_count = fields.u32("conn_count")?;
+    let chunk_count = fields.u32("chunk_count")?;
+    // rosbag pads the header record to 4096 bytes; short (unpadded) headers exist too.
+    let data_start = (data_at as u64 + data_len as u64).min(bytes.len() as u64);
+    Ok(BagHeader {
+        index_pos,
+        conn_count,
+        chunk_count,
+        data_start,
+    })
+}

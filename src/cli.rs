@@ -1,0 +1,108 @@
+//! Raw command-line input (clap types). Validation into configuration types happens in the
+//! commands, so library code never sees unchecked CLI strings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Convert ROS1 bags into LeRobot v3.0 datasets under a strict memory ceiling.
+#[derive(Debug, Parser)]
+#[command(name = "bag2dataset", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// What a bag holds, read from its index alone (milliseconds even for multi-GB bags).
+    Info(InfoArgs),
+    /// Decoded messages as JSON Lines, ordered by record time.
+    Dump(DumpArgs),
+    /// Convert bags (one episode each) into a LeRobot v3.0 dataset.
+    Convert(Box<ConvertArgs>),
+    /// Check a dataset against the LeRobot v3.0 rules; exit 1 if anything is wrong.
+    Validate(ValidateArgs),
+    /// Write the built-in demo bag (what testdata/demo.bag is made from).
+    MakeDemo(MakeDemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Bag files.
+    #[arg(required = true)]
+    pub bags: Vec<PathBuf>,
+    /// One JSON object per bag (JSON Lines) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    pub bag: PathBuf,
+    /// Only these topics (repeatable); default all.
+    #[arg(long = "topic", short = 't')]
+    pub topics: Vec<String>,
+    /// Stop after N messages.
+    #[arg(long, short = 'n')]
+    pub limit: Option<u64>,
+    /// Skip messages earlier than this many seconds after the bag's start.
+    #[arg(long)]
+    pub start: Option<f64>,
+    /// Skip messages later than this many seconds after the bag's start.
+    #[arg(long)]
+    pub end: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Bag files or directories holding bags (searched for *.bag, sorted by path).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output dataset directory (must not exist unless --overwrite).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// TOML conversion config (features, timeline, fps, ...); without it the mapping is chosen
+    /// from the first bag and printed.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Print the chosen mapping as a TOML config to stdout and exit without converting.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Ceiling on the process's resident memory, e.g. 64MiB, 1G.
+    #[arg(long, default_value = "64MiB")]
+    pub max_memory: String,
+    /// Output frame rate (overrides the config); default: the timeline topic's own rate.
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Task text for every episode (overrides the config).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Replace an existing output directory.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Write one row of memory figures per chunk (CSV, or JSON Lines for .jsonl/.json).
+    #[arg(long)]
+    pub memory_log: Option<PathBuf>,
+    /// Draw memory over the run as an SVG chart.
+    #[arg(long)]
+    pub memory_chart: Option<PathBuf>,
+    /// Print the run report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress or summary on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    pub dataset: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MakeDemoArgs {
+    /// Where to write the bag.
+    #[arg(default_value = "testdata/demo.bag")]
+    pub output: PathBuf,
+}

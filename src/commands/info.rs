@@ -1,0 +1,197 @@
+//! `bag2dataset info`: what a bag holds, from its index alone (no chunk is decompressed).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::bag::{BagFile, BagIndex};
+use crate::error::Result;
+use crate::timefmt;
+
+/// Per-topic summary.
+#[derive(Debug, Serialize)]
+pub struct TopicInfo {
+    pub topic: String,
+    pub msgtype: String,
+    pub messages: u64,
+    /// Messages per second between the topic's first and last record time (null below 2).
+    pub frequency_hz: Option<f64>,
+    pub connections: usize,
+}
+
+/// Everything `info` reports about one bag.
+#[derive(Debug, Serialize)]
+pub struct BagInfo {
+    pub path: String,
+    pub version: &'static str,
+    pub size_bytes: u64,
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub duration_s: f64,
+    pub messages: u64,
+    pub chunks: usize,
+    /// Chunk count per compression (`none`, `bz2`, `lz4`).
+    pub compression: BTreeMap<&'static str, usize>,
+    pub uncompressed_bytes: u64,
+    pub connections: usize,
+    pub topics: Vec<TopicInfo>,
+}
+
+/// Reads the index of `path` and summarises it.
+pub fn bag_info(path: &Path) -> Result<BagInfo> {
+    let bag = BagFile::open(path)?;
+    let index = BagIndex::read(&bag)?;
+    let all: Vec<u32> = index.connections.iter().map(|c| c.id).collect();
+    // (count, first, last) per connection from the index-data records.
+    let mut seen: BTreeMap<u32, (u64, u64, u64)> = BTreeMap::new();
+    index.visit_index_data(&bag, &all, |_, conn, t, _| {
+        let e = seen.entry(conn).or_insert((0, u64::MAX, 0));
+        e.0 += 1;
+        e.1 = e.1.min(t);
+        e.2 = e.2.max(t);
+    })?;
+    let mut topics = Vec::new();
+    for topic in index.topics() {
+        let conns = index.connections_of(topic);
+        let (mut n, mut first, mut last) = (0u64, u64::MAX, 0u64);
+        for c in &conns {
+            if let Some(&(cn, cf, cl)) = seen.get(c) {
+                n += cn;
+                first = first.min(cf);
+                last = last.max(cl);
+            }
+        }
+        let msgtype = index
+            .connection(conns[0])
+            .map(|c| c.msgtype.clone())
+            .unwrap_or_default();
+        let frequency_hz =
+            (n >= 2 && last > first).then(|| (n - 1) as f64 / ((last - first) as f64 / 1e9));
+        topics.push(TopicInfo {
+            topic: topic.to_string(),
+            msgtype,
+            messages: n,
+            frequency_hz,
+            connections: conns.len(),
+        });
+    }
+    let mut compression = BTreeMap::new();
+    for c in &index.chunks {
+        *compression.entry(c.compression.name()).or_insert(0) += 1;
+    }
+    let range = index.time_range();
+    Ok(BagInfo {
+        path: path.display().to_string(),
+        version: "2.0",
+        size_bytes: index.file_len,
+        start_ns: range.map(|r| r.0),
+        end_ns: range.map(|r| r.1),
+        start: range.map(|r| timefmt::utc(r.0)),
+        end: range.map(|r| timefmt::utc(r.1)),
+        duration_s: range.map(|(a, b)| (b - a) as f64 / 1e9).unwrap_or(0.0),
+        messages: index.message_count(),
+        chunks: index.chunks.len(),
+        compression,
+        uncompressed_bytes: index
+            .chunks
+            .iter()
+            .map(|c| c.uncompressed_size as u64)
+            .sum(),
+        connections: index.connections.len(),
+        topics,
+    })
+}
+
+/// The `rosbag info`-like text.
+pub fn render_text(info: &BagInfo) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let fmt_bytes = crate::memory::format_bytes;
+    let _ = writeln!(s, "path:        {}", info.path);
+    let _ = writeln!(s, "version:     {}", info.version);
+    let _ = writeln!(
+        s,
+        "size:        {} ({} bytes)",
+        fmt_bytes(info.size_bytes),
+        info.size_bytes
+    );
+    match (info.start_ns, info.end_ns) {
+        (Some(a), Some(b)) => {
+            let _ = writeln!(
+                s,
+                "start:       {} ({})",
+                timefmt::utc(a),
+                crate::bag::record::format_time(a)
+            );
+            let _ = writeln!(
+                s,
+                "end:         {} ({})",
+                timefmt::utc(b),
+                crate::bag::record::format_time(b)
+            );
+            let _ = writeln!(
+                s,
+                "duration:    {} ({:.3}s)",
+                timefmt::duration(b - a),
+                info.duration_s
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "start:       -\nend:         -\nduration:    0s");
+        }
+    }
+    let _ = writeln!(s, "messages:    {}", info.messages);
+    let kinds: Vec<String> = info
+        .compression
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "chunks:      {}{}  ({} uncompressed)",
+        info.chunks,
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        },
+        fmt_bytes(info.uncompressed_bytes)
+    );
+    let _ = writeln!(s, "connections: {}", info.connections);
+    let w_topic = info.topics.iter().map(|t| t.topic.len()).max().unwrap_or(0);
+    let w_type = info
+        .topics
+        .iter()
+        .map(|t| t.msgtype.len())
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "topics:{}",
+        if info.topics.is_empty() {
+            "      (none)"
+        } else {
+            ""
+        }
+    );
+    for t in &info.topics {
+        let freq = t
+            .frequency_hz
+            .map(|f| format!("{f:9.2} Hz"))
+            .unwrap_or_else(|| "        - Hz".into());
+        let conns = if t.connections > 1 {
+            format!("  ({} connections)", t.connections)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  {:w_topic$}  {:w_type$}  {:>8} msgs {freq}{conns}",
+            t.topic, t.msgtype, t.messages
+        );
+    }
+    s
+}

@@ -1,0 +1,73 @@
+//! One file per verb; [`run`] dispatches and returns the exit status.
+
+pub mod dump;
+pub mod info;
+
+use std::io::{self, Write};
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command};
+
+/// Process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done.
+    Ok = 0,
+    /// An error stopped the run.
+    Error = 1,
+    /// Bad usage (clap also exits with 2).
+    Usage = 2,
+    /// Finished, but some bags failed or data was lost/dropped.
+    Partial = 3,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Info(args) => info_cmd(args),
+        Command::Dump(args) => dump::run(args),
+        Command::Convert(_) | Command::Validate(_) | Command::MakeDemo(_) => {
+            anyhow::bail!("not built yet")
+        }
+    }
+}
+
+fn info_cmd(args: crate::cli::InfoArgs) -> anyhow::Result<Exit> {
+    let mut out = io::stdout().lock();
+    let mut status = Exit::Ok;
+    for (i, path) in args.bags.iter().enumerate() {
+        match info::bag_info(path) {
+            Ok(bag) => {
+                let text = if args.json {
+                    serde_json::to_string(&bag).context("serialising info")? + "\n"
+                } else {
+                    (if i > 0 { "\n" } else { "" }).to_string() + &info::render_text(&bag)
+                };
+                if !write_stdout(&mut out, text.as_bytes())? {
+                    return Ok(status);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = Exit::Error;
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error: returns false to stop quietly.
+pub fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<bool> {
+    match out.write_all(bytes) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("writing to stdout"),
+    }
+}

@@ -1,0 +1,298 @@
+//! The conversion configuration: which topics and fields become which dataset features, the
+//! timeline, fps, time source, tolerance and trimming. Read from TOML (`--config`) or chosen
+//! from the bag (zero-config, see [`super::mapping`]) and printable back as TOML.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Default staleness limit for matching a feature to a timeline tick, in milliseconds.
+pub const DEFAULT_TOLERANCE_MS: f64 = 50.0;
+
+/// Which clock aligns messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeSource {
+    /// The bag's record (receive) time, like the Kuavo converter.
+    #[default]
+    Record,
+    /// The message's `header.stamp`.
+    Header,
+}
+
+/// How a feature's value is picked for a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The message closest in time (before or after), within the tolerance.
+    #[default]
+    Nearest,
+    /// The last message at or before the tick (as-of), never one from the future.
+    Latest,
+    /// Linear interpolation between the messages around the tick (numeric features only).
+    Linear,
+}
+
+/// One source of a feature: a field of a topic's messages, optionally sliced and scaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub topic: String,
+    /// Dotted field path (`joint_data.joint_q`, `position`, `pose.position.x`); empty or absent
+    /// for images (the whole message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Half-open index range into an array field, `"12..26"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    /// Multiplier applied to the values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+}
+
+impl Source {
+    /// The parsed `range`, if any.
+    pub fn index_range(&self) -> Result<Option<(usize, usize)>> {
+        let Some(r) = &self.range else {
+            return Ok(None);
+        };
+        let bad = || {
+            Error::Config(format!(
+                "range '{r}' of topic {} is not of the form 'A..B'",
+                self.topic
+            ))
+        };
+        let (a, b) = r.split_once("..").ok_or_else(bad)?;
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if b <= a {
+            return Err(Error::Config(format!(
+                "range '{r}' of topic {} is empty",
+                self.topic
+            )));
+        }
+        Ok(Some((a, b)))
+    }
+}
+
+/// One dataset feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// Feature key, e.g. `observation.state`, `action`, `observation.images.head`.
+    pub name: String,
+    /// Shorthand for a single source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// Several sources concatenated into one vector (instead of `topic`/`field`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+    /// Names of the vector's elements (e.g. joint names); default: from the message (JointState
+    /// `name`) or `<feature>_<i>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// Staleness limit for this feature in ms (default: the dataset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_ms: Option<f64>,
+}
+
+impl FeatureConfig {
+    /// The feature's sources, whichever way they were written.
+    pub fn all_sources(&self) -> Result<Vec<Source>> {
+        match (&self.topic, self.sources.is_empty()) {
+            (Some(topic), true) => Ok(vec![Source {
+                topic: topic.clone(),
+                field: self.field.clone(),
+                range: self.range.clone(),
+                scale: self.scale,
+            }]),
+            (None, false) => Ok(self.sources.clone()),
+            (Some(_), false) => Err(Error::Config(format!(
+                "feature '{}' sets both `topic` and `sources`; use one",
+                self.name
+            ))),
+            (None, true) => Err(Error::Config(format!(
+                "feature '{}' has no `topic` and no `sources`",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// The whole conversion configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertConfig {
+    /// Output frame rate; default: the timeline topic's measured rate, rounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u32>,
+    /// The topic whose messages make the timeline; default: the busiest camera.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<String>,
+    #[serde(default)]
+    pub time_source: TimeSource,
+    #[serde(default = "default_tolerance")]
+    pub tolerance_ms: f64,
+    /// Default policy for features that do not set one.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Frames dropped at the start of each episode.
+    #[serde(default)]
+    pub trim_start: usize,
+    /// Frames dropped at the end of each episode.
+    #[serde(default)]
+    pub trim_end: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_type: Option<String>,
+    /// Task text of every episode (a `<bag>.task.txt` sidecar file overrides it per bag).
+    #[serde(default = "default_task")]
+    pub task: String,
+    pub features: Vec<FeatureConfig>,
+}
+
+fn default_tolerance() -> f64 {
+    DEFAULT_TOLERANCE_MS
+}
+
+fn default_task() -> String {
+    "default task".into()
+}
+
+impl ConvertConfig {
+    /// Parses and checks a TOML config.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let cfg: ConvertConfig = toml::from_str(text)
+            .map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim_end())))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// The config as TOML (what `--print-config` shows).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Checks what can be checked without a bag.
+    pub fn check(&self) -> Result<()> {
+        if self.features.is_empty() {
+            return Err(Error::Config("no features are configured".into()));
+        }
+        if self.fps == Some(0) {
+            return Err(Error::Config("fps must be greater than 0".into()));
+        }
+        if !(self.tolerance_ms.is_finite() && self.tolerance_ms > 0.0) {
+            return Err(Error::Config(format!(
+                "tolerance_ms must be > 0 (got {})",
+                self.tolerance_ms
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.features {
+            if f.name.is_empty() || f.name.contains('/') {
+                return Err(Error::Config(format!(
+                    "feature name '{}' is empty or contains '/' (LeRobot names use dots)",
+                    f.name
+                )));
+            }
+            if [
+                "timestamp",
+                "frame_index",
+                "episode_index",
+                "index",
+                "task_index",
+            ]
+            .contains(&f.name.as_str())
+            {
+                return Err(Error::Config(format!(
+                    "feature name '{}' is reserved by LeRobot",
+                    f.name
+                )));
+            }
+            if !seen.insert(f.name.as_str()) {
+                return Err(Error::Config(format!(
+                    "feature '{}' is defined twice",
+                    f.name
+                )));
+            }
+            for s in f.all_sources()? {
+                s.index_range()?;
+            }
+            if let Some(t) = f.tolerance_ms
+                && !(t.is_finite() && t > 0.0)
+            {
+                return Err(Error::Config(format!(
+                    "feature '{}': tolerance_ms must be > 0",
+                    f.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KUAVO: &str = r#"
+fps = 10
+timeline = "/cam_h/color/image_raw/compressed"
+trim_start = 10
+trim_end = 10
+robot_type = "kuavo4pro"
+task = "pick up the cup"
+
+[[features]]
+name = "observation.images.head_cam_h"
+topic = "/cam_h/color/image_raw/compressed"
+
+[[features]]
+name = "observation.state"
+policy = "nearest"
+[[features.sources]]
+topic = "/sensors_data_raw"
+field = "joint_data.joint_q"
+range = "12..26"
+[[features.sources]]
+topic = "/leju_claw_state"
+field = "data.position"
+scale = 0.01
+"#;
+
+    #[test]
+    fn parses_kuavo_style_config_and_round_trips() {
+        let cfg = ConvertConfig::from_toml(KUAVO, "kuavo.toml").unwrap();
+        assert_eq!(cfg.fps, Some(10));
+        assert_eq!(cfg.features.len(), 2);
+        let srcs = cfg.features[1].all_sources().unwrap();
+        assert_eq!(srcs[0].index_range().unwrap(), Some((12, 26)));
+        assert_eq!(srcs[1].scale, Some(0.01));
+        let again = ConvertConfig::from_toml(&cfg.to_toml(), "printed").unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn rejects_bad_configs_with_a_reason() {
+        let bad = |t: &str| {
+            ConvertConfig::from_toml(t, "x.toml")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("features = []").contains("no features"));
+        assert!(bad("[[features]]\nname = \"a/b\"\ntopic = \"/x\"").contains("contains '/'"));
+        assert!(bad("[[features]]\nname = \"a\"").contains("no `topic`"));
+        assert!(
+            bad("[[features]]\nname = \"a\"\ntopic = \"/x\"\nrange = \"5..2\"").contains("empty")
+        );
+        assert!(bad("fps = 0\n[[features]]\nname = \"a\"\ntopic = \"/x\"").contains("fps"));
+        assert!(bad("bogus = 1\n[[features]]\nname = \"a\"\ntopic = \"/x\"").contains("bogus"));
+    }
+}

@@ -1,0 +1,3 @@
+//! Conversion: config, zero-config mapping, and the reader → aligner → writer pipeline.
+
+pub mod config;
