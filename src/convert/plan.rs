@@ -1,0 +1,455 @@
+//! A config resolved against one bag: which connections feed which slots, the compiled field
+//! paths per connection, the dataset features with their shapes (probed from the first message
+//! of each source), the timeline, and the chunks to visit.
+
+use std::collections::HashMap;
+
+use super::config::{ConvertConfig, Policy, TimeSource};
+use super::mapping::is_image_type;
+use crate::align::{SlotSpec, Timeline};
+use crate::bag::chunk_reader::{chunk_error, messages, read_chunk};
+use crate::bag::{BagFile, BagIndex};
+use crate::dataset::{DatasetSpec, FeatureKind, FeatureSpec};
+use crate::error::{Error, Result};
+use crate::msg::{FieldPath, MessageSchema, Value};
+
+/// What a slot extracts from its messages.
+#[derive(Debug, Clone)]
+pub enum SlotKind {
+    /// Numbers at a field, optionally sliced and scaled, `len` values per message.
+    Numeric {
+        range: Option<(usize, usize)>,
+        scale: f64,
+        len: usize,
+    },
+    /// `sensor_msgs/CompressedImage`: `format` and `data` (passed through untouched).
+    CompressedImage,
+    /// `sensor_msgs/Image`: raw pixels, encoded to PNG on the way out.
+    RawImage,
+}
+
+/// One source of one feature.
+#[derive(Debug, Clone)]
+pub struct SlotPlan {
+    pub topic: String,
+    pub feature: usize,
+    pub kind: SlotKind,
+    pub spec: SlotSpec,
+}
+
+/// How to decode one connection: its schema and the paths it feeds, per slot.
+pub struct ConnPlan {
+    pub topic: String,
+    pub schema: MessageSchema,
+    /// All paths to decode from each message (slot paths, then the header stamp if used).
+    pub paths: Vec<FieldPath>,
+    /// `(slot, first path index)` for every slot this connection feeds.
+    pub uses: Vec<(usize, usize)>,
+    /// Index in `paths` of `header.stamp` when the time source is the header.
+    pub stamp: Option<usize>,
+}
+
+/// Image fields extracted per message, in this order.
+pub const COMPRESSED_IMAGE_FIELDS: [&str; 2] = ["format", "data"];
+pub const RAW_IMAGE_FIELDS: [&str; 6] = ["height", "width", "encoding", "is_bigendian", "step", "data"];
+
+/// Everything needed to convert one bag.
+pub struct BagPlan {
+    pub spec: DatasetSpec,
+    pub slots: Vec<SlotPlan>,
+    /// Slots of each feature, in concatenation order.
+    pub feature_slots: Vec<Vec<usize>>,
+    pub conns: HashMap<u32, ConnPlan>,
+    pub timeline: Timeline,
+    pub fps: u32,
+    pub time_source: TimeSource,
+    /// Chunks to visit, file order.
+    pub chunks: Vec<usize>,
+    /// Upper bound of the frames this bag can give (before drops and trimming).
+    pub expected_frames: usize,
+    pub trim_start: usize,
+    pub trim_end: usize,
+}
+
+fn path_of(schema: &MessageSchema, path: &str, topic: &str) -> Result<FieldPath> {
+    schema
+        .field_path(path)
+        .map_err(|e| Error::Config(format!("topic {topic} ({}): {}", schema.msgtype(), e.what)))
+}
+
+impl BagPlan {
+    /// Resolves `cfg` against the bag. `fixed_fps` is the dataset's fps when earlier bags set it.
+    pub fn new(bag: &BagFile, index: &BagIndex, cfg: &ConvertConfig, fixed_fps: Option<u32>) -> Result<BagPlan> {
+        let path = bag.path().display().to_string();
+        let tol_default = (cfg.tolerance_ms * 1e6) as u64;
+        let mut slots = Vec::new();
+        let mut feature_slots = Vec::new();
+        let mut conns: HashMap<u32, ConnPlan> = HashMap::new();
+        for (fi, f) in cfg.features.iter().enumerate() {
+            let mut mine = Vec::new();
+            for src in f.all_sources()? {
+                let ids = index.connections_of(&src.topic);
+                if ids.is_empty() {
+                    return Err(Error::Config(format!(
+                        "{path}: feature '{}' needs topic {} which is not in the bag (topics: {})",
+                        f.name,
+                        src.topic,
+                        index.topics().join(", ")
+                    )));
+                }
+                let slot = slots.len();
+                let msgtype = index.connection(ids[0]).map(|c| c.msgtype.clone()).unwrap_or_default();
+                let image = is_image_type(&msgtype) && src.field.as_deref().is_none_or(str::is_empty);
+                let kind = if image {
+                    if msgtype == "sensor_msgs/Image" {
+                        SlotKind::RawImage
+                    } else {
+                        SlotKind::CompressedImage
+                    }
+                } else {
+                    if src.field.as_deref().is_none_or(str::is_empty) {
+                        return Err(Error::Config(format!(
+                            "feature '{}': topic {} ({msgtype}) needs a `field` (e.g. `position`)",
+                            f.name, src.topic
+                        )));
+                    }
+                    SlotKind::Numeric {
+                        range: src.index_range()?,
+                        scale: src.scale.unwrap_or(1.0),
+                        len: 0,
+                    }
+                };
+                for id in ids {
+                    let conn = index.connection(id).ok_or_else(|| Error::Config(format!("connection {id} missing")))?;
+                    if conn.msgtype != msgtype {
+                        return Err(Error::Config(format!(
+                            "{path}: topic {} has connections of two types ({} and {})",
+                            src.topic, msgtype, conn.msgtype
+                        )));
+                    }
+                    if !conns.contains_key(&id) {
+                        let schema = MessageSchema::parse(&conn.msgtype, &conn.definition).map_err(|e| {
+                            Error::Definition {
+                                path: bag.path().to_path_buf(),
+                                topic: conn.topic.clone(),
+                                conn: id,
+                                msgtype: conn.msgtype.clone(),
+                                what: e.what,
+                            }
+                        })?;
+                        conns.insert(
+                            id,
+                            ConnPlan {
+                                topic: conn.topic.clone(),
+                                schema,
+                                paths: Vec::new(),
+                                uses: Vec::new(),
+                                stamp: None,
+                            },
+                        );
+                    }
+                    let cp = conns.get_mut(&id).ok_or_else(|| Error::Config("connection plan missing".into()))?;
+                    let first = cp.paths.len();
+                    let fields: Vec<&str> = match kind {
+                        SlotKind::CompressedImage => COMPRESSED_IMAGE_FIELDS.to_vec(),
+                        SlotKind::RawImage => RAW_IMAGE_FIELDS.to_vec(),
+                        SlotKind::Numeric { .. } => vec![src.field.as_deref().unwrap_or_default()],
+                    };
+                    for field in fields {
+                        let p = path_of(&cp.schema, field, &src.topic)?;
+                        if matches!(kind, SlotKind::Numeric { .. }) && !p.is_numeric() {
+                            return Err(Error::Config(format!(
+                                "feature '{}': field {field} of {} is {}, not numeric",
+                                f.name,
+                                src.topic,
+                                p.ros_type()
+                            )));
+                        }
+                        cp.paths.push(p);
+                    }
+                    cp.uses.push((slot, first));
+                }
+                slots.push(SlotPlan {
+                    topic: src.topic.clone(),
+                    feature: fi,
+                    kind,
+                    spec: SlotSpec {
+                        label: format!("{} <- {}{}", f.name, src.topic, src.field.as_ref().map(|x| format!(" {x}")).unwrap_or_default()),
+                        policy: f.policy.unwrap_or(cfg.policy),
+                        tolerance_ns: f.tolerance_ms.map(|t| (t * 1e6) as u64).unwrap_or(tol_default),
+                    },
+                });
+                mine.push(slot);
+            }
+            if image_feature(&slots, &mine) && mine.len() != 1 {
+                return Err(Error::Config(format!("image feature '{}' must have exactly one source", f.name)));
+            }
+            if image_feature(&slots, &mine) && f.policy == Some(Policy::Linear) {
+                return Err(Error::Config(format!("image feature '{}' cannot use linear interpolation", f.name)));
+            }
+            feature_slots.push(mine);
+        }
+        if cfg.time_source == TimeSource::Header {
+            for (id, cp) in conns.iter_mut() {
+                let p = cp.schema.field_path("header.stamp").map_err(|_| {
+                    Error::Config(format!(
+                        "time_source = \"header\" but topic {} (connection {id}) has no header.stamp",
+                        cp.topic
+                    ))
+                })?;
+                cp.stamp = Some(cp.paths.len());
+                cp.paths.push(p);
+            }
+        }
+
+        // Timeline.
+        let timeline_topic = cfg
+            .timeline
+            .clone()
+            .ok_or_else(|| Error::Config("no timeline topic configured".into()))?;
+        let timeline_slot = slots
+            .iter()
+            .position(|s| s.topic == timeline_topic)
+            .ok_or_else(|| {
+                Error::Config(format!("timeline topic {timeline_topic} is not the source of any feature"))
+            })?;
+        let tl_conns = index.connections_of(&timeline_topic);
+        let counts = index.counts_by_connection();
+        let tl_count: u64 = tl_conns.iter().map(|c| counts.get(c).copied().unwrap_or(0)).sum();
+        if tl_count == 0 {
+            return Err(Error::Config(format!("{path}: timeline topic {timeline_topic} has no messages")));
+        }
+        let times = index.topic_times(bag, &tl_conns)?;
+        let (first, last) = (times[0], times[times.len() - 1]);
+        let span_s = (last - first) as f64 / 1e9;
+        let rate = if times.len() >= 2 && span_s > 0.0 { (times.len() - 1) as f64 / span_s } else { 1.0 };
+        drop(times);
+        let wanted_fps = fixed_fps.or(cfg.fps);
+        let (timeline, fps, expected_frames) = match wanted_fps {
+            Some(fps) => {
+                let period_ns = 1_000_000_000 / fps as u64;
+                let frames = ((last - first) / period_ns + 1) as usize;
+                (
+                    Timeline::Grid {
+                        slot: timeline_slot,
+                        period_ns,
+                    },
+                    fps,
+                    frames,
+                )
+            }
+            None => (
+                Timeline::Own { slot: timeline_slot },
+                (rate.round() as u32).max(1),
+                tl_count as usize,
+            ),
+        };
+
+        let wanted: Vec<u32> = conns.keys().copied().collect();
+        let chunks = index.chunks_for(&wanted, 0, u64::MAX);
+        let mut plan = BagPlan {
+            spec: DatasetSpec {
+                fps,
+                robot_type: cfg.robot_type.clone(),
+                features: Vec::new(),
+            },
+            slots,
+            feature_slots,
+            conns,
+            timeline,
+            fps,
+            time_source: cfg.time_source,
+            chunks,
+            expected_frames,
+            trim_start: cfg.trim_start,
+            trim_end: cfg.trim_end,
+        };
+        plan.probe_shapes(bag, index, cfg)?;
+        Ok(plan)
+    }
+
+    /// Reads the first message of every slot to learn vector lengths, joint names and image
+    /// shapes; fills `spec.features`.
+    fn probe_shapes(&mut self, bag: &BagFile, index: &BagIndex, cfg: &ConvertConfig) -> Result<()> {
+        let mut first: Vec<Option<Vec<Value>>> = vec![None; self.slots.len()];
+        let mut names_hint: Vec<Option<Vec<String>>> = vec![None; self.slots.len()];
+        for &ci in &self.chunks {
+            if first.iter().all(Option::is_some) {
+                break;
+            }
+            let chunk = &index.chunks[ci];
+            let needed: Vec<usize> = (0..self.slots.len()).filter(|&s| first[s].is_none()).collect();
+            let holds = needed.iter().any(|&s| {
+                index.connections_of(&self.slots[s].topic).iter().any(|c| chunk.holds_any(&[*c]))
+            });
+            if !holds {
+                continue;
+            }
+            let data = read_chunk(bag, chunk)?;
+            for m in messages(data.bytes()) {
+                let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
+                let Some(cp) = self.conns.get(&m.conn) else { continue };
+                if cp.uses.iter().all(|(s, _)| first[*s].is_some()) {
+                    continue;
+                }
+                let values = cp.schema.decode_fields(m.data, &cp.paths).map_err(|e| Error::Decode {
+                    path: bag.path().to_path_buf(),
+                    topic: cp.topic.clone(),
+                    conn: m.conn,
+                    time_ns: m.time_ns,
+                    offset: e.offset,
+                    what: e.what.clone(),
+                })?;
+                for &(slot, at) in &cp.uses {
+                    if first[slot].is_some() {
+                        continue;
+                    }
+                    let n = match self.slots[slot].kind {
+                        SlotKind::Numeric { .. } => 1,
+                        SlotKind::CompressedImage => COMPRESSED_IMAGE_FIELDS.len(),
+                        SlotKind::RawImage => RAW_IMAGE_FIELDS.len(),
+                    };
+                    first[slot] = Some(values[at..at + n].to_vec());
+                    // JointState-like: element names from the sibling `name` field.
+                    if cp.schema.msgtype() == "sensor_msgs/JointState"
+                        && let Ok(p) = cp.schema.field_path("name")
+                        && let Ok(v) = cp.schema.decode_fields(m.data, &[p])
+                        && let Some(Value::Array(items)) = v.first()
+                    {
+                        names_hint[slot] = Some(
+                            items
+                                .iter()
+                                .map(|i| match i {
+                                    Value::String(s) => s.clone(),
+                                    _ => String::new(),
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+            }
+            bag.release(chunk.pos, chunk.end() - chunk.pos);
+        }
+        for (s, v) in first.iter().enumerate() {
+            if v.is_none() {
+                return Err(Error::Config(format!(
+                    "{}: topic {} has no messages",
+                    bag.path().display(),
+                    self.slots[s].topic
+                )));
+            }
+        }
+        // Features.
+        for (fi, f) in cfg.features.iter().enumerate() {
+            let slots = &self.feature_slots[fi];
+            let kind = if let [s] = slots[..]
+                && !matches!(self.slots[s].kind, SlotKind::Numeric { .. })
+            {
+                let vals = first[s].as_ref().ok_or_else(|| Error::Config("probe missing".into()))?;
+                let (h, w, c) = image_shape(&self.slots[s].kind, vals).map_err(|what| {
+                    Error::Config(format!("feature '{}' (topic {}): {what}", f.name, self.slots[s].topic))
+                })?;
+                FeatureKind::Image {
+                    height: h,
+                    width: w,
+                    channels: c,
+                }
+            } else {
+                let mut names = Vec::new();
+                let mut total = 0;
+                for &s in slots {
+                    let vals = first[s].as_ref().ok_or_else(|| Error::Config("probe missing".into()))?;
+                    let SlotKind::Numeric { range, scale, .. } = self.slots[s].kind else {
+                        return Err(Error::Config(format!("feature '{}' mixes images and numbers", f.name)));
+                    };
+                    let all = vals[0].to_f64_vec().unwrap_or_default();
+                    let (a, b) = range.unwrap_or((0, all.len()));
+                    if b > all.len() {
+                        return Err(Error::Config(format!(
+                            "feature '{}': range {a}..{b} of topic {} but its first message has {} values",
+                            f.name,
+                            self.slots[s].topic,
+                            all.len()
+                        )));
+                    }
+                    let len = b - a;
+                    if len == 0 {
+                        return Err(Error::Config(format!(
+                            "feature '{}': topic {} gives no values (empty array)",
+                            f.name, self.slots[s].topic
+                        )));
+                    }
+                    self.slots[s].kind = SlotKind::Numeric { range, scale, len };
+                    let field_last = cfg.features[fi]
+                        .all_sources()?
+                        .get(slots.iter().position(|x| *x == s).unwrap_or(0))
+                        .and_then(|src| src.field.clone())
+                        .unwrap_or_default();
+                    let short = field_last.rsplit('.').next().unwrap_or("v").to_string();
+                    match &names_hint[s] {
+                        Some(n) if n.len() >= b => names.extend(n[a..b].iter().cloned()),
+                        _ => names.extend((a..b).map(|i| format!("{short}_{i}"))),
+                    }
+                    total += len;
+                }
+                let names = match &f.names {
+                    Some(n) if n.len() == total => n.clone(),
+                    Some(n) => {
+                        return Err(Error::Config(format!(
+                            "feature '{}' has {total} values but {} names",
+                            f.name,
+                            n.len()
+                        )));
+                    }
+                    None => names,
+                };
+                FeatureKind::Vector {
+                    len: total,
+                    names: Some(names),
+                }
+            };
+            self.spec.features.push(FeatureSpec {
+                name: f.name.clone(),
+                kind,
+            });
+        }
+        Ok(())
+    }
+
+    /// Connection ids the reader must decode.
+    pub fn wanted_conns(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.conns.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+fn image_feature(slots: &[SlotPlan], mine: &[usize]) -> bool {
+    mine.iter().any(|&s| !matches!(slots[s].kind, SlotKind::Numeric { .. }))
+}
+
+/// Height, width, channels of the first image: from the encoded header only for compressed
+/// images, from the message fields for raw ones.
+fn image_shape(kind: &SlotKind, vals: &[Value]) -> std::result::Result<(u32, u32, u32), String> {
+    match kind {
+        SlotKind::CompressedImage => {
+            let data = vals[1].as_bytes().ok_or("CompressedImage data is not bytes")?;
+            let reader = image::ImageReader::new(std::io::Cursor::new(data))
+                .with_guessed_format()
+                .map_err(|e| format!("cannot read the first image: {e}"))?;
+            let decoder = reader.into_decoder().map_err(|e| format!("cannot read the first image's header: {e}"))?;
+            use image::ImageDecoder;
+            let (w, h) = decoder.dimensions();
+            let c = decoder.color_type().channel_count() as u32;
+            Ok((h, w, c))
+        }
+        SlotKind::RawImage => {
+            let h = vals[0].to_f64().ok_or("height is not a number")? as u32;
+            let w = vals[1].to_f64().ok_or("width is not a number")? as u32;
+            let Value::String(enc) = &vals[2] else { return Err("encoding is not a string".into()) };
+            let c = super::image::raw_channels(enc).ok_or_else(|| format!("unsupported raw image encoding {enc:?}"))?;
+            Ok((h, w, c))
+        }
+        SlotKind::Numeric { .. } => Err("not an image".into()),
+    }
+}
