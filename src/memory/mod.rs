@@ -2,6 +2,8 @@
 //! process really holds ([`stats`]).
 
 pub mod budget;
+pub mod log;
+pub mod plan;
 pub mod stats;
 
 pub use budget::{Budget, Permit};

@@ -1,0 +1,101 @@
+//! How a memory ceiling is split into the budgets of the pipeline's buffers.
+//!
+//! ```text
+//! ceiling = baseline RSS (binary, runtime, measured at start)
+//!         + RESERVE_BYTES (Parquet encoders, thread stacks, stats, allocator slack)
+//!         + chunk in flight (largest needed chunk: mapped pages + decompressed copy)
+//!         + the rest, shared by: samples in flight 25 %, aligner windows 35 %,
+//!           frames in flight 15 %, writer row group 2 x 12.5 % (builders + encoded pages)
+//! ```
+
+use super::budget::Budget;
+use super::format_bytes;
+use crate::error::{Error, Result};
+
+/// Fixed allowance for everything not held in a budgeted buffer, in bytes (8 MiB).
+pub const RESERVE_BYTES: u64 = 8 << 20;
+/// Smallest share left for the buffers after the chunk in flight, in bytes (2 MiB).
+pub const MIN_BUFFER_BYTES: u64 = 2 << 20;
+/// Default ceiling when none is given (64 MiB).
+pub const DEFAULT_CEILING: u64 = 64 << 20;
+
+/// The budgets of one conversion run.
+#[derive(Debug, Clone)]
+pub struct MemoryPlan {
+    pub ceiling: u64,
+    pub baseline: u64,
+    /// The chunk being decompressed and walked.
+    pub chunk: Budget,
+    /// Samples between the chunk reader and the aligner.
+    pub samples: Budget,
+    /// Samples held in the aligner's windows.
+    pub window: Budget,
+    /// Frames between the aligner and the writer (and the trim-end delay line).
+    pub frames: Budget,
+    /// Parquet row group flush threshold.
+    pub row_group_bytes: usize,
+}
+
+impl MemoryPlan {
+    /// Splits `ceiling` given the RSS already used (`baseline`) and the largest chunk the run
+    /// must hold (`max_chunk`, named by `chunk_label` in errors).
+    pub fn new(ceiling: u64, baseline: u64, max_chunk: u64, chunk_label: &str) -> Result<MemoryPlan> {
+        let fixed = baseline + RESERVE_BYTES;
+        let needed_min = fixed + max_chunk + MIN_BUFFER_BYTES;
+        if ceiling < needed_min {
+            return Err(Error::OverBudget {
+                item: format!(
+                    "{chunk_label} plus the process baseline ({}) and reserve ({}) and the smallest buffers ({})",
+                    format_bytes(baseline),
+                    format_bytes(RESERVE_BYTES),
+                    format_bytes(MIN_BUFFER_BYTES)
+                ),
+                needed: needed_min,
+                available: ceiling,
+                ceiling,
+                hint: format_bytes(needed_min.next_multiple_of(1 << 20)),
+            });
+        }
+        let rest = ceiling - fixed - max_chunk;
+        let share = |pct: u64| rest / 1000 * pct;
+        Ok(MemoryPlan {
+            ceiling,
+            baseline,
+            chunk: Budget::new("chunk in flight", max_chunk, ceiling),
+            samples: Budget::new("samples in flight", share(250), ceiling),
+            window: Budget::new("aligner windows", share(350), ceiling),
+            frames: Budget::new("frames in flight", share(150), ceiling),
+            row_group_bytes: share(125) as usize,
+        })
+    }
+
+    /// Wakes every waiter: a stage failed.
+    pub fn cancel(&self) {
+        for b in [&self.chunk, &self.samples, &self.window, &self.frames] {
+            b.cancel();
+        }
+    }
+
+    /// Peak bytes held per budget, for the report.
+    pub fn peaks(&self) -> Vec<(&'static str, u64, u64)> {
+        [&self.chunk, &self.samples, &self.window, &self.frames]
+            .iter()
+            .map(|b| (b.name(), b.peak(), b.capacity()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_refuses_too_small_ceilings() {
+        let p = MemoryPlan::new(64 << 20, 6 << 20, 2 << 20, "chunk 0").unwrap();
+        let total = p.chunk.capacity() + p.samples.capacity() + p.window.capacity() + p.frames.capacity()
+            + 2 * p.row_group_bytes as u64;
+        assert!(total + (6 << 20) + RESERVE_BYTES <= 64 << 20);
+        let e = MemoryPlan::new(12 << 20, 6 << 20, 2 << 20, "chunk 7 at offset 4117").unwrap_err().to_string();
+        assert!(e.contains("chunk 7 at offset 4117") && e.contains("--max-memory"), "{e}");
+    }
+}
