@@ -12,7 +12,9 @@ use super::value::Value;
 pub const GOLDEN_HASH_THRESHOLD: usize = 64;
 
 /// Writes `value`, decoded with `schema`, in the golden-file convention. Object keys follow
-/// serde_json's map order; comparisons are by `serde_json::Value` equality.
+/// serde_json's map order; compare by `serde_json::Value` equality. serde_json's default float
+/// parser is off by one ulp on some golden numbers, so parse the goldens with its
+/// `float_roundtrip` feature (or compare float bits) for an exact comparison.
 pub fn to_golden_json(schema: &MessageSchema, value: &Value) -> Json {
     message_json(schema, ROOT, value)
 }

@@ -154,6 +154,14 @@ impl FieldPath {
         &self.leaf_type
     }
 
+    /// The built-in type of the selected value or of its array elements; `None` for messages.
+    pub fn primitive(&self) -> Option<Primitive> {
+        match self.leaf_kind {
+            Kind::Prim(p) => Some(p),
+            Kind::Msg(_) => None,
+        }
+    }
+
     /// True when the selected value is a number, bool, time or duration, or an array of them.
     pub fn is_numeric(&self) -> bool {
         matches!(self.leaf_kind, Kind::Prim(p) if p.is_numeric())
@@ -586,10 +594,10 @@ impl<'a> Compiler<'a> {
             return Some(index);
         }
         // Old bags declare the header dependency as `MSG: roslib/Header`.
-        if full == "std_msgs/Header" {
-            if let Some(&index) = self.by_name.get("roslib/Header") {
-                return Some(index);
-            }
+        if full == "std_msgs/Header"
+            && let Some(&index) = self.by_name.get("roslib/Header")
+        {
+            return Some(index);
         }
         // A bare name whose package guess failed: accept the one section of that short name.
         if !type_name.contains('/') {

@@ -172,12 +172,14 @@ fn nested_header_and_field_paths() {
     let x = s.field_path("pose.position.x").expect("exists");
     assert_eq!(v.get(&x), Some(&Value::Float64(1.0)));
     assert_eq!(x.ros_type(), "float64");
+    assert_eq!(x.primitive(), Some(Primitive::Float64));
     let stamp = s.field_path("header.stamp").expect("exists");
     assert_eq!(v.get(&stamp), Some(&Value::Time { sec: 10, nsec: 20 }));
     assert_eq!(v.get(&stamp).and_then(Value::to_f64), Some(10.000_000_02));
     let pos = s.field_path("pose.position").expect("exists");
     assert_eq!(pos.ros_type(), "geometry_msgs/Point");
     assert!(!pos.is_numeric());
+    assert_eq!(pos.primitive(), None);
     assert_eq!(v.get(&pos).and_then(Value::to_f64_vec), None);
     assert!(s.field_path("pose.nope").is_err());
     assert!(s.field_path("pose.position.x.y").is_err());
@@ -296,7 +298,8 @@ fn arrays_of_messages() {
     let path = s.field_path("pts[1].x").expect("exists");
     assert_eq!(v.get(&path), Some(&Value::Float64(1.0)));
     assert_eq!(
-        s.decode_fields(&w.0, &[path.clone()]).expect("decodes"),
+        s.decode_fields(&w.0, std::slice::from_ref(&path))
+            .expect("decodes"),
         vec![Value::Float64(1.0)]
     );
     let beyond = s
