@@ -1,0 +1,101 @@
+//! Decoded message values. Field names live in the schema, not in each value, so a decoded
+//! message is a plain vector in definition order.
+
+use super::schema::{FieldPath, Step};
+
+/// One decoded value of a ROS1 message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Bool(bool),
+    /// int8, int16, int32, int64 and `byte` scalars.
+    Int(i64),
+    /// uint8, uint16, uint32, uint64 and `char` scalars.
+    UInt(u64),
+    Float32(f32),
+    Float64(f64),
+    /// ROS strings are not checked to be UTF-8; invalid sequences become U+FFFD.
+    String(String),
+    Time {
+        sec: u32,
+        nsec: u32,
+    },
+    Duration {
+        sec: i32,
+        nsec: i32,
+    },
+    /// Array of `uint8` or `char` (fixed or variable length), kept as raw bytes.
+    Bytes(Vec<u8>),
+    /// Array of `int8` or `byte`, kept as raw bytes; each byte is an `i8`.
+    SignedBytes(Vec<u8>),
+    /// Array of any other element type.
+    Array(Vec<Value>),
+    /// A message's fields in definition order; the names are in the schema.
+    Message(Vec<Value>),
+}
+
+impl Value {
+    /// The value at `path`, which must come from the schema this value was decoded with.
+    /// `None` when an index is past the end of a variable-length array.
+    pub fn get(&self, path: &FieldPath) -> Option<&Value> {
+        self.get_steps(&path.steps)
+    }
+
+    pub(crate) fn get_steps(&self, steps: &[Step]) -> Option<&Value> {
+        let mut value = self;
+        for step in steps {
+            value = match (step, value) {
+                (Step::Field(i), Value::Message(fields)) => fields.get(*i)?,
+                (Step::Index(i), Value::Array(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+
+    /// The raw bytes of a `uint8`/`char`/`int8`/`byte` array.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) | Value::SignedBytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// A numeric scalar or array flattened to `f64`s: ints and floats as numbers, bool as 0/1,
+    /// time and duration as seconds. `None` for strings, messages and arrays holding them.
+    /// 64-bit integers beyond 2^53 lose precision, as any conversion to `f64` does.
+    pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
+        match self {
+            Value::Bytes(b) => Some(b.iter().map(|&x| f64::from(x)).collect()),
+            Value::SignedBytes(b) => Some(b.iter().map(|&x| f64::from(x as i8)).collect()),
+            Value::Array(items) => items.iter().map(Value::to_f64).collect(),
+            scalar => scalar.to_f64().map(|x| vec![x]),
+        }
+    }
+
+    /// A numeric scalar as `f64`, with the conversions of [`Value::to_f64_vec`].
+    pub fn to_f64(&self) -> Option<f64> {
+        Some(match *self {
+            Value::Bool(b) => f64::from(u8::from(b)),
+            Value::Int(i) => i as f64,
+            Value::UInt(u) => u as f64,
+            Value::Float32(f) => f64::from(f),
+            Value::Float64(f) => f,
+            Value::Time { sec, nsec } => f64::from(sec) + f64::from(nsec) * 1e-9,
+            Value::Duration { sec, nsec } => f64::from(sec) + f64::from(nsec) * 1e-9,
+            _ => return None,
+        })
+    }
+
+    /// Heap bytes owned by this value (not counting the value itself), for memory accounting.
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Value::String(s) => s.capacity(),
+            Value::Bytes(b) | Value::SignedBytes(b) => b.capacity(),
+            Value::Array(items) | Value::Message(items) => {
+                items.capacity() * std::mem::size_of::<Value>()
+                    + items.iter().map(Value::heap_size).sum::<usize>()
+            }
+            _ => 0,
+        }
+    }
+}
