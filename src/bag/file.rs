@@ -168,7 +168,17 @@ fn parse_bag_header(bytes: &[u8]) -> Result<BagHeader, RecordError> {
     let conn_count = fields.u32("conn_count")?;
     let chunk_count = fields.u32("chunk_count")?;
     // rosbag pads the header record to 4096 bytes; short (unpadded) headers exist too.
-    let data_start = (data_at as u64 + data_len as u64).min(bytes.len() as u64);
+    let data_start = data_at as u64 + data_len as u64;
+    if data_start > bytes.len() as u64 {
+        return Err(RecordError {
+            offset: at,
+            what: format!(
+                "the file ends inside the bag header record ({} bytes declared, {} present)",
+                data_start - at as u64,
+                bytes.len() - at
+            ),
+        });
+    }
     Ok(BagHeader {
         index_pos,
         conn_count,

@@ -38,8 +38,14 @@ pub fn camera_name(topic: &str) -> String {
         .split('/')
         .filter(|p| !p.is_empty() && !GENERIC_PARTS.contains(p))
         .collect();
-    let name = parts.join("_").replace(|c: char| !(c.is_ascii_alphanumeric() || c == '_'), "_");
-    if name.is_empty() { "camera".into() } else { name }
+    let name = parts
+        .join("_")
+        .replace(|c: char| !(c.is_ascii_alphanumeric() || c == '_'), "_");
+    if name.is_empty() {
+        "camera".into()
+    } else {
+        name
+    }
 }
 
 /// The joint-position field of a JointState-like type, if it is one.
@@ -62,13 +68,16 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
     let counts = index.counts_by_connection();
     let mut topic_count: HashMap<&str, u64> = HashMap::new();
     for c in &index.connections {
-        *topic_count.entry(c.topic.as_str()).or_insert(0) += counts.get(&c.id).copied().unwrap_or(0);
+        *topic_count.entry(c.topic.as_str()).or_insert(0) +=
+            counts.get(&c.id).copied().unwrap_or(0);
     }
     let mut features = Vec::new();
     let mut cameras: Vec<(&str, u64)> = Vec::new();
     let mut names_used: Vec<String> = Vec::new();
     for topic in index.topics() {
-        let Some(conn) = index.connections.iter().find(|c| c.topic == topic) else { continue };
+        let Some(conn) = index.connections.iter().find(|c| c.topic == topic) else {
+            continue;
+        };
         let n = topic_count.get(topic).copied().unwrap_or(0);
         if is_image_type(&conn.msgtype) && n > 0 {
             let mut name = camera_name(topic);

@@ -63,7 +63,10 @@ impl MemoryLog {
             Some(p) => {
                 let f = File::create(p).map_err(|e| Error::io(p, e))?;
                 let mut w = BufWriter::new(f);
-                let json = matches!(p.extension().and_then(|e| e.to_str()), Some("jsonl" | "json" | "ndjson"));
+                let json = matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("jsonl" | "json" | "ndjson")
+                );
                 if json {
                     Sink::Jsonl(w)
                 } else {
@@ -101,7 +104,9 @@ impl MemoryLog {
         frames_written: u64,
         s: &MemorySample,
     ) -> Result<()> {
-        let increase = self.last_allocated.map_or(0, |l| s.allocated as i64 - l as i64);
+        let increase = self
+            .last_allocated
+            .map_or(0, |l| s.allocated as i64 - l as i64);
         self.last_allocated = Some(s.allocated);
         let row = ChunkRow {
             episode,
@@ -187,7 +192,11 @@ pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
     let x = |i: usize| left + plot_w * i as f64 / n;
     let y = |v: u64| top + plot_h * (1.0 - v as f64 / ymax);
     let line = |f: &dyn Fn(&ChunkRow) -> u64| {
-        rows.iter().enumerate().map(|(i, r)| format!("{:.1},{:.1}", x(i), y(f(r)))).collect::<Vec<_>>().join(" ")
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| format!("{:.1},{:.1}", x(i), y(f(r))))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     let mib = |v: f64| v / 1048576.0;
     let mut s = format!(
@@ -215,16 +224,28 @@ pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
         y(ceiling) - 4.0
     );
     for (label, color, f) in [
-        ("RSS total", "#1f77b4", &(|r: &ChunkRow| r.rss_anon + r.rss_file) as &dyn Fn(&ChunkRow) -> u64),
+        (
+            "RSS total",
+            "#1f77b4",
+            &(|r: &ChunkRow| r.rss_anon + r.rss_file) as &dyn Fn(&ChunkRow) -> u64,
+        ),
         ("RSS anon", "#2ca02c", &|r: &ChunkRow| r.rss_anon),
         ("RSS file", "#ff7f0e", &|r: &ChunkRow| r.rss_file),
         ("jemalloc allocated", "#9467bd", &|r: &ChunkRow| r.allocated),
     ] {
-        s += &format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n", line(f));
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n",
+            line(f)
+        );
         let _ = label;
     }
     let mut lx = left;
-    for (label, color) in [("RSS total", "#1f77b4"), ("RSS anon", "#2ca02c"), ("RSS file", "#ff7f0e"), ("jemalloc allocated", "#9467bd")] {
+    for (label, color) in [
+        ("RSS total", "#1f77b4"),
+        ("RSS anon", "#2ca02c"),
+        ("RSS file", "#ff7f0e"),
+        ("jemalloc allocated", "#9467bd"),
+    ] {
         s += &format!(
             "<rect x=\"{lx}\" y=\"{0}\" width=\"12\" height=\"4\" fill=\"{color}\"/><text x=\"{1}\" y=\"{2}\">{label}</text>\n",
             h - 14.0,
@@ -233,6 +254,10 @@ pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
         );
         lx += 150.0;
     }
-    s += &format!("<text x=\"{:.1}\" y=\"{:.1}\">chunks read →</text>\n</svg>\n", left + plot_w - 90.0, h - 24.0);
+    s += &format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\">chunks read →</text>\n</svg>\n",
+        left + plot_w - 90.0,
+        h - 24.0
+    );
     s
 }

@@ -39,7 +39,12 @@ pub struct MemoryPlan {
 impl MemoryPlan {
     /// Splits `ceiling` given the RSS already used (`baseline`) and the largest chunk the run
     /// must hold (`max_chunk`, named by `chunk_label` in errors).
-    pub fn new(ceiling: u64, baseline: u64, max_chunk: u64, chunk_label: &str) -> Result<MemoryPlan> {
+    pub fn new(
+        ceiling: u64,
+        baseline: u64,
+        max_chunk: u64,
+        chunk_label: &str,
+    ) -> Result<MemoryPlan> {
         let fixed = baseline + RESERVE_BYTES;
         let needed_min = fixed + max_chunk + MIN_BUFFER_BYTES;
         if ceiling < needed_min {
@@ -92,10 +97,18 @@ mod tests {
     #[test]
     fn splits_and_refuses_too_small_ceilings() {
         let p = MemoryPlan::new(64 << 20, 6 << 20, 2 << 20, "chunk 0").unwrap();
-        let total = p.chunk.capacity() + p.samples.capacity() + p.window.capacity() + p.frames.capacity()
+        let total = p.chunk.capacity()
+            + p.samples.capacity()
+            + p.window.capacity()
+            + p.frames.capacity()
             + 2 * p.row_group_bytes as u64;
         assert!(total + (6 << 20) + RESERVE_BYTES <= 64 << 20);
-        let e = MemoryPlan::new(12 << 20, 6 << 20, 2 << 20, "chunk 7 at offset 4117").unwrap_err().to_string();
-        assert!(e.contains("chunk 7 at offset 4117") && e.contains("--max-memory"), "{e}");
+        let e = MemoryPlan::new(12 << 20, 6 << 20, 2 << 20, "chunk 7 at offset 4117")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("chunk 7 at offset 4117") && e.contains("--max-memory"),
+            "{e}"
+        );
     }
 }
