@@ -11,7 +11,7 @@ pub mod bag;
 pub mod cli;
 pub mod commands;
 pub mod convert;
-// pub mod dataset;
+pub mod dataset;
 pub mod demo;
 pub mod error;
 pub mod memory;

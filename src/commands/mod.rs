@@ -1,5 +1,6 @@
 //! One file per verb; [`run`] dispatches and returns the exit status.
 
+pub mod convert;
 pub mod dump;
 pub mod info;
 
@@ -33,8 +34,19 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Info(args) => info_cmd(args),
         Command::Dump(args) => dump::run(args),
-        Command::Convert(_) | Command::Validate(_) | Command::MakeDemo(_) => {
-            anyhow::bail!("not built yet")
+        Command::Convert(args) => convert::run_cmd(*args),
+        Command::Validate(args) => validate_cmd(args),
+        Command::MakeDemo(args) => {
+            let summary = crate::demo::write_demo_bag(&args.output)
+                .with_context(|| format!("writing {}", args.output.display()))?;
+            eprintln!(
+                "wrote {} ({} bytes, {} messages in {} chunks)",
+                args.output.display(),
+                summary.bytes,
+                summary.messages,
+                summary.chunks
+            );
+            Ok(Exit::Ok)
         }
     }
 }
@@ -61,6 +73,19 @@ fn info_cmd(args: crate::cli::InfoArgs) -> anyhow::Result<Exit> {
         }
     }
     Ok(status)
+}
+
+fn validate_cmd(args: crate::cli::ValidateArgs) -> anyhow::Result<Exit> {
+    let problems = crate::dataset::validate(&args.dataset)?;
+    if problems.is_empty() {
+        println!("{}: valid LeRobot v3.0 dataset", args.dataset.display());
+        return Ok(Exit::Ok);
+    }
+    println!("{}: {} problem(s):", args.dataset.display(), problems.len());
+    for p in &problems {
+        println!("  - {p}");
+    }
+    Ok(Exit::Error)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error: returns false to stop quietly.

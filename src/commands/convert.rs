@@ -1,0 +1,74 @@
+//! `bag2dataset convert`: validated options → [`crate::convert::run`] → summary and exit code.
+
+use std::io::{self, Write};
+
+use anyhow::Context;
+
+use super::{Exit, write_stdout};
+use crate::cli::ConvertArgs;
+use crate::convert::config::ConvertConfig;
+use crate::convert::run::{RunOptions, collect_bags, render_summary, resolve_config, run};
+use crate::memory::parse_size;
+
+pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
+    let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    let config = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            Some(ConvertConfig::from_toml(&text, &p.display().to_string())?)
+        }
+        None => None,
+    };
+    if args.print_config {
+        let bags = collect_bags(&args.inputs)?;
+        let mut cfg = resolve_config(&bags, config)?;
+        if let Some(fps) = args.fps {
+            cfg.fps = Some(fps);
+        }
+        if let Some(t) = &args.task {
+            cfg.task = t.clone();
+        }
+        let text = format!(
+            "# bag2dataset conversion config (chosen from {}); edit and pass with --config\n{}",
+            bags.first().map(|b| b.display().to_string()).unwrap_or_default(),
+            cfg.to_toml()
+        );
+        write_stdout(&mut io::stdout().lock(), text.as_bytes())?;
+        return Ok(Exit::Ok);
+    }
+    let zero_config = config.is_none();
+    let opts = RunOptions {
+        inputs: args.inputs.clone(),
+        output: args.output.clone(),
+        config,
+        ceiling,
+        fps: args.fps,
+        task: args.task.clone(),
+        overwrite: args.overwrite,
+        memory_log: args.memory_log.clone(),
+        memory_chart: args.memory_chart.clone(),
+        progress: !args.quiet && !args.json,
+    };
+    if zero_config && !args.quiet && !args.json {
+        let bags = collect_bags(&args.inputs)?;
+        let cfg = resolve_config(&bags, None)?;
+        eprintln!("no --config: using this mapping (save it with --print-config):");
+        for f in &cfg.features {
+            eprintln!(
+                "  {:<32} <- {} {}",
+                f.name,
+                f.topic.as_deref().unwrap_or("?"),
+                f.field.as_deref().unwrap_or("")
+            );
+        }
+        eprintln!("  timeline: {}", cfg.timeline.as_deref().unwrap_or("?"));
+    }
+    let report = run(&opts)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        write_stdout(&mut io::stdout().lock(), text.as_bytes())?;
+    } else if !args.quiet {
+        let _ = io::stderr().write_all(render_summary(&report).as_bytes());
+    }
+    Ok(if report.failed > 0 { Exit::Partial } else { Exit::Ok })
+}

@@ -1,0 +1,571 @@
+//! One bag → one episode, in three stages on their own threads joined by byte-bounded
+//! channels:
+//!
+//! ```text
+//! chunk reader ──samples──► aligner ──frames──► writer (caller's thread)
+//!  one chunk at a time       per-slot windows     Arrow builders → Parquet
+//! ```
+//!
+//! Every sample and frame owns a permit from its budget ([`MemoryPlan`]); dropping it at the
+//! next stage returns the bytes. A stage that fails cancels every budget, so no other stage
+//! waits forever, and the episode is aborted (nothing of it reaches the dataset).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use serde::Serialize;
+
+use super::image::to_feature_value;
+use super::plan::{BagPlan, SlotKind};
+use crate::align::{Aligner, ImagePayload, Sample, SampleValue, SlotReport, Tick};
+use crate::bag::chunk_reader::{chunk_error, messages, read_chunk};
+use crate::bag::{BagFile, BagIndex, ChunkCompression, ChunkInfo};
+use crate::convert::config::TimeSource;
+use crate::dataset::{DatasetWriter, FeatureValue, Frame};
+use crate::error::{Error, Result};
+use crate::memory::log::MemoryLog;
+use crate::memory::plan::MemoryPlan;
+use crate::memory::{MemorySample, Permit, sample};
+
+/// With `time_source = "header"`, how far a header stamp may trail its record time; slot
+/// watermarks (in record time) are moved back by this much (1 s).
+pub const HEADER_LATENCY_ALLOWANCE_NS: u64 = 1_000_000_000;
+
+/// How often the memory monitor samples the process (10 ms).
+pub const MONITOR_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Fixed bytes counted per frame on top of its values.
+const FRAME_OVERHEAD_BYTES: u64 = 128;
+
+/// Bytes a chunk occupies while it is read: its mapped pages, plus the decompressed copy.
+pub fn chunk_need(chunk: &ChunkInfo) -> u64 {
+    let mapped = chunk.data_len as u64;
+    match chunk.compression {
+        ChunkCompression::None => mapped,
+        _ => mapped + chunk.uncompressed_size as u64,
+    }
+}
+
+/// What the reader sends the aligner.
+enum ReaderEvent {
+    Sample(Sample),
+    /// A chunk was consumed; per slot, every sample earlier than the watermark was sent.
+    ChunkDone { watermarks: Vec<u64> },
+    /// Every chunk was read.
+    End,
+}
+
+enum FrameEvent {
+    Frame(Frame, Permit),
+    End,
+}
+
+/// Figures of one converted bag.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EpisodeReport {
+    pub ticks: u64,
+    pub frames: u64,
+    pub dropped: u64,
+    pub trimmed: u64,
+    pub chunks_read: u64,
+    pub bytes_read: u64,
+    pub messages_decoded: u64,
+    pub slots: Vec<SlotReport>,
+    /// Where the first few drops happened (tick time, slot label).
+    pub drop_examples: Vec<(u64, String)>,
+}
+
+/// Memory seen while the pipeline ran (sampled every [`MONITOR_INTERVAL`]).
+#[derive(Debug, Default)]
+pub struct Monitor {
+    pub peak_anon: AtomicU64,
+    pub peak_file: AtomicU64,
+    pub peak_rss: AtomicU64,
+    pub peak_allocated: AtomicU64,
+    /// First RSS reading over the ceiling, 0 if none.
+    pub over_ceiling: AtomicU64,
+    pub frames_written: AtomicU64,
+}
+
+impl Monitor {
+    pub fn observe(&self, s: &MemorySample) {
+        self.peak_anon.fetch_max(s.rss_anon, Ordering::Relaxed);
+        self.peak_file.fetch_max(s.rss_file, Ordering::Relaxed);
+        self.peak_rss.fetch_max(s.rss(), Ordering::Relaxed);
+        self.peak_allocated.fetch_max(s.allocated, Ordering::Relaxed);
+    }
+}
+
+/// Runs the monitor thread until `stop`; cancels the budgets if RSS passes the ceiling.
+pub fn spawn_monitor(
+    monitor: Arc<Monitor>,
+    stop: Arc<AtomicBool>,
+    mem: MemoryPlan,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let s = sample();
+            monitor.observe(&s);
+            if s.rss() > mem.ceiling && monitor.over_ceiling.load(Ordering::Relaxed) == 0 {
+                monitor.over_ceiling.store(s.rss(), Ordering::Relaxed);
+                mem.cancel();
+            }
+            std::thread::sleep(MONITOR_INTERVAL);
+        }
+    })
+}
+
+/// Converts one bag into the writer's current episode (begun by the caller).
+#[allow(clippy::too_many_arguments)]
+pub fn convert_bag(
+    bag: &BagFile,
+    index: &BagIndex,
+    plan: &BagPlan,
+    mem: &MemoryPlan,
+    writer: &mut DatasetWriter,
+    log: &mut MemoryLog,
+    episode: usize,
+    monitor: &Monitor,
+) -> Result<EpisodeReport> {
+    let (sample_tx, sample_rx) = unbounded::<ReaderEvent>();
+    let (frame_tx, frame_rx) = unbounded::<FrameEvent>();
+    let mut report = EpisodeReport::default();
+    let (reader_result, aligner_result, writer_result) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let r = read_stage(bag, index, plan, mem, &sample_tx, log, episode, monitor);
+            if r.is_err() {
+                mem.cancel();
+            }
+            drop(sample_tx);
+            r
+        });
+        let aligner = scope.spawn(|| {
+            let r = align_stage(plan, mem, sample_rx, &frame_tx);
+            if r.is_err() {
+                mem.cancel();
+            }
+            drop(frame_tx);
+            r
+        });
+        let w = write_stage(writer, frame_rx, monitor);
+        if w.is_err() {
+            mem.cancel();
+        }
+        let reader = reader.join().unwrap_or_else(|_| Err(Error::Config("chunk reader thread panicked".into())));
+        let aligner = aligner.join().unwrap_or_else(|_| Err(Error::Config("aligner thread panicked".into())));
+        (reader, aligner, w)
+    });
+    // The first real error wins over the Cancelled it caused in the other stages.
+    let results = [
+        reader_result.as_ref().err(),
+        aligner_result.as_ref().err(),
+        writer_result.as_ref().err(),
+    ];
+    if let Some(e) = results.iter().flatten().find(|e| !matches!(e, Error::Cancelled)) {
+        return Err(clone_error(e));
+    }
+    if results.iter().any(Option::is_some) {
+        let rss = monitor.over_ceiling.load(Ordering::Relaxed);
+        if rss > 0 {
+            return Err(Error::OverBudget {
+                item: format!("the process's resident memory ({})", crate::memory::format_bytes(rss)),
+                needed: rss,
+                available: mem.ceiling,
+                ceiling: mem.ceiling,
+                hint: crate::memory::format_bytes(rss + rss / 4),
+            });
+        }
+        return Err(Error::Cancelled);
+    }
+    let reader = reader_result.unwrap_or_default();
+    let aligned = aligner_result.unwrap_or_default();
+    report.chunks_read = reader.0;
+    report.bytes_read = reader.1;
+    report.messages_decoded = reader.2;
+    report.ticks = aligned.ticks;
+    report.frames = aligned.frames;
+    report.dropped = aligned.dropped;
+    report.trimmed = aligned.trimmed;
+    report.slots = aligned.slots;
+    report.drop_examples = aligned.drop_examples;
+    Ok(report)
+}
+
+/// Errors are not Clone (they hold io::Error); rebuild one with the same message.
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::OverBudget {
+            item,
+            needed,
+            available,
+            ceiling,
+            hint,
+        } => Error::OverBudget {
+            item: item.clone(),
+            needed: *needed,
+            available: *available,
+            ceiling: *ceiling,
+            hint: hint.clone(),
+        },
+        Error::Decode {
+            path,
+            topic,
+            conn,
+            time_ns,
+            offset,
+            what,
+        } => Error::Decode {
+            path: path.clone(),
+            topic: topic.clone(),
+            conn: *conn,
+            time_ns: *time_ns,
+            offset: *offset,
+            what: what.clone(),
+        },
+        Error::Malformed { path, offset, what } => Error::Malformed {
+            path: path.clone(),
+            offset: *offset,
+            what: what.clone(),
+        },
+        Error::Io { path, source } => Error::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => Error::Config(other.to_string()),
+    }
+}
+
+/// Per slot, the record times before which every one of its messages has been read, after
+/// each visited chunk: the earliest start of the chunks still to come that hold the slot.
+struct Watermarks {
+    /// Per slot: positions (in visit order) of the chunks holding it, and the suffix minimum
+    /// of their start times.
+    positions: Vec<Vec<usize>>,
+    suffix_min: Vec<Vec<u64>>,
+    cursor: Vec<usize>,
+}
+
+impl Watermarks {
+    fn new(index: &BagIndex, plan: &BagPlan) -> Self {
+        let n = plan.slots.len();
+        let mut positions = vec![Vec::new(); n];
+        let mut starts = vec![Vec::new(); n];
+        for (slot, sp) in plan.slots.iter().enumerate() {
+            let conns = index.connections_of(&sp.topic);
+            for (k, &ci) in plan.chunks.iter().enumerate() {
+                let c = &index.chunks[ci];
+                if c.holds_any(&conns) {
+                    positions[slot].push(k);
+                    starts[slot].push(c.start_ns);
+                }
+            }
+        }
+        let suffix_min = starts
+            .into_iter()
+            .map(|s| {
+                let mut m = s.clone();
+                for i in (0..m.len().saturating_sub(1)).rev() {
+                    m[i] = m[i].min(m[i + 1]);
+                }
+                m
+            })
+            .collect();
+        Watermarks {
+            positions,
+            suffix_min,
+            cursor: vec![0; n],
+        }
+    }
+
+    /// Watermarks once the chunk at visit position `k` is done.
+    fn after(&mut self, k: usize, time_source: TimeSource) -> Vec<u64> {
+        (0..self.positions.len())
+            .map(|s| {
+                while self.cursor[s] < self.positions[s].len() && self.positions[s][self.cursor[s]] <= k {
+                    self.cursor[s] += 1;
+                }
+                match self.suffix_min[s].get(self.cursor[s]) {
+                    None => u64::MAX,
+                    Some(&t) if time_source == TimeSource::Header => t.saturating_sub(HEADER_LATENCY_ALLOWANCE_NS),
+                    Some(&t) => t,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Reads the planned chunks in file order and sends samples; returns (chunks, bytes, messages).
+#[allow(clippy::too_many_arguments)]
+fn read_stage(
+    bag: &BagFile,
+    index: &BagIndex,
+    plan: &BagPlan,
+    mem: &MemoryPlan,
+    tx: &Sender<ReaderEvent>,
+    log: &mut MemoryLog,
+    episode: usize,
+    monitor: &Monitor,
+) -> Result<(u64, u64, u64)> {
+    let mut marks = Watermarks::new(index, plan);
+    let (mut bytes_read, mut decoded) = (0u64, 0u64);
+    let send = |ev| tx.send(ev).map_err(|_| Error::Cancelled);
+    for (k, &ci) in plan.chunks.iter().enumerate() {
+        let chunk = &index.chunks[ci];
+        let _held = mem.chunk.acquire(chunk_need(chunk), || {
+            format!(
+                "chunk {ci} of {} at offset {} ({} stored, {} decompressed)",
+                bag.path().display(),
+                chunk.pos,
+                chunk.data_len,
+                chunk.uncompressed_size
+            )
+        })?;
+        let data = read_chunk(bag, chunk)?;
+        bytes_read += chunk.data_len as u64;
+        for m in messages(data.bytes()) {
+            let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
+            let Some(cp) = plan.conns.get(&m.conn) else { continue };
+            let decode_err = |offset: usize, what: String| Error::Decode {
+                path: bag.path().to_path_buf(),
+                topic: cp.topic.clone(),
+                conn: m.conn,
+                time_ns: m.time_ns,
+                offset,
+                what,
+            };
+            let mut values = cp.schema.decode_fields(m.data, &cp.paths).map_err(|e| decode_err(e.offset, e.what))?;
+            decoded += 1;
+            let time_ns = match cp.stamp {
+                Some(i) => match values[i] {
+                    crate::msg::Value::Time { sec, nsec } => sec as u64 * 1_000_000_000 + nsec as u64,
+                    _ => m.time_ns,
+                },
+                None => m.time_ns,
+            };
+            for &(slot, at) in &cp.uses {
+                let value = extract(&plan.slots[slot].kind, &mut values[at..]).map_err(|what| {
+                    decode_err(m.data.len(), format!("{} : {what}", plan.slots[slot].spec.label))
+                })?;
+                let bytes = value.heap_bytes() + crate::align::SAMPLE_OVERHEAD_BYTES;
+                let permit = mem.samples.acquire(bytes, || {
+                    format!("a message of {} at {} ns ({bytes} bytes)", cp.topic, m.time_ns)
+                })?;
+                send(ReaderEvent::Sample(Sample {
+                    slot,
+                    time_ns,
+                    value,
+                    permit,
+                }))?;
+            }
+        }
+        drop(data);
+        bag.release(chunk.pos, chunk.end() - chunk.pos);
+        send(ReaderEvent::ChunkDone {
+            watermarks: marks.after(k, plan.time_source),
+        })?;
+        let s = sample();
+        monitor.observe(&s);
+        log.record(
+            episode,
+            ci,
+            chunk.start_ns,
+            chunk.end_ns,
+            chunk.data_len as u64,
+            monitor.frames_written.load(Ordering::Relaxed),
+            &s,
+        )?;
+    }
+    send(ReaderEvent::End)?;
+    Ok((plan.chunks.len() as u64, bytes_read, decoded))
+}
+
+/// Takes one slot's value out of the decoded fields (moving image bytes, not copying them).
+fn extract(kind: &SlotKind, fields: &mut [crate::msg::Value]) -> std::result::Result<SampleValue, String> {
+    use crate::msg::Value;
+    let take = |v: &mut Value| std::mem::replace(v, Value::Bool(false));
+    match kind {
+        SlotKind::Numeric { range, scale, len } => {
+            let all = fields[0].to_f64_vec().ok_or("field is not numeric")?;
+            let (a, b) = range.unwrap_or((0, all.len()));
+            if b > all.len() || b - a != *len {
+                return Err(format!(
+                    "has {} values; the dataset feature needs {len}{}",
+                    all.len(),
+                    range.map(|(a, b)| format!(" (range {a}..{b})")).unwrap_or_default()
+                ));
+            }
+            Ok(SampleValue::Numbers(all[a..b].iter().map(|x| x * scale).collect()))
+        }
+        SlotKind::CompressedImage => {
+            let format = match take(&mut fields[0]) {
+                Value::String(s) => s,
+                _ => String::new(),
+            };
+            let Value::Bytes(bytes) = take(&mut fields[1]) else {
+                return Err("CompressedImage data is not a byte array".into());
+            };
+            Ok(SampleValue::Image(Arc::new(ImagePayload {
+                bytes,
+                format,
+                width: 0,
+                height: 0,
+                step: 0,
+                big_endian: false,
+                raw: false,
+            })))
+        }
+        SlotKind::RawImage => {
+            let num = |v: &Value| v.to_f64().unwrap_or(0.0) as u32;
+            let encoding = match take(&mut fields[2]) {
+                Value::String(s) => s,
+                _ => String::new(),
+            };
+            let Value::Bytes(bytes) = take(&mut fields[5]) else {
+                return Err("Image data is not a byte array".into());
+            };
+            Ok(SampleValue::Image(Arc::new(ImagePayload {
+                bytes,
+                format: encoding,
+                height: num(&fields[0]),
+                width: num(&fields[1]),
+                big_endian: num(&fields[3]) != 0,
+                step: num(&fields[4]),
+                raw: true,
+            })))
+        }
+    }
+}
+
+#[derive(Default)]
+struct AlignStats {
+    ticks: u64,
+    frames: u64,
+    dropped: u64,
+    trimmed: u64,
+    slots: Vec<SlotReport>,
+    drop_examples: Vec<(u64, String)>,
+}
+
+/// Most drops listed by time in the report.
+const DROP_EXAMPLES: usize = 5;
+
+fn align_stage(
+    plan: &BagPlan,
+    mem: &MemoryPlan,
+    rx: Receiver<ReaderEvent>,
+    tx: &Sender<FrameEvent>,
+) -> Result<AlignStats> {
+    let specs = plan.slots.iter().map(|s| s.spec.clone()).collect();
+    let mut aligner = Aligner::new(specs, plan.timeline, mem.window.clone());
+    let mut stats = AlignStats::default();
+    // Frames held back so the last `trim_end` can be dropped.
+    let mut delay: VecDeque<(Frame, Permit)> = VecDeque::new();
+    let mut ended = false;
+    while !ended {
+        match rx.recv() {
+            Ok(ReaderEvent::Sample(s)) => aligner.push(s)?,
+            Ok(ReaderEvent::ChunkDone { watermarks }) => {
+                for (slot, w) in watermarks.into_iter().enumerate() {
+                    aligner.set_watermark(slot, w);
+                }
+            }
+            Ok(ReaderEvent::End) => {
+                aligner.end();
+                ended = true;
+            }
+            // The reader stopped without End: it failed, and says why.
+            Err(_) => return Err(Error::Cancelled),
+        }
+        while let Some(tick) = aligner.pop() {
+            stats.ticks += 1;
+            match tick {
+                Tick::Dropped { tick_ns, slot } => {
+                    stats.dropped += 1;
+                    if stats.drop_examples.len() < DROP_EXAMPLES {
+                        stats.drop_examples.push((tick_ns, plan.slots[slot].spec.label.clone()));
+                    }
+                }
+                Tick::Frame(af) => {
+                    if stats.frames + stats.trimmed < plan.trim_start as u64 {
+                        stats.trimmed += 1;
+                        continue;
+                    }
+                    let frame = build_frame(plan, af.values).map_err(|what| {
+                        Error::Config(format!("frame at {} ns: {what}", af.tick_ns))
+                    })?;
+                    let bytes = frame_bytes(&frame);
+                    let permit = mem.frames.acquire(bytes, || format!("the frame at {} ns ({bytes} bytes)", af.tick_ns))?;
+                    delay.push_back((frame, permit));
+                    if delay.len() > plan.trim_end
+                        && let Some((f, p)) = delay.pop_front()
+                    {
+                        stats.frames += 1;
+                        tx.send(FrameEvent::Frame(f, p)).map_err(|_| Error::Cancelled)?;
+                    }
+                }
+            }
+        }
+    }
+    stats.trimmed += delay.len() as u64;
+    drop(delay);
+    stats.slots = aligner.reports();
+    tx.send(FrameEvent::End).map_err(|_| Error::Cancelled)?;
+    Ok(stats)
+}
+
+/// Bytes a frame holds.
+pub fn frame_bytes(frame: &Frame) -> u64 {
+    FRAME_OVERHEAD_BYTES
+        + frame
+            .values
+            .iter()
+            .map(|v| match v {
+                FeatureValue::Vector(x) => x.len() as u64 * 4,
+                FeatureValue::Image { bytes, .. } => bytes.len() as u64,
+            })
+            .sum::<u64>()
+}
+
+/// Concatenates each feature's slot values (numbers → float32) and stores images.
+fn build_frame(plan: &BagPlan, values: Vec<SampleValue>) -> std::result::Result<Frame, String> {
+    let mut out = Vec::with_capacity(plan.feature_slots.len());
+    for slots in &plan.feature_slots {
+        if let [s] = slots[..]
+            && let SampleValue::Image(img) = &values[s]
+        {
+            out.push(to_feature_value(img)?);
+            continue;
+        }
+        let mut v = Vec::new();
+        for &s in slots {
+            match &values[s] {
+                SampleValue::Numbers(x) => v.extend(x.iter().map(|&f| f as f32)),
+                SampleValue::Image(_) => return Err("an image among numeric sources".into()),
+            }
+        }
+        out.push(FeatureValue::Vector(v));
+    }
+    Ok(Frame { values: out })
+}
+
+fn write_stage(writer: &mut DatasetWriter, rx: Receiver<FrameEvent>, monitor: &Monitor) -> Result<()> {
+    loop {
+        match rx.recv() {
+            Ok(FrameEvent::Frame(frame, permit)) => {
+                writer.push_frame(frame)?;
+                drop(permit);
+                monitor.frames_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(FrameEvent::End) => return Ok(()),
+            Err(_) => return Err(Error::Cancelled),
+        }
+    }
+}
+
+/// Wall time helper for reports.
+pub fn seconds_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
