@@ -7,6 +7,7 @@
 //! bounding every buffer in bytes.
 
 pub mod bag;
+pub mod dataset;
 pub mod error;
 pub mod msg;
 
