@@ -312,6 +312,8 @@ impl EpisodesWriter {
         let hf = schema.metadata()[super::schema::HUGGINGFACE_META_KEY].clone();
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            // Dictionary encoders would pre-allocate tens of KiB for each of the many columns.
+            .set_dictionary_enabled(false)
             .set_max_row_group_row_count(None)
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 super::schema::HUGGINGFACE_META_KEY.into(),

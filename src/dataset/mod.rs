@@ -25,7 +25,7 @@ mod writer;
 
 pub use stats::FeatureStats;
 pub use validate::validate;
-pub use writer::{DatasetSummary, DatasetWriter, EpisodeSummary};
+pub use writer::{DatasetSummary, DatasetWriter, EpisodeSummary, MemoryUsage};
 
 /// LeRobot format version written into `info.json`.
 pub const CODEBASE_VERSION: &str = "v3.0";

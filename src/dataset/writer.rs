@@ -62,6 +62,26 @@ pub struct EpisodeSummary {
     pub stats: Vec<(String, FeatureStats)>,
 }
 
+/// Bytes held by a [`DatasetWriter`], by part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryUsage {
+    /// Raw rows not yet handed to the Parquet encoder.
+    pub buffered_rows: usize,
+    /// The data file encoder's in-progress row group (`ArrowWriter::memory_size`).
+    pub data_encoder: usize,
+    /// The episodes parquet encoder's in-progress row group.
+    pub episodes_encoder: usize,
+    /// Statistics state of the open episode (sketches, histograms).
+    pub stats: usize,
+}
+
+impl MemoryUsage {
+    /// Sum of all parts.
+    pub fn total(&self) -> usize {
+        self.buffered_rows + self.data_encoder + self.episodes_encoder + self.stats
+    }
+}
+
 /// What a finished dataset holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSummary {
@@ -745,8 +765,13 @@ impl DatasetWriter {
     }
 
     /// Bytes currently held: buffered rows, the encoders' in-progress row groups and the
-    /// statistics state.
+    /// statistics state (the sum of [`Self::memory_usage`]).
     pub fn memory_bytes(&self) -> usize {
+        self.memory_usage().total()
+    }
+
+    /// What [`Self::memory_bytes`] is made of.
+    pub fn memory_usage(&self) -> MemoryUsage {
         let stats: usize = self.episode.as_ref().map_or(0, |ep| {
             ep.acc
                 .iter()
@@ -756,10 +781,12 @@ impl DatasetWriter {
                 })
                 .sum()
         });
-        self.buffered_bytes
-            + self.file.as_ref().map_or(0, |f| f.writer.memory_size())
-            + self.episodes_meta.memory_bytes()
-            + stats
+        MemoryUsage {
+            buffered_rows: self.buffered_bytes,
+            data_encoder: self.file.as_ref().map_or(0, |f| f.writer.memory_size()),
+            episodes_encoder: self.episodes_meta.memory_bytes(),
+            stats,
+        }
     }
 
     /// Completes the dataset: closes the data and episodes files, writes `tasks.parquet`,
@@ -909,8 +936,8 @@ fn new_columns(spec: &DatasetSpec) -> Vec<ColumnBuf> {
         .collect()
 }
 
-/// Parquet properties of data files: snappy for numeric columns; image bytes uncompressed,
-/// without dictionary and without min/max statistics (encoded images neither compress nor
+/// Parquet properties of data files: snappy for numeric columns, no dictionaries; image bytes
+/// uncompressed and without min/max statistics (encoded images neither compress nor
 /// repeat, and their statistics would copy image prefixes into the footer).
 fn data_properties(spec: &DatasetSpec, schema: &SchemaRef) -> WriterProperties {
     let hf = schema
@@ -920,6 +947,9 @@ fn data_properties(spec: &DatasetSpec, schema: &SchemaRef) -> WriterProperties {
         .unwrap_or_default();
     let mut b = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        // Dictionary encoders pre-allocate tens of KiB per column whatever the row group size;
+        // our columns are mostly unique values, and snappy still squeezes the constant ones.
+        .set_dictionary_enabled(false)
         .set_max_row_group_row_count(None)
         .set_key_value_metadata(Some(vec![KeyValue::new(
             HUGGINGFACE_META_KEY.to_string(),
