@@ -330,7 +330,7 @@ fn convert_all(
                 });
                 if fatal {
                     if let Some(w) = writer.take() {
-                        w.discard();
+                        drop(w);
                     }
                     return Err(e);
                 }
@@ -342,7 +342,7 @@ fn convert_all(
             w.finish()?;
         }
         Some(w) => {
-            w.discard();
+            drop(w);
         }
         None => {}
     }

@@ -1,0 +1,176 @@
+//! LeRobot v3.0 dataset output: the streaming [`DatasetWriter`], per-episode and dataset
+//! [`stats`], and [`validate`], which checks a dataset directory against every rule in
+//! `docs/lerobot-v3.md`.
+//!
+//! The writer holds at most about [`WriterOptions::row_group_bytes`] of frames before flushing a
+//! Parquet row group, keeps statistics in bounded state (Welford moments, a bounded quantile
+//! sketch per vector element, a 256-bin histogram per image channel), streams episode metadata
+//! rows to disk, and builds everything in a staging directory that is renamed onto the output only
+//! by [`DatasetWriter::finish`]; an unfinished or failed writer never leaves something that looks
+//! like a complete dataset.
+//!
+//! | file        | responsibility                                                    |
+//! |-------------|-------------------------------------------------------------------|
+//! | `schema`    | feature spec → Arrow schema, `info.json` features, `huggingface`  |
+//! | `stats`     | streaming statistics, quantile sketch, image sampling, aggregation |
+//! | `meta`      | `info.json`, `tasks.parquet`, episodes parquet, `stats.json`       |
+//! | `writer`    | data files, row groups, file rolling, staging and publication     |
+//! | `validate`  | read a dataset back and list every rule it breaks                 |
+
+mod meta;
+mod schema;
+pub mod stats;
+mod validate;
+mod writer;
+
+pub use stats::FeatureStats;
+pub use validate::validate;
+pub use writer::{DatasetSummary, DatasetWriter, EpisodeSummary, MemoryUsage};
+
+/// LeRobot format version written into `info.json`.
+pub const CODEBASE_VERSION: &str = "v3.0";
+/// Default byte size at which a Parquet row group is flushed: 8 MiB.
+pub const DEFAULT_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
+/// Default size after which a data file is closed and the next episode starts a new one:
+/// 100 MiB (lerobot's `data_files_size_in_mb`).
+pub const DEFAULT_DATA_FILE_BYTES: u64 = 100 * 1024 * 1024;
+/// Default number of files per `chunk-XXX` folder (lerobot's `chunks_size`): 1000.
+pub const DEFAULT_CHUNKS_SIZE: usize = 1000;
+/// lerobot's `video_files_size_in_mb`, written for completeness (no videos are produced): 200.
+pub const VIDEO_FILES_SIZE_IN_MB: u64 = 200;
+/// One mebibyte, the unit lerobot's `*_size_in_mb` keys use.
+pub const MIB: u64 = 1024 * 1024;
+/// Largest accepted `row_group_bytes`: 1 GiB, so one row group's image column stays well inside
+/// Arrow's 2 GiB 32-bit offset limit.
+pub const MAX_ROW_GROUP_BYTES: usize = 1024 * 1024 * 1024;
+/// Names of the five default columns every data row carries, in output order.
+pub const DEFAULT_COLUMNS: [&str; 5] = [
+    "timestamp",
+    "frame_index",
+    "episode_index",
+    "index",
+    "task_index",
+];
+/// Template of data file paths (`info.json` `data_path`).
+pub const DATA_PATH_TEMPLATE: &str = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet";
+
+/// What the dataset holds: frame rate, robot type and the user features, in column order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSpec {
+    /// Frames per second; `timestamp = frame_index / fps`. Must be > 0.
+    pub fps: u32,
+    /// `info.json` `robot_type` (null when `None`).
+    pub robot_type: Option<String>,
+    /// The user features, without the five default columns (the writer adds those).
+    pub features: Vec<FeatureSpec>,
+}
+
+/// One user feature (a data column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    /// Column name, e.g. `observation.state`; never contains `/`.
+    pub name: String,
+    /// Value type and shape.
+    pub kind: FeatureKind,
+}
+
+/// The value type of a feature.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureKind {
+    /// float32 vector of `len` elements: `fixed_size_list<float32>[len]`, or a plain float32
+    /// column when `len == 1` (shape `[1]`, as lerobot stores scalars).
+    Vector {
+        len: usize,
+        /// Element names (e.g. joint names); `len` of them when given.
+        names: Option<Vec<String>>,
+    },
+    /// Encoded image stored in the parquet (`dtype: "image"`, `struct<bytes, path>`).
+    Image {
+        height: u32,
+        width: u32,
+        channels: u32,
+    },
+}
+
+/// Encoding of an image value's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+}
+
+impl ImageFormat {
+    /// File extension used in the image `path` column (`frame-000012.jpg`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpg",
+            ImageFormat::Png => "png",
+        }
+    }
+}
+
+/// One feature's value in a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureValue {
+    Vector(Vec<f32>),
+    Image { bytes: Vec<u8>, format: ImageFormat },
+}
+
+/// One output row: a value per user feature, in [`DatasetSpec::features`] order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub values: Vec<FeatureValue>,
+}
+
+/// Size bounds and behaviour of a [`DatasetWriter`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterOptions {
+    /// Flush a Parquet row group once the buffered frames plus the encoder's in-progress row
+    /// group reach this many bytes (default [`DEFAULT_ROW_GROUP_BYTES`], at most
+    /// [`MAX_ROW_GROUP_BYTES`]). Every episode also ends its row group.
+    pub row_group_bytes: usize,
+    /// Close a data file once it holds this many bytes; checked between episodes, so an episode
+    /// is never split and a file may pass the size by one episode (default
+    /// [`DEFAULT_DATA_FILE_BYTES`]).
+    pub data_file_bytes: u64,
+    /// Files per `chunk-XXX` folder (default [`DEFAULT_CHUNKS_SIZE`]).
+    pub chunks_size: usize,
+    /// Replace an existing dataset at the output path (only one that has `meta/info.json`, or an
+    /// empty directory).
+    pub overwrite: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            row_group_bytes: DEFAULT_ROW_GROUP_BYTES,
+            data_file_bytes: DEFAULT_DATA_FILE_BYTES,
+            chunks_size: DEFAULT_CHUNKS_SIZE,
+            overwrite: false,
+        }
+    }
+}
+
+/// Quantile keys written for every feature, with their probabilities (lerobot's defaults).
+pub const QUANTILES: [(&str, f64); 5] = [
+    ("q01", 0.01),
+    ("q10", 0.10),
+    ("q50", 0.50),
+    ("q90", 0.90),
+    ("q99", 0.99),
+];
+
+/// Every statistic key, in the order lerobot writes them.
+pub const STAT_KEYS: [&str; 10] = [
+    "min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99",
+];
+
+/// `data/chunk-XXX/file-YYY.parquet` for a (chunk, file) pair.
+pub fn data_file_path(chunk: usize, file: usize) -> String {
+    format!("data/chunk-{chunk:03}/file-{file:03}.parquet")
+}
+
+/// `meta/episodes/chunk-XXX/file-YYY.parquet` for a (chunk, file) pair.
+pub fn episodes_file_path(chunk: usize, file: usize) -> String {
+    format!("meta/episodes/chunk-{chunk:03}/file-{file:03}.parquet")
+}

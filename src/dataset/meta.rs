@@ -1,0 +1,416 @@
+//! The metadata files: `meta/info.json`, `meta/stats.json`, `meta/tasks.parquet` (with the
+//! pandas index metadata lerobot needs) and the streamed `meta/episodes/…/file-000.parquet`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, ListArray, StringArray};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde_json::{Value, json};
+
+use super::stats::FeatureStats;
+use super::{DEFAULT_COLUMNS, DatasetSpec, FeatureKind, STAT_KEYS};
+use crate::error::{Error, Result};
+
+/// Flush a row group of the episodes parquet once its encoded rows reach this many bytes:
+/// 1 MiB (a row is a few KiB of stats, so memory stays flat however many episodes there are).
+pub const EPISODES_ROW_GROUP_BYTES: usize = 1024 * 1024;
+
+/// Writes `value` as pretty JSON whose objects keep the given key order (serde_json's map
+/// sorts keys; `info.json` feature order is the camera/column order users see).
+pub fn ordered_json(entries: &[(String, Value)], indent: usize) -> String {
+    let pad = " ".repeat(indent + 2);
+    let mut s = String::from("{\n");
+    for (i, (k, v)) in entries.iter().enumerate() {
+        let v = serde_json::to_string(v).unwrap_or_else(|_| "null".into());
+        let comma = if i + 1 < entries.len() { "," } else { "" };
+        s.push_str(&format!("{pad}{}: {v}{comma}\n", json!(k)));
+    }
+    s.push_str(&" ".repeat(indent));
+    s.push('}');
+    s
+}
+
+/// Writes a file fully and fsyncs it.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Everything `info.json` says beyond the spec.
+pub struct InfoTotals {
+    pub total_episodes: u64,
+    pub total_frames: u64,
+    pub total_tasks: u64,
+    pub chunks_size: usize,
+    pub data_files_size_in_mb: Value,
+}
+
+/// The text of `meta/info.json`.
+pub fn info_json(spec: &DatasetSpec, t: &InfoTotals) -> String {
+    let features = super::schema::info_features(spec);
+    let feature_entries: Vec<(String, Value)> = spec
+        .features
+        .iter()
+        .map(|f| f.name.clone())
+        .chain(DEFAULT_COLUMNS.iter().map(|s| s.to_string()))
+        .map(|k| {
+            let v = features[&k].clone();
+            (k, v)
+        })
+        .collect();
+    let head: Vec<(String, Value)> = vec![
+        ("codebase_version".into(), json!(super::CODEBASE_VERSION)),
+        ("robot_type".into(), json!(spec.robot_type)),
+        ("total_episodes".into(), json!(t.total_episodes)),
+        ("total_frames".into(), json!(t.total_frames)),
+        ("total_tasks".into(), json!(t.total_tasks)),
+        ("chunks_size".into(), json!(t.chunks_size)),
+        (
+            "data_files_size_in_mb".into(),
+            t.data_files_size_in_mb.clone(),
+        ),
+        (
+            "video_files_size_in_mb".into(),
+            json!(super::VIDEO_FILES_SIZE_IN_MB),
+        ),
+        ("fps".into(), json!(spec.fps)),
+        (
+            "splits".into(),
+            json!({"train": format!("0:{}", t.total_episodes)}),
+        ),
+        ("data_path".into(), json!(super::DATA_PATH_TEMPLATE)),
+        ("video_path".into(), Value::Null),
+    ];
+    let mut s = ordered_json(&head, 0);
+    s.pop(); // the closing brace
+    s.pop(); // its newline
+    s.push_str(",\n  \"features\": ");
+    s.push_str(&ordered_json(&feature_entries, 2));
+    s.push_str("\n}\n");
+    s
+}
+
+/// The text of `meta/stats.json`: one object per feature, in column order.
+pub fn stats_json(stats: &[(String, FeatureStats)]) -> String {
+    let entries: Vec<(String, Value)> = stats
+        .iter()
+        .map(|(k, s)| (k.clone(), s.to_json()))
+        .collect();
+    let mut s = ordered_json(&entries, 0);
+    s.push('\n');
+    s
+}
+
+/// pandas metadata marking `task` as the DataFrame index, as `DataFrame.to_parquet` writes it.
+pub fn pandas_tasks_metadata() -> String {
+    json!({
+        "index_columns": ["task"],
+        "column_indexes": [{
+            "name": null, "field_name": null, "pandas_type": "unicode",
+            "numpy_type": "object", "metadata": {"encoding": "UTF-8"}
+        }],
+        "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
+             "numpy_type": "int64", "metadata": null},
+            {"name": "task", "field_name": "task", "pandas_type": "unicode",
+             "numpy_type": "object", "metadata": null}
+        ],
+        "creator": {"library": "bag2dataset", "version": env!("CARGO_PKG_VERSION")},
+        "pandas_version": "2.2.3"
+    })
+    .to_string()
+}
+
+fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
+    move |e| Error::Dataset {
+        path: path.to_path_buf(),
+        what: format!("parquet: {e}"),
+    }
+}
+
+fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> Error + '_ {
+    move |e| Error::Dataset {
+        path: path.to_path_buf(),
+        what: format!("arrow: {e}"),
+    }
+}
+
+/// Writes `meta/tasks.parquet` (task_index, task) with the pandas index metadata.
+pub fn write_tasks(path: &Path, tasks: &[String]) -> Result<()> {
+    let mut md = std::collections::HashMap::new();
+    md.insert("pandas".to_string(), pandas_tasks_metadata());
+    let schema = Arc::new(Schema::new_with_metadata(
+        vec![
+            Field::new("task_index", DataType::Int64, true),
+            Field::new("task", DataType::Utf8, true),
+        ],
+        md,
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..tasks.len() as i64)),
+            Arc::new(StringArray::from_iter_values(tasks)),
+        ],
+    )
+    .map_err(arrow_err(path))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "pandas".into(),
+            pandas_tasks_metadata(),
+        )]))
+        .build();
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err(path))?;
+    w.write(&batch).map_err(pq_err(path))?;
+    w.finish().map_err(pq_err(path))?;
+    w.inner().sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// One episode's row in the episodes parquet.
+pub struct EpisodeRow<'a> {
+    pub episode_index: i64,
+    pub task: &'a str,
+    pub length: i64,
+    pub data_chunk: i64,
+    pub data_file: i64,
+    pub from_index: i64,
+    pub to_index: i64,
+    /// Per feature, in schema order (user features then defaults).
+    pub stats: &'a [FeatureStats],
+}
+
+/// Streams episode rows into `meta/episodes/chunk-000/file-000.parquet`.
+pub struct EpisodesWriter {
+    path: std::path::PathBuf,
+    schema: SchemaRef,
+    writer: Option<ArrowWriter<File>>,
+    images: Vec<bool>,
+}
+
+fn list_field(dt: DataType) -> Arc<Field> {
+    Arc::new(Field::new_list_field(dt, true))
+}
+
+fn list_of(dt: DataType) -> DataType {
+    DataType::List(list_field(dt))
+}
+
+/// Arrow type of a stats column: `list<double>`, `list<int64>` for `count`, and
+/// `list<list<list<double>>>` (shape `[3,1,1]`) for image stats, as lerobot writes them.
+fn stat_type(key: &str, image: bool) -> DataType {
+    if key == "count" {
+        list_of(DataType::Int64)
+    } else if image {
+        list_of(list_of(list_of(DataType::Float64)))
+    } else {
+        list_of(DataType::Float64)
+    }
+}
+
+/// `datasets` feature JSON of a stats column type.
+fn hf_type(dt: &DataType) -> Value {
+    match dt {
+        DataType::List(f) => json!({"feature": hf_type(f.data_type()), "_type": "List"}),
+        DataType::Int64 => json!({"dtype": "int64", "_type": "Value"}),
+        DataType::Float64 => json!({"dtype": "float64", "_type": "Value"}),
+        _ => json!({"dtype": "string", "_type": "Value"}),
+    }
+}
+
+/// Names of the stats-bearing features (user then defaults) and whether each is an image.
+pub fn stats_features(spec: &DatasetSpec) -> Vec<(String, bool)> {
+    spec.features
+        .iter()
+        .map(|f| (f.name.clone(), matches!(f.kind, FeatureKind::Image { .. })))
+        .chain(DEFAULT_COLUMNS.iter().map(|n| (n.to_string(), false)))
+        .collect()
+}
+
+/// Arrow schema of the episodes parquet.
+pub fn episodes_schema(spec: &DatasetSpec) -> SchemaRef {
+    let int = |n: &str| Field::new(n, DataType::Int64, true);
+    let mut fields = vec![
+        int("episode_index"),
+        Field::new("tasks", list_of(DataType::Utf8), true),
+        int("length"),
+        int("data/chunk_index"),
+        int("data/file_index"),
+        int("dataset_from_index"),
+        int("dataset_to_index"),
+    ];
+    for (name, image) in stats_features(spec) {
+        for key in STAT_KEYS {
+            fields.push(Field::new(
+                format!("stats/{name}/{key}"),
+                stat_type(key, image),
+                true,
+            ));
+        }
+    }
+    fields.push(int("meta/episodes/chunk_index"));
+    fields.push(int("meta/episodes/file_index"));
+    let hf: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.name().clone(), hf_type(f.data_type())))
+        .collect();
+    let mut md = std::collections::HashMap::new();
+    md.insert(
+        super::schema::HUGGINGFACE_META_KEY.to_string(),
+        json!({"info": {"features": hf}}).to_string(),
+    );
+    Arc::new(Schema::new_with_metadata(fields, md))
+}
+
+/// A one-row `list<…>` column holding `values`, nested `[3,1,1]` for images.
+fn stat_array(values: &[f64], image: bool) -> ArrayRef {
+    let leaf: ArrayRef = Arc::new(Float64Array::from(values.to_vec()));
+    if !image {
+        return Arc::new(ListArray::new(
+            list_field(DataType::Float64),
+            OffsetBuffer::from_lengths([values.len()]),
+            leaf,
+            None,
+        ));
+    }
+    let ones = vec![1usize; values.len()];
+    let inner = ListArray::new(
+        list_field(DataType::Float64),
+        OffsetBuffer::from_lengths(ones.iter().copied()),
+        leaf,
+        None,
+    );
+    let mid = ListArray::new(
+        list_field(list_of(DataType::Float64)),
+        OffsetBuffer::from_lengths(ones),
+        Arc::new(inner),
+        None,
+    );
+    Arc::new(ListArray::new(
+        list_field(list_of(list_of(DataType::Float64))),
+        OffsetBuffer::from_lengths([values.len()]),
+        Arc::new(mid),
+        None,
+    ))
+}
+
+impl EpisodesWriter {
+    /// Opens the episodes parquet at `path` (its directory must exist).
+    pub fn create(path: &Path, spec: &DatasetSpec) -> Result<Self> {
+        let schema = episodes_schema(spec);
+        let hf = schema.metadata()[super::schema::HUGGINGFACE_META_KEY].clone();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            // Dictionary encoders would pre-allocate tens of KiB for each of the many columns.
+            .set_dictionary_enabled(false)
+            .set_max_row_group_row_count(None)
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                super::schema::HUGGINGFACE_META_KEY.into(),
+                hf,
+            )]))
+            .build();
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(pq_err(path))?;
+        Ok(EpisodesWriter {
+            path: path.to_path_buf(),
+            schema,
+            writer: Some(writer),
+            images: stats_features(spec).into_iter().map(|x| x.1).collect(),
+        })
+    }
+
+    /// Appends one episode row.
+    pub fn push(&mut self, row: &EpisodeRow<'_>) -> Result<()> {
+        let path = self.path.clone();
+        let int = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
+        let mut cols: Vec<ArrayRef> = vec![
+            int(row.episode_index),
+            Arc::new(ListArray::new(
+                list_field(DataType::Utf8),
+                OffsetBuffer::from_lengths([1]),
+                Arc::new(StringArray::from(vec![row.task])),
+                None,
+            )),
+            int(row.length),
+            int(row.data_chunk),
+            int(row.data_file),
+            int(row.from_index),
+            int(row.to_index),
+        ];
+        for (s, image) in row.stats.iter().zip(&self.images) {
+            for key in STAT_KEYS {
+                match s.get(key) {
+                    Some(vals) => cols.push(stat_array(vals, *image)),
+                    None => cols.push(Arc::new(ListArray::new(
+                        list_field(DataType::Int64),
+                        OffsetBuffer::from_lengths([1]),
+                        Arc::new(Int64Array::from(vec![s.count as i64])),
+                        None,
+                    ))),
+                }
+            }
+        }
+        cols.push(int(0));
+        cols.push(int(0));
+        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(arrow_err(&path))?;
+        let w = self.writer.as_mut().ok_or_else(|| Error::Dataset {
+            path: path.clone(),
+            what: "episodes writer already closed".into(),
+        })?;
+        w.write(&batch).map_err(pq_err(&path))?;
+        if w.in_progress_size() >= EPISODES_ROW_GROUP_BYTES {
+            w.flush().map_err(pq_err(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer and fsyncs.
+    pub fn close(&mut self) -> Result<()> {
+        if let Some(mut w) = self.writer.take() {
+            w.finish().map_err(pq_err(&self.path))?;
+            w.inner().sync_all().map_err(|e| Error::io(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Bytes buffered by the encoder.
+    pub fn memory_bytes(&self) -> usize {
+        self.writer.as_ref().map_or(0, ArrowWriter::memory_size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_json_keeps_order_and_parses() {
+        let e = vec![
+            ("b".to_string(), json!(1)),
+            ("a".to_string(), json!([1, 2])),
+        ];
+        let s = ordered_json(&e, 0);
+        assert!(s.find("\"b\"").unwrap() < s.find("\"a\"").unwrap());
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["a"], json!([1, 2]));
+    }
+
+    #[test]
+    fn image_stats_column_is_3_1_1() {
+        let a = stat_array(&[0.1, 0.2, 0.3], true);
+        assert_eq!(a.data_type(), &stat_type("mean", true));
+        assert_eq!(a.len(), 1);
+    }
+}
