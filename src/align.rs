@@ -175,6 +175,9 @@ impl Aligner {
         let bytes = sample.bytes();
         let slot = sample.slot;
         let label = &self.slots[slot].spec.label;
+        if self.budget.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         let permit = self.budget.try_acquire(bytes).ok_or_else(|| Error::OverBudget {
             item: format!(
                 "aligner windows (adding {} to {label}; tolerance or out-of-order chunks keep {} buffered)",

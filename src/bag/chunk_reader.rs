@@ -65,6 +65,7 @@ pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'
             offset: chunk.pos,
             what: "chunk data runs past the end of the file".into(),
         })?;
+    bag.will_need(chunk.data_offset, chunk.data_len as u64);
     let declared = chunk.uncompressed_size as usize;
     let bad = |what: String| Error::Malformed {
         path: bag.path().to_path_buf(),

@@ -9,6 +9,10 @@ use memmap2::{Advice, Mmap, UncheckedAdvice};
 use super::record::{MAGIC, Record, RecordError, op};
 use crate::error::{Error, Result};
 
+/// Window the kernel maps around a read fault of a file mapping (Linux `fault_around_bytes`,
+/// 64 KiB by default); released ranges are widened to it.
+pub const FAULT_AROUND_BYTES: u64 = 64 << 10;
+
 /// What the bag header record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BagHeader {
@@ -66,7 +70,9 @@ impl BagFile {
             offset: e.offset as u64,
             what: format!("bag header record: {}", e.what),
         })?;
-        let _ = map.advise(Advice::Sequential);
+        // Indexing touches one page per chunk all over the file: no read-ahead around them.
+        // The chunk reader asks for each chunk it reads ([`BagFile::will_need`]).
+        let _ = map.advise(Advice::Random);
         Ok(BagFile {
             path: path.to_path_buf(),
             map: Some(map),
@@ -127,9 +133,13 @@ impl BagFile {
 
     /// Drops the mapped pages of `[offset, offset + len)` from this process's resident set.
     /// The data stays in the page cache; a later read faults it back in.
+    ///
+    /// The range is widened to [`FAULT_AROUND_BYTES`] boundaries: a read fault maps the cached
+    /// pages around the faulting one too, and those would otherwise stay resident.
     pub fn release(&self, offset: u64, len: u64) {
         if let Some(map) = &self.map {
-            let end = (offset.saturating_add(len)).min(map.len() as u64);
+            let end = offset.saturating_add(len).next_multiple_of(FAULT_AROUND_BYTES).min(map.len() as u64);
+            let offset = offset - offset % FAULT_AROUND_BYTES;
             if offset < end {
                 // SAFETY: the map is read-only and file-backed, so MADV_DONTNEED only drops our
                 // page-table entries; the next access re-reads the same bytes from the file.
@@ -141,6 +151,17 @@ impl BagFile {
                         (end - offset) as usize,
                     )
                 };
+            }
+        }
+    }
+
+    /// Tells the kernel that `[offset, offset + len)` is about to be read, so it is fetched in
+    /// one go rather than page by page.
+    pub fn will_need(&self, offset: u64, len: u64) {
+        if let Some(map) = &self.map {
+            let end = (offset.saturating_add(len)).min(map.len() as u64);
+            if offset < end {
+                let _ = map.advise_range(Advice::WillNeed, offset as usize, (end - offset) as usize);
             }
         }
     }

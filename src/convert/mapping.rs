@@ -125,9 +125,12 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
             });
         }
     }
-    let timeline = cameras
-        .iter()
-        .max_by_key(|(_, n)| *n)
+    // The busiest camera; the first one listed on a tie.
+    let busiest = cameras.iter().fold(None::<(&str, u64)>, |best, &(t, n)| match best {
+        Some((_, bn)) if bn >= n => best,
+        _ => Some((t, n)),
+    });
+    let timeline = busiest
         .map(|(t, _)| t.to_string())
         .or_else(|| state.map(|(t, _)| t.to_string()));
     if features.is_empty() || timeline.is_none() {

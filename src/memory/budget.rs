@@ -135,6 +135,11 @@ impl Budget {
         })
     }
 
+    /// Whether [`Budget::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
     /// Wakes every waiter with [`Error::Cancelled`]; used when a stage fails so that no other
     /// stage waits forever for bytes that will never come back.
     pub fn cancel(&self) {
