@@ -696,3 +696,20 @@ fn validate_catches_injected_faults() {
 
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Writes the test dataset to `$B2D_KEEP_DATASET` for checks with external readers
+/// (pyarrow, lerobot); does nothing without that variable.
+#[test]
+fn keep_dataset_for_external_readers() {
+    let Ok(out) = std::env::var("B2D_KEEP_DATASET") else {
+        return;
+    };
+    let opts = WriterOptions {
+        overwrite: true,
+        row_group_bytes: 16 * 1024,
+        data_file_bytes: 100 * 1024,
+        ..WriterOptions::default()
+    };
+    write_dataset(Path::new(&out), opts);
+    assert_valid(Path::new(&out));
+}
