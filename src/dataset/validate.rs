@@ -795,6 +795,7 @@ fn check_episodes(
             let tasks_col = batch
                 .column_by_name("tasks")
                 .and_then(|a| a.as_any().downcast_ref::<ListArray>().cloned());
+            #[allow(clippy::needless_range_loop)] // r indexes several parallel columns
             for r in 0..batch.num_rows() {
                 let ep = cols[0][r];
                 let at = format!("{name}: episode {ep}");
