@@ -260,6 +260,7 @@ fn writes_a_valid_dataset_and_reads_back() {
             .find(|x| x.0 == "observation.state")
             .unwrap()
             .1;
+        #[allow(clippy::needless_range_loop)] // j indexes the state and `all`
         for j in 0..4 {
             let col: Vec<f64> = (0..n).map(|i| f64::from(state(ep as u32, i)[j])).collect();
             all[j].extend(&col);
@@ -291,8 +292,7 @@ fn writes_a_valid_dataset_and_reads_back() {
         serde_json::from_str(&std::fs::read_to_string(out.join("meta/stats.json")).unwrap())
             .unwrap();
     let ds = &stats["observation.state"];
-    for j in 0..4 {
-        let col = &all[j];
+    for (j, col) in all.iter().enumerate() {
         let mean = col.iter().sum::<f64>() / col.len() as f64;
         let var = col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / col.len() as f64;
         assert!((ds["mean"][j].as_f64().unwrap() - mean).abs() < 1e-9);
@@ -695,4 +695,21 @@ fn validate_catches_injected_faults() {
     has(&p, "unexpected entry");
 
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes the test dataset to `$B2D_KEEP_DATASET` for checks with external readers
+/// (pyarrow, lerobot); does nothing without that variable.
+#[test]
+fn keep_dataset_for_external_readers() {
+    let Ok(out) = std::env::var("B2D_KEEP_DATASET") else {
+        return;
+    };
+    let opts = WriterOptions {
+        overwrite: true,
+        row_group_bytes: 16 * 1024,
+        data_file_bytes: 100 * 1024,
+        ..WriterOptions::default()
+    };
+    write_dataset(Path::new(&out), opts);
+    assert_valid(Path::new(&out));
 }

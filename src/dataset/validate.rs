@@ -486,6 +486,7 @@ fn check_data(c: &mut Checker, feats: &[Feat], t: &Totals) -> BTreeMap<i64, Epis
                 continue;
             }
         };
+        let mut first_row = true;
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
         let mut report = |c: &mut Checker, kind: &'static str, msg: String| {
             let n = counts.entry(kind).or_default();
@@ -530,6 +531,16 @@ fn check_data(c: &mut Checker, feats: &[Feat], t: &Totals) -> BTreeMap<i64, Epis
                     );
                 }
                 next_index = ix + 1;
+                if first_row && last_episode == Some(ep) {
+                    report(
+                        c,
+                        "episode",
+                        format!(
+                            "episode {ep} continues from the previous file: episodes must never be split across files"
+                        ),
+                    );
+                }
+                first_row = false;
                 if last_episode != Some(ep) {
                     let want = last_episode.map_or(0, |e| e + 1);
                     if ep != want {
@@ -784,6 +795,7 @@ fn check_episodes(
             let tasks_col = batch
                 .column_by_name("tasks")
                 .and_then(|a| a.as_any().downcast_ref::<ListArray>().cloned());
+            #[allow(clippy::needless_range_loop)] // r indexes several parallel columns
             for r in 0..batch.num_rows() {
                 let ep = cols[0][r];
                 let at = format!("{name}: episode {ep}");

@@ -44,6 +44,9 @@ pub const ENCODE_FRACTION: usize = 4;
 /// Bytes of the five default columns per row (f32 + 4 × i64).
 const DEFAULT_ROW_BYTES: usize = 4 + 4 * 8;
 
+/// Value of a default column at a frame of the episode (for its exact statistics).
+type ColumnValue = Box<dyn Fn(u64) -> f64>;
+
 /// Distinguishes staging directories of several writers in one process.
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -625,7 +628,7 @@ impl DatasetWriter {
         let n = ep.frames;
         let fps = self.spec.fps;
         let (from, e, t) = (ep.from_index, ep.index, ep.task_index);
-        let defaults: [(&str, Box<dyn Fn(u64) -> f64>); 5] = [
+        let defaults: [(&str, ColumnValue); 5] = [
             ("timestamp", Box::new(move |i| f64::from(timestamp(i, fps)))),
             ("frame_index", Box::new(|i| i as f64)),
             ("episode_index", Box::new(move |_| e as f64)),
