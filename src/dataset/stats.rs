@@ -34,7 +34,7 @@ use super::{ImageFormat, QUANTILES};
 /// the rank error is at most `(H−1)·n/K`: a relative rank error of `(H−1)/K` with
 /// `H − 1 = ⌈log2(n/K)⌉`. Below `K` values the quantiles are exact; at 100 000 values the error
 /// is at most 5/4096 ≈ 0.12 % of rank. Memory: `H·K·4` bytes per element.
-pub const SKETCH_LEVEL_CAPACITY: usize = 4096;
+pub const SKETCH_LEVEL_CAPACITY: usize = 1024;
 
 /// Target longest side of a sampled image before statistics, in pixels (lerobot's
 /// `auto_downsample_height_width` `target_size`): 150.

@@ -953,6 +953,12 @@ fn data_properties(spec: &DatasetSpec, schema: &SchemaRef) -> WriterProperties {
         // Dictionary encoders pre-allocate tens of KiB per column whatever the row group size;
         // our columns are mostly unique values, and snappy still squeezes the constant ones.
         .set_dictionary_enabled(false)
+        // Page-level statistics and offset indexes are held in memory for every page of the
+        // file until it closes, and an episode (a whole bag) lives in one file: that memory
+        // would grow with the bag, and so would row-group statistics (a few hundred bytes per
+        // column per row group). LeRobot never uses them; meta/stats.json has the real ones.
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_offset_index_disabled(true)
         .set_max_row_group_row_count(None)
         .set_key_value_metadata(Some(vec![KeyValue::new(
             HUGGINGFACE_META_KEY.to_string(),

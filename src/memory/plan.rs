@@ -4,8 +4,9 @@
 //! ceiling = baseline RSS (binary, runtime, measured at start)
 //!         + RESERVE_BYTES (Parquet encoders, thread stacks, stats, allocator slack)
 //!         + chunk in flight (largest needed chunk: mapped pages + decompressed copy)
-//!         + the rest, shared by: samples in flight 25 %, aligner windows 35 %,
-//!           frames in flight 15 %, writer row group 2 x 12.5 % (builders + encoded pages)
+//!         + the rest, shared by: samples in flight 15 %, aligner windows 35 %,
+//!           frames in flight 10 %, writer row group 2 x 12.5 % (builders + encoded pages),
+//!           and 15 % left for allocator fragmentation and pages not yet returned
 //! ```
 
 use super::budget::Budget;
@@ -67,9 +68,9 @@ impl MemoryPlan {
             ceiling,
             baseline,
             chunk: Budget::new("chunk in flight", max_chunk, ceiling),
-            samples: Budget::new("samples in flight", share(250), ceiling),
+            samples: Budget::new("samples in flight", share(150), ceiling),
             window: Budget::new("aligner windows", share(350), ceiling),
-            frames: Budget::new("frames in flight", share(150), ceiling),
+            frames: Budget::new("frames in flight", share(100), ceiling),
             row_group_bytes: share(125) as usize,
         })
     }
