@@ -157,7 +157,7 @@ impl BagPlan {
                     };
                     for field in fields {
                         let p = path_of(&cp.schema, field, &src.topic)?;
-                        if matches!(kind, SlotKind::Numeric { .. }) && !p.is_numeric() {
+                        if matches!(kind, SlotKind::Numeric { .. }) && p.ros_type().starts_with("string") {
                             return Err(Error::Config(format!(
                                 "feature '{}': field {field} of {} is {}, not numeric",
                                 f.name,
@@ -362,7 +362,12 @@ impl BagPlan {
                     let SlotKind::Numeric { range, scale, .. } = self.slots[s].kind else {
                         return Err(Error::Config(format!("feature '{}' mixes images and numbers", f.name)));
                     };
-                    let all = vals[0].to_f64_vec().unwrap_or_default();
+                    let all = vals[0].to_f64_vec().ok_or_else(|| {
+                        Error::Config(format!(
+                            "feature '{}': a field of topic {} holds non-numeric values (strings)",
+                            f.name, self.slots[s].topic
+                        ))
+                    })?;
                     let (a, b) = range.unwrap_or((0, all.len()));
                     if b > all.len() {
                         return Err(Error::Config(format!(

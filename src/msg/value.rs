@@ -67,7 +67,17 @@ impl Value {
         match self {
             Value::Bytes(b) => Some(b.iter().map(|&x| f64::from(x)).collect()),
             Value::SignedBytes(b) => Some(b.iter().map(|&x| f64::from(x as i8)).collect()),
-            Value::Array(items) => items.iter().map(Value::to_f64).collect(),
+            Value::Array(items) | Value::Message(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.to_f64() {
+                        Some(x) => out.push(x),
+                        // Nested messages (Vector3, Quaternion, ...) flatten in definition order.
+                        None => out.extend(item.to_f64_vec()?),
+                    }
+                }
+                Some(out)
+            }
             scalar => scalar.to_f64().map(|x| vec![x]),
         }
     }
