@@ -419,13 +419,14 @@ mod tests {
                 Policy::Nearest,
                 vec![Some((100, 2.0)), Some((200, 5.0)), None],
             ),
+            // at 300 the last sample (205) is 95 ms old, past the 35 ms tolerance: dropped
             (
                 Policy::Latest,
-                vec![Some((100, 1.0)), Some((200, 4.0)), Some((300, 5.0))],
+                vec![Some((100, 1.0)), Some((200, 4.0)), None],
             ),
             (
                 Policy::Linear,
-                vec![Some((100, 1.7)), Some((200, 4.8)), None],
+                vec![Some((100, 1.75)), Some((200, 4.0 + 2.0 / 3.0)), None],
             ),
         ] {
             let mut al = aligner(policy, 35, Timeline::Own { slot: 0 });

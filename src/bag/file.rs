@@ -138,7 +138,10 @@ impl BagFile {
     /// pages around the faulting one too, and those would otherwise stay resident.
     pub fn release(&self, offset: u64, len: u64) {
         if let Some(map) = &self.map {
-            let end = offset.saturating_add(len).next_multiple_of(FAULT_AROUND_BYTES).min(map.len() as u64);
+            let end = offset
+                .saturating_add(len)
+                .next_multiple_of(FAULT_AROUND_BYTES)
+                .min(map.len() as u64);
             let offset = offset - offset % FAULT_AROUND_BYTES;
             if offset < end {
                 // SAFETY: the map is read-only and file-backed, so MADV_DONTNEED only drops our
@@ -161,7 +164,8 @@ impl BagFile {
         if let Some(map) = &self.map {
             let end = (offset.saturating_add(len)).min(map.len() as u64);
             if offset < end {
-                let _ = map.advise_range(Advice::WillNeed, offset as usize, (end - offset) as usize);
+                let _ =
+                    map.advise_range(Advice::WillNeed, offset as usize, (end - offset) as usize);
             }
         }
     }

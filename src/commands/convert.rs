@@ -14,7 +14,8 @@ pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
     let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
     let config = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
             Some(ConvertConfig::from_toml(&text, &p.display().to_string())?)
         }
         None => None,
@@ -30,7 +31,9 @@ pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
         }
         let text = format!(
             "# bag2dataset conversion config (chosen from {}); edit and pass with --config\n{}",
-            bags.first().map(|b| b.display().to_string()).unwrap_or_default(),
+            bags.first()
+                .map(|b| b.display().to_string())
+                .unwrap_or_default(),
             cfg.to_toml()
         );
         write_stdout(&mut io::stdout().lock(), text.as_bytes())?;
@@ -70,5 +73,9 @@ pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
     } else if !args.quiet {
         let _ = io::stderr().write_all(render_summary(&report).as_bytes());
     }
-    Ok(if report.failed > 0 { Exit::Partial } else { Exit::Ok })
+    Ok(if report.failed > 0 {
+        Exit::Partial
+    } else {
+        Exit::Ok
+    })
 }

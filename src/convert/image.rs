@@ -48,7 +48,11 @@ pub fn encode_png(img: &ImagePayload) -> Result<Vec<u8>, String> {
     let (w, h) = (img.width as usize, img.height as usize);
     let (channels, bytes_per) = match img.format.as_str() {
         "mono16" | "16UC1" => (1, 2),
-        enc => (raw_channels(enc).ok_or_else(|| format!("unsupported raw image encoding {enc:?}"))? as usize, 1),
+        enc => (
+            raw_channels(enc).ok_or_else(|| format!("unsupported raw image encoding {enc:?}"))?
+                as usize,
+            1,
+        ),
     };
     let row = w * channels * bytes_per;
     let step = img.step as usize;
@@ -74,7 +78,11 @@ pub fn encode_png(img: &ImagePayload) -> Result<Vec<u8>, String> {
         (1, 2) => {
             // The encoder takes native-endian 16-bit samples.
             for s in pixels.chunks_exact_mut(2) {
-                let v = if img.big_endian { u16::from_be_bytes([s[0], s[1]]) } else { u16::from_le_bytes([s[0], s[1]]) };
+                let v = if img.big_endian {
+                    u16::from_be_bytes([s[0], s[1]])
+                } else {
+                    u16::from_le_bytes([s[0], s[1]])
+                };
                 s.copy_from_slice(&v.to_ne_bytes());
             }
             ExtendedColorType::L16
@@ -93,14 +101,36 @@ pub fn encode_png(img: &ImagePayload) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
-    fn raw(format: &str, w: u32, h: u32, step: u32, bytes: Vec<u8>, big_endian: bool) -> ImagePayload {
-        ImagePayload { bytes, format: format.into(), width: w, height: h, step, big_endian, raw: true }
+    fn raw(
+        format: &str,
+        w: u32,
+        h: u32,
+        step: u32,
+        bytes: Vec<u8>,
+        big_endian: bool,
+    ) -> ImagePayload {
+        ImagePayload {
+            bytes,
+            format: format.into(),
+            width: w,
+            height: h,
+            step,
+            big_endian,
+            raw: true,
+        }
     }
 
     #[test]
     fn raw_images_round_trip_through_png() {
         // bgr8 with 2 bytes of row padding
-        let img = raw("bgr8", 2, 2, 8, vec![1, 2, 3, 4, 5, 6, 0, 0, 7, 8, 9, 10, 11, 12, 0, 0], false);
+        let img = raw(
+            "bgr8",
+            2,
+            2,
+            8,
+            vec![1, 2, 3, 4, 5, 6, 0, 0, 7, 8, 9, 10, 11, 12, 0, 0],
+            false,
+        );
         let png = encode_png(&img).unwrap();
         let back = image::load_from_memory(&png).unwrap().to_rgb8();
         assert_eq!(back.as_raw(), &vec![3, 2, 1, 6, 5, 4, 9, 8, 7, 12, 11, 10]);

@@ -126,10 +126,12 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
         }
     }
     // The busiest camera; the first one listed on a tie.
-    let busiest = cameras.iter().fold(None::<(&str, u64)>, |best, &(t, n)| match best {
-        Some((_, bn)) if bn >= n => best,
-        _ => Some((t, n)),
-    });
+    let busiest = cameras
+        .iter()
+        .fold(None::<(&str, u64)>, |best, &(t, n)| match best {
+            Some((_, bn)) if bn >= n => best,
+            _ => Some((t, n)),
+        });
     let timeline = busiest
         .map(|(t, _)| t.to_string())
         .or_else(|| state.map(|(t, _)| t.to_string()));

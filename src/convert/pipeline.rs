@@ -53,7 +53,9 @@ pub fn chunk_need(chunk: &ChunkInfo) -> u64 {
 enum ReaderEvent {
     Sample(Sample),
     /// A chunk was consumed; per slot, every sample earlier than the watermark was sent.
-    ChunkDone { watermarks: Vec<u64> },
+    ChunkDone {
+        watermarks: Vec<u64>,
+    },
     /// Every chunk was read.
     End,
 }
@@ -95,7 +97,8 @@ impl Monitor {
         self.peak_anon.fetch_max(s.rss_anon, Ordering::Relaxed);
         self.peak_file.fetch_max(s.rss_file, Ordering::Relaxed);
         self.peak_rss.fetch_max(s.rss(), Ordering::Relaxed);
-        self.peak_allocated.fetch_max(s.allocated, Ordering::Relaxed);
+        self.peak_allocated
+            .fetch_max(s.allocated, Ordering::Relaxed);
     }
 }
 
@@ -154,8 +157,12 @@ pub fn convert_bag(
         if w.is_err() {
             mem.cancel();
         }
-        let reader = reader.join().unwrap_or_else(|_| Err(Error::Config("chunk reader thread panicked".into())));
-        let aligner = aligner.join().unwrap_or_else(|_| Err(Error::Config("aligner thread panicked".into())));
+        let reader = reader
+            .join()
+            .unwrap_or_else(|_| Err(Error::Config("chunk reader thread panicked".into())));
+        let aligner = aligner
+            .join()
+            .unwrap_or_else(|_| Err(Error::Config("aligner thread panicked".into())));
         (reader, aligner, w)
     });
     // The first real error wins over the Cancelled it caused in the other stages.
@@ -164,14 +171,21 @@ pub fn convert_bag(
         aligner_result.as_ref().err(),
         writer_result.as_ref().err(),
     ];
-    if let Some(e) = results.iter().flatten().find(|e| !matches!(e, Error::Cancelled)) {
+    if let Some(e) = results
+        .iter()
+        .flatten()
+        .find(|e| !matches!(e, Error::Cancelled))
+    {
         return Err(clone_error(e));
     }
     if results.iter().any(Option::is_some) {
         let rss = monitor.over_ceiling.load(Ordering::Relaxed);
         if rss > 0 {
             return Err(Error::OverBudget {
-                item: format!("the process's resident memory ({})", crate::memory::format_bytes(rss)),
+                item: format!(
+                    "the process's resident memory ({})",
+                    crate::memory::format_bytes(rss)
+                ),
                 needed: rss,
                 available: mem.ceiling,
                 ceiling: mem.ceiling,
@@ -284,12 +298,16 @@ impl Watermarks {
     fn after(&mut self, k: usize, time_source: TimeSource) -> Vec<u64> {
         (0..self.positions.len())
             .map(|s| {
-                while self.cursor[s] < self.positions[s].len() && self.positions[s][self.cursor[s]] <= k {
+                while self.cursor[s] < self.positions[s].len()
+                    && self.positions[s][self.cursor[s]] <= k
+                {
                     self.cursor[s] += 1;
                 }
                 match self.suffix_min[s].get(self.cursor[s]) {
                     None => u64::MAX,
-                    Some(&t) if time_source == TimeSource::Header => t.saturating_sub(HEADER_LATENCY_ALLOWANCE_NS),
+                    Some(&t) if time_source == TimeSource::Header => {
+                        t.saturating_sub(HEADER_LATENCY_ALLOWANCE_NS)
+                    }
                     Some(&t) => t,
                 }
             })
@@ -327,7 +345,9 @@ fn read_stage(
         bytes_read += chunk.data_len as u64;
         for m in messages(data.bytes()) {
             let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
-            let Some(cp) = plan.conns.get(&m.conn) else { continue };
+            let Some(cp) = plan.conns.get(&m.conn) else {
+                continue;
+            };
             let decode_err = |offset: usize, what: String| Error::Decode {
                 path: bag.path().to_path_buf(),
                 topic: cp.topic.clone(),
@@ -336,22 +356,33 @@ fn read_stage(
                 offset,
                 what,
             };
-            let mut values = cp.schema.decode_fields(m.data, &cp.paths).map_err(|e| decode_err(e.offset, e.what))?;
+            let mut values = cp
+                .schema
+                .decode_fields(m.data, &cp.paths)
+                .map_err(|e| decode_err(e.offset, e.what))?;
             decoded += 1;
             let time_ns = match cp.stamp {
                 Some(i) => match values[i] {
-                    crate::msg::Value::Time { sec, nsec } => sec as u64 * 1_000_000_000 + nsec as u64,
+                    crate::msg::Value::Time { sec, nsec } => {
+                        sec as u64 * 1_000_000_000 + nsec as u64
+                    }
                     _ => m.time_ns,
                 },
                 None => m.time_ns,
             };
             for &(slot, at) in &cp.uses {
                 let value = extract(&plan.slots[slot].kind, &mut values[at..]).map_err(|what| {
-                    decode_err(m.data.len(), format!("{} : {what}", plan.slots[slot].spec.label))
+                    decode_err(
+                        m.data.len(),
+                        format!("{} : {what}", plan.slots[slot].spec.label),
+                    )
                 })?;
                 let bytes = value.heap_bytes() + crate::align::SAMPLE_OVERHEAD_BYTES;
                 let permit = mem.samples.acquire(bytes, || {
-                    format!("a message of {} at {} ns ({bytes} bytes)", cp.topic, m.time_ns)
+                    format!(
+                        "a message of {} at {} ns ({bytes} bytes)",
+                        cp.topic, m.time_ns
+                    )
                 })?;
                 send(ReaderEvent::Sample(Sample {
                     slot,
@@ -383,7 +414,10 @@ fn read_stage(
 }
 
 /// Takes one slot's value out of the decoded fields (moving image bytes, not copying them).
-fn extract(kind: &SlotKind, fields: &mut [crate::msg::Value]) -> std::result::Result<SampleValue, String> {
+fn extract(
+    kind: &SlotKind,
+    fields: &mut [crate::msg::Value],
+) -> std::result::Result<SampleValue, String> {
     use crate::msg::Value;
     let take = |v: &mut Value| std::mem::replace(v, Value::Bool(false));
     match kind {
@@ -394,10 +428,14 @@ fn extract(kind: &SlotKind, fields: &mut [crate::msg::Value]) -> std::result::Re
                 return Err(format!(
                     "has {} values; the dataset feature needs {len}{}",
                     all.len(),
-                    range.map(|(a, b)| format!(" (range {a}..{b})")).unwrap_or_default()
+                    range
+                        .map(|(a, b)| format!(" (range {a}..{b})"))
+                        .unwrap_or_default()
                 ));
             }
-            Ok(SampleValue::Numbers(all[a..b].iter().map(|x| x * scale).collect()))
+            Ok(SampleValue::Numbers(
+                all[a..b].iter().map(|x| x * scale).collect(),
+            ))
         }
         SlotKind::CompressedImage => {
             let format = match take(&mut fields[0]) {
@@ -485,7 +523,9 @@ fn align_stage(
                 Tick::Dropped { tick_ns, slot } => {
                     stats.dropped += 1;
                     if stats.drop_examples.len() < DROP_EXAMPLES {
-                        stats.drop_examples.push((tick_ns, plan.slots[slot].spec.label.clone()));
+                        stats
+                            .drop_examples
+                            .push((tick_ns, plan.slots[slot].spec.label.clone()));
                     }
                 }
                 Tick::Frame(af) => {
@@ -497,13 +537,16 @@ fn align_stage(
                         Error::Config(format!("frame at {} ns: {what}", af.tick_ns))
                     })?;
                     let bytes = frame_bytes(&frame);
-                    let permit = mem.frames.acquire(bytes, || format!("the frame at {} ns ({bytes} bytes)", af.tick_ns))?;
+                    let permit = mem.frames.acquire(bytes, || {
+                        format!("the frame at {} ns ({bytes} bytes)", af.tick_ns)
+                    })?;
                     delay.push_back((frame, permit));
                     if delay.len() > plan.trim_end
                         && let Some((f, p)) = delay.pop_front()
                     {
                         stats.frames += 1;
-                        tx.send(FrameEvent::Frame(f, p)).map_err(|_| Error::Cancelled)?;
+                        tx.send(FrameEvent::Frame(f, p))
+                            .map_err(|_| Error::Cancelled)?;
                     }
                 }
             }
@@ -551,7 +594,11 @@ fn build_frame(plan: &BagPlan, values: Vec<SampleValue>) -> std::result::Result<
     Ok(Frame { values: out })
 }
 
-fn write_stage(writer: &mut DatasetWriter, rx: Receiver<FrameEvent>, monitor: &Monitor) -> Result<()> {
+fn write_stage(
+    writer: &mut DatasetWriter,
+    rx: Receiver<FrameEvent>,
+    monitor: &Monitor,
+) -> Result<()> {
     loop {
         match rx.recv() {
             Ok(FrameEvent::Frame(frame, permit)) => {

@@ -51,7 +51,14 @@ pub struct ConnPlan {
 
 /// Image fields extracted per message, in this order.
 pub const COMPRESSED_IMAGE_FIELDS: [&str; 2] = ["format", "data"];
-pub const RAW_IMAGE_FIELDS: [&str; 6] = ["height", "width", "encoding", "is_bigendian", "step", "data"];
+pub const RAW_IMAGE_FIELDS: [&str; 6] = [
+    "height",
+    "width",
+    "encoding",
+    "is_bigendian",
+    "step",
+    "data",
+];
 
 /// Everything needed to convert one bag.
 pub struct BagPlan {
@@ -79,7 +86,12 @@ fn path_of(schema: &MessageSchema, path: &str, topic: &str) -> Result<FieldPath>
 
 impl BagPlan {
     /// Resolves `cfg` against the bag. `fixed_fps` is the dataset's fps when earlier bags set it.
-    pub fn new(bag: &BagFile, index: &BagIndex, cfg: &ConvertConfig, fixed_fps: Option<u32>) -> Result<BagPlan> {
+    pub fn new(
+        bag: &BagFile,
+        index: &BagIndex,
+        cfg: &ConvertConfig,
+        fixed_fps: Option<u32>,
+    ) -> Result<BagPlan> {
         let path = bag.path().display().to_string();
         let tol_default = (cfg.tolerance_ms * 1e6) as u64;
         let mut slots = Vec::new();
@@ -98,8 +110,12 @@ impl BagPlan {
                     )));
                 }
                 let slot = slots.len();
-                let msgtype = index.connection(ids[0]).map(|c| c.msgtype.clone()).unwrap_or_default();
-                let image = is_image_type(&msgtype) && src.field.as_deref().is_none_or(str::is_empty);
+                let msgtype = index
+                    .connection(ids[0])
+                    .map(|c| c.msgtype.clone())
+                    .unwrap_or_default();
+                let image =
+                    is_image_type(&msgtype) && src.field.as_deref().is_none_or(str::is_empty);
                 let kind = if image {
                     if msgtype == "sensor_msgs/Image" {
                         SlotKind::RawImage
@@ -120,7 +136,9 @@ impl BagPlan {
                     }
                 };
                 for id in ids {
-                    let conn = index.connection(id).ok_or_else(|| Error::Config(format!("connection {id} missing")))?;
+                    let conn = index
+                        .connection(id)
+                        .ok_or_else(|| Error::Config(format!("connection {id} missing")))?;
                     if conn.msgtype != msgtype {
                         return Err(Error::Config(format!(
                             "{path}: topic {} has connections of two types ({} and {})",
@@ -128,15 +146,14 @@ impl BagPlan {
                         )));
                     }
                     if !conns.contains_key(&id) {
-                        let schema = MessageSchema::parse(&conn.msgtype, &conn.definition).map_err(|e| {
-                            Error::Definition {
+                        let schema = MessageSchema::parse(&conn.msgtype, &conn.definition)
+                            .map_err(|e| Error::Definition {
                                 path: bag.path().to_path_buf(),
                                 topic: conn.topic.clone(),
                                 conn: id,
                                 msgtype: conn.msgtype.clone(),
                                 what: e.what,
-                            }
-                        })?;
+                            })?;
                         conns.insert(
                             id,
                             ConnPlan {
@@ -148,7 +165,9 @@ impl BagPlan {
                             },
                         );
                     }
-                    let cp = conns.get_mut(&id).ok_or_else(|| Error::Config("connection plan missing".into()))?;
+                    let cp = conns
+                        .get_mut(&id)
+                        .ok_or_else(|| Error::Config("connection plan missing".into()))?;
                     let first = cp.paths.len();
                     let fields: Vec<&str> = match kind {
                         SlotKind::CompressedImage => COMPRESSED_IMAGE_FIELDS.to_vec(),
@@ -157,7 +176,9 @@ impl BagPlan {
                     };
                     for field in fields {
                         let p = path_of(&cp.schema, field, &src.topic)?;
-                        if matches!(kind, SlotKind::Numeric { .. }) && p.ros_type().starts_with("string") {
+                        if matches!(kind, SlotKind::Numeric { .. })
+                            && p.ros_type().starts_with("string")
+                        {
                             return Err(Error::Config(format!(
                                 "feature '{}': field {field} of {} is {}, not numeric",
                                 f.name,
@@ -174,18 +195,35 @@ impl BagPlan {
                     feature: fi,
                     kind,
                     spec: SlotSpec {
-                        label: format!("{} <- {}{}", f.name, src.topic, src.field.as_ref().map(|x| format!(" {x}")).unwrap_or_default()),
+                        label: format!(
+                            "{} <- {}{}",
+                            f.name,
+                            src.topic,
+                            src.field
+                                .as_ref()
+                                .map(|x| format!(" {x}"))
+                                .unwrap_or_default()
+                        ),
                         policy: f.policy.unwrap_or(cfg.policy),
-                        tolerance_ns: f.tolerance_ms.map(|t| (t * 1e6) as u64).unwrap_or(tol_default),
+                        tolerance_ns: f
+                            .tolerance_ms
+                            .map(|t| (t * 1e6) as u64)
+                            .unwrap_or(tol_default),
                     },
                 });
                 mine.push(slot);
             }
             if image_feature(&slots, &mine) && mine.len() != 1 {
-                return Err(Error::Config(format!("image feature '{}' must have exactly one source", f.name)));
+                return Err(Error::Config(format!(
+                    "image feature '{}' must have exactly one source",
+                    f.name
+                )));
             }
             if image_feature(&slots, &mine) && f.policy == Some(Policy::Linear) {
-                return Err(Error::Config(format!("image feature '{}' cannot use linear interpolation", f.name)));
+                return Err(Error::Config(format!(
+                    "image feature '{}' cannot use linear interpolation",
+                    f.name
+                )));
             }
             feature_slots.push(mine);
         }
@@ -211,18 +249,29 @@ impl BagPlan {
             .iter()
             .position(|s| s.topic == timeline_topic)
             .ok_or_else(|| {
-                Error::Config(format!("timeline topic {timeline_topic} is not the source of any feature"))
+                Error::Config(format!(
+                    "timeline topic {timeline_topic} is not the source of any feature"
+                ))
             })?;
         let tl_conns = index.connections_of(&timeline_topic);
         let counts = index.counts_by_connection();
-        let tl_count: u64 = tl_conns.iter().map(|c| counts.get(c).copied().unwrap_or(0)).sum();
+        let tl_count: u64 = tl_conns
+            .iter()
+            .map(|c| counts.get(c).copied().unwrap_or(0))
+            .sum();
         if tl_count == 0 {
-            return Err(Error::Config(format!("{path}: timeline topic {timeline_topic} has no messages")));
+            return Err(Error::Config(format!(
+                "{path}: timeline topic {timeline_topic} has no messages"
+            )));
         }
         let times = index.topic_times(bag, &tl_conns)?;
         let (first, last) = (times[0], times[times.len() - 1]);
         let span_s = (last - first) as f64 / 1e9;
-        let rate = if times.len() >= 2 && span_s > 0.0 { (times.len() - 1) as f64 / span_s } else { 1.0 };
+        let rate = if times.len() >= 2 && span_s > 0.0 {
+            (times.len() - 1) as f64 / span_s
+        } else {
+            1.0
+        };
         drop(times);
         let wanted_fps = fixed_fps.or(cfg.fps);
         let (timeline, fps, expected_frames) = match wanted_fps {
@@ -239,7 +288,9 @@ impl BagPlan {
                 )
             }
             None => (
-                Timeline::Own { slot: timeline_slot },
+                Timeline::Own {
+                    slot: timeline_slot,
+                },
                 (rate.round() as u32).max(1),
                 tl_count as usize,
             ),
@@ -278,9 +329,14 @@ impl BagPlan {
                 break;
             }
             let chunk = &index.chunks[ci];
-            let needed: Vec<usize> = (0..self.slots.len()).filter(|&s| first[s].is_none()).collect();
+            let needed: Vec<usize> = (0..self.slots.len())
+                .filter(|&s| first[s].is_none())
+                .collect();
             let holds = needed.iter().any(|&s| {
-                index.connections_of(&self.slots[s].topic).iter().any(|c| chunk.holds_any(&[*c]))
+                index
+                    .connections_of(&self.slots[s].topic)
+                    .iter()
+                    .any(|c| chunk.holds_any(&[*c]))
             });
             if !holds {
                 continue;
@@ -288,18 +344,23 @@ impl BagPlan {
             let data = read_chunk(bag, chunk)?;
             for m in messages(data.bytes()) {
                 let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
-                let Some(cp) = self.conns.get(&m.conn) else { continue };
+                let Some(cp) = self.conns.get(&m.conn) else {
+                    continue;
+                };
                 if cp.uses.iter().all(|(s, _)| first[*s].is_some()) {
                     continue;
                 }
-                let values = cp.schema.decode_fields(m.data, &cp.paths).map_err(|e| Error::Decode {
-                    path: bag.path().to_path_buf(),
-                    topic: cp.topic.clone(),
-                    conn: m.conn,
-                    time_ns: m.time_ns,
-                    offset: e.offset,
-                    what: e.what.clone(),
-                })?;
+                let values =
+                    cp.schema
+                        .decode_fields(m.data, &cp.paths)
+                        .map_err(|e| Error::Decode {
+                            path: bag.path().to_path_buf(),
+                            topic: cp.topic.clone(),
+                            conn: m.conn,
+                            time_ns: m.time_ns,
+                            offset: e.offset,
+                            what: e.what.clone(),
+                        })?;
                 for &(slot, at) in &cp.uses {
                     if first[slot].is_some() {
                         continue;
@@ -345,9 +406,14 @@ impl BagPlan {
             let kind = if let [s] = slots[..]
                 && !matches!(self.slots[s].kind, SlotKind::Numeric { .. })
             {
-                let vals = first[s].as_ref().ok_or_else(|| Error::Config("probe missing".into()))?;
+                let vals = first[s]
+                    .as_ref()
+                    .ok_or_else(|| Error::Config("probe missing".into()))?;
                 let (h, w, c) = image_shape(&self.slots[s].kind, vals).map_err(|what| {
-                    Error::Config(format!("feature '{}' (topic {}): {what}", f.name, self.slots[s].topic))
+                    Error::Config(format!(
+                        "feature '{}' (topic {}): {what}",
+                        f.name, self.slots[s].topic
+                    ))
                 })?;
                 FeatureKind::Image {
                     height: h,
@@ -358,9 +424,14 @@ impl BagPlan {
                 let mut names = Vec::new();
                 let mut total = 0;
                 for &s in slots {
-                    let vals = first[s].as_ref().ok_or_else(|| Error::Config("probe missing".into()))?;
+                    let vals = first[s]
+                        .as_ref()
+                        .ok_or_else(|| Error::Config("probe missing".into()))?;
                     let SlotKind::Numeric { range, scale, .. } = self.slots[s].kind else {
-                        return Err(Error::Config(format!("feature '{}' mixes images and numbers", f.name)));
+                        return Err(Error::Config(format!(
+                            "feature '{}' mixes images and numbers",
+                            f.name
+                        )));
                     };
                     let all = vals[0].to_f64_vec().ok_or_else(|| {
                         Error::Config(format!(
@@ -430,7 +501,8 @@ impl BagPlan {
 }
 
 fn image_feature(slots: &[SlotPlan], mine: &[usize]) -> bool {
-    mine.iter().any(|&s| !matches!(slots[s].kind, SlotKind::Numeric { .. }))
+    mine.iter()
+        .any(|&s| !matches!(slots[s].kind, SlotKind::Numeric { .. }))
 }
 
 /// Height, width, channels of the first image: from the encoded header only for compressed
@@ -438,11 +510,15 @@ fn image_feature(slots: &[SlotPlan], mine: &[usize]) -> bool {
 fn image_shape(kind: &SlotKind, vals: &[Value]) -> std::result::Result<(u32, u32, u32), String> {
     match kind {
         SlotKind::CompressedImage => {
-            let data = vals[1].as_bytes().ok_or("CompressedImage data is not bytes")?;
+            let data = vals[1]
+                .as_bytes()
+                .ok_or("CompressedImage data is not bytes")?;
             let reader = image::ImageReader::new(std::io::Cursor::new(data))
                 .with_guessed_format()
                 .map_err(|e| format!("cannot read the first image: {e}"))?;
-            let decoder = reader.into_decoder().map_err(|e| format!("cannot read the first image's header: {e}"))?;
+            let decoder = reader
+                .into_decoder()
+                .map_err(|e| format!("cannot read the first image's header: {e}"))?;
             use image::ImageDecoder;
             let (w, h) = decoder.dimensions();
             let c = decoder.color_type().channel_count() as u32;
@@ -451,8 +527,11 @@ fn image_shape(kind: &SlotKind, vals: &[Value]) -> std::result::Result<(u32, u32
         SlotKind::RawImage => {
             let h = vals[0].to_f64().ok_or("height is not a number")? as u32;
             let w = vals[1].to_f64().ok_or("width is not a number")? as u32;
-            let Value::String(enc) = &vals[2] else { return Err("encoding is not a string".into()) };
-            let c = super::image::raw_channels(enc).ok_or_else(|| format!("unsupported raw image encoding {enc:?}"))?;
+            let Value::String(enc) = &vals[2] else {
+                return Err("encoding is not a string".into());
+            };
+            let c = super::image::raw_channels(enc)
+                .ok_or_else(|| format!("unsupported raw image encoding {enc:?}"))?;
             Ok((h, w, c))
         }
         SlotKind::Numeric { .. } => Err("not an image".into()),

@@ -101,14 +101,20 @@ pub fn collect_bags(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "bag"))
                 .collect();
             if found.is_empty() {
-                return Err(Error::Config(format!("{}: no .bag files in this directory", p.display())));
+                return Err(Error::Config(format!(
+                    "{}: no .bag files in this directory",
+                    p.display()
+                )));
             }
             found.sort();
             out.extend(found);
         } else if p.is_file() {
             out.push(p.clone());
         } else {
-            return Err(Error::io(p, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+            return Err(Error::io(
+                p,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            ));
         }
     }
     out.sort();
@@ -137,7 +143,10 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     }
     let mut last_err = None;
     for b in bags {
-        match BagFile::open(b).and_then(|bag| BagIndex::read(&bag)).and_then(|i| zero_config(&i)) {
+        match BagFile::open(b)
+            .and_then(|bag| BagIndex::read(&bag))
+            .and_then(|i| zero_config(&i))
+        {
             Ok(c) => return Ok(c),
             Err(e) => last_err = Some(e),
         }
@@ -166,7 +175,15 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             for c in &index.chunks {
                 let need = chunk_need(c);
                 if need > max_chunk.0 {
-                    max_chunk = (need, format!("chunk at offset {} of {} ({} bytes in flight)", c.pos, b.display(), need));
+                    max_chunk = (
+                        need,
+                        format!(
+                            "chunk at offset {} of {} ({} bytes in flight)",
+                            c.pos,
+                            b.display(),
+                            need
+                        ),
+                    );
                 }
             }
         }
@@ -183,8 +200,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let end = sample();
     monitor.observe(&end);
     let failed = outcomes.iter().filter(|o| o.status != "ok").count();
-    let frames: u64 = outcomes.iter().filter_map(|o| o.report.as_ref()).map(|r| r.frames).sum();
-    let bytes_read: u64 = outcomes.iter().filter_map(|o| o.report.as_ref()).map(|r| r.bytes_read).sum();
+    let frames: u64 = outcomes
+        .iter()
+        .filter_map(|o| o.report.as_ref())
+        .map(|r| r.frames)
+        .sum();
+    let bytes_read: u64 = outcomes
+        .iter()
+        .filter_map(|o| o.report.as_ref())
+        .map(|r| r.bytes_read)
+        .sum();
     let wall_s = started.elapsed().as_secs_f64();
     log.finish()?;
     let memory = MemoryReport {
@@ -200,7 +225,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         increase: end.allocated as i64 - start.allocated as i64,
         max_chunk_increase: log.max_increase,
         max_chunk_increase_at: log.max_increase_chunk,
-        budgets: mem.peaks().into_iter().map(|(n, p, c)| (n.to_string(), p, c)).collect(),
+        budgets: mem
+            .peaks()
+            .into_iter()
+            .map(|(n, p, c)| (n.to_string(), p, c))
+            .collect(),
         row_group_bytes: mem.row_group_bytes,
         chunks_logged: log.rows,
     };
@@ -215,10 +244,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         failed,
         wall_s,
         bytes_read,
-        throughput_mb_s: if wall_s > 0.0 { bytes_read as f64 / 1e6 / wall_s } else { 0.0 },
+        throughput_mb_s: if wall_s > 0.0 {
+            bytes_read as f64 / 1e6 / wall_s
+        } else {
+            0.0
+        },
         memory,
         fps: spec.as_ref().map_or(0, |s| s.fps),
-        features: spec.map(|s| s.features.into_iter().map(|f| f.name).collect()).unwrap_or_default(),
+        features: spec
+            .map(|s| s.features.into_iter().map(|f| f.name).collect())
+            .unwrap_or_default(),
         bags: outcomes,
     })
 }
@@ -270,7 +305,9 @@ fn convert_all(
                 }
                 Some(_) => {}
             }
-            let w = writer.as_mut().ok_or_else(|| Error::Config("dataset writer missing".into()))?;
+            let w = writer
+                .as_mut()
+                .ok_or_else(|| Error::Config("dataset writer missing".into()))?;
             w.begin_episode(&task, plan.expected_frames)?;
             match convert_bag(&bag, &index, &plan, mem, w, &mut log, episode, monitor) {
                 Ok(report) => {
@@ -348,7 +385,10 @@ fn convert_all(
     }
     if episode == 0 {
         let errors: Vec<String> = outcomes.iter().filter_map(|o| o.error.clone()).collect();
-        return Err(Error::Config(format!("no bag could be converted:\n  {}", errors.join("\n  "))));
+        return Err(Error::Config(format!(
+            "no bag could be converted:\n  {}",
+            errors.join("\n  ")
+        )));
     }
     Ok((outcomes, log, spec))
 }
@@ -418,5 +458,9 @@ pub fn render_summary(r: &RunReport) -> String {
 }
 
 fn signed_bytes(v: i64) -> String {
-    if v < 0 { format!("-{}", format_bytes(v.unsigned_abs())) } else { format!("+{}", format_bytes(v as u64)) }
+    if v < 0 {
+        format!("-{}", format_bytes(v.unsigned_abs()))
+    } else {
+        format!("+{}", format_bytes(v as u64))
+    }
 }

@@ -716,7 +716,8 @@ mod tests {
             s.push(((i * 48_271) % n) as f32);
         }
         assert!(!s.is_exact());
-        assert!(s.memory_bytes() < 8 * SKETCH_LEVEL_CAPACITY * 4 + 1024);
+        // H·K·4 bytes with H − 1 = ⌈log2(n/K)⌉ levels, plus one level of slack.
+        assert!(s.memory_bytes() < 11 * SKETCH_LEVEL_CAPACITY * 4 + 1024);
         let levels = (n as f64 / SKETCH_LEVEL_CAPACITY as f64).log2().ceil();
         let bound = levels * n as f64 / SKETCH_LEVEL_CAPACITY as f64;
         for q in [0.01, 0.1, 0.5, 0.9, 0.99] {

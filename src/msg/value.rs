@@ -61,7 +61,8 @@ impl Value {
     }
 
     /// A numeric scalar or array flattened to `f64`s: ints and floats as numbers, bool as 0/1,
-    /// time and duration as seconds. `None` for strings, messages and arrays holding them.
+    /// time and duration as seconds; nested messages (`Vector3`, arrays of `Point`, ...) are
+    /// flattened in definition order. `None` when a string is anywhere inside.
     /// 64-bit integers beyond 2^53 lose precision, as any conversion to `f64` does.
     pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
         match self {

@@ -1,0 +1,486 @@
+//! End-to-end conversion: the demo bag, a config with slices/scales/concatenation/resampling/
+//! trimming on a synthetic bag whose values are known, and the exit codes of the binary.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::array::AsArray;
+use arrow::datatypes::{Float32Type, Int64Type};
+use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
+use bag2dataset::convert::config::ConvertConfig;
+use bag2dataset::convert::run::{RunOptions, run};
+use bag2dataset::demo::{
+    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("b2d-convert-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn demo_bag() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/demo.bag")
+}
+
+fn opts(inputs: Vec<PathBuf>, output: PathBuf, config: Option<ConvertConfig>) -> RunOptions {
+    RunOptions {
+        inputs,
+        output,
+        config,
+        ceiling: 64 << 20,
+        fps: None,
+        task: None,
+        overwrite: false,
+        memory_log: None,
+        memory_chart: None,
+        progress: false,
+    }
+}
+
+/// All rows of the dataset's data files: (column name → Vec of f32 rows) for numeric columns.
+fn read_rows(ds: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    let mut files: Vec<PathBuf> = walk(&ds.join("data"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            out.push(b.unwrap());
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn committed_demo_bag_is_what_the_writer_makes() {
+    let (bytes, _) =
+        bag2dataset::demo::write_demo_bag_to(std::io::Cursor::new(Vec::new())).unwrap();
+    let committed = std::fs::read(demo_bag()).expect("testdata/demo.bag is committed");
+    assert!(
+        bytes.into_inner() == committed,
+        "testdata/demo.bag differs from `bag2dataset make-demo`"
+    );
+}
+
+#[test]
+fn demo_converts_to_a_valid_dataset_with_exact_totals() {
+    let dir = tmp("demo");
+    let out = dir.join("ds");
+    let report = run(&opts(vec![demo_bag()], out.clone(), None)).expect("demo converts");
+    assert_eq!(report.episodes, 1);
+    assert_eq!(report.failed, 0);
+    assert_eq!(report.fps, 30);
+    assert!(report.frames >= 115, "{} frames", report.frames);
+    assert_eq!(
+        report.features,
+        [
+            "observation.images.cam_h",
+            "observation.images.cam_l",
+            "observation.state",
+            "action"
+        ]
+    );
+    let problems = bag2dataset::dataset::validate(&out).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta/info.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["total_frames"].as_u64(), Some(report.frames));
+    assert_eq!(
+        info["features"]["observation.images.cam_h"]["shape"],
+        serde_json::json!([72, 96, 3])
+    );
+    assert_eq!(
+        info["features"]["observation.state"]["names"][0],
+        "arm_joint_1"
+    );
+    let batches = read_rows(&out);
+    let mut n = 0i64;
+    for b in &batches {
+        let index = b
+            .column_by_name("index")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let ts = b
+            .column_by_name("timestamp")
+            .unwrap()
+            .as_primitive::<Float32Type>();
+        let fi = b
+            .column_by_name("frame_index")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            assert_eq!(index.value(i), n, "contiguous index");
+            assert_eq!(fi.value(i), n);
+            assert_eq!(
+                ts.value(i),
+                (n as f64 / 30.0) as f32,
+                "timestamp = frame_index / fps"
+            );
+            n += 1;
+        }
+        let img = b
+            .column_by_name("observation.images.cam_h")
+            .unwrap()
+            .as_struct();
+        let bytes = img.column(0).as_binary::<i32>();
+        assert!(
+            bytes.value(0).starts_with(&[0xFF, 0xD8]),
+            "JPEG passed through"
+        );
+    }
+    assert_eq!(n as u64, report.frames);
+    // memory figures are reported
+    assert!(report.memory.peak_rss > 0 && report.memory.peak_rss_anon > 0);
+    assert!(report.memory.peak_rss <= report.memory.ceiling);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A bag with a 30 Hz camera and a 200 Hz joint topic whose positions are known functions of
+/// time: position[j] = j * 1000 + t_ms (record time in ms since start).
+fn synthetic_bag(path: &Path, seconds: u64, compression: Compression) {
+    let mut w = BagWriter::create(path, BagWriterOptions::with_compression(compression)).unwrap();
+    let cam = w
+        .add_connection(
+            "/cam/image/compressed",
+            "sensor_msgs/CompressedImage",
+            COMPRESSED_IMAGE_MD5,
+            &compressed_image_definition(),
+        )
+        .unwrap();
+    let js = w
+        .add_connection(
+            "/arm/joint_states",
+            "sensor_msgs/JointState",
+            JOINT_STATE_MD5,
+            &joint_state_definition(),
+        )
+        .unwrap();
+    let start = 1_000_000_000_000_000_000u64;
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+        .encode(
+            &[128u8; 16 * 12 * 3],
+            16,
+            12,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    let names: Vec<String> = (0..6).map(|j| format!("j{j}")).collect();
+    // merge both streams in time order
+    let mut events: Vec<(u64, bool)> = Vec::new();
+    for k in 0..seconds * 30 {
+        events.push((k * 1_000_000_000 / 30, true));
+    }
+    for k in 0..seconds * 200 {
+        events.push((k * 5_000_000, false));
+    }
+    events.sort();
+    for (i, (t, is_cam)) in events.into_iter().enumerate() {
+        let abs = start + t;
+        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
+        let mut p = Payload::new();
+        p.header(i as u32, sec, nsec, "");
+        if is_cam {
+            p.string("jpeg").bytes(&jpeg);
+            w.write(cam, abs, p.as_slice()).unwrap();
+        } else {
+            let t_ms = t as f64 / 1e6;
+            let pos: Vec<f64> = (0..6).map(|j| j as f64 * 1000.0 + t_ms).collect();
+            p.string_array(&names)
+                .f64_array(&pos)
+                .f64_array(&[])
+                .f64_array(&[]);
+            w.write(js, abs, p.as_slice()).unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn config_slices_scales_concatenates_resamples_and_trims() {
+    let dir = tmp("config");
+    let bag = dir.join("syn.bag");
+    synthetic_bag(&bag, 5, Compression::Bz2);
+    let cfg = ConvertConfig::from_toml(
+        r#"
+fps = 10
+timeline = "/cam/image/compressed"
+trim_start = 3
+trim_end = 2
+task = "reach"
+[[features]]
+name = "observation.images.cam"
+topic = "/cam/image/compressed"
+[[features]]
+name = "observation.state"
+policy = "latest"
+[[features.sources]]
+topic = "/arm/joint_states"
+field = "position"
+range = "1..3"
+[[features.sources]]
+topic = "/arm/joint_states"
+field = "position"
+range = "5..6"
+scale = 0.001
+"#,
+        "test",
+    )
+    .unwrap();
+    let out = dir.join("ds");
+    let report = run(&opts(vec![bag], out.clone(), Some(cfg))).unwrap();
+    // 5 s of camera at 30 Hz resampled to 10 Hz: ticks 0, 0.1, ..., 4.9 s = 50; minus 3 + 2 trimmed
+    let ep = report.bags[0].report.as_ref().unwrap();
+    assert_eq!(ep.ticks, 50);
+    assert_eq!(ep.dropped, 0);
+    assert_eq!(ep.trimmed, 5);
+    assert_eq!(report.frames, 45);
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta/info.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["fps"], 10);
+    assert_eq!(
+        info["features"]["observation.state"]["shape"],
+        serde_json::json!([3])
+    );
+    assert_eq!(
+        info["features"]["observation.state"]["names"],
+        serde_json::json!(["j1", "j2", "j5"])
+    );
+    let batches = read_rows(&out);
+    let mut row = 0usize;
+    for b in &batches {
+        let state = b
+            .column_by_name("observation.state")
+            .unwrap()
+            .as_fixed_size_list();
+        for i in 0..b.num_rows() {
+            let v = state.value(i);
+            let v = v.as_primitive::<Float32Type>();
+            // tick k (after trimming 3) is at (k + 3) * 100 ms; latest joint sample at or before it
+            let t_ms = ((row + 3) * 100) as f64;
+            assert_eq!(v.value(0), (1000.0 + t_ms) as f32, "row {row}");
+            assert_eq!(v.value(1), (2000.0 + t_ms) as f32);
+            assert_eq!(v.value(2), ((5000.0 + t_ms) * 0.001) as f32);
+            row += 1;
+        }
+    }
+    assert_eq!(row, 45);
+    let tasks = walk(&out.join("meta"))
+        .into_iter()
+        .any(|p| p.ends_with("tasks.parquet"));
+    assert!(tasks);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_topic_that_stops_halfway_drops_and_counts_frames() {
+    let dir = tmp("stops");
+    let bag = dir.join("syn.bag");
+    synthetic_bag(&bag, 4, Compression::None);
+    // rewrite: keep only joint messages of the first 2 s
+    let cfg = ConvertConfig::from_toml(
+        r#"
+timeline = "/cam/image/compressed"
+tolerance_ms = 20
+[[features]]
+name = "observation.images.cam"
+topic = "/cam/image/compressed"
+[[features]]
+name = "observation.state"
+topic = "/arm/joint_states"
+field = "position"
+"#,
+        "test",
+    )
+    .unwrap();
+    let mut cut = BagWriter::create(&dir.join("cut.bag"), BagWriterOptions::default()).unwrap();
+    let src = bag2dataset::bag::BagFile::open(&bag).unwrap();
+    let index = bag2dataset::bag::BagIndex::read(&src).unwrap();
+    let ids: Vec<u32> = index
+        .connections
+        .iter()
+        .map(|c| {
+            cut.add_connection(&c.topic, &c.msgtype, &c.md5sum, &c.definition)
+                .unwrap()
+        })
+        .collect();
+    let t_end = index.time_range().unwrap().0 + 2_000_000_000;
+    for ch in &index.chunks {
+        let data = bag2dataset::bag::chunk_reader::read_chunk(&src, ch).unwrap();
+        for m in bag2dataset::bag::chunk_reader::messages(data.bytes()) {
+            let m = m.unwrap();
+            let conn = &index
+                .connections
+                .iter()
+                .position(|c| c.id == m.conn)
+                .unwrap();
+            let topic = &index.connections[*conn].topic;
+            if topic == "/arm/joint_states" && m.time_ns > t_end {
+                continue;
+            }
+            cut.write(ids[*conn], m.time_ns, m.data).unwrap();
+        }
+    }
+    cut.finish().unwrap();
+    let out = dir.join("ds");
+    let report = run(&opts(vec![dir.join("cut.bag")], out, Some(cfg))).unwrap();
+    let ep = report.bags[0].report.as_ref().unwrap();
+    assert_eq!(ep.ticks, 120);
+    assert!(
+        ep.dropped >= 58 && ep.dropped <= 60,
+        "dropped {}",
+        ep.dropped
+    );
+    assert_eq!(ep.frames + ep.dropped, ep.ticks);
+    let state = ep
+        .slots
+        .iter()
+        .find(|s| s.label.contains("observation.state"))
+        .unwrap();
+    assert_eq!(state.missed, ep.dropped);
+    assert!(state.max_skew_ms <= 20.0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn bin(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run binary")
+}
+
+#[test]
+fn exit_codes_and_machine_readable_output() {
+    let dir = tmp("exit");
+    let out = dir.join("ds");
+    let demo = demo_bag();
+    // info --json is one JSON object per bag
+    let o = bin(&["info", "--json", demo.to_str().unwrap()]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["messages"], 1040);
+    assert_eq!(v["topics"].as_array().unwrap().len(), 4);
+    // convert --json: report on stdout only
+    let o = bin(&[
+        "convert",
+        demo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["episodes"], 1);
+    assert!(r["memory"]["peak_rss"].as_u64().unwrap() > 0);
+    // the output exists: refused without --overwrite
+    let o = bin(&[
+        "convert",
+        demo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(out.to_str().unwrap()));
+    // validate: ok, then broken
+    assert_eq!(
+        bin(&["validate", out.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    std::fs::remove_file(out.join("meta/tasks.parquet")).unwrap();
+    let o = bin(&["validate", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("tasks.parquet"));
+    // usage error
+    assert_eq!(bin(&["convert"]).status.code(), Some(2));
+    assert_eq!(
+        bin(&[
+            "convert",
+            demo.to_str().unwrap(),
+            "-o",
+            "x",
+            "--max-memory",
+            "lots"
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
+    // bad input names the file, exit 1, no panic
+    let junk = dir.join("junk.bag");
+    std::fs::write(&junk, b"definitely not a bag").unwrap();
+    let o = bin(&["info", junk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("junk.bag") && err.contains("not a ROS1 bag"),
+        "{err}"
+    );
+    // one bad bag among good ones: exit 3, dataset of the good ones
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::copy(&demo, inputs.join("a.bag")).unwrap();
+    std::fs::copy(&junk, inputs.join("b.bag")).unwrap();
+    std::fs::copy(&demo, inputs.join("c.bag")).unwrap();
+    let out2 = dir.join("ds2");
+    let o = bin(&[
+        "convert",
+        inputs.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["episodes"], 2);
+    assert_eq!(r["failed"], 1);
+    assert!(r["bags"][1]["error"].as_str().unwrap().contains("b.bag"));
+    assert!(bag2dataset::dataset::validate(&out2).unwrap().is_empty());
+    // dump to a closed pipe is not an error
+    let mut child = Command::new(BIN)
+        .args(["dump", demo.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
