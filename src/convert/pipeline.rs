@@ -24,7 +24,7 @@ use crate::align::{Aligner, ImagePayload, Sample, SampleValue, SlotReport, Tick}
 use crate::bag::chunk_reader::{chunk_error, messages, read_chunk};
 use crate::bag::{BagFile, BagIndex, ChunkCompression, ChunkInfo};
 use crate::convert::config::TimeSource;
-use crate::dataset::{DatasetWriter, FeatureValue, Frame};
+use crate::dataset::{DatasetWriter, FeatureValue, Frame, FrameSampler, Presampled};
 use crate::error::{Error, Result};
 use crate::memory::log::MemoryLog;
 use crate::memory::plan::MemoryPlan;
@@ -61,7 +61,8 @@ enum ReaderEvent {
 }
 
 enum FrameEvent {
-    Frame(Frame, Permit),
+    /// A frame, its image-statistics sample (decoded on the aligner's thread), its bytes.
+    Frame(Frame, Presampled, Permit),
     End,
 }
 
@@ -136,33 +137,37 @@ pub fn convert_bag(
     let (sample_tx, sample_rx) = unbounded::<ReaderEvent>();
     let (frame_tx, frame_rx) = unbounded::<FrameEvent>();
     let mut report = EpisodeReport::default();
+    let sampler = writer.sampler()?;
     let (reader_result, aligner_result, writer_result) = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| {
-            let r = read_stage(bag, index, plan, mem, &sample_tx, log, episode, monitor);
-            if r.is_err() {
-                mem.cancel();
-            }
-            drop(sample_tx);
-            r
-        });
-        let aligner = scope.spawn(|| {
-            let r = align_stage(plan, mem, sample_rx, &frame_tx);
-            if r.is_err() {
-                mem.cancel();
-            }
-            drop(frame_tx);
-            r
-        });
-        let w = write_stage(writer, frame_rx, monitor);
+        let reader = std::thread::Builder::new()
+            .name("chunk-reader".into())
+            .spawn_scoped(scope, || {
+                let r = read_stage(bag, index, plan, mem, &sample_tx, log, episode, monitor);
+                if r.is_err() {
+                    mem.cancel();
+                }
+                drop(sample_tx);
+                r
+            });
+        let aligner = std::thread::Builder::new()
+            .name("aligner".into())
+            .spawn_scoped(scope, || {
+                let r = align_stage(plan, mem, sample_rx, &frame_tx, sampler);
+                if r.is_err() {
+                    mem.cancel();
+                }
+                drop(frame_tx);
+                r
+            });
+        let w = match (&reader, &aligner) {
+            (Ok(_), Ok(_)) => write_stage(writer, frame_rx, monitor),
+            _ => Err(Error::Config("cannot start the pipeline threads".into())),
+        };
         if w.is_err() {
             mem.cancel();
         }
-        let reader = reader
-            .join()
-            .unwrap_or_else(|_| Err(Error::Config("chunk reader thread panicked".into())));
-        let aligner = aligner
-            .join()
-            .unwrap_or_else(|_| Err(Error::Config("aligner thread panicked".into())));
+        let reader = join_stage(reader, "chunk reader");
+        let aligner = join_stage(aligner, "aligner");
         (reader, aligner, w)
     });
     // The first real error wins over the Cancelled it caused in the other stages.
@@ -206,6 +211,21 @@ pub fn convert_bag(
     report.slots = aligned.slots;
     report.drop_examples = aligned.drop_examples;
     Ok(report)
+}
+
+/// Joins a stage thread; a thread that could not start or panicked is an error, not a crash.
+fn join_stage<T>(
+    h: std::io::Result<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+    name: &str,
+) -> Result<T> {
+    match h {
+        Ok(h) => h
+            .join()
+            .unwrap_or_else(|_| Err(Error::Config(format!("the {name} thread panicked")))),
+        Err(e) => Err(Error::Config(format!(
+            "cannot start the {name} thread: {e}"
+        ))),
+    }
 }
 
 /// Errors are not Clone (they hold io::Error); rebuild one with the same message.
@@ -495,6 +515,7 @@ fn align_stage(
     mem: &MemoryPlan,
     rx: Receiver<ReaderEvent>,
     tx: &Sender<FrameEvent>,
+    mut sampler: FrameSampler,
 ) -> Result<AlignStats> {
     let specs = plan.slots.iter().map(|s| s.spec.clone()).collect();
     let mut aligner = Aligner::new(specs, plan.timeline, mem.window.clone());
@@ -545,7 +566,10 @@ fn align_stage(
                         && let Some((f, p)) = delay.pop_front()
                     {
                         stats.frames += 1;
-                        tx.send(FrameEvent::Frame(f, p))
+                        let sampled = sampler
+                            .sample(&f)
+                            .map_err(|what| Error::Config(format!("image statistics: {what}")))?;
+                        tx.send(FrameEvent::Frame(f, sampled, p))
                             .map_err(|_| Error::Cancelled)?;
                     }
                 }
@@ -601,8 +625,8 @@ fn write_stage(
 ) -> Result<()> {
     loop {
         match rx.recv() {
-            Ok(FrameEvent::Frame(frame, permit)) => {
-                writer.push_frame(frame)?;
+            Ok(FrameEvent::Frame(frame, sampled, permit)) => {
+                writer.push_presampled(frame, sampled)?;
                 drop(permit);
                 monitor.frames_written.fetch_add(1, Ordering::Relaxed);
             }

@@ -25,7 +25,9 @@ mod writer;
 
 pub use stats::FeatureStats;
 pub use validate::validate;
-pub use writer::{DatasetSummary, DatasetWriter, EpisodeSummary, MemoryUsage};
+pub use writer::{
+    DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage, Presampled,
+};
 
 /// LeRobot format version written into `info.json`.
 pub const CODEBASE_VERSION: &str = "v3.0";

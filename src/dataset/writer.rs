@@ -29,7 +29,7 @@ use serde_json::json;
 
 use super::meta::{self, EpisodeRow, EpisodesWriter, InfoTotals};
 use super::schema::{self, HUGGINGFACE_META_KEY};
-use super::stats::{self, FeatureStats, ImageStats, StatsAggregate, VectorStats};
+use super::stats::{self, FeatureStats, ImageStats, SampledImage, StatsAggregate, VectorStats};
 use super::{
     DEFAULT_COLUMNS, DatasetSpec, FeatureKind, FeatureValue, Frame, ImageFormat,
     MAX_ROW_GROUP_BYTES, MIB, WriterOptions,
@@ -410,7 +410,62 @@ impl DatasetWriter {
         r
     }
 
+    /// Like [`Self::push_frame`], with the image-statistics sample already decoded by a
+    /// [`FrameSampler`] (on another thread: decoding sampled JPEGs is the writer's costliest
+    /// work).
+    pub fn push_presampled(&mut self, frame: Frame, sampled: Presampled) -> Result<()> {
+        self.check_usable()?;
+        let mut ep = self
+            .episode
+            .take()
+            .ok_or_else(|| self.err("push_frame without begin_episode"))?;
+        let r = if sampled.frame_index != ep.frames as usize {
+            Err(self.err(format!(
+                "image sample was made for frame {} but the episode is at frame {}",
+                sampled.frame_index, ep.frames
+            )))
+        } else {
+            self.push_inner(&mut ep, frame, Some(sampled.images))
+        };
+        self.episode = Some(ep);
+        r
+    }
+
+    /// A sampler that decodes lerobot's image-statistics sample of this episode's frames, in
+    /// frame order, anywhere (see [`Self::push_presampled`]).
+    pub fn sampler(&self) -> Result<FrameSampler> {
+        let ep = self
+            .episode
+            .as_ref()
+            .ok_or_else(|| self.err("sampler without begin_episode"))?;
+        let features = self
+            .spec
+            .features
+            .iter()
+            .zip(&ep.acc)
+            .map(|(f, acc)| match (acc, &f.kind) {
+                (FeatureAcc::Image(st), FeatureKind::Image { height, width, .. }) => {
+                    Some((st.clone(), (*height, *width)))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(FrameSampler {
+            features,
+            next_frame: ep.frames as usize,
+        })
+    }
+
     fn push_into(&mut self, ep: &mut Episode, frame: Frame) -> Result<()> {
+        self.push_inner(ep, frame, None)
+    }
+
+    fn push_inner(
+        &mut self,
+        ep: &mut Episode,
+        frame: Frame,
+        presampled: Option<Vec<Option<SampledImage>>>,
+    ) -> Result<()> {
         if ep.broken {
             return Err(self.err(format!("episode {} hit a write error; abort it", ep.index)));
         }
@@ -419,6 +474,9 @@ impl DatasetWriter {
         // Image statistics decode the sampled frames; do all of them before recording anything.
         let mut pending = Vec::new();
         for ((f, v), acc) in self.spec.features.iter().zip(&frame.values).zip(&ep.acc) {
+            if presampled.is_some() {
+                break;
+            }
             if let (
                 FeatureAcc::Image(st),
                 FeatureValue::Image { bytes, format },
@@ -436,7 +494,7 @@ impl DatasetWriter {
                 pending.push(p);
             }
         }
-        let mut pending = pending.into_iter();
+        let mut pending = presampled.unwrap_or(pending).into_iter();
         for (acc, v) in ep.acc.iter_mut().zip(&frame.values) {
             match (acc, v) {
                 (FeatureAcc::Vector(st), FeatureValue::Vector(x)) => st.push(x),
@@ -900,6 +958,43 @@ impl DatasetWriter {
             fs::remove_dir_all(&old).map_err(io_err(&old))?;
         }
         Ok(())
+    }
+}
+
+/// Decodes the image-statistics sample of frames off the writer's thread; made by
+/// [`DatasetWriter::sampler`] after `begin_episode`, fed every frame in order.
+#[derive(Debug, Clone)]
+pub struct FrameSampler {
+    /// Per feature: a copy of the episode's image stats (for its sample cursor) and the
+    /// declared (height, width); `None` for vectors.
+    features: Vec<Option<(ImageStats, (u32, u32))>>,
+    next_frame: usize,
+}
+
+/// The decoded sample of one frame, for [`DatasetWriter::push_presampled`].
+#[derive(Debug)]
+pub struct Presampled {
+    frame_index: usize,
+    images: Vec<Option<SampledImage>>,
+}
+
+impl FrameSampler {
+    /// Decodes the sampled images of the next frame (most frames are not sampled: cheap).
+    pub fn sample(&mut self, frame: &Frame) -> std::result::Result<Presampled, String> {
+        let frame_index = self.next_frame;
+        let mut images = Vec::new();
+        for (feature, value) in self.features.iter_mut().zip(&frame.values) {
+            if let (Some((st, expect)), FeatureValue::Image { bytes, format }) = (feature, value) {
+                let s = st.sample(frame_index, bytes, *format, *expect)?;
+                st.commit(frame_index, None);
+                images.push(s);
+            }
+        }
+        self.next_frame += 1;
+        Ok(Presampled {
+            frame_index,
+            images,
+        })
     }
 }
 
