@@ -21,6 +21,9 @@ pub enum Command {
     Dump(DumpArgs),
     /// Convert bags (one episode each) into a LeRobot v3.0 dataset.
     Convert(Box<ConvertArgs>),
+    /// Memory-profile a conversion (into a throw-away directory): memory per stage and the
+    /// smallest --max-memory that works, verified.
+    Profile(ProfileArgs),
     /// Check a dataset against the LeRobot v3.0 rules; exit 1 if anything is wrong.
     Validate(ValidateArgs),
     /// Write the built-in demo bag (what testdata/demo.bag is made from).
@@ -93,6 +96,23 @@ pub struct ConvertArgs {
     /// No progress or summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[arg(required = true)]
+    pub bags: Vec<PathBuf>,
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Ceiling for the profiling run (large, so that nothing is constrained).
+    #[arg(long, default_value = "1GiB")]
+    pub max_memory: String,
+    /// Skip converting again at the smallest ceiling found.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// The report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

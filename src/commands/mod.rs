@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod dump;
 pub mod info;
+pub mod profile;
 
 use std::io::{self, Write};
 
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Dump(args) => dump::run(args),
         Command::Convert(args) => convert::run_cmd(*args),
         Command::Validate(args) => validate_cmd(args),
+        Command::Profile(args) => profile::run_cmd(args),
         Command::MakeDemo(args) => {
             let summary = crate::demo::write_demo_bag(&args.output)
                 .with_context(|| format!("writing {}", args.output.display()))?;

@@ -68,8 +68,12 @@ pub struct MemoryReport {
     /// Largest jemalloc `allocated` change over one chunk, and where.
     pub max_chunk_increase: i64,
     pub max_chunk_increase_at: Option<(usize, usize)>,
-    /// (budget, peak bytes held, capacity).
-    pub budgets: Vec<(String, u64, u64)>,
+    /// Per budget: peak bytes held, largest item, capacity.
+    pub budgets: Vec<crate::memory::plan::BudgetUsage>,
+    /// The process's RSS before the run (binary, runtime).
+    pub baseline: u64,
+    /// The smallest `--max-memory` this run's figures would have fitted in.
+    pub smallest_ceiling: u64,
     pub row_group_bytes: usize,
     pub chunks_logged: usize,
 }
@@ -225,11 +229,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         increase: end.allocated as i64 - start.allocated as i64,
         max_chunk_increase: log.max_increase,
         max_chunk_increase_at: log.max_increase_chunk,
-        budgets: mem
-            .peaks()
-            .into_iter()
-            .map(|(n, p, c)| (n.to_string(), p, c))
-            .collect(),
+        budgets: mem.usage(),
+        baseline: mem.baseline,
+        smallest_ceiling: MemoryPlan::smallest_ceiling(mem.baseline, &mem.usage()),
         row_group_bytes: mem.row_group_bytes,
         chunks_logged: log.rows,
     };

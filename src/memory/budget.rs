@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 struct State {
     used: u64,
     peak: u64,
+    /// Largest single item ever admitted.
+    largest: u64,
     cancelled: bool,
 }
 
@@ -73,6 +75,11 @@ impl Budget {
         self.lock().used
     }
 
+    /// Largest single item ever admitted.
+    pub fn largest(&self) -> u64 {
+        self.lock().largest
+    }
+
     /// Most bytes ever held at once.
     pub fn peak(&self) -> u64 {
         self.lock().peak
@@ -115,6 +122,7 @@ impl Budget {
         }
         state.used += bytes;
         state.peak = state.peak.max(state.used);
+        state.largest = state.largest.max(bytes);
         Ok(Permit {
             budget: Some(self.clone()),
             bytes,
@@ -129,6 +137,7 @@ impl Budget {
         }
         state.used += bytes;
         state.peak = state.peak.max(state.used);
+        state.largest = state.largest.max(bytes);
         Some(Permit {
             budget: Some(self.clone()),
             bytes,

@@ -13,10 +13,18 @@ use super::budget::Budget;
 use super::format_bytes;
 use crate::error::{Error, Result};
 
-/// Fixed allowance for everything not held in a budgeted buffer, in bytes (8 MiB).
-pub const RESERVE_BYTES: u64 = 8 << 20;
+/// Fixed allowance for everything not held in a budgeted buffer, in bytes (12 MiB): code pages
+/// touched after start (~4 MiB of Parquet, image and decoder code), allocator slack (freed pages
+/// are returned within 0.5 s; per-thread caches), Parquet encoders, thread stacks, stats.
+pub const RESERVE_BYTES: u64 = 12 << 20;
 /// Smallest share left for the buffers after the chunk in flight, in bytes (2 MiB).
 pub const MIN_BUFFER_BYTES: u64 = 2 << 20;
+/// Shares of the buffers, in thousandths of what is left after the fixed part and the chunk.
+pub const SAMPLES_PER_MILLE: u64 = 150;
+pub const WINDOW_PER_MILLE: u64 = 350;
+pub const FRAMES_PER_MILLE: u64 = 100;
+/// The row group is held twice while it is encoded (builders + pages): 2 × 125.
+pub const ROW_GROUP_PER_MILLE: u64 = 125;
 /// Default ceiling when none is given (64 MiB).
 pub const DEFAULT_CEILING: u64 = 64 << 20;
 
@@ -63,15 +71,15 @@ impl MemoryPlan {
             });
         }
         let rest = ceiling - fixed - max_chunk;
-        let share = |pct: u64| rest / 1000 * pct;
+        let share = |per_mille: u64| rest / 1000 * per_mille;
         Ok(MemoryPlan {
             ceiling,
             baseline,
             chunk: Budget::new("chunk in flight", max_chunk, ceiling),
-            samples: Budget::new("samples in flight", share(150), ceiling),
-            window: Budget::new("aligner windows", share(350), ceiling),
-            frames: Budget::new("frames in flight", share(100), ceiling),
-            row_group_bytes: share(125) as usize,
+            samples: Budget::new("samples in flight", share(SAMPLES_PER_MILLE), ceiling),
+            window: Budget::new("aligner windows", share(WINDOW_PER_MILLE), ceiling),
+            frames: Budget::new("frames in flight", share(FRAMES_PER_MILLE), ceiling),
+            row_group_bytes: share(ROW_GROUP_PER_MILLE) as usize,
         })
     }
 
@@ -82,13 +90,48 @@ impl MemoryPlan {
         }
     }
 
-    /// Peak bytes held per budget, for the report.
-    pub fn peaks(&self) -> Vec<(&'static str, u64, u64)> {
+    /// What each budget held, for the report.
+    pub fn usage(&self) -> Vec<BudgetUsage> {
         [&self.chunk, &self.samples, &self.window, &self.frames]
             .iter()
-            .map(|b| (b.name(), b.peak(), b.capacity()))
+            .map(|b| BudgetUsage {
+                name: b.name(),
+                peak: b.peak(),
+                largest_item: b.largest(),
+                capacity: b.capacity(),
+            })
             .collect()
     }
+
+    /// The smallest ceiling under which a run with these `usage` figures fits: the fixed part,
+    /// the largest chunk, and the shares each buffer needs for what it held at its peak (the
+    /// windows) or for its largest item (channels, which only need room for one).
+    pub fn smallest_ceiling(baseline: u64, usage: &[BudgetUsage]) -> u64 {
+        let get = |name: &str| usage.iter().find(|u| u.name == name);
+        let chunk = get("chunk in flight").map_or(0, |u| u.largest_item);
+        let need = |name: &str, per_mille: u64, of: fn(&BudgetUsage) -> u64| {
+            get(name).map_or(0, |u| of(u).saturating_mul(1000).div_ceil(per_mille))
+        };
+        let rest = [
+            MIN_BUFFER_BYTES,
+            need("samples in flight", SAMPLES_PER_MILLE, |u| u.largest_item),
+            need("aligner windows", WINDOW_PER_MILLE, |u| u.peak),
+            need("frames in flight", FRAMES_PER_MILLE, |u| u.largest_item),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(MIN_BUFFER_BYTES);
+        (baseline + RESERVE_BYTES + chunk + rest).next_multiple_of(1 << 20)
+    }
+}
+
+/// Peak and largest item of one budget.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BudgetUsage {
+    pub name: &'static str,
+    pub peak: u64,
+    pub largest_item: u64,
+    pub capacity: u64,
 }
 
 #[cfg(test)]
