@@ -88,6 +88,58 @@ pub struct SlotReport {
     pub max_skew_ms: f64,
     #[serde(skip)]
     skew_sum_ns: f64,
+    /// Time of the first and last sample.
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    /// Samples earlier than the one before them (non-monotonic times).
+    pub out_of_order: u64,
+    /// Samples with the same time as the one before them.
+    pub duplicates: u64,
+    /// Pauses longer than [`GAP_FACTOR`] typical intervals (and than the tolerance).
+    pub gaps: u64,
+    pub max_gap_ms: f64,
+    /// Where the first gaps are: (time of the sample after the gap, gap length in ms).
+    pub gap_examples: Vec<(u64, f64)>,
+    #[serde(skip)]
+    interval_ema_ns: f64,
+}
+
+/// A pause counts as a gap when it is this many times the slot's typical interval.
+pub const GAP_FACTOR: f64 = 5.0;
+/// Gap locations kept per slot (all are counted).
+const GAP_EXAMPLES: usize = 3;
+
+impl SlotReport {
+    /// Updates the timing figures with a sample arriving at `t` (in arrival order).
+    fn observe(&mut self, t: u64, tolerance_ns: u64) {
+        if let Some(last) = self.last_ns {
+            if t < last {
+                self.out_of_order += 1;
+            } else if t == last {
+                self.duplicates += 1;
+            } else {
+                let dt = (t - last) as f64;
+                if self.interval_ema_ns > 0.0
+                    && dt > GAP_FACTOR * self.interval_ema_ns
+                    && dt > tolerance_ns as f64
+                {
+                    self.gaps += 1;
+                    self.max_gap_ms = self.max_gap_ms.max(dt / 1e6);
+                    if self.gap_examples.len() < GAP_EXAMPLES {
+                        self.gap_examples.push((t, dt / 1e6));
+                    }
+                } else {
+                    self.interval_ema_ns = if self.interval_ema_ns == 0.0 {
+                        dt
+                    } else {
+                        0.9 * self.interval_ema_ns + 0.1 * dt
+                    };
+                }
+            }
+        }
+        self.first_ns = Some(self.first_ns.map_or(t, |f| f.min(t)));
+        self.last_ns = Some(self.last_ns.map_or(t, |l| l.max(t)));
+    }
 }
 
 /// A finished tick.
@@ -191,6 +243,8 @@ impl Aligner {
         })?;
         sample.permit = permit;
         let t = sample.time_ns;
+        let tol = self.slots[slot].spec.tolerance_ns;
+        self.slots[slot].report.observe(t, tol);
         if slot == self.timeline_slot() {
             self.add_timeline_time(t);
         }
@@ -545,6 +599,18 @@ mod tests {
             assert_eq!(r.matched + r.missed, 400);
             assert!(r.max_skew_ms <= 15.0);
         }
+    }
+
+    #[test]
+    fn timing_anomalies_are_counted_with_their_place() {
+        let mut al = aligner(Policy::Nearest, 20, Timeline::Own { slot: 0 });
+        for t in [0u64, 10, 20, 20, 30, 25, 40, 50, 300, 310] {
+            al.push(num(1, t * MS, 0.0)).unwrap();
+        }
+        let r = &al.reports()[1];
+        assert_eq!((r.duplicates, r.out_of_order, r.gaps), (1, 1, 1));
+        assert_eq!(r.gap_examples, vec![(300 * MS, 250.0)]);
+        assert_eq!((r.first_ns, r.last_ns), (Some(0), Some(310 * MS)));
     }
 
     #[test]

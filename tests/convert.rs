@@ -161,7 +161,11 @@ fn demo_converts_to_a_valid_dataset_with_exact_totals() {
 /// A bag with a 30 Hz camera and a 200 Hz joint topic whose positions are known functions of
 /// time: position[j] = j * 1000 + t_ms (record time in ms since start).
 fn synthetic_bag(path: &Path, seconds: u64, compression: Compression) {
-    let mut w = BagWriter::create(path, BagWriterOptions::with_compression(compression)).unwrap();
+    let opts = BagWriterOptions {
+        chunk_threshold: 64 * 1024,
+        ..BagWriterOptions::with_compression(compression)
+    };
+    let mut w = BagWriter::create(path, opts).unwrap();
     let cam = w
         .add_connection(
             "/cam/image/compressed",
@@ -482,5 +486,65 @@ fn exit_codes_and_machine_readable_output() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn damaged_chunks_and_messages_are_skipped_and_counted_or_fatal_with_strict() {
+    let dir = tmp("damage");
+    let bag = dir.join("syn.bag");
+    synthetic_bag(&bag, 4, Compression::Lz4);
+    // corrupt the middle of the second chunk's lz4 stream
+    let (pos, data_offset, data_len, chunks) = {
+        let f = bag2dataset::bag::BagFile::open(&bag).unwrap();
+        let index = bag2dataset::bag::BagIndex::read(&f).unwrap();
+        let c = &index.chunks[1];
+        (c.pos, c.data_offset, c.data_len, index.chunks.len())
+    };
+    assert!(chunks >= 3, "need several chunks, got {chunks}");
+    let mut bytes = std::fs::read(&bag).unwrap();
+    let mid = (data_offset + data_len as u64 / 2) as usize;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5A;
+    }
+    let broken = dir.join("broken.bag");
+    std::fs::write(&broken, &bytes).unwrap();
+    let cfg = |strict: bool| {
+        ConvertConfig::from_toml(
+            &format!(
+                "strict = {strict}\ntimeline = \"/cam/image/compressed\"\n[[features]]\nname = \"observation.images.cam\"\ntopic = \"/cam/image/compressed\"\n[[features]]\nname = \"observation.state\"\ntopic = \"/arm/joint_states\"\nfield = \"position\"\n"
+            ),
+            "test",
+        )
+        .unwrap()
+    };
+    let report = run(&opts(
+        vec![broken.clone()],
+        dir.join("ds"),
+        Some(cfg(false)),
+    ))
+    .expect("damage is skipped");
+    let ep = report.bags[0].report.as_ref().unwrap();
+    assert_eq!(
+        ep.damage.chunks_skipped + ep.damage.chunks_cut,
+        1,
+        "{:?}",
+        ep.damage
+    );
+    assert!(
+        ep.damage.warnings[0].contains(&pos.to_string()),
+        "{:?}",
+        ep.damage.warnings
+    );
+    // own-rate timeline: the camera frames of the lost chunk are simply not ticks
+    assert!(ep.frames > 0 && ep.frames < 120, "frames {}", ep.frames);
+    let e = run(&opts(vec![broken], dir.join("ds-strict"), Some(cfg(true))))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("broken.bag") && e.contains(&pos.to_string()),
+        "{e}"
+    );
+    assert!(!dir.join("ds-strict").exists());
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -35,7 +35,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Info(args) => info_cmd(args),
         Command::Dump(args) => dump::run(args),
-        Command::Convert(args) => convert::run_cmd(*args),
+        Command::Convert(args) => {
+            crate::diag::set_quiet(args.quiet || args.json);
+            convert::run_cmd(*args)
+        }
         Command::Validate(args) => validate_cmd(args),
         Command::Profile(args) => profile::run_cmd(args),
         Command::MakeDemo(args) => {

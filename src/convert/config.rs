@@ -155,6 +155,11 @@ pub struct ConvertConfig {
     /// Task text of every episode (a `<bag>.task.txt` sidecar file overrides it per bag).
     #[serde(default = "default_task")]
     pub task: String,
+    /// Damaged data (a chunk that does not decompress, a record whose sizes lie, a message
+    /// that does not match its definition) stops the bag instead of being skipped with a
+    /// warning and counted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
     pub features: Vec<FeatureConfig>,
 }
 

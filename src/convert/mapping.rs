@@ -152,6 +152,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
         trim_end: 0,
         robot_type: None,
         task: "default task".into(),
+        strict: false,
         features,
     })
 }

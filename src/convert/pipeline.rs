@@ -79,6 +79,8 @@ pub struct EpisodeReport {
     pub slots: Vec<SlotReport>,
     /// Where the first few drops happened (tick time, slot label).
     pub drop_examples: Vec<(u64, String)>,
+    /// Damaged data skipped.
+    pub damage: DamageReport,
 }
 
 /// Memory seen while the pipeline ran (sampled every [`MONITOR_INTERVAL`]).
@@ -201,9 +203,10 @@ pub fn convert_bag(
     }
     let reader = reader_result.unwrap_or_default();
     let aligned = aligner_result.unwrap_or_default();
-    report.chunks_read = reader.0;
-    report.bytes_read = reader.1;
-    report.messages_decoded = reader.2;
+    report.chunks_read = reader.chunks;
+    report.bytes_read = reader.bytes_read;
+    report.messages_decoded = reader.decoded;
+    report.damage = reader.damage;
     report.ticks = aligned.ticks;
     report.frames = aligned.frames;
     report.dropped = aligned.dropped;
@@ -335,7 +338,62 @@ impl Watermarks {
     }
 }
 
-/// Reads the planned chunks in file order and sends samples; returns (chunks, bytes, messages).
+/// What the chunk reader did.
+#[derive(Debug, Default)]
+struct ReadStats {
+    chunks: u64,
+    bytes_read: u64,
+    decoded: u64,
+    damage: DamageReport,
+}
+
+/// Most damage warnings kept in a report (all are counted).
+pub const MAX_DAMAGE_WARNINGS: usize = 20;
+
+/// Data skipped because it was damaged (see `strict` in the config to make it fatal instead).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DamageReport {
+    pub chunks_skipped: u64,
+    /// Chunks whose walk stopped at a malformed record (the records before it were used).
+    pub chunks_cut: u64,
+    pub messages_skipped: u64,
+    /// Messages of all topics in the skipped chunks, from the index.
+    pub messages_in_skipped_chunks: u64,
+    /// The first [`MAX_DAMAGE_WARNINGS`] warnings, naming file, offset, topic and time.
+    pub warnings: Vec<String>,
+}
+
+impl DamageReport {
+    fn note(&mut self, msg: String) {
+        crate::diag::warn(&msg);
+        if self.warnings.len() < MAX_DAMAGE_WARNINGS {
+            self.warnings.push(msg);
+        }
+    }
+
+    fn skip_chunk(&mut self, messages: u64, msg: String) {
+        self.chunks_skipped += 1;
+        self.messages_in_skipped_chunks += messages;
+        self.note(format!("{msg} ({messages} messages lost)"));
+    }
+
+    fn skip_rest(&mut self, msg: String) {
+        self.chunks_cut += 1;
+        self.note(msg);
+    }
+
+    fn skip_message(&mut self, msg: String) {
+        self.messages_skipped += 1;
+        self.note(msg);
+    }
+
+    /// Whether anything was lost.
+    pub fn any(&self) -> bool {
+        self.chunks_skipped + self.chunks_cut + self.messages_skipped > 0
+    }
+}
+
+/// Reads the planned chunks in file order and sends samples.
 #[allow(clippy::too_many_arguments)]
 fn read_stage(
     bag: &BagFile,
@@ -346,9 +404,10 @@ fn read_stage(
     log: &mut MemoryLog,
     episode: usize,
     monitor: &Monitor,
-) -> Result<(u64, u64, u64)> {
+) -> Result<ReadStats> {
     let mut marks = Watermarks::new(index, plan);
     let (mut bytes_read, mut decoded) = (0u64, 0u64);
+    let mut damage = DamageReport::default();
     let send = |ev| tx.send(ev).map_err(|_| Error::Cancelled);
     for (k, &ci) in plan.chunks.iter().enumerate() {
         let chunk = &index.chunks[ci];
@@ -361,10 +420,28 @@ fn read_stage(
                 chunk.uncompressed_size
             )
         })?;
-        let data = read_chunk(bag, chunk)?;
         bytes_read += chunk.data_len as u64;
-        for m in messages(data.bytes()) {
-            let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
+        let data = match read_chunk(bag, chunk) {
+            Ok(d) => Some(d),
+            Err(e) if !plan.strict => {
+                damage.skip_chunk(
+                    chunk.message_count(),
+                    format!("skipped a damaged chunk: {e}"),
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        for m in data.iter().flat_map(|d| messages(d.bytes())) {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) if !plan.strict => {
+                    let e = chunk_error(bag, chunk, e);
+                    damage.skip_rest(format!("skipped the rest of a chunk: {e}"));
+                    break;
+                }
+                Err(e) => return Err(chunk_error(bag, chunk, e)),
+            };
             let Some(cp) = plan.conns.get(&m.conn) else {
                 continue;
             };
@@ -376,10 +453,17 @@ fn read_stage(
                 offset,
                 what,
             };
-            let mut values = cp
-                .schema
-                .decode_fields(m.data, &cp.paths)
-                .map_err(|e| decode_err(e.offset, e.what))?;
+            let mut values = match cp.schema.decode_fields(m.data, &cp.paths) {
+                Ok(v) => v,
+                Err(e) if !plan.strict => {
+                    damage.skip_message(format!(
+                        "skipped a message: {}",
+                        decode_err(e.offset, e.what)
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(decode_err(e.offset, e.what)),
+            };
             decoded += 1;
             let time_ns = match cp.stamp {
                 Some(i) => match values[i] {
@@ -390,13 +474,26 @@ fn read_stage(
                 },
                 None => m.time_ns,
             };
+            // Extract every slot first, so a message is used whole or not at all.
+            let mut extracted = Vec::with_capacity(cp.uses.len());
             for &(slot, at) in &cp.uses {
-                let value = extract(&plan.slots[slot].kind, &mut values[at..]).map_err(|what| {
-                    decode_err(
-                        m.data.len(),
-                        format!("{} : {what}", plan.slots[slot].spec.label),
-                    )
-                })?;
+                match extract(&plan.slots[slot].kind, &mut values[at..]) {
+                    Ok(v) => extracted.push((slot, v)),
+                    Err(what) => {
+                        let e = decode_err(
+                            m.data.len(),
+                            format!("{}: {what}", plan.slots[slot].spec.label),
+                        );
+                        if plan.strict {
+                            return Err(e);
+                        }
+                        damage.skip_message(format!("skipped a message: {e}"));
+                        extracted.clear();
+                        break;
+                    }
+                }
+            }
+            for (slot, value) in extracted {
                 let bytes = value.heap_bytes() + crate::align::SAMPLE_OVERHEAD_BYTES;
                 let permit = mem.samples.acquire(bytes, || {
                     format!(
@@ -430,7 +527,12 @@ fn read_stage(
         )?;
     }
     send(ReaderEvent::End)?;
-    Ok((plan.chunks.len() as u64, bytes_read, decoded))
+    Ok(ReadStats {
+        chunks: plan.chunks.len() as u64,
+        bytes_read,
+        decoded,
+        damage,
+    })
 }
 
 /// Takes one slot's value out of the decoded fields (moving image bytes, not copying them).

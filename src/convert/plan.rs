@@ -76,6 +76,8 @@ pub struct BagPlan {
     pub expected_frames: usize,
     pub trim_start: usize,
     pub trim_end: usize,
+    /// Damaged data is fatal instead of skipped.
+    pub strict: bool,
 }
 
 fn path_of(schema: &MessageSchema, path: &str, topic: &str) -> Result<FieldPath> {
@@ -314,6 +316,7 @@ impl BagPlan {
             expected_frames,
             trim_start: cfg.trim_start,
             trim_end: cfg.trim_end,
+            strict: cfg.strict,
         };
         plan.probe_shapes(bag, index, cfg)?;
         Ok(plan)
