@@ -136,11 +136,30 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
         .map(|(t, _)| t.to_string())
         .or_else(|| state.map(|(t, _)| t.to_string()));
     if features.is_empty() || timeline.is_none() {
-        return Err(Error::Config(
-            "no camera (CompressedImage/Image) or JointState-like topic in the bag to build a dataset \
-             from; write a --config naming the topics"
-                .into(),
-        ));
+        let listing: Vec<String> = index
+            .topics()
+            .iter()
+            .map(|t| {
+                let ty = index
+                    .connections
+                    .iter()
+                    .find(|c| c.topic == *t)
+                    .map_or("?", |c| c.msgtype.as_str());
+                format!(
+                    "{t} ({ty}, {} msgs)",
+                    topic_count.get(t).copied().unwrap_or(0)
+                )
+            })
+            .collect();
+        return Err(Error::Config(format!(
+            "no camera (CompressedImage/Image) or JointState-like topic to build a dataset from \
+             automatically; write a --config naming the topics and fields (topics: {})",
+            if listing.is_empty() {
+                "none".to_string()
+            } else {
+                listing.join(", ")
+            }
+        )));
     }
     Ok(ConvertConfig {
         fps: None,
