@@ -53,7 +53,9 @@ pub fn heap_needed(chunk: &ChunkInfo) -> u64 {
 }
 
 /// Decompresses `chunk`. The caller has checked [`heap_needed`] against its budget; the
-/// declared size bounds the allocation and a stream that decodes to more or less is an error.
+/// declared size bounds the allocation and a stream that decodes to more or less is an error
+/// (for a [`ChunkInfo::partial`] chunk of a recovered bag, only less: the stream may go on, or
+/// be cut, past the complete records the scan kept).
 pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'a>> {
     let start = bag.offset_in_file(chunk.data_offset, "chunk data")?;
     let end = chunk.end() as usize;
@@ -88,7 +90,8 @@ pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'
             let status = dec
                 .decompress_vec(raw, &mut out)
                 .map_err(|e| bad(format!("bz2 stream is damaged: {e}")))?;
-            if status != bzip2::Status::StreamEnd {
+            // A partial (recovered) chunk keeps a prefix: its stream goes on or is cut short.
+            if status != bzip2::Status::StreamEnd && !chunk.partial {
                 return Err(bad(format!(
                     "bz2 stream does not end within the declared size of {declared} bytes"
                 )));
@@ -100,13 +103,21 @@ pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'
             let dec =
                 lz4::Decoder::new(raw).map_err(|e| bad(format!("lz4 stream is damaged: {e}")))?;
             // One byte more than declared tells an over-long stream from an exact one.
-            dec.take(declared as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| bad(format!("lz4 stream is damaged: {e}")))?;
+            let read = dec.take(declared as u64 + 1).read_to_end(&mut out);
+            match read {
+                Err(_) if chunk.partial && out.len() >= declared => {}
+                other => {
+                    other.map_err(|e| bad(format!("lz4 stream is damaged: {e}")))?;
+                }
+            }
             out
         }
     };
     bag.release(chunk.data_offset, chunk.data_len as u64);
+    let mut data = data;
+    if chunk.partial && data.len() > declared {
+        data.truncate(declared);
+    }
     if data.len() > declared {
         return Err(bad(format!(
             "decompresses to more than its declared size of {declared} bytes"

@@ -57,6 +57,9 @@ fn info_cmd(args: crate::cli::InfoArgs) -> anyhow::Result<Exit> {
     for (i, path) in args.bags.iter().enumerate() {
         match info::bag_info(path) {
             Ok(bag) => {
+                if let Some(note) = &bag.recovered {
+                    eprintln!("warning: {}: {note}", path.display());
+                }
                 let text = if args.json {
                     serde_json::to_string(&bag).context("serialising info")? + "\n"
                 } else {
