@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Convert ROS1 bags into LeRobot v3.0 datasets under a strict memory ceiling.
 #[derive(Debug, Parser)]
@@ -21,6 +21,8 @@ pub enum Command {
     Dump(DumpArgs),
     /// Convert bags (one episode each) into a LeRobot v3.0 dataset.
     Convert(Box<ConvertArgs>),
+    /// Write a repaired, indexed copy of a bag (e.g. an unclosed or truncated recording).
+    Reindex(ReindexArgs),
     /// Check a dataset against the LeRobot v3.0 rules; exit 1 if anything is wrong.
     Validate(ValidateArgs),
     /// Write the built-in demo bag (what testdata/demo.bag is made from).
@@ -93,6 +95,26 @@ pub struct ConvertArgs {
     /// No progress or summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
+    /// The bag to repair (unindexed, truncated, or with a damaged index).
+    pub bag: PathBuf,
+    /// Where to write the repaired copy (must not be the source).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Chunk compression of the copy; default: what most of the source's chunks use.
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
+}
+
+/// Chunk compression named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Bz2,
+    Lz4,
 }
 
 #[derive(Debug, Args)]

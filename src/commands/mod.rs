@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod dump;
 pub mod info;
+pub mod reindex;
 
 use std::io::{self, Write};
 
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Info(args) => info_cmd(args),
         Command::Dump(args) => dump::run(args),
         Command::Convert(args) => convert::run_cmd(*args),
+        Command::Reindex(args) => reindex::run(args),
         Command::Validate(args) => validate_cmd(args),
         Command::MakeDemo(args) => {
             let summary = crate::demo::write_demo_bag(&args.output)
