@@ -111,9 +111,10 @@ impl BagIndex {
     /// The one way commands open a bag's index: read it, or, when the bag has no usable index,
     /// rebuild it by a recovery scan and say so in the returned note.
     ///
-    /// A scan that finds nothing does not replace an index the bag header claims to have (e.g. a
-    /// 90-byte file claiming 600 chunks): the index error is returned. An unclosed recording
-    /// (`index_pos` 0) with nothing in it is an empty bag, with a note.
+    /// A scan that finds nothing does not replace an index section that is in the file but does
+    /// not parse (e.g. a 90-byte file claiming 600 chunks): the index error is returned. An
+    /// unclosed recording (`index_pos` 0) or a copy cut before its first complete record is an
+    /// empty bag, with a note.
     pub fn open(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
         let header = bag.header();
         let err = match BagIndex::read(bag) {
@@ -134,7 +135,8 @@ impl BagIndex {
             })
         };
         let (index, note) = recover(bag, reason)?;
-        if header.index_pos != 0 && index.chunks.is_empty() && index.connections.is_empty() {
+        let index_in_file = header.index_pos != 0 && header.index_pos <= bag.len();
+        if index_in_file && index.chunks.is_empty() && index.connections.is_empty() {
             return Err(err);
         }
         Ok((index, Some(note)))
@@ -565,10 +567,14 @@ fn decompress_bounded(
                 Ok(d) => d,
                 Err(e) => return (out, false, Some(format!("lz4 stream is damaged: {e}"))),
             };
-            let read = (&mut dec).take(limit as u64).read_to_end(&mut out);
+            // One byte past the limit lets the decoder reach the end of a frame of exactly
+            // `limit` bytes (and tells a longer stream apart).
+            let read = (&mut dec).take(limit as u64 + 1).read_to_end(&mut out);
             let (_, ended) = dec.finish();
+            let longer = out.len() > limit;
+            out.truncate(limit);
             match read {
-                Ok(_) => (out, ended.is_ok(), None),
+                Ok(_) => (out, ended.is_ok() && !longer, None),
                 Err(e) => (out, false, Some(format!("lz4 stream is damaged: {e}"))),
             }
         }
@@ -579,6 +585,29 @@ fn decompress_bounded(
 mod tests {
     use super::*;
     use crate::bag::writer::Compression;
+
+    #[test]
+    fn the_note_is_one_line_listing_a_few_problems() {
+        let mut note = RecoveryNote {
+            reason: RecoveryReason::NotClosed,
+            messages: 40,
+            chunks: 1,
+            warnings: Vec::new(),
+        };
+        assert_eq!(
+            note.to_string(),
+            "no index (recording was not closed); recovered 40 messages in 1 chunks by scanning"
+        );
+        note.warnings = (0..5).map(|i| format!("w{i}")).collect();
+        let text = note.to_string();
+        assert!(text.ends_with("(w0; w1; w2; 2 more)"), "{text}");
+        assert!(!text.contains('\n'));
+        let past = RecoveryReason::IndexPastEnd {
+            index_pos: 900,
+            file_len: 400,
+        };
+        assert!(past.to_string().contains("index_pos 900 is past the end"));
+    }
 
     #[test]
     fn bounded_decompression_never_exceeds_its_limit() {
