@@ -2,8 +2,10 @@
 //! (unindexed, interrupted mid-chunk, cut at many points, with lying chunk sizes) for each
 //! compression, and the damaged bags of ../shared/testdata/generated repaired by `reindex`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bag2dataset::bag::chunk_reader::{messages, read_chunk};
 use bag2dataset::bag::record::Record;
@@ -15,16 +17,66 @@ use bag2dataset::commands::dump::{DumpFilter, dump_bag_with};
 use bag2dataset::commands::reindex::reindex_bag;
 use bag2dataset::error::Result;
 
+/// The largest single allocation any test of this binary made: lying sizes must not show up here.
+static LARGEST_ALLOCATION: AtomicUsize = AtomicUsize::new(0);
+
+/// Records the largest allocation, then defers to the system allocator.
+struct Largest;
+
+// SAFETY: every call is forwarded unchanged to `System`.
+unsafe impl GlobalAlloc for Largest {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(new_size, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Largest = Largest;
+
+/// No test here needs a buffer anywhere near this: 32 MiB.
+const NO_HUGE_ALLOCATION: usize = 32 << 20;
+
 /// One message: connection, record time, payload.
 type Msg = (u32, u64, Vec<u8>);
 
 const COMPRESSIONS: [Compression; 3] = [Compression::None, Compression::Bz2, Compression::Lz4];
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("b2d-recovery-{}-{name}", std::process::id()));
+/// A fresh scratch directory, in memory (/dev/shm) when there is one (the cut test writes
+/// thousands of small files); removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(name: &str) -> Scratch {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let d = base.join(format!("b2d-recovery-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    Scratch(d)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -303,11 +355,33 @@ fn a_lying_chunk_size_is_not_allocated() {
             "kept the real size"
         );
 
+        assert!(LARGEST_ALLOCATION.load(Ordering::Relaxed) < NO_HUGE_ALLOCATION);
+
         // Smaller than the real output: the complete records that fit are kept.
         bytes[at..at + 4].copy_from_slice(&(honest / 2).to_le_bytes());
         std::fs::write(&path, &bytes).unwrap();
         let (got, _) = read_all(&path).unwrap();
         assert!(got.len() < msgs.len());
+    }
+}
+
+#[test]
+fn an_indexed_chunk_with_a_lying_size_is_a_clear_error_not_an_allocation() {
+    let dir = tmpdir("lying-indexed");
+    for c in [Compression::Bz2, Compression::Lz4] {
+        let (mut bytes, _) = build(c, Finish::Indexed);
+        let at = size_field(&bytes, DATA_START);
+        bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let path = dir.join(format!("{c:?}.bag"));
+        std::fs::write(&path, &bytes).unwrap();
+        let e = dump_bag_with(&path, &DumpFilter::default(), |_| {}, |_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("offset 4117") && e.contains("declares size 4294967295"),
+            "{c:?}: {e}"
+        );
+        assert!(LARGEST_ALLOCATION.load(Ordering::Relaxed) < NO_HUGE_ALLOCATION);
     }
 }
 

@@ -519,7 +519,7 @@ impl Scan<'_> {
 /// the smaller of `limit` and [`TRUSTED_RATIO`] x `raw.len()` + [`TRUSTED_SLACK`] and doubles
 /// only when the stream fills it. Returns the output, whether the stream ended, and the damage
 /// that stopped it, if any.
-fn decompress_bounded(
+pub(crate) fn decompress_bounded(
     raw: &[u8],
     compression: ChunkCompression,
     limit: usize,
@@ -538,10 +538,8 @@ fn decompress_bounded(
         ChunkCompression::Bz2 => {
             let mut dec = bzip2::Decompress::new(false);
             loop {
-                if out.len() == out.capacity() {
-                    if out.len() >= limit {
-                        return (out, false, None);
-                    }
+                // At the limit the call still runs, with no room: it can only reach the end.
+                if out.len() == out.capacity() && out.len() < limit {
                     let grow = out
                         .capacity()
                         .max(TRUSTED_SLACK as usize)
@@ -554,7 +552,7 @@ fn decompress_bounded(
                     Ok(bzip2::Status::StreamEnd) => return (out, true, None),
                     Ok(_) => {
                         if dec.total_in() == in_before && out.len() == out_before {
-                            // Input exhausted mid-stream: the stream was cut.
+                            // Input exhausted mid-stream (cut), or output pending past the limit.
                             return (out, false, None);
                         }
                     }
