@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Convert ROS1 bags into LeRobot v3.0 datasets under a strict memory ceiling.
 #[derive(Debug, Parser)]
@@ -24,6 +24,8 @@ pub enum Command {
     /// Memory-profile a conversion (into a throw-away directory): memory per stage and the
     /// smallest --max-memory that works, verified.
     Profile(ProfileArgs),
+    /// Write a repaired, indexed copy of a bag (e.g. an unclosed or truncated recording).
+    Reindex(ReindexArgs),
     /// Check a dataset against the LeRobot v3.0 rules; exit 1 if anything is wrong.
     Validate(ValidateArgs),
     /// Write the built-in demo bag (what testdata/demo.bag is made from).
@@ -113,6 +115,26 @@ pub struct ProfileArgs {
     /// The report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
+    /// The bag to repair (unindexed, truncated, or with a damaged index).
+    pub bag: PathBuf,
+    /// Where to write the repaired copy (must not be the source).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Chunk compression of the copy; default: what most of the source's chunks use.
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
+}
+
+/// Chunk compression named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Bz2,
+    Lz4,
 }
 
 #[derive(Debug, Args)]

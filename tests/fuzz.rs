@@ -200,7 +200,7 @@ fn seed_definitions() -> Vec<(String, String)> {
             .filter(|p| p.extension().is_some_and(|e| e == "bag"))
         {
             if let Ok(bag) = bag2dataset::bag::BagFile::open(&p)
-                && let Ok(index) = bag2dataset::bag::BagIndex::read(&bag)
+                && let Ok((index, _)) = bag2dataset::bag::BagIndex::open(&bag)
             {
                 for c in index.connections {
                     out.push((c.msgtype, c.definition));

@@ -2,11 +2,10 @@
 //! a limit) and walks the message records inside it. Pages of the map holding the compressed
 //! chunk are released once the chunk is decompressed or consumed.
 
-use std::io::Read;
-
 use super::file::BagFile;
 use super::index::{ChunkCompression, ChunkInfo};
 use super::record::{Record, RecordError, op};
+use super::recover::decompress_bounded;
 use crate::error::{Error, Result};
 
 /// The decompressed bytes of one chunk: borrowed straight from the map when stored
@@ -53,7 +52,10 @@ pub fn heap_needed(chunk: &ChunkInfo) -> u64 {
 }
 
 /// Decompresses `chunk`. The caller has checked [`heap_needed`] against its budget; the
-/// declared size bounds the allocation and a stream that decodes to more or less is an error.
+/// declared size bounds the allocation (which grows only with the output actually decoded, see
+/// [`decompress_bounded`]) and a stream that decodes to more or less is an error
+/// (for a [`ChunkInfo::partial`] chunk of a recovered bag, only less: the stream may go on, or
+/// be cut, past the complete records the scan kept).
 pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'a>> {
     let start = bag.offset_in_file(chunk.data_offset, "chunk data")?;
     let end = chunk.end() as usize;
@@ -82,42 +84,34 @@ pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'
             }
             return Ok(ChunkData::Mapped(raw));
         }
-        ChunkCompression::Bz2 => {
-            let mut out = Vec::with_capacity(declared);
-            let mut dec = bzip2::Decompress::new(false);
-            let status = dec
-                .decompress_vec(raw, &mut out)
-                .map_err(|e| bad(format!("bz2 stream is damaged: {e}")))?;
-            if status != bzip2::Status::StreamEnd {
-                return Err(bad(format!(
-                    "bz2 stream does not end within the declared size of {declared} bytes"
-                )));
+        ChunkCompression::Bz2 | ChunkCompression::Lz4 => {
+            // The buffer grows with the output really produced (never past the declared size),
+            // so a size that lies does not allocate.
+            let (out, ended, damage) = decompress_bounded(raw, chunk.compression, declared);
+            bag.release(chunk.data_offset, chunk.data_len as u64);
+            if out.len() < declared {
+                return Err(bad(match damage {
+                    Some(what) => what,
+                    None => format!(
+                        "decompresses to {} bytes but declares size {declared}",
+                        out.len()
+                    ),
+                }));
+            }
+            // A partial (recovered) chunk keeps a prefix: its stream goes on, is cut or damaged.
+            if !chunk.partial {
+                if let Some(what) = damage {
+                    return Err(bad(what));
+                }
+                if !ended {
+                    return Err(bad(format!(
+                        "decompresses to more than its declared size of {declared} bytes"
+                    )));
+                }
             }
             out
         }
-        ChunkCompression::Lz4 => {
-            let mut out = Vec::with_capacity(declared);
-            let dec =
-                lz4::Decoder::new(raw).map_err(|e| bad(format!("lz4 stream is damaged: {e}")))?;
-            // One byte more than declared tells an over-long stream from an exact one.
-            dec.take(declared as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| bad(format!("lz4 stream is damaged: {e}")))?;
-            out
-        }
     };
-    bag.release(chunk.data_offset, chunk.data_len as u64);
-    if data.len() > declared {
-        return Err(bad(format!(
-            "decompresses to more than its declared size of {declared} bytes"
-        )));
-    }
-    if data.len() < declared {
-        return Err(bad(format!(
-            "decompresses to {} bytes but declares size {declared}",
-            data.len()
-        )));
-    }
     Ok(ChunkData::Owned(data))
 }
 

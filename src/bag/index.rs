@@ -10,13 +10,14 @@
 use std::collections::HashMap;
 
 use super::file::{BagFile, BagHeader};
-use super::record::{Fields, Record, op};
+use super::record::{Fields, Record, RecordError, op};
 use crate::error::{Error, Result};
 
 /// How a chunk's data is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChunkCompression {
+    #[default]
     None,
     Bz2,
     Lz4,
@@ -54,7 +55,11 @@ pub struct Connection {
 }
 
 /// A chunk-info record plus what the chunk's own header says.
-#[derive(Debug, Clone)]
+///
+/// A recovery scan ([`super::recover`]) also describes what it found as chunks: a cut chunk keeps
+/// only its complete records (`partial`), and loose records after a placeholder chunk are a
+/// chunk of compression `None` over their bytes in the file (`loose`).
+#[derive(Debug, Clone, Default)]
 pub struct ChunkInfo {
     /// Offset of the chunk record.
     pub pos: u64,
@@ -68,6 +73,11 @@ pub struct ChunkInfo {
     /// Offset and length of the (compressed) chunk data in the file.
     pub data_offset: u64,
     pub data_len: u32,
+    /// The stored stream is longer than (or cut short of) what is kept: only the first
+    /// `uncompressed_size` decompressed bytes, all complete records, are used.
+    pub partial: bool,
+    /// Loose records in the file (no chunk record of their own), found by a recovery scan.
+    pub loose: bool,
 }
 
 impl ChunkInfo {
@@ -96,15 +106,29 @@ pub struct IndexEntry {
     pub offset: u32,
 }
 
+/// One message found by a recovery scan, standing in for the index-data records a recovered
+/// chunk lacks: 16 bytes per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanEntry {
+    pub time_ns: u64,
+    pub conn: u32,
+    /// Offset of the message data record inside the (decompressed) chunk data.
+    pub offset: u32,
+}
+
 /// All the bag's index section holds, without message times.
 #[derive(Debug, Clone)]
 pub struct BagIndex {
     pub header: BagHeader,
     pub file_len: u64,
-    /// Connections in index-section order (the order goldens break time ties by).
+    /// Connections in index-section order (the order goldens break time ties by); in file order
+    /// of their first record for a recovered bag.
     pub connections: Vec<Connection>,
     /// Chunks in index-section order (file order for bags written by rosbag).
     pub chunks: Vec<ChunkInfo>,
+    /// For a recovered bag, the messages of each chunk in file order (16 bytes per message);
+    /// `None` when the bag's own index-data records are read instead.
+    scanned: Option<Vec<Vec<ScanEntry>>>,
 }
 
 impl BagIndex {
@@ -188,6 +212,7 @@ impl BagIndex {
             file_len: len,
             connections,
             chunks,
+            scanned: None,
         })
     }
 
@@ -203,7 +228,32 @@ impl BagIndex {
             file_len,
             connections,
             chunks,
+            scanned: None,
         }
+    }
+
+    /// Builds the index of a recovered bag: `scanned[i]` lists the messages of `chunks[i]` in
+    /// file order and replaces its index-data records.
+    pub fn from_scan(
+        header: BagHeader,
+        file_len: u64,
+        connections: Vec<Connection>,
+        chunks: Vec<ChunkInfo>,
+        scanned: Vec<Vec<ScanEntry>>,
+    ) -> Self {
+        debug_assert_eq!(chunks.len(), scanned.len());
+        BagIndex {
+            header,
+            file_len,
+            connections,
+            chunks,
+            scanned: Some(scanned),
+        }
+    }
+
+    /// Whether this index was rebuilt by a recovery scan rather than read from the bag.
+    pub fn is_recovered(&self) -> bool {
+        self.scanned.is_some()
     }
 
     pub fn connection(&self, id: u32) -> Option<&Connection> {
@@ -306,14 +356,42 @@ impl BagIndex {
         Ok(entries)
     }
 
+    /// Every message of `conns` with its position, in file order (chunk by chunk, then by
+    /// offset in the chunk): the order a recovery scan finds them in.
+    pub fn entries_in_file_order(&self, bag: &BagFile, conns: &[u32]) -> Result<Vec<IndexEntry>> {
+        let mut entries = Vec::new();
+        self.visit_index_data(bag, conns, |chunk, conn, time_ns, offset| {
+            entries.push(IndexEntry {
+                time_ns,
+                conn,
+                chunk: chunk as u32,
+                offset,
+            })
+        })?;
+        if !self.is_recovered() {
+            let pos = |e: &IndexEntry| self.chunks[e.chunk as usize].pos;
+            entries.sort_by_key(|e| (pos(e), e.offset));
+        }
+        Ok(entries)
+    }
+
     /// Calls `f(chunk, conn, time_ns, offset)` for every index-data entry of `conns`, chunk by
-    /// chunk in index order, releasing the pages read.
+    /// chunk in index order, releasing the pages read. For a recovered bag the entries come from
+    /// the scan, in file order.
     pub fn visit_index_data(
         &self,
         bag: &BagFile,
         conns: &[u32],
         mut f: impl FnMut(usize, u32, u64, u32),
     ) -> Result<()> {
+        if let Some(scanned) = &self.scanned {
+            for (ci, entries) in scanned.iter().enumerate() {
+                for e in entries.iter().filter(|e| conns.contains(&e.conn)) {
+                    f(ci, e.conn, e.time_ns, e.offset);
+                }
+            }
+            return Ok(());
+        }
         let bytes = bag.bytes();
         let limit = (self.header.index_pos as usize).min(bytes.len());
         let limit = if limit == 0 { bytes.len() } else { limit };
@@ -361,20 +439,23 @@ impl BagIndex {
 }
 
 fn parse_connection(bag: &BagFile, rec: &Record<'_>) -> Result<Connection> {
-    let ctx = |e| bag.malformed(e, "connection record");
+    connection_from_record(rec).map_err(|e| bag.malformed(e, "connection record"))
+}
+
+/// Reads a connection record; error offsets are relative to the slice `rec` was parsed from.
+pub(crate) fn connection_from_record(rec: &Record<'_>) -> Result<Connection, RecordError> {
     let fields = rec.fields();
-    let id = fields.u32("conn").map_err(ctx)?;
-    let topic = fields.string("topic").map_err(ctx)?;
+    let id = fields.u32("conn")?;
+    let topic = fields.string("topic")?;
     let data = Fields::new(rec.data, rec.offset + 8 + rec.header.len());
-    let msgtype = data.string("type").map_err(ctx)?;
-    let md5sum = data.string("md5sum").map_err(ctx)?;
-    let definition = data.get("message_definition").map_err(ctx)?;
+    let msgtype = data.string("type")?;
+    let md5sum = data.string("md5sum")?;
+    let definition = data.get("message_definition")?;
     let definition = String::from_utf8_lossy(definition.unwrap_or_default()).into_owned();
     let callerid = data
-        .get("callerid")
-        .map_err(ctx)?
+        .get("callerid")?
         .map(|v| String::from_utf8_lossy(v).into_owned());
-    let latching = matches!(data.get("latching").map_err(ctx)?, Some(b"1"));
+    let latching = matches!(data.get("latching")?, Some(b"1"));
     Ok(Connection {
         id,
         topic,
@@ -426,10 +507,7 @@ fn parse_chunk_info(bag: &BagFile, rec: &Record<'_>) -> Result<ChunkInfo> {
         start_ns,
         end_ns,
         counts,
-        compression: ChunkCompression::None,
-        uncompressed_size: 0,
-        data_offset: 0,
-        data_len: 0,
+        ..ChunkInfo::default()
     })
 }
 

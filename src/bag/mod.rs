@@ -5,7 +5,9 @@ pub mod chunk_reader;
 pub mod file;
 pub mod index;
 pub mod record;
+pub mod recover;
 pub mod writer;
 
 pub use file::{BagFile, BagHeader};
-pub use index::{BagIndex, ChunkCompression, ChunkInfo, Connection, IndexEntry};
+pub use index::{BagIndex, ChunkCompression, ChunkInfo, Connection, IndexEntry, ScanEntry};
+pub use recover::{RecoveryNote, RecoveryReason};

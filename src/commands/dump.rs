@@ -1,5 +1,6 @@
 //! `bag2dataset dump`: decoded messages as JSON Lines in the golden format of
-//! ../shared/testdata/README.md, ordered by record time like the goldens.
+//! ../shared/testdata/README.md, ordered by record time like the goldens (in file order for a
+//! bag recovered by a scan, like its golden).
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
@@ -10,7 +11,7 @@ use serde_json::json;
 use super::{Exit, write_stdout};
 use crate::bag::chunk_reader::{ChunkData, read_chunk};
 use crate::bag::record::Record;
-use crate::bag::{BagFile, BagIndex};
+use crate::bag::{BagFile, BagIndex, RecoveryNote};
 use crate::cli::DumpArgs;
 use crate::error::{Error, Result};
 use crate::msg::{MessageSchema, to_golden_json};
@@ -29,14 +30,34 @@ pub struct DumpFilter {
 }
 
 /// Calls `emit` with each decoded message line (golden format), in golden order. Stops early
-/// when `emit` returns false.
+/// when `emit` returns false. A bag without a usable index is recovered by a scan, with one
+/// warning on stderr.
 pub fn dump_bag(
     path: &Path,
     filter: &DumpFilter,
+    emit: impl FnMut(serde_json::Value) -> bool,
+) -> Result<u64> {
+    dump_bag_with(
+        path,
+        filter,
+        |note| eprintln!("warning: {}: {note}", path.display()),
+        emit,
+    )
+}
+
+/// [`dump_bag`], handing the recovery note (if the bag had to be recovered) to `on_note`
+/// instead of printing it. Messages of a recovered bag come in file order, like its golden.
+pub fn dump_bag_with(
+    path: &Path,
+    filter: &DumpFilter,
+    on_note: impl FnOnce(&RecoveryNote),
     mut emit: impl FnMut(serde_json::Value) -> bool,
 ) -> Result<u64> {
     let bag = BagFile::open(path)?;
-    let index = BagIndex::read(&bag)?;
+    let (index, note) = BagIndex::open(&bag)?;
+    if let Some(note) = &note {
+        on_note(note);
+    }
     let mut conns: Vec<u32> = Vec::new();
     for t in &filter.topics {
         let ids = index.connections_of(t);
@@ -59,7 +80,11 @@ pub fn dump_bag(
         })
     };
     let (t0, t1) = (bound(filter.start, 0), bound(filter.end, u64::MAX));
-    let entries = index.entries(&bag, &conns)?;
+    let entries = if index.is_recovered() {
+        index.entries_in_file_order(&bag, &conns)?
+    } else {
+        index.entries(&bag, &conns)?
+    };
     let mut schemas: HashMap<u32, std::result::Result<MessageSchema, String>> = HashMap::new();
     let mut cache: Vec<(u32, ChunkData<'_>)> = Vec::new();
     let mut written = 0u64;

@@ -38,12 +38,15 @@ pub struct BagInfo {
     pub uncompressed_bytes: u64,
     pub connections: usize,
     pub topics: Vec<TopicInfo>,
+    /// Set when the bag had no usable index and was read by a recovery scan: what it found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
 }
 
-/// Reads the index of `path` and summarises it.
+/// Reads the index of `path` (or recovers it by a scan) and summarises it.
 pub fn bag_info(path: &Path) -> Result<BagInfo> {
     let bag = BagFile::open(path)?;
-    let index = BagIndex::read(&bag)?;
+    let (index, note) = BagIndex::open(&bag)?;
     let all: Vec<u32> = index.connections.iter().map(|c| c.id).collect();
     // (count, first, last) per connection from the index-data records.
     let mut seen: BTreeMap<u32, (u64, u64, u64)> = BTreeMap::new();
@@ -102,6 +105,7 @@ pub fn bag_info(path: &Path) -> Result<BagInfo> {
             .sum(),
         connections: index.connections.len(),
         topics,
+        recovered: note.map(|n| n.to_string()),
     })
 }
 

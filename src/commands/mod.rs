@@ -4,6 +4,7 @@ pub mod convert;
 pub mod dump;
 pub mod info;
 pub mod profile;
+pub mod reindex;
 
 use std::io::{self, Write};
 
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             crate::diag::set_quiet(args.quiet || args.json);
             convert::run_cmd(*args)
         }
+        Command::Reindex(args) => reindex::run(args),
         Command::Validate(args) => validate_cmd(args),
         Command::Profile(args) => profile::run_cmd(args),
         Command::MakeDemo(args) => {
@@ -62,6 +64,9 @@ fn info_cmd(args: crate::cli::InfoArgs) -> anyhow::Result<Exit> {
     for (i, path) in args.bags.iter().enumerate() {
         match info::bag_info(path) {
             Ok(bag) => {
+                if let Some(note) = &bag.recovered {
+                    eprintln!("warning: {}: {note}", path.display());
+                }
                 let text = if args.json {
                     serde_json::to_string(&bag).context("serialising info")? + "\n"
                 } else {

@@ -148,7 +148,7 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     let mut last_err = None;
     for b in bags {
         match BagFile::open(b)
-            .and_then(|bag| BagIndex::read(&bag))
+            .and_then(|bag| BagIndex::open(&bag).map(|(i, _)| i))
             .and_then(|i| zero_config(&i))
         {
             Ok(c) => return Ok(c),
@@ -174,7 +174,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut max_chunk = (0u64, String::new());
     for b in &bags {
         if let Ok(bag) = BagFile::open(b)
-            && let Ok(index) = BagIndex::read(&bag)
+            && let Ok((index, _)) = BagIndex::open(&bag)
         {
             for c in &index.chunks {
                 let need = chunk_need(c);
@@ -282,7 +282,10 @@ fn convert_all(
         }
         let result = (|| -> Result<EpisodeReport> {
             let bag = BagFile::open(path)?;
-            let index = BagIndex::read(&bag)?;
+            let (index, note) = BagIndex::open(&bag)?;
+            if let Some(note) = note {
+                eprintln!("warning: {}: {note}", path.display());
+            }
             let plan = BagPlan::new(&bag, &index, cfg, spec.as_ref().map(|s| s.fps))?;
             match &spec {
                 None => {
