@@ -9,9 +9,11 @@ use memmap2::{Advice, Mmap, UncheckedAdvice};
 use super::record::{MAGIC, Record, RecordError, op};
 use crate::error::{Error, Result};
 
-/// Window the kernel maps around a read fault of a file mapping (Linux `fault_around_bytes`,
-/// 64 KiB by default); released ranges are widened to it.
-pub const FAULT_AROUND_BYTES: u64 = 64 << 10;
+/// Most the kernel maps around one read fault of a file mapping; released ranges are widened
+/// to it (2 MiB). Linux maps `fault_around_bytes` (64 KiB) around a fault, but since 6.16 ext4
+/// (like xfs before it) caches files in large folios, and a fault maps the whole folio, up to
+/// the PMD size (2 MiB on x86-64): touching one chunk header then keeps up to 2 MiB resident.
+pub const FAULT_AROUND_BYTES: u64 = 2 << 20;
 
 /// What the bag header record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
