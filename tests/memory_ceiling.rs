@@ -450,8 +450,14 @@ fn check_minimal_ceiling(bag: &Path, out: &Path, memory_log: Option<PathBuf>) ->
         "reported peak RSS {} > ceiling {ceiling}",
         mem.peak_rss
     );
-    for (name, peak, cap) in &mem.budgets {
-        assert!(peak <= cap, "budget {name}: held {peak} of {cap}");
+    for b in &mem.budgets {
+        assert!(
+            b.peak <= b.capacity,
+            "budget {}: held {} of {}",
+            b.name,
+            b.peak,
+            b.capacity
+        );
     }
     let problems = bag2dataset::dataset::validate(out).unwrap();
     assert!(problems.is_empty(), "validate: {problems:?}");
