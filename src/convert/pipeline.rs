@@ -61,8 +61,8 @@ enum ReaderEvent {
 }
 
 enum FrameEvent {
-    /// A frame, its image-statistics sample (decoded on the aligner's thread), its bytes.
-    Frame(Frame, Presampled, Permit),
+    /// A frame, its image-statistics sample (filled in by the image-stats stage), its bytes.
+    Frame(Frame, Option<Presampled>, Permit),
     End,
 }
 
@@ -138,6 +138,7 @@ pub fn convert_bag(
 ) -> Result<EpisodeReport> {
     let (sample_tx, sample_rx) = unbounded::<ReaderEvent>();
     let (frame_tx, frame_rx) = unbounded::<FrameEvent>();
+    let (sampled_tx, sampled_rx) = unbounded::<FrameEvent>();
     let mut report = EpisodeReport::default();
     let sampler = writer.sampler()?;
     let (reader_result, aligner_result, writer_result) = std::thread::scope(|scope| {
@@ -154,15 +155,25 @@ pub fn convert_bag(
         let aligner = std::thread::Builder::new()
             .name("aligner".into())
             .spawn_scoped(scope, || {
-                let r = align_stage(plan, mem, sample_rx, &frame_tx, sampler);
+                let r = align_stage(plan, mem, sample_rx, &frame_tx);
                 if r.is_err() {
                     mem.cancel();
                 }
                 drop(frame_tx);
                 r
             });
-        let w = match (&reader, &aligner) {
-            (Ok(_), Ok(_)) => write_stage(writer, frame_rx, monitor),
+        let stats = std::thread::Builder::new()
+            .name("image-stats".into())
+            .spawn_scoped(scope, || {
+                let r = image_stats_stage(frame_rx, &sampled_tx, sampler);
+                if r.is_err() {
+                    mem.cancel();
+                }
+                drop(sampled_tx);
+                r
+            });
+        let w = match (&reader, &aligner, &stats) {
+            (Ok(_), Ok(_), Ok(_)) => write_stage(writer, sampled_rx, monitor),
             _ => Err(Error::Config("cannot start the pipeline threads".into())),
         };
         if w.is_err() {
@@ -170,7 +181,8 @@ pub fn convert_bag(
         }
         let reader = join_stage(reader, "chunk reader");
         let aligner = join_stage(aligner, "aligner");
-        (reader, aligner, w)
+        let stats = join_stage(stats, "image statistics");
+        (reader, aligner, stats.and(w))
     });
     // The first real error wins over the Cancelled it caused in the other stages.
     let results = [
@@ -617,7 +629,6 @@ fn align_stage(
     mem: &MemoryPlan,
     rx: Receiver<ReaderEvent>,
     tx: &Sender<FrameEvent>,
-    mut sampler: FrameSampler,
 ) -> Result<AlignStats> {
     let specs = plan.slots.iter().map(|s| s.spec.clone()).collect();
     let mut aligner = Aligner::new(specs, plan.timeline, mem.window.clone());
@@ -668,10 +679,7 @@ fn align_stage(
                         && let Some((f, p)) = delay.pop_front()
                     {
                         stats.frames += 1;
-                        let sampled = sampler
-                            .sample(&f)
-                            .map_err(|what| Error::Config(format!("image statistics: {what}")))?;
-                        tx.send(FrameEvent::Frame(f, sampled, p))
+                        tx.send(FrameEvent::Frame(f, None, p))
                             .map_err(|_| Error::Cancelled)?;
                     }
                 }
@@ -720,6 +728,25 @@ fn build_frame(plan: &BagPlan, values: Vec<SampleValue>) -> std::result::Result<
     Ok(Frame { values: out })
 }
 
+/// Decodes lerobot's image-statistics sample of each frame on its own thread (the costliest
+/// work of a conversion: a JPEG decode per sampled frame and camera), ahead of the writer.
+fn image_stats_stage(rx: Receiver<FrameEvent>, tx: &Sender<FrameEvent>, mut sampler: FrameSampler) -> Result<()> {
+    loop {
+        match rx.recv() {
+            Ok(FrameEvent::Frame(frame, _, permit)) => {
+                let sampled = sampler
+                    .sample(&frame)
+                    .map_err(|what| Error::Config(format!("image statistics: {what}")))?;
+                tx.send(FrameEvent::Frame(frame, Some(sampled), permit)).map_err(|_| Error::Cancelled)?;
+            }
+            Ok(FrameEvent::End) => {
+                return tx.send(FrameEvent::End).map_err(|_| Error::Cancelled);
+            }
+            Err(_) => return Err(Error::Cancelled),
+        }
+    }
+}
+
 fn write_stage(
     writer: &mut DatasetWriter,
     rx: Receiver<FrameEvent>,
@@ -728,7 +755,10 @@ fn write_stage(
     loop {
         match rx.recv() {
             Ok(FrameEvent::Frame(frame, sampled, permit)) => {
-                writer.push_presampled(frame, sampled)?;
+                match sampled {
+                    Some(s) => writer.push_presampled(frame, s)?,
+                    None => writer.push_frame(frame)?,
+                }
                 drop(permit);
                 monitor.frames_written.fetch_add(1, Ordering::Relaxed);
             }

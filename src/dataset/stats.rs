@@ -19,7 +19,6 @@
 //!   it squares the uint8 pixels in uint8 (`batch**2` overflows), so its variance goes
 //!   negative and is clipped.
 
-use std::io::Cursor;
 
 use image::GenericImageView;
 use serde_json::{Value, json};
@@ -576,15 +575,52 @@ pub fn downsample_factor(w: u32, h: u32) -> u32 {
     }
 }
 
-/// Reads the width and height of an encoded image from its header only.
+/// Reads the width and height of an encoded image from its header only: the JPEG start-of-frame
+/// marker or the PNG IHDR chunk, found by walking marker/chunk lengths (no Huffman tables are
+/// built: this runs for every frame of every camera).
 pub fn image_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), String> {
-    let fmt = match format {
-        ImageFormat::Jpeg => image::ImageFormat::Jpeg,
-        ImageFormat::Png => image::ImageFormat::Png,
-    };
-    image::ImageReader::with_format(Cursor::new(bytes), fmt)
-        .into_dimensions()
-        .map_err(|e| format!("cannot read {format:?} image header: {e}"))
+    let bad = |what: &str| format!("cannot read {format:?} image header: {what}");
+    match format {
+        ImageFormat::Png => {
+            if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+                return Err(bad("no PNG signature and IHDR chunk"));
+            }
+            let w = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+            let h = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+            Ok((w, h))
+        }
+        ImageFormat::Jpeg => {
+            if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
+                return Err(bad("no JPEG start-of-image marker"));
+            }
+            let mut at = 2usize;
+            while at + 4 <= bytes.len() {
+                if bytes[at] != 0xFF {
+                    return Err(bad(&format!("expected a marker at byte {at}")));
+                }
+                let marker = bytes[at + 1];
+                if marker == 0xFF {
+                    at += 1; // fill byte
+                    continue;
+                }
+                let len = u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize;
+                // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC)
+                if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+                    if at + 9 > bytes.len() {
+                        break;
+                    }
+                    let h = u16::from_be_bytes([bytes[at + 5], bytes[at + 6]]) as u32;
+                    let w = u16::from_be_bytes([bytes[at + 7], bytes[at + 8]]) as u32;
+                    return Ok((w, h));
+                }
+                if marker == 0xDA || len < 2 {
+                    break;
+                }
+                at += 2 + len;
+            }
+            Err(bad("no start-of-frame marker before the image data"))
+        }
+    }
 }
 
 /// Running dataset-level aggregate of episode stats, as lerobot's `aggregate_stats` computes
@@ -776,7 +812,7 @@ mod tests {
             *p = image::Rgb([x as u8 * 10, 128, 255]);
         }
         let mut png = Vec::new();
-        img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         let mut st = ImageStats::new(2);
         st.push(0, &png, ImageFormat::Png, (4, 8)).unwrap();
@@ -794,5 +830,39 @@ mod tests {
         assert!(st.push(1, &png, ImageFormat::Png, (5, 8)).is_ok()); // not sampled again
         let mut bad = ImageStats::new(1);
         assert!(bad.push(0, &png, ImageFormat::Png, (5, 8)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn image_dimensions_read_headers_only() {
+        let (w, h) = (37u32, 21u32);
+        let pixels = vec![90u8; (w * h * 3) as usize];
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .encode(&pixels, w, h, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        assert_eq!(image_dimensions(&jpeg, ImageFormat::Jpeg), Ok((w, h)));
+        let mut png = Vec::new();
+        image::ImageEncoder::write_image(
+            image::codecs::png::PngEncoder::new(&mut png),
+            &pixels,
+            w,
+            h,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+        assert_eq!(image_dimensions(&png, ImageFormat::Png), Ok((w, h)));
+        assert!(image_dimensions(&png, ImageFormat::Jpeg).is_err());
+        assert!(image_dimensions(&jpeg[..20], ImageFormat::Jpeg).is_err());
+        assert!(image_dimensions(b"garbage", ImageFormat::Png).is_err());
+        // a marker length that points past the end is an error, not a panic
+        let mut lying = jpeg.clone();
+        lying[4] = 0xFF;
+        lying[5] = 0xFF;
+        assert!(image_dimensions(&lying, ImageFormat::Jpeg).is_err());
     }
 }
