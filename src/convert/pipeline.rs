@@ -730,14 +730,19 @@ fn build_frame(plan: &BagPlan, values: Vec<SampleValue>) -> std::result::Result<
 
 /// Decodes lerobot's image-statistics sample of each frame on its own thread (the costliest
 /// work of a conversion: a JPEG decode per sampled frame and camera), ahead of the writer.
-fn image_stats_stage(rx: Receiver<FrameEvent>, tx: &Sender<FrameEvent>, mut sampler: FrameSampler) -> Result<()> {
+fn image_stats_stage(
+    rx: Receiver<FrameEvent>,
+    tx: &Sender<FrameEvent>,
+    mut sampler: FrameSampler,
+) -> Result<()> {
     loop {
         match rx.recv() {
             Ok(FrameEvent::Frame(frame, _, permit)) => {
                 let sampled = sampler
                     .sample(&frame)
                     .map_err(|what| Error::Config(format!("image statistics: {what}")))?;
-                tx.send(FrameEvent::Frame(frame, Some(sampled), permit)).map_err(|_| Error::Cancelled)?;
+                tx.send(FrameEvent::Frame(frame, Some(sampled), permit))
+                    .map_err(|_| Error::Cancelled)?;
             }
             Ok(FrameEvent::End) => {
                 return tx.send(FrameEvent::End).map_err(|_| Error::Cancelled);

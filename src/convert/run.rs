@@ -192,7 +192,23 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             }
         }
     }
-    let mem = MemoryPlan::new(opts.ceiling, start.rss(), max_chunk.0, &max_chunk.1)?;
+    // An episode's data file is at most about as big as its bag; 2 leaf columns per feature
+    // (images have bytes + path) and the 5 default columns.
+    let longest_bag = bags
+        .iter()
+        .filter_map(|b| std::fs::metadata(b).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    let leaf_columns = 5 + 2 * cfg.features.len() as u64;
+    let mem = MemoryPlan::for_run(
+        opts.ceiling,
+        start.rss(),
+        max_chunk.0,
+        &max_chunk.1,
+        longest_bag,
+        leaf_columns,
+    )?;
     let monitor = Arc::new(Monitor::default());
     let stop = Arc::new(AtomicBool::new(false));
     let monitor_thread = spawn_monitor(monitor.clone(), stop.clone(), mem.clone());

@@ -19,7 +19,6 @@
 //!   it squares the uint8 pixels in uint8 (`batch**2` overflows), so its variance goes
 //!   negative and is clipped.
 
-
 use image::GenericImageView;
 use serde_json::{Value, json};
 
@@ -582,7 +581,8 @@ pub fn image_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32),
     let bad = |what: &str| format!("cannot read {format:?} image header: {what}");
     match format {
         ImageFormat::Png => {
-            if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+            if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR"
+            {
                 return Err(bad("no PNG signature and IHDR chunk"));
             }
             let w = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
