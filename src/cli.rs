@@ -57,6 +57,10 @@ pub struct DumpArgs {
     /// Skip messages later than this many seconds after the bag's start.
     #[arg(long)]
     pub end: Option<f64>,
+    /// Decode every message (of the --topic's) without printing them; print counts per topic
+    /// and the decode throughput as JSON (a benchmark of the decoder).
+    #[arg(long, conflicts_with_all = ["limit", "start", "end"])]
+    pub count: bool,
 }
 
 #[derive(Debug, Args)]

@@ -351,6 +351,14 @@ impl MessageSchema {
         match kind {
             Kind::Prim(Primitive::UInt8) => Ok(Value::Bytes(r.take(count)?.to_vec())),
             Kind::Prim(Primitive::Int8) => Ok(Value::SignedBytes(r.take(count)?.to_vec())),
+            // Fixed-size numbers: one bounds check for the whole array, then a tight loop.
+            Kind::Prim(p) if p.is_fixed_size() => {
+                let size = p.wire_size();
+                let bytes = r.take(count * size)?;
+                Ok(Value::Array(
+                    bytes.chunks_exact(size).map(|b| fixed_prim(p, b)).collect(),
+                ))
+            }
             _ => {
                 let mut items = Vec::with_capacity(count);
                 for i in 0..count {
@@ -406,8 +414,12 @@ impl MessageSchema {
             Primitive::Float64 => Value::Float64(f64::from_le_bytes(r.array()?)),
             Primitive::String => {
                 let len = r.u32()? as usize;
+                let bytes = r.take(len)?;
                 // ROS does not enforce UTF-8; keep what can be read rather than fail.
-                Value::String(String::from_utf8_lossy(r.take(len)?).into_owned())
+                Value::String(match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_owned(),
+                    Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+                })
             }
             Primitive::Time => Value::Time {
                 sec: r.u32()?,
@@ -697,6 +709,35 @@ impl<'a> Compiler<'a> {
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+}
+
+/// Decodes one fixed-size primitive from exactly its wire bytes (the caller sliced them).
+fn fixed_prim(p: Primitive, b: &[u8]) -> Value {
+    let a4 = || [b[0], b[1], b[2], b[3]];
+    let a8 = || [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+    match p {
+        Primitive::Bool => Value::Bool(b[0] != 0),
+        Primitive::Int8 => Value::Int(i64::from(b[0] as i8)),
+        Primitive::UInt8 => Value::UInt(u64::from(b[0])),
+        Primitive::Int16 => Value::Int(i16::from_le_bytes([b[0], b[1]]).into()),
+        Primitive::UInt16 => Value::UInt(u16::from_le_bytes([b[0], b[1]]).into()),
+        Primitive::Int32 => Value::Int(i32::from_le_bytes(a4()).into()),
+        Primitive::UInt32 => Value::UInt(u32::from_le_bytes(a4()).into()),
+        Primitive::Int64 => Value::Int(i64::from_le_bytes(a8())),
+        Primitive::UInt64 => Value::UInt(u64::from_le_bytes(a8())),
+        Primitive::Float32 => Value::Float32(f32::from_le_bytes(a4())),
+        Primitive::Float64 => Value::Float64(f64::from_le_bytes(a8())),
+        Primitive::Time => Value::Time {
+            sec: u32::from_le_bytes(a4()),
+            nsec: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        },
+        Primitive::Duration => Value::Duration {
+            sec: i32::from_le_bytes(a4()),
+            nsec: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        },
+        // Not fixed-size: never sliced here.
+        Primitive::String => Value::String(String::new()),
+    }
 }
 
 impl<'a> Reader<'a> {
