@@ -161,8 +161,17 @@ fn demo_converts_to_a_valid_dataset_with_exact_totals() {
 /// A bag with a 30 Hz camera and a 200 Hz joint topic whose positions are known functions of
 /// time: position[j] = j * 1000 + t_ms (record time in ms since start).
 fn synthetic_bag(path: &Path, seconds: u64, compression: Compression) {
+    synthetic_bag_chunked(path, seconds, compression, 64 * 1024);
+}
+
+fn synthetic_bag_chunked(
+    path: &Path,
+    seconds: u64,
+    compression: Compression,
+    chunk_threshold: usize,
+) {
     let opts = BagWriterOptions {
-        chunk_threshold: 64 * 1024,
+        chunk_threshold,
         ..BagWriterOptions::with_compression(compression)
     };
     let mut w = BagWriter::create(path, opts).unwrap();
@@ -546,5 +555,67 @@ fn damaged_chunks_and_messages_are_skipped_and_counted_or_fatal_with_strict() {
         "{e}"
     );
     assert!(!dir.join("ds-strict").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every data value of a dataset, row by row, as text (row groups and files may differ).
+fn dataset_rows(ds: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in read_rows(ds) {
+        for i in 0..b.num_rows() {
+            let row: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| format!("{:?}", c.slice(i, 1)))
+                .collect();
+            rows.push(row.join("|"));
+        }
+    }
+    rows
+}
+
+#[test]
+fn same_frames_whatever_the_chunk_size_compression_and_ceiling() {
+    let dir = tmp("invariance");
+    let cfg = ConvertConfig::from_toml(
+        r#"
+fps = 15
+timeline = "/cam/image/compressed"
+tolerance_ms = 40
+[[features]]
+name = "observation.images.cam"
+topic = "/cam/image/compressed"
+[[features]]
+name = "observation.state"
+policy = "linear"
+topic = "/arm/joint_states"
+field = "position"
+"#,
+        "test",
+    )
+    .unwrap();
+    let mut reference: Option<Vec<String>> = None;
+    for (i, (threshold, compression, ceiling)) in [
+        (4 * 1024, Compression::None, 64u64 << 20),
+        (64 * 1024, Compression::Lz4, 40 << 20),
+        (2 << 20, Compression::Bz2, 256 << 20),
+        (16 * 1024, Compression::Lz4, 1 << 30),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bag = dir.join(format!("syn{i}.bag"));
+        synthetic_bag_chunked(&bag, 3, compression, threshold);
+        let out = dir.join(format!("ds{i}"));
+        let mut o = opts(vec![bag], out.clone(), Some(cfg.clone()));
+        o.ceiling = ceiling;
+        let report = run(&o).unwrap();
+        assert_eq!(report.frames, 45, "case {i}");
+        let rows = dataset_rows(&out);
+        match &reference {
+            None => reference = Some(rows),
+            Some(r) => assert!(*r == rows, "case {i} differs from case 0"),
+        }
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
