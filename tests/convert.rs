@@ -619,3 +619,53 @@ field = "position"
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A size-limited file system (tmpfs) for the disk-full test; None (and the test skips) when
+/// it cannot be mounted here (not root, no tmpfs).
+fn small_filesystem(dir: &Path, size: &str) -> Option<PathBuf> {
+    let mnt = dir.join("small-fs");
+    std::fs::create_dir_all(&mnt).ok()?;
+    let ok = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            mnt.to_str()?,
+        ])
+        .status()
+        .ok()?
+        .success();
+    ok.then_some(mnt)
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_leaves_no_dataset() {
+    let dir = tmp("diskfull");
+    let Some(mnt) = small_filesystem(&dir, "150k") else {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let out = mnt.join("ds");
+    let o = bin(&[
+        "convert",
+        demo_bag().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    let listing: Vec<_> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("No space left on device") && err.contains("ds.partial"),
+        "{err}"
+    );
+    assert!(listing.is_empty(), "left behind: {listing:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

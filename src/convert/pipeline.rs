@@ -182,7 +182,13 @@ pub fn convert_bag(
         let reader = join_stage(reader, "chunk reader");
         let aligner = join_stage(aligner, "aligner");
         let stats = join_stage(stats, "image statistics");
-        (reader, aligner, stats.and(w))
+        // A failed stage cancels the others: keep the first error that is not that echo.
+        let w = match (w, stats) {
+            (Err(e), _) if !matches!(e, Error::Cancelled) => Err(e),
+            (_, Err(e)) => Err(e),
+            (w, Ok(())) => w,
+        };
+        (reader, aligner, w)
     });
     // The first real error wins over the Cancelled it caused in the other stages.
     let results = [
