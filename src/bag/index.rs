@@ -333,9 +333,8 @@ impl BagIndex {
         Ok(times)
     }
 
-    /// Every message of `conns` with its position, ordered like the goldens: by record time,
-    /// ties by connection order in the index section, then by index order.
-    pub fn entries(&self, bag: &BagFile, conns: &[u32]) -> Result<Vec<IndexEntry>> {
+    /// Every message of `conns` with its position, in index order.
+    fn collect_entries(&self, bag: &BagFile, conns: &[u32]) -> Result<Vec<IndexEntry>> {
         let mut entries = Vec::new();
         self.visit_index_data(bag, conns, |chunk, conn, time_ns, offset| {
             entries.push(IndexEntry {
@@ -345,6 +344,13 @@ impl BagIndex {
                 offset,
             })
         })?;
+        Ok(entries)
+    }
+
+    /// Every message of `conns` with its position, ordered like the goldens: by record time,
+    /// ties by connection order in the index section, then by index order.
+    pub fn entries(&self, bag: &BagFile, conns: &[u32]) -> Result<Vec<IndexEntry>> {
+        let mut entries = self.collect_entries(bag, conns)?;
         let rank: HashMap<u32, usize> = self
             .connections
             .iter()
@@ -359,15 +365,7 @@ impl BagIndex {
     /// Every message of `conns` with its position, in file order (chunk by chunk, then by
     /// offset in the chunk): the order a recovery scan finds them in.
     pub fn entries_in_file_order(&self, bag: &BagFile, conns: &[u32]) -> Result<Vec<IndexEntry>> {
-        let mut entries = Vec::new();
-        self.visit_index_data(bag, conns, |chunk, conn, time_ns, offset| {
-            entries.push(IndexEntry {
-                time_ns,
-                conn,
-                chunk: chunk as u32,
-                offset,
-            })
-        })?;
+        let mut entries = self.collect_entries(bag, conns)?;
         if !self.is_recovered() {
             let pos = |e: &IndexEntry| self.chunks[e.chunk as usize].pos;
             entries.sort_by_key(|e| (pos(e), e.offset));

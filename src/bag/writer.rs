@@ -19,7 +19,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// The format line every bag 2.0 file starts with.
-pub const MAGIC: &[u8] = b"#ROSBAG V2.0\n";
+pub use super::record::MAGIC;
 
 /// Bytes of the bag header record's header plus its space padding (the two `u32` length prefixes
 /// excluded), as in `rosbag`: the first record after the bag header starts at offset 4117.
@@ -28,45 +28,14 @@ pub const BAG_HEADER_LEN: usize = 4096;
 /// Default chunk threshold in bytes of uncompressed chunk data: 768 KiB, rosbag's default.
 pub const DEFAULT_CHUNK_THRESHOLD: usize = 768 * 1024;
 
-/// Record op codes of bag format 2.0.
-pub mod op {
-    /// Message data record.
-    pub const MESSAGE_DATA: u8 = 0x02;
-    /// Bag header record.
-    pub const BAG_HEADER: u8 = 0x03;
-    /// Index data record (message times and offsets of one connection in one chunk).
-    pub const INDEX_DATA: u8 = 0x04;
-    /// Chunk record.
-    pub const CHUNK: u8 = 0x05;
-    /// Chunk info record (index section).
-    pub const CHUNK_INFO: u8 = 0x06;
-    /// Connection record.
-    pub const CONNECTION: u8 = 0x07;
-}
+pub use super::record::op;
 
-/// Chunk compression, named as in the chunk record's `compression` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    /// `none`: chunk data stored as is.
-    #[default]
-    None,
-    /// `bz2`: bzip2 at level 9, like rosbag.
-    Bz2,
-    /// `lz4`: an LZ4 frame like `roslz4` writes (independent 1 MiB blocks, content checksum).
-    Lz4,
-}
+/// Chunk compression: the reader's enum, named as in the chunk record's `compression` field.
+pub use super::index::ChunkCompression as Compression;
 
 impl Compression {
-    /// The value of the chunk record's `compression` field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Bz2 => "bz2",
-            Compression::Lz4 => "lz4",
-        }
-    }
-
-    /// Compresses one chunk's data.
+    /// Compresses one chunk's data: bz2 at level 9 like rosbag; lz4 as an LZ4 frame like
+    /// `roslz4` writes (independent 1 MiB blocks, content checksum).
     pub fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
         match self {
             Compression::None => Ok(data.to_vec()),
@@ -410,7 +379,7 @@ impl<W: Write + Seek> BagWriter<W> {
         if let Some(chunk) = self.chunk.take() {
             let compression = self.opts.compression;
             let mut header = Vec::with_capacity(48);
-            put_field(&mut header, "compression", compression.as_str().as_bytes());
+            put_field(&mut header, "compression", compression.name().as_bytes());
             put_field(&mut header, "op", &[op::CHUNK]);
             put_field(&mut header, "size", &0u32.to_le_bytes());
             let mut buf = Vec::with_capacity(header.len() + 8);
@@ -434,7 +403,7 @@ impl<W: Write + Seek> BagWriter<W> {
         put_field(
             &mut header,
             "compression",
-            self.opts.compression.as_str().as_bytes(),
+            self.opts.compression.name().as_bytes(),
         );
         put_field(&mut header, "op", &[op::CHUNK]);
         put_field(
@@ -917,10 +886,7 @@ mod tests {
         while i < chunk_section.len() {
             let chunk = &chunk_section[i];
             assert_eq!(chunk.op(), op::CHUNK);
-            assert_eq!(
-                chunk.get("compression"),
-                opts.compression.as_str().as_bytes()
-            );
+            assert_eq!(chunk.get("compression"), opts.compression.name().as_bytes());
             let data = decompress(
                 chunk.get("compression"),
                 &chunk.data,
@@ -1119,7 +1085,7 @@ mod tests {
             let path = std::env::temp_dir().join(format!(
                 "bag2dataset-writer-{}-{}.bag",
                 std::process::id(),
-                compression.as_str()
+                compression.name()
             ));
             std::fs::write(&path, &bytes).unwrap();
             let bag = RosBag::new(&path).unwrap();
@@ -1200,7 +1166,7 @@ mod tests {
         let dir = Path::new(&dir);
         for compression in [Compression::None, Compression::Bz2, Compression::Lz4] {
             let (bytes, _) = sample(small_opts(compression));
-            let name = format!("sample-{}.bag", compression.as_str());
+            let name = format!("sample-{}.bag", compression.name());
             std::fs::write(dir.join(name), bytes).unwrap();
         }
         let opts = BagWriterOptions {

@@ -111,19 +111,14 @@ fn source_compression(index: &BagIndex) -> Compression {
     for c in index.chunks.iter().filter(|c| !c.loose) {
         counts[c.compression as usize] += 1;
     }
-    let best = [
+    [
         ChunkCompression::None,
         ChunkCompression::Bz2,
         ChunkCompression::Lz4,
     ]
     .into_iter()
     .max_by_key(|&c| (counts[c as usize], std::cmp::Reverse(c as usize)))
-    .unwrap_or(ChunkCompression::None);
-    match best {
-        ChunkCompression::None => Compression::None,
-        ChunkCompression::Bz2 => Compression::Bz2,
-        ChunkCompression::Lz4 => Compression::Lz4,
-    }
+    .unwrap_or(ChunkCompression::None)
 }
 
 pub fn run(args: ReindexArgs) -> anyhow::Result<Exit> {
@@ -141,7 +136,7 @@ pub fn run(args: ReindexArgs) -> anyhow::Result<Exit> {
         summary.messages,
         summary.connections,
         summary.chunks,
-        summary.compression.as_str()
+        summary.compression.name()
     );
     Ok(Exit::Ok)
 }
