@@ -1,5 +1,6 @@
 //! A small, deterministic humanoid demo bag: two JPEG cameras at 30 Hz, arm joint states and
-//! joint commands at 100 Hz, about four seconds, written with the project's own bag writer.
+//! joint commands at 200 Hz, about four seconds, written with the project's own bag writer; the
+//! head camera drops one frame (frame [`DEMO_DROPPED_FRAME`]), as real cameras do.
 //!
 //! Everything is computed from the message index (no clock, no OS randomness), so the output is the
 //! same byte for byte on every run. Chunks are lz4-compressed (so readers exercise their lz4 path)
@@ -19,6 +20,10 @@ pub const DEMO_START_NS: u64 = 1_700_000_000_000_000_000;
 /// Length of the recording: 4 s.
 pub const DEMO_DURATION_NS: u64 = 4_000_000_000;
 /// Camera image size in pixels.
+/// Rate of `/joint_states` and `/joint_cmd`.
+pub const DEMO_JOINT_RATE_HZ: u64 = 200;
+/// The head camera frame that is missing from the demo.
+pub const DEMO_DROPPED_FRAME: u64 = 57;
 pub const DEMO_IMAGE_WIDTH: u32 = 96;
 /// Camera image size in pixels.
 pub const DEMO_IMAGE_HEIGHT: u32 = 72;
@@ -205,6 +210,9 @@ pub fn write_demo_bag_to<W: Write + Seek>(mut inner: W) -> io::Result<(W, DemoSu
     for (cam, conn) in [(0u64, ids[0]), (1, ids[1])] {
         let period = 1_000_000_000 / 30;
         for i in 0..DEMO_DURATION_NS / period {
+            if cam == 0 && i == DEMO_DROPPED_FRAME {
+                continue;
+            }
             // ±2 ms stamp jitter, cam_l 5 ms behind cam_h, 18-26 ms transport latency.
             let jitter = (mix(cam * 1_000_003 + i) % 4_000_001) as i64 - 2_000_000;
             let stamp = (DEMO_START_NS + i * period + cam * 5_000_000)
@@ -224,7 +232,7 @@ pub fn write_demo_bag_to<W: Write + Seek>(mut inner: W) -> io::Result<(W, DemoSu
             msgs.push((stamp + latency, conn, p.into_vec()));
         }
     }
-    let period = 10_000_000;
+    let period = 1_000_000_000 / DEMO_JOINT_RATE_HZ;
     for i in 0..DEMO_DURATION_NS / period {
         let stamp = DEMO_START_NS + i * period;
         let t = (i * period) as f64 * 1e-9;
@@ -378,7 +386,7 @@ mod tests {
         assert!(a.len() <= 1_600_000, "demo bag is {} bytes", a.len());
         assert!(summary.chunks >= 2, "several chunks: {}", summary.chunks);
         let counts: Vec<u64> = summary.topics.iter().map(|t| t.count).collect();
-        assert_eq!(counts, [120, 120, 400, 400]);
+        assert_eq!(counts, [119, 120, 800, 800]);
         assert!(summary.end_ns - summary.start_ns < DEMO_DURATION_NS + 50_000_000);
 
         // The independent `rosbag` crate reads it back in record-time order per chunk.

@@ -392,7 +392,7 @@ fn exit_codes_and_machine_readable_output() {
     let o = bin(&["info", "--json", demo.to_str().unwrap()]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["messages"], 1040);
+    assert_eq!(v["messages"], 1839);
     assert_eq!(v["topics"].as_array().unwrap().len(), 4);
     // convert --json: report on stdout only
     let o = bin(&[
@@ -596,8 +596,8 @@ field = "position"
     .unwrap();
     let mut reference: Option<Vec<String>> = None;
     for (i, (threshold, compression, ceiling)) in [
-        (4 * 1024, Compression::None, 64u64 << 20),
-        (64 * 1024, Compression::Lz4, 40 << 20),
+        (4 * 1024, Compression::None, 128u64 << 20),
+        (64 * 1024, Compression::Lz4, 200 << 20),
         (2 << 20, Compression::Bz2, 256 << 20),
         (16 * 1024, Compression::Lz4, 1 << 30),
     ]
