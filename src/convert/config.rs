@@ -99,6 +99,10 @@ pub struct FeatureConfig {
     pub names: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
+    /// Images only: store them resized to `[height, width]` (decoded and encoded again);
+    /// default: CompressedImage bytes pass through untouched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<[u32; 2]>,
     /// Staleness limit for this feature in ms (default: the dataset's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance_ms: Option<f64>,
@@ -229,6 +233,14 @@ impl ConvertConfig {
             }
             for s in f.all_sources()? {
                 s.index_range()?;
+            }
+            if f.resize
+                .is_some_and(|[h, w]| h == 0 || w == 0 || h > 16384 || w > 16384)
+            {
+                return Err(Error::Config(format!(
+                    "feature '{}': resize must be [height, width] within 1..=16384",
+                    f.name
+                )));
             }
             if let Some(t) = f.tolerance_ms
                 && !(t.is_finite() && t > 0.0)

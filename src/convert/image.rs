@@ -18,29 +18,74 @@ pub fn raw_channels(encoding: &str) -> Option<u32> {
     }
 }
 
-/// The stored form of an image: CompressedImage bytes as they are (JPEG or PNG by their
-/// `format`/magic), raw pixels as PNG.
-pub fn to_feature_value(img: &ImagePayload) -> Result<FeatureValue, String> {
-    if !img.raw {
-        let format = if img.bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
-            ImageFormat::Png
-        } else if img.bytes.starts_with(&[0xFF, 0xD8]) {
-            ImageFormat::Jpeg
-        } else {
-            return Err(format!(
-                "CompressedImage with format {:?} is neither JPEG nor PNG (compressedDepth needs a resize/decode step this version does not do)",
-                img.format
-            ));
-        };
-        return Ok(FeatureValue::Image {
-            bytes: img.bytes.clone(),
-            format,
-        });
+/// Bytes of the header `compressed_depth_image_transport` puts before its PNG.
+pub const COMPRESSED_DEPTH_HEADER: usize = 12;
+/// JPEG quality of resized camera images.
+pub const RESIZE_JPEG_QUALITY: u8 = 90;
+
+/// Where the encoded image starts in a CompressedImage's data and what it is: JPEG or PNG as
+/// is, or PNG after the 12-byte header of `compressedDepth` topics.
+pub fn locate_encoded(bytes: &[u8]) -> Option<(usize, ImageFormat)> {
+    const PNG: &[u8] = &[0x89, b'P', b'N', b'G'];
+    if bytes.starts_with(PNG) {
+        Some((0, ImageFormat::Png))
+    } else if bytes.starts_with(&[0xFF, 0xD8]) {
+        Some((0, ImageFormat::Jpeg))
+    } else if bytes
+        .get(COMPRESSED_DEPTH_HEADER..)
+        .is_some_and(|b| b.starts_with(PNG))
+    {
+        Some((COMPRESSED_DEPTH_HEADER, ImageFormat::Png))
+    } else {
+        None
     }
-    Ok(FeatureValue::Image {
-        bytes: encode_png(img)?,
-        format: ImageFormat::Png,
-    })
+}
+
+/// The stored form of an image: CompressedImage bytes as they are (JPEG or PNG, found by their
+/// magic; the depth header stripped), raw pixels as PNG; with `resize = (height, width)`,
+/// decoded, resized and encoded again (JPEG stays JPEG, everything else becomes PNG).
+pub fn to_feature_value(
+    img: &ImagePayload,
+    resize: Option<(u32, u32)>,
+) -> Result<FeatureValue, String> {
+    let (bytes, format) = if img.raw {
+        (encode_png(img)?, ImageFormat::Png)
+    } else {
+        let (at, format) = locate_encoded(&img.bytes).ok_or_else(|| {
+            format!(
+                "CompressedImage with format {:?} is neither JPEG nor PNG",
+                img.format
+            )
+        })?;
+        if resize.is_none() {
+            return Ok(FeatureValue::Image {
+                bytes: img.bytes[at..].to_vec(),
+                format,
+            });
+        }
+        (img.bytes[at..].to_vec(), format)
+    };
+    let Some((h, w)) = resize else {
+        return Ok(FeatureValue::Image { bytes, format });
+    };
+    let decoded = image::load_from_memory(&bytes)
+        .map_err(|e| format!("cannot decode the image to resize it: {e}"))?;
+    let resized = decoded.resize_exact(w, h, image::imageops::FilterType::Triangle);
+    let mut out = Vec::new();
+    match format {
+        ImageFormat::Jpeg => {
+            let rgb = resized.to_rgb8();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, RESIZE_JPEG_QUALITY)
+                .encode(rgb.as_raw(), w, h, ExtendedColorType::Rgb8)
+                .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+        }
+        ImageFormat::Png => {
+            resized
+                .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+                .map_err(|e| format!("PNG encoding failed: {e}"))?;
+        }
+    }
+    Ok(FeatureValue::Image { bytes: out, format })
 }
 
 /// Encodes raw pixels to PNG, honouring `step` padding, BGR order and big-endian 16-bit data.
@@ -139,6 +184,21 @@ mod tests {
         let back = image::load_from_memory(&encode_png(&img).unwrap()).unwrap();
         assert_eq!(back.color(), image::ColorType::L16);
         assert_eq!(back.to_luma16().as_raw(), &vec![0x1234, 0xABCD]);
+        // resized: 2x2 -> 1x1, still PNG
+        let small =
+            to_feature_value(&raw("rgb8", 2, 2, 6, vec![10; 12], false), Some((1, 1))).unwrap();
+        let FeatureValue::Image { bytes, format } = small else {
+            panic!()
+        };
+        assert_eq!(format, ImageFormat::Png);
+        assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 1);
+        // compressedDepth: PNG after a 12-byte header
+        let mut depth = vec![0u8; COMPRESSED_DEPTH_HEADER];
+        depth.extend(encode_png(&raw("16UC1", 2, 1, 4, vec![1, 2, 3, 4], false)).unwrap());
+        assert_eq!(
+            locate_encoded(&depth),
+            Some((COMPRESSED_DEPTH_HEADER, ImageFormat::Png))
+        );
         // short data is an error, not a panic
         assert!(encode_png(&raw("rgb8", 4, 4, 12, vec![0; 10], false)).is_err());
         assert!(encode_png(&raw("yuv422", 1, 1, 2, vec![0; 2], false)).is_err());

@@ -95,6 +95,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
                 sources: Vec::new(),
                 names: None,
                 policy: None,
+                resize: None,
                 tolerance_ms: None,
             });
         }
@@ -121,6 +122,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
                 sources: Vec::new(),
                 names: None,
                 policy: None,
+                resize: None,
                 tolerance_ms: None,
             });
         }

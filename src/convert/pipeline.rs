@@ -715,11 +715,11 @@ pub fn frame_bytes(frame: &Frame) -> u64 {
 /// Concatenates each feature's slot values (numbers → float32) and stores images.
 fn build_frame(plan: &BagPlan, values: Vec<SampleValue>) -> std::result::Result<Frame, String> {
     let mut out = Vec::with_capacity(plan.feature_slots.len());
-    for slots in &plan.feature_slots {
+    for (slots, resize) in plan.feature_slots.iter().zip(&plan.feature_resize) {
         if let [s] = slots[..]
             && let SampleValue::Image(img) = &values[s]
         {
-            out.push(to_feature_value(img)?);
+            out.push(to_feature_value(img, *resize)?);
             continue;
         }
         let mut v = Vec::new();

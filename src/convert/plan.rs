@@ -66,6 +66,8 @@ pub struct BagPlan {
     pub slots: Vec<SlotPlan>,
     /// Slots of each feature, in concatenation order.
     pub feature_slots: Vec<Vec<usize>>,
+    /// Per feature: the (height, width) images are resized to, if any.
+    pub feature_resize: Vec<Option<(u32, u32)>>,
     pub conns: HashMap<u32, ConnPlan>,
     pub timeline: Timeline,
     pub fps: u32,
@@ -215,6 +217,12 @@ impl BagPlan {
                 });
                 mine.push(slot);
             }
+            if f.resize.is_some() && !image_feature(&slots, &mine) {
+                return Err(Error::Config(format!(
+                    "feature '{}': resize applies to images only",
+                    f.name
+                )));
+            }
             if image_feature(&slots, &mine) && mine.len() != 1 {
                 return Err(Error::Config(format!(
                     "image feature '{}' must have exactly one source",
@@ -308,6 +316,11 @@ impl BagPlan {
             },
             slots,
             feature_slots,
+            feature_resize: cfg
+                .features
+                .iter()
+                .map(|f| f.resize.map(|[h, w]| (h, w)))
+                .collect(),
             conns,
             timeline,
             fps,
@@ -412,12 +425,13 @@ impl BagPlan {
                 let vals = first[s]
                     .as_ref()
                     .ok_or_else(|| Error::Config("probe missing".into()))?;
-                let (h, w, c) = image_shape(&self.slots[s].kind, vals).map_err(|what| {
+                let (h0, w0, c) = image_shape(&self.slots[s].kind, vals).map_err(|what| {
                     Error::Config(format!(
                         "feature '{}' (topic {}): {what}",
                         f.name, self.slots[s].topic
                     ))
                 })?;
+                let (h, w) = f.resize.map_or((h0, w0), |[h, w]| (h, w));
                 FeatureKind::Image {
                     height: h,
                     width: w,
@@ -516,6 +530,9 @@ fn image_shape(kind: &SlotKind, vals: &[Value]) -> std::result::Result<(u32, u32
             let data = vals[1]
                 .as_bytes()
                 .ok_or("CompressedImage data is not bytes")?;
+            let (at, _) = super::image::locate_encoded(data)
+                .ok_or("the first image is neither JPEG nor PNG")?;
+            let data = &data[at..];
             let reader = image::ImageReader::new(std::io::Cursor::new(data))
                 .with_guessed_format()
                 .map_err(|e| format!("cannot read the first image: {e}"))?;
