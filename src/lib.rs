@@ -17,6 +17,7 @@ pub mod diag;
 pub mod error;
 pub mod memory;
 pub mod msg;
+pub mod progress;
 pub mod timefmt;
 
 pub use error::{Error, Result};
