@@ -13,6 +13,7 @@ pub mod commands;
 pub mod convert;
 pub mod dataset;
 pub mod demo;
+pub mod diag;
 pub mod error;
 pub mod memory;
 pub mod msg;

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod dump;
 pub mod info;
+pub mod merge;
 pub mod profile;
 
 use std::io::{self, Write};
@@ -22,6 +23,9 @@ pub enum Exit {
     Usage = 2,
     /// Finished, but some bags failed or data was lost/dropped.
     Partial = 3,
+    /// Stopped by SIGINT/SIGTERM at an episode boundary; the finished episodes are published
+    /// (128 + SIGINT, the shell's convention).
+    Interrupted = 130,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -36,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Info(args) => info_cmd(args),
         Command::Dump(args) => dump::run(args),
         Command::Convert(args) => convert::run_cmd(*args),
+        Command::Merge(args) => merge::run_cmd(args),
         Command::Validate(args) => validate_cmd(args),
         Command::Profile(args) => profile::run_cmd(args),
         Command::MakeDemo(args) => {
