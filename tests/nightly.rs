@@ -773,3 +773,30 @@ fn shards_merged_equal_one_run() {
     assert_same_data(&all, &dir.join("merged-cli"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn leftovers_of_a_run_killed_while_swapping_are_recovered() {
+    let dir = tmp("swap");
+    make_bags(&dir, 2, 1);
+    let out = dir.join("ds");
+    run(&opts(vec![dir.join("in")], &out)).unwrap();
+    let before = snapshot(&out);
+    // killed between "move the old dataset aside" and "rename the new one in" (dead pid)
+    std::fs::rename(&out, dir.join("ds.partial-2147483632-0.old")).unwrap();
+    std::fs::create_dir_all(dir.join("ds.partial-2147483632-1/meta")).unwrap();
+    std::fs::write(dir.join("ds.lock"), "2147483632\n").unwrap();
+    let r = run(&opts(vec![dir.join("in")], &out)).unwrap();
+    assert_eq!(r.mode, "unchanged");
+    assert!(snapshot(&out) == before);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains(".partial-") && !n.ends_with(".lock")),
+        "{names:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -819,11 +819,15 @@ fn convert_all(
         Some(w) => drop(w),
         None => {}
     }
-    if !published && prep.appending {
-        let stored = crate::dataset::existing::StoredDataset::open(&opts.output);
-        if let Ok(d) = stored {
-            totals = (d.episodes.len() as u64, d.total_frames());
-        }
+    if !published
+        && prep.appending
+        && let Ok(info) = std::fs::read_to_string(opts.output.join("meta/info.json"))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&info)
+    {
+        totals = (
+            v["total_episodes"].as_u64().unwrap_or(0),
+            v["total_frames"].as_u64().unwrap_or(0),
+        );
     }
     let nothing = totals.0 == 0;
     if nothing && !stopped && prep.outcomes.iter().any(|o| o.status == "failed") {

@@ -169,12 +169,31 @@ fn int_at(b: &arrow::record_batch::RecordBatch, name: &str, row: usize) -> Optio
         .map(|a| a.value(row))
 }
 
+/// Rows per batch when reading episode rows (64: each row holds every feature's stats).
+pub const EPISODE_BATCH_ROWS: usize = 64;
+
 /// The episode rows of `meta/episodes/chunk-000/file-000.parquet`, in `episode_index` order.
 pub fn read_episodes(dataset: &Path, spec: &DatasetSpec) -> Result<Vec<StoredEpisode>> {
+    let mut out = Vec::new();
+    for_each_episode(dataset, spec, |e| {
+        out.push(e);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Streams the episode rows to `sink` in file order, checking that `episode_index` runs
+/// 0, 1, 2, … (memory: one batch of [`EPISODE_BATCH_ROWS`] rows, however many episodes).
+pub fn for_each_episode(
+    dataset: &Path,
+    spec: &DatasetSpec,
+    mut sink: impl FnMut(StoredEpisode) -> Result<()>,
+) -> Result<u64> {
     let p = dataset.join(episodes_file_path(0, 0));
     let feats = stats_features(spec);
-    let mut out = Vec::new();
+    let mut next = 0u64;
     for b in open(&p)?
+        .with_batch_size(EPISODE_BATCH_ROWS)
         .build()
         .map_err(|e| bad(&p, format!("parquet: {e}")))?
     {
@@ -222,8 +241,16 @@ pub fn read_episodes(dataset: &Path, spec: &DatasetSpec) -> Result<Vec<StoredEpi
                     image: *image,
                 });
             }
-            out.push(StoredEpisode {
-                episode_index: get("episode_index")? as u64,
+            let episode_index = get("episode_index")? as u64;
+            if episode_index != next {
+                return Err(bad(
+                    &p,
+                    format!("row {row}: episode_index {episode_index}, expected {next}"),
+                ));
+            }
+            next += 1;
+            sink(StoredEpisode {
+                episode_index,
                 task,
                 length: get("length")? as u64,
                 data_chunk: get("data/chunk_index")? as usize,
@@ -231,18 +258,10 @@ pub fn read_episodes(dataset: &Path, spec: &DatasetSpec) -> Result<Vec<StoredEpi
                 from_index: get("dataset_from_index")? as u64,
                 to_index: get("dataset_to_index")? as u64,
                 stats,
-            });
+            })?;
         }
     }
-    out.sort_by_key(|e| e.episode_index);
-    if out
-        .iter()
-        .enumerate()
-        .any(|(k, e)| e.episode_index != k as u64)
-    {
-        return Err(bad(&p, "episode_index is not 0..n"));
-    }
-    Ok(out)
+    Ok(next)
 }
 
 impl StoredDataset {

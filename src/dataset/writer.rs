@@ -27,7 +27,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde_json::json;
 
-use super::existing::{self, StoredDataset};
+use super::existing;
 use super::meta::{self, EpisodeRow, EpisodesWriter, InfoTotals};
 use super::schema::{self, HUGGINGFACE_META_KEY};
 use super::stats::{self, FeatureStats, ImageStats, SampledImage, StatsAggregate, VectorStats};
@@ -230,10 +230,11 @@ impl DatasetWriter {
     /// into new data files, and [`Self::finish`] swaps the staged dataset in. Until then the
     /// existing dataset stays as it was.
     pub fn append(out: &Path, opts: WriterOptions) -> Result<Self> {
-        let stored = StoredDataset::open(out)?;
+        let (spec, chunks_size) = existing::read_spec(out)?;
+        let tasks = existing::read_tasks(out)?;
         let mut opts = opts;
-        opts.chunks_size = stored.chunks_size;
-        let mut w = Self::start(out, stored.spec.clone(), opts, true)?;
+        opts.chunks_size = chunks_size;
+        let mut w = Self::start(out, spec, opts, true)?;
         let files = existing::data_files(out)?;
         for rel in files.values() {
             let (src, dst) = (out.join(rel), w.staging.join(rel));
@@ -251,11 +252,24 @@ impl DatasetWriter {
         if let Some((chunk, file)) = files.keys().next_back() {
             w.advance_file_name(*chunk, *file);
         }
-        for t in &stored.tasks {
+        for t in tasks {
             w.task_ids.insert(t.clone(), w.tasks.len() as u64);
-            w.tasks.push(t.clone());
+            w.tasks.push(t);
         }
-        for ep in &stored.episodes {
+        // Episode rows are streamed: memory does not grow with the number of episodes.
+        let spec = w.spec.clone();
+        let mut total_frames = 0;
+        let episodes = existing::for_each_episode(out, &spec, |ep| {
+            if ep.from_index != total_frames {
+                return Err(Error::Dataset {
+                    path: out.to_path_buf(),
+                    what: format!(
+                        "episode {} starts at index {}, expected {total_frames}",
+                        ep.episode_index, ep.from_index
+                    ),
+                });
+            }
+            total_frames = ep.to_index;
             w.episodes_meta.push(&EpisodeRow {
                 episode_index: ep.episode_index as i64,
                 task: &ep.task,
@@ -269,9 +283,10 @@ impl DatasetWriter {
             for (agg, s) in w.aggregates.iter_mut().zip(&ep.stats) {
                 agg.add(s);
             }
-        }
-        w.episodes_done = stored.episodes.len() as u64;
-        w.total_frames = stored.total_frames();
+            Ok(())
+        })?;
+        w.episodes_done = episodes;
+        w.total_frames = total_frames;
         Ok(w)
     }
 
