@@ -26,6 +26,9 @@ pub enum Command {
     Profile(ProfileArgs),
     /// Write a repaired, indexed copy of a bag (e.g. an unclosed or truncated recording).
     Reindex(ReindexArgs),
+    /// Join datasets (e.g. the shards of a `convert --shard` job) into one, episodes in bag
+    /// order, as if converted in one run.
+    Merge(MergeArgs),
     /// Check a dataset against the LeRobot v3.0 rules; exit 1 if anything is wrong.
     Validate(ValidateArgs),
     /// Write the built-in demo bag (what testdata/demo.bag is made from).
@@ -68,7 +71,8 @@ pub struct ConvertArgs {
     /// Bag files or directories holding bags (searched for *.bag, sorted by path).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Output dataset directory (must not exist unless --overwrite).
+    /// Output dataset directory. If it holds a dataset this tool converted, bags already in it
+    /// are skipped and new ones appended as new episodes.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
     /// TOML conversion config (features, timeline, fps, ...); without it the mapping is chosen
@@ -87,9 +91,30 @@ pub struct ConvertArgs {
     /// Task text for every episode (overrides the config).
     #[arg(long)]
     pub task: Option<String>,
-    /// Replace an existing output directory.
+    /// Replace an existing output directory (convert every input again into a fresh dataset).
     #[arg(long)]
     pub overwrite: bool,
+    /// Convert even though the output was made with another config: like --overwrite, the
+    /// inputs go into a fresh dataset that replaces it.
+    #[arg(long)]
+    pub force: bool,
+    /// Stop at the first bag that fails (exit 1) without publishing anything.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Episode order: `path` (sorted bag paths) or `start-time` (bag start time from its index).
+    #[arg(long, default_value = "path")]
+    pub order: String,
+    /// Convert only shard K of N (1-based) of the ordered inputs: bags at positions i with
+    /// i % N == K-1. `auto` reads SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else
+    /// JOB_COMPLETION_INDEX with --shard-count or BAG2DATASET_SHARD_COUNT.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Number of shards for `--shard auto` (overrides the environment's count).
+    #[arg(long)]
+    pub shard_count: Option<usize>,
+    /// Also write diagnostics (progress, summary, errors), timestamped, to this file (appended).
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
     /// Write one row of memory figures per chunk (CSV, or JSON Lines for .jsonl/.json).
     #[arg(long)]
     pub memory_log: Option<PathBuf>,
@@ -139,6 +164,28 @@ pub enum CompressionArg {
     None,
     Bz2,
     Lz4,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Datasets to join (each written by `convert`, with its conversion log).
+    #[arg(required = true)]
+    pub datasets: Vec<PathBuf>,
+    /// Output dataset directory (must not exist unless --overwrite).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Replace an existing output dataset.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Ceiling on resident memory; sizes the Parquet row groups as `convert` does.
+    #[arg(long, default_value = "64MiB")]
+    pub max_memory: String,
+    /// Print the merge report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress or summary on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -78,4 +78,59 @@ impl Error {
             source,
         }
     }
+
+    /// A copy of this error (errors are not `Clone`: they hold `io::Error`); variants without
+    /// their own copy become `Config` with the same message.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::OverBudget {
+                item,
+                needed,
+                available,
+                ceiling,
+                hint,
+            } => Error::OverBudget {
+                item: item.clone(),
+                needed: *needed,
+                available: *available,
+                ceiling: *ceiling,
+                hint: hint.clone(),
+            },
+            Error::Decode {
+                path,
+                topic,
+                conn,
+                time_ns,
+                offset,
+                what,
+            } => Error::Decode {
+                path: path.clone(),
+                topic: topic.clone(),
+                conn: *conn,
+                time_ns: *time_ns,
+                offset: *offset,
+                what: what.clone(),
+            },
+            Error::Malformed { path, offset, what } => Error::Malformed {
+                path: path.clone(),
+                offset: *offset,
+                what: what.clone(),
+            },
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::NotABag { path, reason } => Error::NotABag {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::Dataset { path, what } => Error::Dataset {
+                path: path.clone(),
+                what: what.clone(),
+            },
+            Error::Config(what) => Error::Config(what.clone()),
+            Error::Cancelled => Error::Cancelled,
+            other => Error::Config(other.to_string()),
+        }
+    }
 }

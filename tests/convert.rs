@@ -40,6 +40,7 @@ fn opts(inputs: Vec<PathBuf>, output: PathBuf, config: Option<ConvertConfig>) ->
         memory_log: None,
         memory_chart: None,
         progress: false,
+        ..RunOptions::default()
     }
 }
 
@@ -411,7 +412,7 @@ fn exit_codes_and_machine_readable_output() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["episodes"], 1);
     assert!(r["memory"]["peak_rss"].as_u64().unwrap() > 0);
-    // the output exists: refused without --overwrite
+    // the same run again: the bag is already in the dataset, nothing to do
     let o = bin(&[
         "convert",
         demo.to_str().unwrap(),
@@ -419,8 +420,20 @@ fn exit_codes_and_machine_readable_output() {
         out.to_str().unwrap(),
         "-q",
     ]);
+    assert_eq!(o.status.code(), Some(0));
+    // an output that is something else: refused without --overwrite
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let o = bin(&[
+        "convert",
+        demo.to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+        "-q",
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains(out.to_str().unwrap()));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(other.to_str().unwrap()));
     // validate: ok, then broken
     assert_eq!(
         bin(&["validate", out.to_str().unwrap()]).status.code(),

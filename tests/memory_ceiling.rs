@@ -382,6 +382,7 @@ fn options(bag: &Path, out: &Path, ceiling: u64) -> RunOptions {
         memory_log: None,
         memory_chart: None,
         progress: false,
+        ..RunOptions::default()
     }
 }
 

@@ -1,17 +1,70 @@
 //! `bag2dataset convert`: validated options → [`crate::convert::run`] → summary and exit code.
+//!
+//! SIGINT/SIGTERM/SIGHUP: the first one stops the run at the next episode boundary (the
+//! finished episodes are published, exit 130); a second one exits at once (exit 130, nothing
+//! new published, like a kill: the previous dataset stays, the next run redoes the rest).
 
-use std::io::{self, Write};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
 use super::{Exit, write_stdout};
 use crate::cli::ConvertArgs;
 use crate::convert::config::ConvertConfig;
+use crate::convert::manifest::Manifest;
 use crate::convert::run::{RunOptions, collect_bags, render_summary, resolve_config, run};
+use crate::convert::select::{Order, Shard};
+use crate::diag;
 use crate::memory::parse_size;
+
+/// Installs the interruption handler (once per process) and returns its flag.
+fn interrupt_flag() -> Option<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let installed = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            diag!("interrupted again: stopping now; nothing new is published");
+            std::process::exit(Exit::Interrupted as i32);
+        }
+        diag!(
+            "interrupted: finishing the current episode, then publishing what is done \
+             (interrupt again to stop at once)"
+        );
+    });
+    installed.ok().map(|_| flag)
+}
 
 pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
     let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    let chatty = !args.quiet && !args.json;
+    diag::init(chatty, None, args.log_file.as_deref())?;
+    let order = Order::parse(&args.order).map_err(|e| anyhow::anyhow!("--order: {e}"))?;
+    let shard = match args.shard.as_deref() {
+        None => None,
+        Some("auto") => Some(
+            Shard::from_env(args.shard_count, |k| std::env::var(k).ok())
+                .map_err(|e| anyhow::anyhow!("--shard auto: {e}"))?,
+        ),
+        Some(s) => Some(Shard::parse(s).map_err(|e| anyhow::anyhow!("--shard: {e}"))?),
+    };
+    let result = convert(&args, ceiling, order, shard);
+    if let Err(e) = &result
+        && args.log_file.is_some()
+    {
+        // main prints the error on stderr; the log file gets it too.
+        diag::emit_file_only(&format!("error: {e:#}"));
+    }
+    result
+}
+
+fn convert(
+    args: &ConvertArgs,
+    ceiling: u64,
+    order: Order,
+    shard: Option<Shard>,
+) -> anyhow::Result<Exit> {
     let config = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -50,30 +103,39 @@ pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
         overwrite: args.overwrite,
         memory_log: args.memory_log.clone(),
         memory_chart: args.memory_chart.clone(),
-        progress: !args.quiet && !args.json,
+        progress: !args.quiet && !args.json || args.log_file.is_some(),
+        force: args.force,
+        fail_fast: args.fail_fast,
+        order,
+        shard,
+        interrupt: interrupt_flag(),
     };
-    if zero_config && !args.quiet && !args.json {
+    let continues =
+        !args.overwrite && !args.force && Manifest::read(&args.output).ok().flatten().is_some();
+    if zero_config && !continues && !args.quiet && !args.json {
         let bags = collect_bags(&args.inputs)?;
         let cfg = resolve_config(&bags, None)?;
-        eprintln!("no --config: using this mapping (save it with --print-config):");
+        diag!("no --config: using this mapping (save it with --print-config):");
         for f in &cfg.features {
-            eprintln!(
+            diag!(
                 "  {:<32} <- {} {}",
                 f.name,
                 f.topic.as_deref().unwrap_or("?"),
                 f.field.as_deref().unwrap_or("")
             );
         }
-        eprintln!("  timeline: {}", cfg.timeline.as_deref().unwrap_or("?"));
+        diag!("  timeline: {}", cfg.timeline.as_deref().unwrap_or("?"));
     }
     let report = run(&opts)?;
     if args.json {
         let text = serde_json::to_string_pretty(&report)? + "\n";
         write_stdout(&mut io::stdout().lock(), text.as_bytes())?;
-    } else if !args.quiet {
-        let _ = io::stderr().write_all(render_summary(&report).as_bytes());
     }
-    Ok(if report.failed > 0 {
+    // With --quiet/--json this reaches only the log file (if any).
+    diag::emit(&render_summary(&report));
+    Ok(if report.interrupted {
+        Exit::Interrupted
+    } else if report.failed > 0 {
         Exit::Partial
     } else {
         Exit::Ok

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod dump;
 pub mod info;
+pub mod merge;
 pub mod profile;
 pub mod reindex;
 
@@ -23,6 +24,9 @@ pub enum Exit {
     Usage = 2,
     /// Finished, but some bags failed or data was lost/dropped.
     Partial = 3,
+    /// Stopped by SIGINT/SIGTERM at an episode boundary; the finished episodes are published
+    /// (128 + SIGINT, the shell's convention).
+    Interrupted = 130,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -36,11 +40,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Info(args) => info_cmd(args),
         Command::Dump(args) => dump::run(args),
-        Command::Convert(args) => {
-            crate::diag::set_quiet(args.quiet || args.json);
-            convert::run_cmd(*args)
-        }
+        Command::Convert(args) => convert::run_cmd(*args),
         Command::Reindex(args) => reindex::run(args),
+        Command::Merge(args) => merge::run_cmd(args),
         Command::Validate(args) => validate_cmd(args),
         Command::Profile(args) => profile::run_cmd(args),
         Command::MakeDemo(args) => {

@@ -61,6 +61,7 @@ pub fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
         memory_log: None,
         memory_chart: None,
         progress: false,
+        ..RunOptions::default()
     };
     let _ = std::fs::remove_dir_all(&opts.output);
     let profile = run(&opts);

@@ -2,7 +2,11 @@
 
 pub mod config;
 pub mod image;
+pub mod lock;
+pub mod manifest;
 pub mod mapping;
+pub mod merge;
 pub mod pipeline;
 pub mod plan;
 pub mod run;
+pub mod select;

@@ -201,7 +201,7 @@ pub fn convert_bag(
         .flatten()
         .find(|e| !matches!(e, Error::Cancelled))
     {
-        return Err(clone_error(e));
+        return Err(e.duplicate());
     }
     if results.iter().any(Option::is_some) {
         let rss = monitor.over_ceiling.load(Ordering::Relaxed);
@@ -246,50 +246,6 @@ fn join_stage<T>(
         Err(e) => Err(Error::Config(format!(
             "cannot start the {name} thread: {e}"
         ))),
-    }
-}
-
-/// Errors are not Clone (they hold io::Error); rebuild one with the same message.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::OverBudget {
-            item,
-            needed,
-            available,
-            ceiling,
-            hint,
-        } => Error::OverBudget {
-            item: item.clone(),
-            needed: *needed,
-            available: *available,
-            ceiling: *ceiling,
-            hint: hint.clone(),
-        },
-        Error::Decode {
-            path,
-            topic,
-            conn,
-            time_ns,
-            offset,
-            what,
-        } => Error::Decode {
-            path: path.clone(),
-            topic: topic.clone(),
-            conn: *conn,
-            time_ns: *time_ns,
-            offset: *offset,
-            what: what.clone(),
-        },
-        Error::Malformed { path, offset, what } => Error::Malformed {
-            path: path.clone(),
-            offset: *offset,
-            what: what.clone(),
-        },
-        Error::Io { path, source } => Error::Io {
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        other => Error::Config(other.to_string()),
     }
 }
 

@@ -1,5 +1,10 @@
-//! A whole conversion run: inputs → config → memory plan → one episode per bag → dataset,
-//! with the run report (per bag frames, drops, skew; memory peak, ceiling, increase).
+//! A whole conversion run: inputs (ordered, sharded) → the output's conversion log (skip what
+//! is done, refuse a changed config) → config → memory plan → one episode per new bag →
+//! dataset published once (created, or appended to by a staged copy swapped in), with the run
+//! report (per bag status, frames, drops, skew, peak memory; memory peak, ceiling, increase).
+//!
+//! One run at a time per output (`OUT.lock`); a run killed at any point leaves the previous
+//! dataset as it was, and the next run converts what is missing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,18 +14,25 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::config::ConvertConfig;
+use super::lock::OutputLock;
+use super::manifest::{
+    BagEntry, BagIdentity, CONVERTED, FAILED, MANIFEST_NAME, Manifest, TOOL_VERSION, config_hash,
+    fingerprint,
+};
 use super::mapping::zero_config;
 use super::pipeline::{EpisodeReport, Monitor, chunk_need, convert_bag, spawn_monitor};
 use super::plan::BagPlan;
+use super::select::{Order, Shard, order_bags};
 use crate::bag::{BagFile, BagIndex};
-use crate::dataset::{DatasetSpec, DatasetWriter, WriterOptions};
+use crate::dataset::{DatasetSpec, DatasetWriter, WriterOptions, recover_staging};
+use crate::diag;
 use crate::error::{Error, Result};
 use crate::memory::log::{MemoryLog, render_svg};
 use crate::memory::plan::MemoryPlan;
 use crate::memory::{format_bytes, sample};
 
 /// Options of a run (validated CLI input).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub inputs: Vec<PathBuf>,
     pub output: PathBuf,
@@ -34,16 +46,31 @@ pub struct RunOptions {
     pub memory_chart: Option<PathBuf>,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// Reconvert the inputs into a fresh dataset replacing the output, even when its config
+    /// differs (same effect as `overwrite`).
+    pub force: bool,
+    /// Stop at the first failed bag without publishing anything.
+    pub fail_fast: bool,
+    /// Episode order.
+    pub order: Order,
+    /// Convert only this shard of the ordered inputs.
+    pub shard: Option<Shard>,
+    /// Set (by a signal handler) to stop at the next episode boundary and publish what is done.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// One bag's outcome.
 #[derive(Debug, Serialize)]
 pub struct BagOutcome {
     pub bag: String,
+    /// `ok` (converted into a new dataset), `appended` (converted into an existing one),
+    /// `skipped` (already in the dataset), `failed`, `not_started` (the run was interrupted).
     pub status: &'static str,
     pub episode_index: Option<usize>,
     pub task: Option<String>,
     pub wall_s: f64,
+    /// Peak RSS of the process while this bag converted, in bytes.
+    pub peak_rss: Option<u64>,
     #[serde(flatten)]
     pub report: Option<EpisodeReport>,
     pub error: Option<String>,
@@ -82,10 +109,23 @@ pub struct MemoryReport {
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     pub output: String,
+    /// What happened to the output: `created`, `replaced`, `appended`, `unchanged` (nothing
+    /// new to publish), `none` (no dataset written).
+    pub mode: &'static str,
+    /// Episodes and frames converted by this run.
     pub episodes: usize,
     pub frames: u64,
     pub bags: Vec<BagOutcome>,
+    /// Bags already in the dataset.
+    pub skipped: usize,
     pub failed: usize,
+    /// An interruption stopped the run at an episode boundary.
+    pub interrupted: bool,
+    /// Episodes and frames of the dataset after the run.
+    pub total_episodes: u64,
+    pub total_frames: u64,
+    pub shard: Option<String>,
+    pub order: &'static str,
     pub wall_s: f64,
     pub bytes_read: u64,
     pub throughput_mb_s: f64,
@@ -158,86 +198,395 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     Err(last_err.unwrap_or_else(|| Error::Config("no input bags".into())))
 }
 
-/// Converts `opts.inputs` into one dataset.
-pub fn run(opts: &RunOptions) -> Result<RunReport> {
-    let started = Instant::now();
-    let start = sample();
-    let bags = collect_bags(&opts.inputs)?;
-    let mut cfg = resolve_config(&bags, opts.config.clone())?;
+/// The row-group size given to the writer: the plan's, rounded down to a power of two. The plan's figure moves with the process's baseline RSS by a few KiB between
+/// runs; rounding keeps row-group boundaries, and so the dataset's bytes, the same from run to
+/// run under one `--max-memory` (and smaller is always within the budget).
+pub fn stable_row_group_bytes(planned: usize) -> usize {
+    1usize << (usize::BITS - 1 - planned.max(1).leading_zeros())
+}
+
+/// Everything a run decided before converting: config, log, which bags to convert.
+struct Prepared {
+    cfg: ConvertConfig,
+    manifest: Manifest,
+    /// The output holds a dataset with a log that this run continues.
+    appending: bool,
+    /// The output exists but is an empty directory (or `--overwrite`/`--force`): replace it.
+    replace: bool,
+    outcomes: Vec<BagOutcome>,
+    todo: Vec<Job>,
+    /// Log entries changed by this run (a publish is needed even without new episodes).
+    recorded: usize,
+    /// The first bag failure, typed (returned as is when no bag could be converted).
+    first_error: Option<Error>,
+}
+
+/// A bag to convert.
+struct Job {
+    path: PathBuf,
+    start_time_ns: Option<u64>,
+    id: BagIdentity,
+    /// Position in `Prepared::outcomes`.
+    slot: usize,
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Absolute path (symlinks resolved when possible), for the log and for ordering.
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn entry(job_path: &Path, id: &BagIdentity, hash: &str, start: Option<u64>) -> BagEntry {
+    BagEntry {
+        path: job_path.display().to_string(),
+        size: id.size,
+        mtime_ns: id.mtime_ns,
+        fingerprint: id.fingerprint.clone(),
+        config_hash: hash.to_string(),
+        tool_version: TOOL_VERSION.to_string(),
+        status: FAILED.to_string(),
+        start_time_ns: start,
+        episode_index: None,
+        frames: None,
+        dropped: None,
+        task: None,
+        wall_s: 0.0,
+        error: None,
+    }
+}
+
+fn outcome(path: &Path, status: &'static str) -> BagOutcome {
+    BagOutcome {
+        bag: path.display().to_string(),
+        status,
+        episode_index: None,
+        task: None,
+        wall_s: 0.0,
+        peak_rss: None,
+        report: None,
+        error: None,
+    }
+}
+
+/// Inputs → ordered, sharded bags; the output's log → config, skipped and to-convert bags.
+fn prepare(opts: &RunOptions) -> Result<Prepared> {
+    let listed = collect_bags(&opts.inputs)?;
+    let mut abs: Vec<PathBuf> = listed.iter().map(|b| absolute(b)).collect();
+    abs.sort();
+    abs.dedup();
+    let ordered = order_bags(abs, opts.order);
+    let selected: Vec<(PathBuf, Option<u64>)> = ordered
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| opts.shard.is_none_or(|s| s.holds(*i)))
+        .map(|(_, b)| b)
+        .collect();
+
+    let out = &opts.output;
+    let fresh = opts.overwrite || opts.force;
+    let exists = out.exists();
+    let existing = if exists && !fresh && !is_empty_dir(out) {
+        match Manifest::read(out)? {
+            Some(m) => Some(m),
+            None => {
+                return Err(Error::Dataset {
+                    path: out.clone(),
+                    what: format!(
+                        "already exists and has no conversion log (meta/{MANIFEST_NAME}), so \
+                         it cannot be appended to; pass --overwrite to replace it"
+                    ),
+                });
+            }
+        }
+    } else {
+        None
+    };
+    let bag_paths: Vec<PathBuf> = selected.iter().map(|b| b.0.clone()).collect();
+    let mut cfg = match (&opts.config, &existing) {
+        (Some(c), _) => c.clone(),
+        (None, Some(m)) => ConvertConfig::from_toml(&m.config, "the dataset's conversion log")?,
+        // Nothing to convert (an empty shard): no config is needed.
+        (None, None) if bag_paths.is_empty() => toml::from_str("features = []")
+            .map_err(|e| Error::Config(format!("empty config: {e}")))?,
+        (None, None) => resolve_config(&bag_paths, None)?,
+    };
     if let Some(fps) = opts.fps {
         cfg.fps = Some(fps);
     }
-    cfg.check()?;
+    if !bag_paths.is_empty() {
+        cfg.check()?;
+    }
+    let hash = config_hash(&cfg);
+    if let Some(m) = &existing {
+        if m.config_hash != hash {
+            return Err(Error::Config(format!(
+                "{}: was converted with another configuration (config hash {} in its log, {} now); \
+                 a dataset holds one conversion: pass --force to reconvert the inputs into a \
+                 fresh dataset, or write to another output",
+                out.display(),
+                &m.config_hash[..12.min(m.config_hash.len())],
+                &hash[..12]
+            )));
+        }
+        if m.order != opts.order.name() {
+            return Err(Error::Config(format!(
+                "{}: its episodes are ordered by {}, not {}; pass --order {} (or --force)",
+                out.display(),
+                m.order,
+                opts.order.name(),
+                m.order
+            )));
+        }
+    }
+    let appending = existing.is_some();
+    let mut manifest = existing.unwrap_or_else(|| Manifest::new(&cfg, opts.order.name()));
+    manifest.config_hash = hash.clone();
+    let mut outcomes = Vec::new();
+    let mut todo = Vec::new();
+    let mut recorded = 0;
+    for (path, start) in selected {
+        let id = match fingerprint(&path) {
+            Ok(id) => id,
+            Err(e) => {
+                let mut o = outcome(&path, "failed");
+                o.error = Some(e.to_string());
+                outcomes.push(o);
+                continue;
+            }
+        };
+        let key = path.display().to_string();
+        if let Some(done) = manifest.converted_with(&key, &id.fingerprint) {
+            let mut o = outcome(&path, "skipped");
+            o.episode_index = done.episode_index.map(|e| e as usize);
+            o.task = done.task.clone();
+            outcomes.push(o);
+        } else if let Some(done) = manifest.converted_at(&key) {
+            let what = format!(
+                "{key}: changed since it was converted into episode {} (size {} → {}); a \
+                 dataset does not replace episodes: pass --force to reconvert everything",
+                done.episode_index.unwrap_or_default(),
+                done.size,
+                id.size
+            );
+            let mut e = entry(&path, &id, &hash, start);
+            e.error = Some(what.clone());
+            manifest.record(e);
+            recorded += 1;
+            let mut o = outcome(&path, "failed");
+            o.error = Some(what);
+            outcomes.push(o);
+        } else {
+            todo.push(Job {
+                path: path.clone(),
+                start_time_ns: start,
+                id,
+                slot: outcomes.len(),
+            });
+            outcomes.push(outcome(&path, "not_started"));
+        }
+    }
+    Ok(Prepared {
+        cfg,
+        manifest,
+        appending,
+        replace: fresh || (exists && is_empty_dir(out)),
+        outcomes,
+        todo,
+        recorded,
+        first_error: None,
+    })
+}
 
-    // Pre-pass over the indexes: the largest chunk decides the chunk-in-flight budget, and a
-    // chunk that can never fit stops the run before any work.
+/// The memory plan and its monitor thread; rebuilt after a bag whose failure cancelled the
+/// budgets, so the next bag starts with fresh ones.
+struct Budgets {
+    mem: MemoryPlan,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    monitor: Arc<Monitor>,
+    /// ceiling, baseline, largest chunk, its label, longest episode (bytes), leaf columns.
+    args: (u64, u64, u64, String, u64, u64),
+}
+
+impl Budgets {
+    fn new(args: (u64, u64, u64, String, u64, u64)) -> Result<Budgets> {
+        let (ceiling, baseline, max_chunk, label, episode, columns) = args.clone();
+        let mem = MemoryPlan::for_run(ceiling, baseline, max_chunk, &label, episode, columns)?;
+        let monitor = Arc::new(Monitor::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_monitor(monitor.clone(), stop.clone(), mem.clone());
+        Ok(Budgets {
+            mem,
+            stop,
+            thread: Some(thread),
+            monitor,
+            args,
+        })
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Fresh budgets and monitor if the last bag's failure cancelled them.
+    fn renew_if_cancelled(&mut self) -> Result<()> {
+        if !self.mem.chunk.is_cancelled() && self.monitor.over_ceiling.load(Ordering::Relaxed) == 0
+        {
+            return Ok(());
+        }
+        self.stop();
+        let (c, b, m, l, e, k) = self.args.clone();
+        let mem = MemoryPlan::for_run(c, b, m, &l, e, k)?;
+        self.monitor.over_ceiling.store(0, Ordering::Relaxed);
+        self.stop = Arc::new(AtomicBool::new(false));
+        self.thread = Some(spawn_monitor(
+            self.monitor.clone(),
+            self.stop.clone(),
+            mem.clone(),
+        ));
+        self.mem = mem;
+        Ok(())
+    }
+}
+
+impl Drop for Budgets {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Converts `opts.inputs` into one dataset: skips bags the output's log already holds, appends
+/// the others as new episodes, records failures, and publishes once at the end (or at the
+/// episode boundary where an interruption stopped it).
+pub fn run(opts: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let start = sample();
+    let _lock = OutputLock::acquire(&opts.output)?;
+    for note in recover_staging(&opts.output)? {
+        if opts.progress {
+            diag!("note: {note}");
+        }
+    }
+    let mut prep = prepare(opts)?;
+    let cfg = prep.cfg.clone();
+
+    // Pre-pass over the indexes: a bag whose largest chunk can never fit under the ceiling
+    // fails alone; the largest remaining chunk sizes the chunk-in-flight budget.
     let mut max_chunk = (0u64, String::new());
-    for b in &bags {
-        if let Ok(bag) = BagFile::open(b)
+    let mut runnable = Vec::new();
+    for job in std::mem::take(&mut prep.todo) {
+        let mut need = (0u64, String::new());
+        if let Ok(bag) = BagFile::open(&job.path)
             && let Ok((index, _)) = BagIndex::open(&bag)
         {
             for c in &index.chunks {
-                let need = chunk_need(c);
-                if need > max_chunk.0 {
-                    max_chunk = (
-                        need,
+                let n = chunk_need(c);
+                if n > need.0 {
+                    need = (
+                        n,
                         format!(
-                            "chunk at offset {} of {} ({} bytes in flight)",
+                            "chunk at offset {} of {} ({n} bytes in flight)",
                             c.pos,
-                            b.display(),
-                            need
+                            job.path.display()
                         ),
                     );
                 }
             }
         }
+        if let Err(e) = MemoryPlan::new(opts.ceiling, start.rss(), need.0, &need.1) {
+            let mut en = entry(
+                &job.path,
+                &job.id,
+                &prep.manifest.config_hash,
+                job.start_time_ns,
+            );
+            en.error = Some(e.to_string());
+            prep.manifest.record(en);
+            prep.recorded += 1;
+            let o = &mut prep.outcomes[job.slot];
+            o.status = "failed";
+            o.error = Some(e.to_string());
+            if opts.fail_fast {
+                return Err(e);
+            }
+            prep.first_error.get_or_insert(e);
+            continue;
+        }
+        if need.0 > max_chunk.0 {
+            max_chunk = need;
+        }
+        runnable.push(job);
     }
-    // An episode's data file is at most about as big as its bag; 2 leaf columns per feature
-    // (images have bytes + path) and the 5 default columns.
-    let longest_bag = bags
-        .iter()
-        .filter_map(|b| std::fs::metadata(b).ok())
-        .map(|m| m.len())
-        .max()
-        .unwrap_or(0);
-    let leaf_columns = 5 + 2 * cfg.features.len() as u64;
-    let mem = MemoryPlan::for_run(
-        opts.ceiling,
-        start.rss(),
-        max_chunk.0,
-        &max_chunk.1,
-        longest_bag,
-        leaf_columns,
-    )?;
-    let monitor = Arc::new(Monitor::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let monitor_thread = spawn_monitor(monitor.clone(), stop.clone(), mem.clone());
-    let result = convert_all(opts, &cfg, &bags, &mem, &monitor);
-    stop.store(true, Ordering::Relaxed);
-    let _ = monitor_thread.join();
-    let (outcomes, mut log, spec) = result?;
+    prep.todo = runnable;
+
+    let mut budgets = if prep.todo.is_empty() {
+        None
+    } else {
+        // An episode's data file is at most about as big as its bag; 2 leaf columns per
+        // feature (images have bytes + path) and the 5 default columns.
+        let longest_bag = prep
+            .todo
+            .iter()
+            .filter_map(|j| std::fs::metadata(&j.path).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0);
+        let leaf_columns = 5 + 2 * cfg.features.len() as u64;
+        Some(Budgets::new((
+            opts.ceiling,
+            start.rss(),
+            max_chunk.0,
+            max_chunk.1.clone(),
+            longest_bag,
+            leaf_columns,
+        ))?)
+    };
+    let converted = convert_all(opts, &cfg, &mut prep, budgets.as_mut())?;
+    let mut log = converted.log;
+    let (usage, row_group_bytes, baseline, peaks) = match &mut budgets {
+        Some(b) => {
+            b.stop();
+            let m = &b.monitor;
+            (
+                b.mem.usage(),
+                b.mem.row_group_bytes,
+                b.mem.baseline,
+                [
+                    converted.peak_rss.max(m.peak_rss.load(Ordering::Relaxed)),
+                    m.peak_anon.load(Ordering::Relaxed),
+                    m.peak_file.load(Ordering::Relaxed),
+                    m.peak_allocated.load(Ordering::Relaxed),
+                ],
+            )
+        }
+        None => (Vec::new(), 0, start.rss(), [0; 4]),
+    };
+    drop(budgets);
 
     let end = sample();
-    monitor.observe(&end);
-    let failed = outcomes.iter().filter(|o| o.status != "ok").count();
-    let frames: u64 = outcomes
-        .iter()
-        .filter_map(|o| o.report.as_ref())
-        .map(|r| r.frames)
-        .sum();
-    let bytes_read: u64 = outcomes
-        .iter()
-        .filter_map(|o| o.report.as_ref())
-        .map(|r| r.bytes_read)
-        .sum();
+    let outcomes = prep.outcomes;
+    let failed = outcomes.iter().filter(|o| o.status == "failed").count();
+    let skipped = outcomes.iter().filter(|o| o.status == "skipped").count();
+    let converted_reports = || outcomes.iter().filter_map(|o| o.report.as_ref());
+    let frames: u64 = converted_reports().map(|r| r.frames).sum();
+    let bytes_read: u64 = converted_reports().map(|r| r.bytes_read).sum();
+    let episodes = converted_reports().count();
     let wall_s = started.elapsed().as_secs_f64();
     log.finish()?;
     let memory = MemoryReport {
         ceiling: opts.ceiling,
-        peak_rss: end.rss_peak.max(monitor.peak_rss.load(Ordering::Relaxed)),
-        peak_rss_anon: monitor.peak_anon.load(Ordering::Relaxed),
-        peak_rss_file: monitor.peak_file.load(Ordering::Relaxed),
-        peak_allocated: monitor.peak_allocated.load(Ordering::Relaxed),
+        peak_rss: end.rss_peak.max(peaks[0]),
+        peak_rss_anon: peaks[1],
+        peak_rss_file: peaks[2],
+        peak_allocated: peaks[3],
         start_rss: start.rss(),
         end_rss: end.rss(),
         start_allocated: start.allocated,
@@ -245,21 +594,44 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         increase: end.allocated as i64 - start.allocated as i64,
         max_chunk_increase: log.max_increase,
         max_chunk_increase_at: log.max_increase_chunk,
-        budgets: mem.usage(),
-        baseline: mem.baseline,
-        smallest_ceiling: MemoryPlan::smallest_ceiling(mem.baseline, &mem.usage()),
-        row_group_bytes: mem.row_group_bytes,
+        smallest_ceiling: MemoryPlan::smallest_ceiling(baseline, &usage),
+        budgets: usage,
+        baseline,
+        row_group_bytes,
         chunks_logged: log.rows,
     };
     if let Some(chart) = &opts.memory_chart {
         let svg = render_svg(&log.chart, opts.ceiling, memory.peak_rss);
         std::fs::write(chart, svg).map_err(|e| Error::io(chart, e))?;
     }
+    let spec = match converted.spec {
+        Some(s) => Some(s),
+        None if opts.output.join("meta/info.json").is_file() => {
+            crate::dataset::existing::read_spec(&opts.output)
+                .ok()
+                .map(|x| x.0)
+        }
+        None => None,
+    };
+    let mode = match (converted.published, prep.appending) {
+        (true, true) => "appended",
+        (true, false) if prep.replace => "replaced",
+        (true, false) => "created",
+        (false, _) if prep.appending => "unchanged",
+        (false, _) => "none",
+    };
     Ok(RunReport {
         output: opts.output.display().to_string(),
-        episodes: outcomes.iter().filter(|o| o.status == "ok").count(),
+        mode,
+        episodes,
         frames,
+        skipped,
         failed,
+        interrupted: converted.interrupted,
+        total_episodes: converted.totals.0,
+        total_frames: converted.totals.1,
+        shard: opts.shard.map(|s| s.to_string()),
+        order: opts.order.name(),
         wall_s,
         bytes_read,
         throughput_mb_s: if wall_s > 0.0 {
@@ -276,61 +648,106 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     })
 }
 
-type Converted = (Vec<BagOutcome>, MemoryLog, Option<DatasetSpec>);
+/// What [`convert_all`] did.
+struct Converted {
+    log: MemoryLog,
+    spec: Option<DatasetSpec>,
+    published: bool,
+    interrupted: bool,
+    /// Episodes and frames of the output dataset after the run.
+    totals: (u64, u64),
+    peak_rss: u64,
+}
+
+fn interrupted(opts: &RunOptions) -> bool {
+    opts.interrupt
+        .as_ref()
+        .is_some_and(|f| f.load(Ordering::SeqCst))
+}
 
 fn convert_all(
     opts: &RunOptions,
     cfg: &ConvertConfig,
-    bags: &[PathBuf],
-    mem: &MemoryPlan,
-    monitor: &Monitor,
+    prep: &mut Prepared,
+    mut budgets: Option<&mut Budgets>,
 ) -> Result<Converted> {
     let mut log = MemoryLog::create(opts.memory_log.as_deref())?;
     let mut writer: Option<DatasetWriter> = None;
     let mut spec: Option<DatasetSpec> = None;
-    let mut outcomes = Vec::new();
-    let mut episode = 0usize;
-    for (i, path) in bags.iter().enumerate() {
+    let mut stopped = false;
+    let mut run_peak = 0u64;
+    let n = prep.todo.len();
+    let todo = std::mem::take(&mut prep.todo);
+    let hash = prep.manifest.config_hash.clone();
+    for (i, job) in todo.iter().enumerate() {
+        if interrupted(opts) {
+            stopped = true;
+            if opts.progress {
+                diag!(
+                    "interrupted: stopping before {} ({} of {n} bags not started)",
+                    job.path.display(),
+                    n - i
+                );
+            }
+            break;
+        }
+        let Some(b) = budgets.as_deref_mut() else {
+            break;
+        };
+        b.renew_if_cancelled()?;
+        let (mem, monitor) = (&b.mem, b.monitor.clone());
         let t0 = Instant::now();
+        let path = &job.path;
         let task = task_for(path, opts, cfg);
         if opts.progress {
-            eprintln!("[{}/{}] {}", i + 1, bags.len(), path.display());
+            diag!("[{}/{n}] {}", i + 1, path.display());
         }
-        let result = (|| -> Result<EpisodeReport> {
+        run_peak = run_peak.max(monitor.peak_rss.swap(0, Ordering::Relaxed));
+        let result = (|| -> Result<(EpisodeReport, u64)> {
             let bag = BagFile::open(path)?;
             let (index, note) = BagIndex::open(&bag)?;
             if let Some(note) = note {
                 eprintln!("warning: {}: {note}", path.display());
             }
             let plan = BagPlan::new(&bag, &index, cfg, spec.as_ref().map(|s| s.fps))?;
-            match &spec {
-                None => {
-                    let w = DatasetWriter::create(
-                        &opts.output,
-                        plan.spec.clone(),
-                        WriterOptions {
-                            row_group_bytes: mem.row_group_bytes,
-                            overwrite: opts.overwrite,
-                            ..WriterOptions::default()
-                        },
-                    )?;
-                    writer = Some(w);
-                    spec = Some(plan.spec.clone());
-                }
-                Some(s) if *s != plan.spec => {
-                    return Err(Error::Config(format!(
-                        "{}: its features differ from the dataset's (first bag): {}",
-                        path.display(),
-                        describe_difference(s, &plan.spec)
-                    )));
-                }
-                Some(_) => {}
+            if writer.is_none() {
+                let wopts = WriterOptions {
+                    row_group_bytes: stable_row_group_bytes(mem.row_group_bytes),
+                    overwrite: prep.replace,
+                    ..WriterOptions::default()
+                };
+                let w = if prep.appending {
+                    DatasetWriter::append(&opts.output, wopts)?
+                } else {
+                    DatasetWriter::create(&opts.output, plan.spec.clone(), wopts)?
+                };
+                spec = Some(w.spec().clone());
+                writer = Some(w);
+            }
+            if let Some(s) = &spec
+                && *s != plan.spec
+            {
+                return Err(Error::Config(format!(
+                    "{}: its features differ from the dataset's: {}",
+                    path.display(),
+                    describe_difference(s, &plan.spec)
+                )));
             }
             let w = writer
                 .as_mut()
                 .ok_or_else(|| Error::Config("dataset writer missing".into()))?;
+            let episode = w.episodes_done();
             w.begin_episode(&task, plan.expected_frames)?;
-            match convert_bag(&bag, &index, &plan, mem, w, &mut log, episode, monitor) {
+            match convert_bag(
+                &bag,
+                &index,
+                &plan,
+                mem,
+                w,
+                &mut log,
+                episode as usize,
+                &monitor,
+            ) {
                 Ok(report) => {
                     if report.frames == 0 {
                         w.abort_episode();
@@ -343,7 +760,7 @@ fn convert_all(
                         )));
                     }
                     w.end_episode()?;
-                    Ok(report)
+                    Ok((report, episode))
                 }
                 Err(e) => {
                     w.abort_episode();
@@ -352,66 +769,116 @@ fn convert_all(
             }
         })();
         let wall_s = t0.elapsed().as_secs_f64();
+        let bag_peak = monitor.peak_rss.load(Ordering::Relaxed);
+        run_peak = run_peak.max(bag_peak);
+        let mut en = entry(path, &job.id, &hash, job.start_time_ns);
+        en.wall_s = (wall_s * 1000.0).round() / 1000.0;
+        en.task = Some(task.clone());
+        let o = &mut prep.outcomes[job.slot];
+        o.wall_s = wall_s;
+        o.task = Some(task);
+        o.peak_rss = Some(bag_peak);
         match result {
-            Ok(report) => {
+            Ok((report, episode)) => {
                 if opts.progress {
-                    eprintln!(
+                    diag!(
                         "      episode {episode}: {} frames, {} dropped, {} trimmed, {:.2}s",
-                        report.frames, report.dropped, report.trimmed, wall_s
+                        report.frames,
+                        report.dropped,
+                        report.trimmed,
+                        wall_s
                     );
                 }
-                outcomes.push(BagOutcome {
-                    bag: path.display().to_string(),
-                    status: "ok",
-                    episode_index: Some(episode),
-                    task: Some(task),
-                    wall_s,
-                    report: Some(report),
-                    error: None,
-                });
-                episode += 1;
+                en.status = CONVERTED.to_string();
+                en.episode_index = Some(episode);
+                en.frames = Some(report.frames);
+                en.dropped = Some(report.dropped);
+                o.status = if prep.appending { "appended" } else { "ok" };
+                o.episode_index = Some(episode as usize);
+                o.report = Some(report);
+                prep.manifest.record(en);
+                prep.recorded += 1;
             }
             Err(e) => {
-                // A ceiling that cannot hold the data fails every bag alike: stop the run.
-                let fatal = matches!(e, Error::OverBudget { .. } | Error::Dataset { .. });
                 if opts.progress {
-                    eprintln!("      failed: {e}");
+                    diag!("      failed: {e}");
                 }
-                outcomes.push(BagOutcome {
-                    bag: path.display().to_string(),
-                    status: "failed",
-                    episode_index: None,
-                    task: Some(task),
-                    wall_s,
-                    report: None,
-                    error: Some(e.to_string()),
-                });
-                if fatal {
-                    if let Some(w) = writer.take() {
-                        drop(w);
-                    }
+                o.status = "failed";
+                o.error = Some(e.to_string());
+                en.error = Some(e.to_string());
+                if prep.first_error.is_none() {
+                    prep.first_error = Some(e.duplicate());
+                }
+                prep.manifest.record(en);
+                prep.recorded += 1;
+                // A broken writer cannot go on; --fail-fast stops at any failure. Either way
+                // nothing is published: the previous dataset stays as it was.
+                if opts.fail_fast || matches!(e, Error::Dataset { .. }) {
+                    drop(writer.take());
                     return Err(e);
                 }
             }
         }
     }
+    if let Some(b) = budgets {
+        b.monitor.peak_rss.fetch_max(run_peak, Ordering::Relaxed);
+    }
+    // Failures alone still update an existing dataset's log (they are listed there).
+    if writer.is_none() && prep.appending && prep.recorded > 0 {
+        let w = DatasetWriter::append(&opts.output, WriterOptions::default())?;
+        spec = Some(w.spec().clone());
+        writer = Some(w);
+    }
+    let mut published = false;
+    let mut totals = (0, 0);
     match writer {
-        Some(w) if episode > 0 => {
-            w.finish()?;
+        Some(mut w) if w.episodes_done() > 0 => {
+            prep.manifest.tool_version = TOOL_VERSION.to_string();
+            prep.manifest.sort();
+            w.put_meta_file(MANIFEST_NAME, prep.manifest.to_json().into_bytes());
+            let summary = w.finish()?;
+            totals = (summary.total_episodes, summary.total_frames);
+            published = true;
         }
-        Some(w) => {
-            drop(w);
-        }
+        Some(w) => drop(w),
         None => {}
     }
-    if episode == 0 {
-        let errors: Vec<String> = outcomes.iter().filter_map(|o| o.error.clone()).collect();
+    if !published
+        && prep.appending
+        && let Ok(info) = std::fs::read_to_string(opts.output.join("meta/info.json"))
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&info)
+    {
+        totals = (
+            v["total_episodes"].as_u64().unwrap_or(0),
+            v["total_frames"].as_u64().unwrap_or(0),
+        );
+    }
+    let nothing = totals.0 == 0;
+    if nothing && !stopped && prep.outcomes.iter().any(|o| o.status == "failed") {
+        let errors: Vec<String> = prep
+            .outcomes
+            .iter()
+            .filter_map(|o| o.error.clone())
+            .collect();
+        // One bag: its own error, typed (e.g. over the memory ceiling), not a summary.
+        if errors.len() == 1
+            && let Some(e) = prep.first_error.take()
+        {
+            return Err(e);
+        }
         return Err(Error::Config(format!(
             "no bag could be converted:\n  {}",
             errors.join("\n  ")
         )));
     }
-    Ok((outcomes, log, spec))
+    Ok(Converted {
+        log,
+        spec,
+        published,
+        interrupted: stopped,
+        totals,
+        peak_rss: run_peak,
+    })
 }
 
 fn describe_difference(a: &DatasetSpec, b: &DatasetSpec) -> String {
@@ -430,10 +897,36 @@ fn describe_difference(a: &DatasetSpec, b: &DatasetSpec) -> String {
 pub fn render_summary(r: &RunReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    let shard = r
+        .shard
+        .as_ref()
+        .map(|s| format!(" (shard {s})"))
+        .unwrap_or_default();
+    if r.mode == "unchanged" && r.failed == 0 {
+        let _ = writeln!(
+            s,
+            "dataset {}{shard}: nothing to do: all {} bags are already in it ({} episodes, {} frames)",
+            r.output, r.skipped, r.total_episodes, r.total_frames
+        );
+        return s;
+    }
     let _ = writeln!(
         s,
-        "dataset {}: {} episodes, {} frames at {} fps ({} failed bags)",
-        r.output, r.episodes, r.frames, r.fps, r.failed
+        "dataset {}{shard} {}: {} new episodes, {} frames at {} fps; {} bags already in it, {} failed; now {} episodes, {} frames{}",
+        r.output,
+        r.mode,
+        r.episodes,
+        r.frames,
+        r.fps,
+        r.skipped,
+        r.failed,
+        r.total_episodes,
+        r.total_frames,
+        if r.interrupted {
+            " (interrupted: the rest is converted by the next run)"
+        } else {
+            ""
+        }
     );
     for b in &r.bags {
         match (&b.report, &b.error) {

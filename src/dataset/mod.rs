@@ -16,7 +16,9 @@
 //! | `meta`      | `info.json`, `tasks.parquet`, episodes parquet, `stats.json`       |
 //! | `writer`    | data files, row groups, file rolling, staging and publication     |
 //! | `validate`  | read a dataset back and list every rule it breaks                 |
+//! | `existing`  | read a written dataset back: spec, tasks, episode rows + stats, frames |
 
+pub mod existing;
 mod meta;
 mod schema;
 pub mod stats;
@@ -27,6 +29,7 @@ pub use stats::FeatureStats;
 pub use validate::validate;
 pub use writer::{
     DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage, Presampled,
+    pid_alive, recover_staging,
 };
 
 /// LeRobot format version written into `info.json`.

@@ -27,6 +27,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde_json::json;
 
+use super::existing;
 use super::meta::{self, EpisodeRow, EpisodesWriter, InfoTotals};
 use super::schema::{self, HUGGINGFACE_META_KEY};
 use super::stats::{self, FeatureStats, ImageStats, SampledImage, StatsAggregate, VectorStats};
@@ -130,6 +131,9 @@ struct Episode {
     frames: u64,
     from_index: u64,
     acc: Vec<FeatureAcc>,
+    /// Statistics of the user features given by the caller (an episode copied from another
+    /// dataset), used instead of `acc`.
+    given_stats: Option<Vec<FeatureStats>>,
     /// A write failed half-way; the episode can only be aborted.
     broken: bool,
 }
@@ -170,6 +174,10 @@ pub struct DatasetWriter {
     /// An I/O error left the output in an unknown state; only dropping is allowed.
     failed: bool,
     published: bool,
+    /// Appending: the published dataset at `out` is replaced by the staged one at `finish`.
+    replaces: bool,
+    /// Extra files written into `meta/` at `finish` (e.g. the conversion log).
+    extra_meta: Vec<(String, Vec<u8>)>,
 }
 
 fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
@@ -200,6 +208,110 @@ impl DatasetWriter {
     /// Starts a dataset at `out` (which must not exist unless `opts.overwrite`), staging it in
     /// a sibling `.partial-…` directory.
     pub fn create(out: &Path, spec: DatasetSpec, opts: WriterOptions) -> Result<Self> {
+        if out.exists() {
+            let dataset_err = |what: &str| Error::Dataset {
+                path: out.to_path_buf(),
+                what: what.into(),
+            };
+            if !opts.overwrite {
+                return Err(dataset_err("already exists (pass overwrite to replace it)"));
+            }
+            if !replaceable(out) {
+                return Err(dataset_err(
+                    "exists and is neither a dataset nor an empty directory; refusing to replace it",
+                ));
+            }
+        }
+        Self::start(out, spec, opts, false)
+    }
+
+    /// Continues the dataset at `out`: a staging copy is made of it (data files hard-linked,
+    /// never modified; episode rows, tasks and per-episode stats read back), new episodes go
+    /// into new data files, and [`Self::finish`] swaps the staged dataset in. Until then the
+    /// existing dataset stays as it was.
+    pub fn append(out: &Path, opts: WriterOptions) -> Result<Self> {
+        let (spec, chunks_size) = existing::read_spec(out)?;
+        let tasks = existing::read_tasks(out)?;
+        let mut opts = opts;
+        opts.chunks_size = chunks_size;
+        let mut w = Self::start(out, spec, opts, true)?;
+        let files = existing::data_files(out)?;
+        for rel in files.values() {
+            let (src, dst) = (out.join(rel), w.staging.join(rel));
+            if let Some(dir) = dst.parent() {
+                fs::create_dir_all(dir).map_err(io_err(dir))?;
+            }
+            if fs::hard_link(&src, &dst).is_err() {
+                fs::copy(&src, &dst).map_err(io_err(&dst))?;
+                File::open(&dst)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io_err(&dst))?;
+            }
+            w.data_files.push(rel.clone());
+        }
+        if let Some((chunk, file)) = files.keys().next_back() {
+            w.advance_file_name(*chunk, *file);
+        }
+        for t in tasks {
+            w.task_ids.insert(t.clone(), w.tasks.len() as u64);
+            w.tasks.push(t);
+        }
+        // Episode rows are streamed: memory does not grow with the number of episodes.
+        let spec = w.spec.clone();
+        let mut total_frames = 0;
+        let episodes = existing::for_each_episode(out, &spec, |ep| {
+            if ep.from_index != total_frames {
+                return Err(Error::Dataset {
+                    path: out.to_path_buf(),
+                    what: format!(
+                        "episode {} starts at index {}, expected {total_frames}",
+                        ep.episode_index, ep.from_index
+                    ),
+                });
+            }
+            total_frames = ep.to_index;
+            w.episodes_meta.push(&EpisodeRow {
+                episode_index: ep.episode_index as i64,
+                task: &ep.task,
+                length: ep.length as i64,
+                data_chunk: ep.data_chunk as i64,
+                data_file: ep.data_file as i64,
+                from_index: ep.from_index as i64,
+                to_index: ep.to_index as i64,
+                stats: &ep.stats,
+            })?;
+            for (agg, s) in w.aggregates.iter_mut().zip(&ep.stats) {
+                agg.add(s);
+            }
+            Ok(())
+        })?;
+        w.episodes_done = episodes;
+        w.total_frames = total_frames;
+        Ok(w)
+    }
+
+    /// The dataset's spec (for an appending writer: the one read from `info.json`).
+    pub fn spec(&self) -> &DatasetSpec {
+        &self.spec
+    }
+
+    /// Episodes completed so far (including those of the dataset being appended to).
+    pub fn episodes_done(&self) -> u64 {
+        self.episodes_done
+    }
+
+    /// Frames of the completed episodes.
+    pub fn total_frames(&self) -> u64 {
+        self.total_frames
+    }
+
+    /// Adds a file `meta/<name>` written (and fsynced) by [`Self::finish`].
+    pub fn put_meta_file(&mut self, name: &str, bytes: Vec<u8>) {
+        self.extra_meta.retain(|(n, _)| n != name);
+        self.extra_meta.push((name.to_string(), bytes));
+    }
+
+    fn start(out: &Path, spec: DatasetSpec, opts: WriterOptions, replaces: bool) -> Result<Self> {
         schema::check_spec(&spec)?;
         if opts.row_group_bytes == 0 || opts.row_group_bytes > MAX_ROW_GROUP_BYTES {
             return Err(Error::Config(format!(
@@ -216,19 +328,6 @@ impl DatasetWriter {
             path: out.to_path_buf(),
             what,
         };
-        if out.exists() {
-            if !opts.overwrite {
-                return Err(dataset_err(
-                    "already exists (pass overwrite to replace it)".into(),
-                ));
-            }
-            if !replaceable(out) {
-                return Err(dataset_err(
-                    "exists and is neither a dataset nor an empty directory; refusing to replace it"
-                        .into(),
-                ));
-            }
-        }
         let name = out
             .file_name()
             .ok_or_else(|| dataset_err("output path has no final component".into()))?;
@@ -282,6 +381,8 @@ impl DatasetWriter {
             aggregates: vec![StatsAggregate::default(); n_stats],
             failed: false,
             published: false,
+            replaces,
+            extra_meta: Vec::new(),
         })
     }
 
@@ -340,8 +441,27 @@ impl DatasetWriter {
             frames: 0,
             from_index: self.total_frames,
             acc,
+            given_stats: None,
             broken: false,
         });
+        Ok(())
+    }
+
+    /// Starts an episode copied from another dataset: its frames are pushed as usual, but its
+    /// feature statistics are `stats` (one per user feature, as stored with the original), so
+    /// no image is decoded and the copy's stats equal the original's.
+    pub fn begin_copied_episode(&mut self, task: &str, stats: Vec<FeatureStats>) -> Result<()> {
+        if stats.len() != self.spec.features.len() {
+            return Err(self.err(format!(
+                "{} feature statistics given for {} features",
+                stats.len(),
+                self.spec.features.len()
+            )));
+        }
+        self.begin_episode(task, 0)?;
+        if let Some(ep) = &mut self.episode {
+            ep.given_stats = Some(stats);
+        }
         Ok(())
     }
 
@@ -675,10 +795,11 @@ impl DatasetWriter {
         let (chunk, file_idx) = (file.chunk, file.file);
 
         let mut stats = Vec::with_capacity(self.aggregates.len());
-        for (f, acc) in self.spec.features.iter().zip(&ep.acc) {
-            let s = match acc {
-                FeatureAcc::Vector(v) => v.finish(),
-                FeatureAcc::Image(i) => i.finish(),
+        for (k, (f, acc)) in self.spec.features.iter().zip(&ep.acc).enumerate() {
+            let s = match (&ep.given_stats, acc) {
+                (Some(given), _) => Some(given[k].clone()),
+                (None, FeatureAcc::Vector(v)) => v.finish(),
+                (None, FeatureAcc::Image(i)) => i.finish(),
             }
             .ok_or_else(|| self.err(format!("feature {}: no statistics", f.name)))?;
             stats.push((f.name.clone(), s));
@@ -905,6 +1026,9 @@ impl DatasetWriter {
             },
         );
         meta::write_synced(&meta_dir.join("info.json"), info.as_bytes())?;
+        for (name, bytes) in &self.extra_meta {
+            meta::write_synced(&meta_dir.join(name), bytes)?;
+        }
 
         // Directory entries: every folder we created.
         let mut dirs = vec![
@@ -940,7 +1064,7 @@ impl DatasetWriter {
         let out = self.out.clone();
         let mut aside = None;
         if out.exists() {
-            if !self.opts.overwrite || !replaceable(&out) {
+            if !(self.opts.overwrite || self.replaces) || !replaceable(&out) {
                 return Err(self.err("appeared while writing; not replacing it"));
             }
             let mut name = self.staging.as_os_str().to_os_string();
@@ -948,6 +1072,8 @@ impl DatasetWriter {
             let old = PathBuf::from(name);
             fs::rename(&out, &old).map_err(io_err(&out))?;
             aside = Some(old);
+        } else if self.replaces {
+            return Err(self.err("disappeared while appending; not publishing"));
         }
         fs::rename(&self.staging, &out).map_err(io_err(&out))?;
         self.published = true;
@@ -959,6 +1085,88 @@ impl DatasetWriter {
         }
         Ok(())
     }
+}
+
+/// Whether process `pid` is running (Linux: `/proc/<pid>/stat` exists and is not a zombie).
+/// Without `/proc` every process is assumed alive, so nothing is ever taken from a live one.
+pub fn pid_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if !Path::new("/proc/self/stat").exists() {
+        return true;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: `pid (comm) S ...`.
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state == 'Z' || state == 'X'),
+        Err(_) => false,
+    }
+}
+
+/// Finishes what a killed writer of `out` left behind: removes its `OUT.partial-<pid>-<n>`
+/// staging directories (only those of processes no longer running) and, if it died between
+/// moving the old dataset aside and renaming the new one in (`OUT` missing, a
+/// `OUT.partial-<pid>-<n>.old` present), puts the old dataset back. Call it while holding the output's
+/// lock. Returns what was done, one line each.
+pub fn recover_staging(out: &Path) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let Some(name) = out.file_name() else {
+        return Ok(notes);
+    };
+    let prefix = format!("{}.partial-", name.to_string_lossy());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let entries = match fs::read_dir(&parent) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(notes),
+        Err(e) => return Err(Error::io(&parent, e)),
+    };
+    let mut olds = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(&parent))?;
+        let fname = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = fname.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        if rest.ends_with(".old") {
+            olds.push(path);
+        } else {
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            notes.push(format!(
+                "removed {} (left by a run that stopped)",
+                path.display()
+            ));
+        }
+    }
+    olds.sort();
+    if !out.exists()
+        && let Some(old) = olds.pop()
+    {
+        fs::rename(&old, out).map_err(io_err(out))?;
+        sync_dir(&parent)?;
+        notes.push(format!(
+            "restored {} from {} (a publish was interrupted)",
+            out.display(),
+            old.display()
+        ));
+    }
+    for old in olds {
+        fs::remove_dir_all(&old).map_err(io_err(&old))?;
+        notes.push(format!("removed {} (replaced dataset)", old.display()));
+    }
+    Ok(notes)
 }
 
 /// Decodes the image-statistics sample of frames off the writer's thread; made by

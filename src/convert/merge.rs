@@ -1,0 +1,206 @@
+//! `merge`: joins datasets written by `convert` (typically the shards of one job) into one, as
+//! if every bag had been converted in one run: episodes ordered by their bags (path or start
+//! time, as the shards were made, from their conversion logs), renumbered, global `index`
+//! contiguous, tasks merged by first appearance, per-episode statistics copied and the dataset
+//! statistics re-aggregated. Frames are streamed episode by episode through the normal
+//! [`DatasetWriter`] (batches of a few rows), so memory stays flat.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::lock::OutputLock;
+use super::manifest::{BagEntry, CONVERTED, MANIFEST_NAME, Manifest, TOOL_VERSION};
+use crate::dataset::existing::StoredDataset;
+use crate::dataset::{DatasetWriter, WriterOptions, recover_staging};
+use crate::diag;
+use crate::error::{Error, Result};
+
+/// What to merge.
+#[derive(Debug, Clone, Default)]
+pub struct MergeOptions {
+    pub inputs: Vec<PathBuf>,
+    pub output: PathBuf,
+    pub overwrite: bool,
+    /// Parquet row-group flush threshold in bytes.
+    pub row_group_bytes: usize,
+    pub progress: bool,
+}
+
+/// What a merge produced.
+#[derive(Debug, Serialize)]
+pub struct MergeReport {
+    pub output: String,
+    pub datasets: usize,
+    pub episodes: u64,
+    pub frames: u64,
+    pub tasks: u64,
+    /// Failed bags carried over from the inputs' logs.
+    pub failed: usize,
+}
+
+fn bad(path: &Path, what: impl Into<String>) -> Error {
+    Error::Dataset {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+/// One episode to copy.
+struct Item<'a> {
+    key: (bool, u64, String),
+    dataset: usize,
+    entry: &'a BagEntry,
+}
+
+/// Merges `opts.inputs` into `opts.output`.
+pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
+    if opts.inputs.is_empty() {
+        return Err(Error::Config("merge: no input datasets".into()));
+    }
+    let _lock = OutputLock::acquire(&opts.output)?;
+    recover_staging(&opts.output)?;
+    let mut stores = Vec::new();
+    let mut logs = Vec::new();
+    for p in &opts.inputs {
+        let d = StoredDataset::open(p)?;
+        let m = Manifest::read(p)?.ok_or_else(|| {
+            bad(
+                p,
+                format!("has no conversion log (meta/{MANIFEST_NAME}); merge needs it to order episodes by bag"),
+            )
+        })?;
+        stores.push(d);
+        logs.push(m);
+    }
+    let (first, first_log) = (&stores[0], &logs[0]);
+    for (d, m) in stores.iter().zip(&logs).skip(1) {
+        if d.spec != first.spec {
+            return Err(bad(
+                &d.path,
+                format!(
+                    "its features or fps differ from {}'s; only datasets of one conversion can be merged",
+                    first.path.display()
+                ),
+            ));
+        }
+        if m.config_hash != first_log.config_hash || m.order != first_log.order {
+            return Err(bad(
+                &d.path,
+                format!(
+                    "was converted with another config or order than {}; only datasets of one conversion can be merged",
+                    first.path.display()
+                ),
+            ));
+        }
+    }
+    let by_start = first_log.order == "start-time";
+    let mut items = Vec::new();
+    for (k, (d, m)) in stores.iter().zip(&logs).enumerate() {
+        let converted: Vec<&BagEntry> = m.bags.iter().filter(|b| b.status == CONVERTED).collect();
+        if converted.len() != d.episodes.len() {
+            return Err(bad(
+                &d.path,
+                format!(
+                    "its log lists {} converted bags but it holds {} episodes",
+                    converted.len(),
+                    d.episodes.len()
+                ),
+            ));
+        }
+        for e in converted {
+            let ep = e.episode_index.filter(|i| (*i as usize) < d.episodes.len());
+            if ep.is_none() {
+                return Err(bad(&d.path, format!("log entry {} has no episode", e.path)));
+            }
+            let key = if by_start {
+                (
+                    e.start_time_ns.is_none(),
+                    e.start_time_ns.unwrap_or(0),
+                    e.path.clone(),
+                )
+            } else {
+                (false, 0, e.path.clone())
+            };
+            items.push(Item {
+                key,
+                dataset: k,
+                entry: e,
+            });
+        }
+    }
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    for w in items.windows(2) {
+        if w[0].entry.fingerprint == w[1].entry.fingerprint || w[0].entry.path == w[1].entry.path {
+            return Err(bad(
+                &stores[w[1].dataset].path,
+                format!(
+                    "bag {} is also in {}; shards must not overlap",
+                    w[1].entry.path,
+                    stores[w[0].dataset].path.display()
+                ),
+            ));
+        }
+    }
+
+    let mut writer = DatasetWriter::create(
+        &opts.output,
+        first.spec.clone(),
+        WriterOptions {
+            row_group_bytes: opts.row_group_bytes,
+            overwrite: opts.overwrite,
+            chunks_size: first.chunks_size,
+            ..WriterOptions::default()
+        },
+    )?;
+    let n_feat = first.spec.features.len();
+    let mut manifest = first_log.clone();
+    manifest.tool_version = TOOL_VERSION.to_string();
+    manifest.bags.clear();
+    for (new_index, item) in items.iter().enumerate() {
+        let d = &stores[item.dataset];
+        let old = item.entry.episode_index.unwrap_or_default() as usize;
+        let ep = &d.episodes[old];
+        if opts.progress {
+            diag!(
+                "[{}/{}] episode {old} of {} ({})",
+                new_index + 1,
+                items.len(),
+                d.path.display(),
+                item.entry.path
+            );
+        }
+        writer.begin_copied_episode(&ep.task, ep.stats[..n_feat].to_vec())?;
+        let r = d.read_frames(old, |f| writer.push_frame(f));
+        if let Err(e) = r {
+            writer.abort_episode();
+            return Err(e);
+        }
+        writer.end_episode()?;
+        let mut e = item.entry.clone();
+        e.episode_index = Some(new_index as u64);
+        manifest.bags.push(e);
+    }
+    // Failed bags stay listed (and are retried by a convert into the merged dataset), unless
+    // another shard converted them.
+    let mut failed = 0;
+    for m in &logs {
+        for b in m.bags.iter().filter(|b| b.status != CONVERTED) {
+            if manifest.bags.iter().all(|x| x.path != b.path) {
+                manifest.bags.push(b.clone());
+                failed += 1;
+            }
+        }
+    }
+    manifest.sort();
+    writer.put_meta_file(MANIFEST_NAME, manifest.to_json().into_bytes());
+    let s = writer.finish()?;
+    Ok(MergeReport {
+        output: opts.output.display().to_string(),
+        datasets: stores.len(),
+        episodes: s.total_episodes,
+        frames: s.total_frames,
+        tasks: s.total_tasks,
+        failed,
+    })
+}

@@ -1,0 +1,802 @@
+//! Nightly runs: idempotent re-runs, appends equal to one run, failures logged and retried, the
+//! output lock, interruption (SIGINT publishes what is done, exit 130), SIGKILL at many points
+//! then re-run gives a byte-identical dataset, episode order, shards merged equal to one run.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::Int64Type;
+use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
+use bag2dataset::convert::config::ConvertConfig;
+use bag2dataset::convert::merge::{MergeOptions, merge};
+use bag2dataset::convert::run::{RunOptions, run};
+use bag2dataset::convert::select::{Order, Shard};
+use bag2dataset::demo::{
+    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
+const START: u64 = 1_000_000_000_000_000_000;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("b2d-nightly-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A bag with a 30 Hz camera (JPEG whose grey level depends on `seed`) and a 200 Hz joint
+/// topic, position[j] = j * 1000 + t_ms + seed, starting `start_s` seconds after START.
+fn synthetic_bag(path: &Path, seconds: u64, seed: u64, start_s: u64) {
+    let mut w = BagWriter::create(path, BagWriterOptions::with_compression(Compression::Lz4))
+        .expect("bag writer");
+    let cam = w
+        .add_connection(
+            "/cam/image/compressed",
+            "sensor_msgs/CompressedImage",
+            COMPRESSED_IMAGE_MD5,
+            &compressed_image_definition(),
+        )
+        .unwrap();
+    let js = w
+        .add_connection(
+            "/arm/joint_states",
+            "sensor_msgs/JointState",
+            JOINT_STATE_MD5,
+            &joint_state_definition(),
+        )
+        .unwrap();
+    let start = START + start_s * 1_000_000_000;
+    let mut jpeg = Vec::new();
+    let grey = (40 + seed * 37 % 180) as u8;
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+        .encode(&[grey; 16 * 12 * 3], 16, 12, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let names: Vec<String> = (0..4).map(|j| format!("j{j}")).collect();
+    let mut events: Vec<(u64, bool)> = Vec::new();
+    for k in 0..seconds * 30 {
+        events.push((k * 1_000_000_000 / 30, true));
+    }
+    for k in 0..seconds * 200 {
+        events.push((k * 5_000_000, false));
+    }
+    events.sort();
+    for (i, (t, is_cam)) in events.into_iter().enumerate() {
+        let abs = start + t;
+        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
+        let mut p = Payload::new();
+        p.header(i as u32, sec, nsec, "");
+        if is_cam {
+            p.string("jpeg").bytes(&jpeg);
+            w.write(cam, abs, p.as_slice()).unwrap();
+        } else {
+            let t_ms = t as f64 / 1e6;
+            let pos: Vec<f64> = (0..4)
+                .map(|j| j as f64 * 1000.0 + t_ms + seed as f64)
+                .collect();
+            p.string_array(&names)
+                .f64_array(&pos)
+                .f64_array(&[])
+                .f64_array(&[]);
+            w.write(js, abs, p.as_slice()).unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+/// `n` bags `bag-0.bag`… of `seconds` each in `dir/in`, with a task sidecar per bag (two tasks).
+fn make_bags(dir: &Path, n: u64, seconds: u64) -> Vec<PathBuf> {
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    (0..n)
+        .map(|k| {
+            let p = inputs.join(format!("bag-{k}.bag"));
+            synthetic_bag(&p, seconds, k, k * 100);
+            let task = if k % 2 == 0 { "pick" } else { "place" };
+            std::fs::write(format!("{}.task.txt", p.display()), task).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn config() -> ConvertConfig {
+    ConvertConfig::from_toml(
+        r#"
+fps = 10
+timeline = "/cam/image/compressed"
+[[features]]
+name = "observation.images.cam"
+topic = "/cam/image/compressed"
+[[features]]
+name = "observation.state"
+topic = "/arm/joint_states"
+field = "position"
+"#,
+        "test",
+    )
+    .unwrap()
+}
+
+fn opts(inputs: Vec<PathBuf>, output: &Path) -> RunOptions {
+    RunOptions {
+        inputs,
+        output: output.to_path_buf(),
+        config: Some(config()),
+        ceiling: 64 << 20,
+        ..RunOptions::default()
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_parquet(files: &[PathBuf]) -> Option<RecordBatch> {
+    let mut batches = Vec::new();
+    for f in files {
+        let r = ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        batches.extend(r.map(|b| b.unwrap()));
+    }
+    let schema = batches.first()?.schema();
+    Some(concat_batches(&schema, &batches).unwrap())
+}
+
+/// Every data row in `index` order (one batch).
+fn rows(ds: &Path) -> RecordBatch {
+    read_parquet(&walk(&ds.join("data"))).expect("rows")
+}
+
+/// Episode rows without the file placement columns (which depend on how runs were split).
+fn episodes(ds: &Path) -> RecordBatch {
+    let b = read_parquet(&walk(&ds.join("meta/episodes"))).expect("episodes");
+    let keep: Vec<usize> = (0..b.num_columns())
+        .filter(|i| {
+            let n = b.schema().field(*i).name().clone();
+            !n.starts_with("data/") && !n.starts_with("meta/")
+        })
+        .collect();
+    b.project(&keep).unwrap()
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// Numbers equal within a relative 1e-9 (stats re-aggregated in another order of additions).
+fn assert_json_close(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                assert_json_close(u, v, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, u) in x {
+                assert_json_close(u, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// The conversion log without its timings.
+fn log_without_timings(ds: &Path) -> Value {
+    let mut v = json(&ds.join("meta/conversion_log.json"));
+    for b in v["bags"].as_array_mut().unwrap() {
+        b.as_object_mut().unwrap().remove("wall_s");
+    }
+    v
+}
+
+/// Same rows, episodes, tasks, totals and (within float tolerance) stats.
+fn assert_same_data(a: &Path, b: &Path) {
+    assert_eq!(
+        rows(a),
+        rows(b),
+        "data rows of {} vs {}",
+        a.display(),
+        b.display()
+    );
+    assert_eq!(episodes(a), episodes(b), "episode rows");
+    assert_eq!(
+        read_parquet(&[a.join("meta/tasks.parquet")]),
+        read_parquet(&[b.join("meta/tasks.parquet")])
+    );
+    let (ia, ib) = (
+        json(&a.join("meta/info.json")),
+        json(&b.join("meta/info.json")),
+    );
+    for k in [
+        "total_episodes",
+        "total_frames",
+        "total_tasks",
+        "features",
+        "fps",
+        "splits",
+    ] {
+        assert_eq!(ia[k], ib[k], "info.json {k}");
+    }
+    assert_json_close(
+        &json(&a.join("meta/stats.json")),
+        &json(&b.join("meta/stats.json")),
+        "stats",
+    );
+    for ds in [a, b] {
+        let problems = bag2dataset::dataset::validate(ds).unwrap();
+        assert!(problems.is_empty(), "{}: {problems:?}", ds.display());
+    }
+}
+
+/// Every file's bytes, by path relative to `ds`.
+fn snapshot(ds: &Path) -> BTreeMap<String, Vec<u8>> {
+    walk(ds)
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(ds).unwrap().display().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Byte-identical datasets, the conversion log compared without its timings.
+fn assert_byte_identical(a: &Path, b: &Path) {
+    let (mut sa, mut sb) = (snapshot(a), snapshot(b));
+    assert!(sa.remove("meta/conversion_log.json").is_some());
+    assert!(sb.remove("meta/conversion_log.json").is_some());
+    assert_eq!(
+        sa.keys().collect::<Vec<_>>(),
+        sb.keys().collect::<Vec<_>>(),
+        "file lists"
+    );
+    for (k, v) in &sa {
+        assert!(
+            *v == sb[k],
+            "{k} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+    assert_eq!(log_without_timings(a), log_without_timings(b));
+}
+
+fn episode_indices(ds: &Path) -> Vec<i64> {
+    let r = rows(ds);
+    let e = r
+        .column_by_name("episode_index")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let mut v: Vec<i64> = e.values().to_vec();
+    v.dedup();
+    v
+}
+
+#[test]
+fn rerun_does_nothing_and_appends_equal_one_run() {
+    let dir = tmp("append");
+    let bags = make_bags(&dir, 4, 3);
+    let all = dir.join("all");
+    let r = run(&opts(vec![dir.join("in")], &all)).unwrap();
+    assert_eq!((r.mode, r.episodes, r.failed), ("created", 4, 0));
+    assert_eq!(r.total_episodes, 4);
+    let before = snapshot(&all);
+    // the same run again: nothing to do, nothing touched
+    let r = run(&opts(vec![dir.join("in")], &all)).unwrap();
+    assert_eq!((r.mode, r.episodes, r.skipped), ("unchanged", 0, 4));
+    assert!(r.bags.iter().all(|b| b.status == "skipped"));
+    assert_eq!(r.total_episodes, 4);
+    assert!(
+        snapshot(&all) == before,
+        "an idempotent re-run changed the dataset"
+    );
+    // without --config, the dataset's own config is used (and matches)
+    let mut o = opts(vec![dir.join("in")], &all);
+    o.config = None;
+    assert_eq!(run(&o).unwrap().mode, "unchanged");
+
+    // one by one (each run also lists the earlier bags: they are skipped)
+    let step = dir.join("step");
+    for k in 0..bags.len() {
+        let r = run(&opts(bags[..=k].to_vec(), &step)).unwrap();
+        assert_eq!(r.episodes, 1);
+        assert_eq!(r.skipped, k);
+        assert_eq!(r.mode, if k == 0 { "created" } else { "appended" });
+        assert_eq!(r.bags[k].status, if k == 0 { "ok" } else { "appended" });
+        assert_eq!(r.bags[k].episode_index, Some(k));
+        assert_eq!(r.total_episodes, k as u64 + 1);
+        assert!(bag2dataset::dataset::validate(&step).unwrap().is_empty());
+    }
+    // appends went into new data files
+    assert_eq!(walk(&step.join("data")).len(), 4);
+    assert_same_data(&all, &step);
+    assert_eq!(log_without_timings(&all), log_without_timings(&step));
+    assert!(!dir.join("all.lock").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn changed_config_is_refused_unless_force() {
+    let dir = tmp("config");
+    make_bags(&dir, 2, 2);
+    let out = dir.join("ds");
+    run(&opts(vec![dir.join("in")], &out)).unwrap();
+    let before = snapshot(&out);
+    let mut o = opts(vec![dir.join("in")], &out);
+    o.fps = Some(15);
+    let e = run(&o).unwrap_err().to_string();
+    assert!(
+        e.contains("another configuration") && e.contains("--force"),
+        "{e}"
+    );
+    assert!(snapshot(&out) == before);
+    o.force = true;
+    let r = run(&o).unwrap();
+    assert_eq!((r.mode, r.episodes, r.fps), ("replaced", 2, 15));
+    assert!(bag2dataset::dataset::validate(&out).unwrap().is_empty());
+    // a dataset without a conversion log is not appended to
+    std::fs::remove_file(out.join("meta/conversion_log.json")).unwrap();
+    let e = run(&opts(vec![dir.join("in")], &out))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no conversion log"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn bin(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run binary")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn failed_bags_are_logged_retried_and_fail_fast_stops() {
+    let dir = tmp("failures");
+    let bags = make_bags(&dir, 3, 2);
+    let junk = dir.join("in/bag-1.bag");
+    let good = std::fs::read(&junk).unwrap();
+    std::fs::write(&junk, b"not a bag at all").unwrap();
+    let out = dir.join("ds");
+    let cfg = dir.join("conv.toml");
+    std::fs::write(&cfg, config().to_toml()).unwrap();
+    let (inp, o, c) = (
+        dir.join("in").display().to_string(),
+        out.display().to_string(),
+        cfg.display().to_string(),
+    );
+    let log_file = dir.join("run.log");
+    let r = bin(&[
+        "convert",
+        &inp,
+        "-o",
+        &o,
+        "-c",
+        &c,
+        "--json",
+        "--log-file",
+        log_file.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(3), "{}", stderr(&r));
+    let rep: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(rep["episodes"], 2);
+    assert_eq!(rep["failed"], 1);
+    assert_eq!(rep["bags"][1]["status"], "failed");
+    assert!(rep["bags"][0]["peak_rss"].as_u64().unwrap() > 0);
+    let log = json(&out.join("meta/conversion_log.json"));
+    let failed: Vec<&Value> = log["bags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["error"].as_str().unwrap().contains("bag-1.bag"));
+    // --json keeps stderr quiet, but the log file has the diagnostics, timestamped
+    let logged = std::fs::read_to_string(&log_file).unwrap();
+    assert!(
+        logged.contains("failed") && logged.contains("bag-1.bag"),
+        "{logged}"
+    );
+    assert!(logged.lines().all(|l| l.contains(" UTC  ")), "{logged}");
+    assert!(r.stderr.is_empty(), "{}", stderr(&r));
+
+    // --fail-fast: a failure stops the run, exit 1, the dataset untouched
+    let before = snapshot(&out);
+    let r = bin(&["convert", &inp, "-o", &o, "-c", &c, "--fail-fast", "-q"]);
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    assert!(stderr(&r).contains("bag-1.bag"));
+    assert!(snapshot(&out) == before);
+
+    // the bag is repaired: the next run retries it and appends it
+    std::fs::write(&junk, good).unwrap();
+    let r = bin(&["convert", &inp, "-o", &o, "-c", &c, "--json"]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let rep: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(rep["mode"], "appended");
+    assert_eq!(rep["bags"][1]["status"], "appended");
+    assert_eq!(rep["bags"][1]["episode_index"], 2);
+    assert_eq!(rep["skipped"], 2);
+    let log = json(&out.join("meta/conversion_log.json"));
+    assert!(
+        log["bags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "converted")
+    );
+    assert_eq!(
+        log["bags"][2]["path"],
+        bags[1].canonicalize().unwrap().display().to_string()
+    );
+    // and the run after that has nothing to do; the human summary says so
+    let r = bin(&["convert", &inp, "-o", &o, "-c", &c]);
+    assert_eq!(r.status.code(), Some(0));
+    assert!(stderr(&r).contains("nothing to do"), "{}", stderr(&r));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_second_run_on_a_locked_output_refuses() {
+    let dir = tmp("lock");
+    make_bags(&dir, 1, 1);
+    let out = dir.join("ds");
+    // a live process holds the lock
+    let mut holder = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(dir.join("ds.lock"), format!("{}\n", holder.id())).unwrap();
+    let r = bin(&[
+        "convert",
+        dir.join("in").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr(&r).contains("another conversion") && stderr(&r).contains("ds.lock"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(!out.exists());
+    // its holder is gone: the stale lock is taken over
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let r = bin(&[
+        "convert",
+        dir.join("in").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(!dir.join("ds.lock").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn spawn_convert(inputs: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .args([
+            "convert",
+            inputs.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn convert")
+}
+
+#[test]
+fn sigint_publishes_finished_episodes_and_exits_130() {
+    let dir = tmp("sigint");
+    make_bags(&dir, 5, 20);
+    let reference = dir.join("ref");
+    let o = bin(&[
+        "convert",
+        dir.join("in").to_str().unwrap(),
+        "-o",
+        reference.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.join("ds");
+    let mut child = spawn_convert(&dir.join("in"), &out, &[]);
+    // wait until the first episode is done, then interrupt
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("episode 0:") {
+            break;
+        }
+        line.clear();
+    }
+    let k = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(k.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    let info = json(&out.join("meta/info.json"));
+    let done = info["total_episodes"].as_u64().unwrap();
+    assert!((1..5).contains(&done), "{done} episodes published");
+    assert!(bag2dataset::dataset::validate(&out).unwrap().is_empty());
+    // the next run converts the rest: the same data as one uninterrupted run
+    let o = bin(&[
+        "convert",
+        dir.join("in").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_same_data(&reference, &out);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sigkill_at_many_points_then_rerun_is_byte_identical() {
+    let dir = tmp("sigkill");
+    make_bags(&dir, 6, 20);
+    let inputs = dir.join("in");
+    let reference = dir.join("ref");
+    let o = bin(&[
+        "convert",
+        inputs.to_str().unwrap(),
+        "-o",
+        reference.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // how long an uninterrupted run takes, to spread the kills over it
+    let t = Instant::now();
+    let o = bin(&[
+        "convert",
+        inputs.to_str().unwrap(),
+        "-o",
+        dir.join("timing").to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let full = t.elapsed();
+    // a first part already published, so kills also hit appending runs
+    let first: Vec<PathBuf> = walk(&inputs)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "bag"))
+        .take(2)
+        .collect();
+    let fractions = [0.0, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.1];
+    let mut mid_run = 0;
+    for (i, f) in fractions.iter().enumerate() {
+        let out = dir.join(format!("killed-{i}"));
+        let appending = i % 2 == 1;
+        if appending {
+            let mut args = vec!["convert".to_string()];
+            args.extend(first.iter().map(|p| p.display().to_string()));
+            args.extend(["-o".into(), out.display().to_string(), "-q".into()]);
+            let o = Command::new(BIN).args(&args).output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        }
+        let mut child = spawn_convert(&inputs, &out, &["-q"]);
+        std::thread::sleep(full.mul_f64(*f).max(Duration::from_millis(5)));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        if out.exists() {
+            assert!(
+                bag2dataset::dataset::validate(&out).unwrap().is_empty(),
+                "a killed run left an invalid dataset"
+            );
+        }
+        // the kill landed mid-run if the run's lock was still there
+        let lock = dir.join(format!("killed-{i}.lock"));
+        if lock.exists() {
+            mid_run += 1;
+        }
+        let o = bin(&[
+            "convert",
+            inputs.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "kill {i}: {}", stderr(&o));
+        if appending {
+            assert_same_data(&reference, &out);
+        } else {
+            assert_byte_identical(&reference, &out);
+        }
+        // nothing left behind next to the output
+        let leftovers: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".partial-") || n.ends_with(".lock"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    eprintln!(
+        "uninterrupted run {full:?}; {mid_run} of {} kills landed mid-run",
+        fractions.len()
+    );
+    assert!(
+        mid_run >= 3,
+        "only {mid_run} kills landed mid-run (run took {full:?})"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn episodes_follow_start_time_order_when_asked() {
+    let dir = tmp("order");
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    // path order a, b, c; recording order c, a, b
+    synthetic_bag(&inputs.join("a.bag"), 1, 1, 200);
+    synthetic_bag(&inputs.join("b.bag"), 1, 2, 300);
+    synthetic_bag(&inputs.join("c.bag"), 1, 3, 100);
+    let mut o = opts(vec![inputs.clone()], &dir.join("by-time"));
+    o.order = Order::StartTime;
+    let r = run(&o).unwrap();
+    let order: Vec<&str> = r.bags.iter().map(|b| &b.bag[b.bag.len() - 5..]).collect();
+    assert_eq!(order, ["c.bag", "a.bag", "b.bag"]);
+    // state values carry the seed: episode 0 is c.bag (seed 3)
+    let rows = rows(&dir.join("by-time"));
+    let state = rows.column_by_name("observation.state").unwrap();
+    let first = state.as_fixed_size_list().value(0);
+    let v = first
+        .as_primitive::<arrow::datatypes::Float32Type>()
+        .value(0);
+    assert_eq!(v, 3.0);
+    let r = run(&opts(vec![inputs.clone()], &dir.join("by-path"))).unwrap();
+    let order: Vec<&str> = r.bags.iter().map(|b| &b.bag[b.bag.len() - 5..]).collect();
+    assert_eq!(order, ["a.bag", "b.bag", "c.bag"]);
+    // the order is part of the dataset: another order is refused
+    let e = run(&opts(vec![inputs], &dir.join("by-time"))).unwrap_err();
+    assert!(e.to_string().contains("start-time"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn shards_merged_equal_one_run() {
+    let dir = tmp("shards");
+    make_bags(&dir, 5, 2);
+    let all = dir.join("all");
+    run(&opts(vec![dir.join("in")], &all)).unwrap();
+    let mut shards = Vec::new();
+    let mut seen = 0;
+    for k in 1..=3 {
+        let out = dir.join(format!("shard-{k}"));
+        let mut o = opts(vec![dir.join("in")], &out);
+        o.shard = Some(Shard::parse(&format!("{k}/3")).unwrap());
+        let r = run(&o).unwrap();
+        assert_eq!(r.shard.as_deref(), Some(format!("{k}/3").as_str()));
+        seen += r.episodes;
+        shards.push(out);
+    }
+    assert_eq!(seen, 5);
+    assert_eq!(episode_indices(&shards[0]), [0, 1]); // bags 0 and 3
+    let merged = dir.join("merged");
+    let r = merge(&MergeOptions {
+        inputs: shards.clone(),
+        output: merged.clone(),
+        row_group_bytes: 1 << 20,
+        ..MergeOptions::default()
+    })
+    .unwrap();
+    assert_eq!((r.episodes, r.datasets, r.tasks), (5, 3, 2));
+    assert_same_data(&all, &merged);
+    assert_eq!(log_without_timings(&all), log_without_timings(&merged));
+    // a merged dataset goes on like any other: a re-run of all inputs has nothing to do
+    let r = run(&opts(vec![dir.join("in")], &merged)).unwrap();
+    assert_eq!(r.mode, "unchanged");
+    // overlapping inputs are refused
+    let e = merge(&MergeOptions {
+        inputs: vec![shards[0].clone(), all.clone()],
+        output: dir.join("bad"),
+        row_group_bytes: 1 << 20,
+        ..MergeOptions::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("must not overlap"), "{e}");
+    // the binary: merge exit 0, and shards from the environment
+    let out = dir.join("env-shard");
+    let cfg = dir.join("conv.toml");
+    std::fs::write(&cfg, config().to_toml()).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "convert",
+            dir.join("in").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(["-c", cfg.to_str().unwrap()])
+        .args(["--shard", "auto", "--shard-count", "3", "-q"])
+        .env("JOB_COMPLETION_INDEX", "0")
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_same_data(&out, &shards[0]);
+    let o = bin(&[
+        "merge",
+        shards[0].to_str().unwrap(),
+        shards[1].to_str().unwrap(),
+        shards[2].to_str().unwrap(),
+        "-o",
+        dir.join("merged-cli").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["episodes"], 5);
+    assert_same_data(&all, &dir.join("merged-cli"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn leftovers_of_a_run_killed_while_swapping_are_recovered() {
+    let dir = tmp("swap");
+    make_bags(&dir, 2, 1);
+    let out = dir.join("ds");
+    run(&opts(vec![dir.join("in")], &out)).unwrap();
+    let before = snapshot(&out);
+    // killed between "move the old dataset aside" and "rename the new one in" (dead pid)
+    std::fs::rename(&out, dir.join("ds.partial-2147483632-0.old")).unwrap();
+    std::fs::create_dir_all(dir.join("ds.partial-2147483632-1/meta")).unwrap();
+    std::fs::write(dir.join("ds.lock"), "2147483632\n").unwrap();
+    let r = run(&opts(vec![dir.join("in")], &out)).unwrap();
+    assert_eq!(r.mode, "unchanged");
+    assert!(snapshot(&out) == before);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains(".partial-") && !n.ends_with(".lock")),
+        "{names:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
