@@ -13,6 +13,7 @@ use crate::memory::format_bytes;
 pub const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bytes read out of a known total, with a label (the bag being converted).
+#[derive(Debug)]
 pub struct Progress {
     enabled: bool,
     total: AtomicU64,

@@ -135,7 +135,7 @@ fn convert(
     diag::emit(&render_summary(&report));
     Ok(if report.interrupted {
         Exit::Interrupted
-    } else if report.failed > 0 {
+    } else if report.failed > 0 || report.memory.ceiling_exceeded {
         Exit::Partial
     } else {
         Exit::Ok

@@ -93,6 +93,8 @@ pub struct Monitor {
     /// First RSS reading over the ceiling, 0 if none.
     pub over_ceiling: AtomicU64,
     pub frames_written: AtomicU64,
+    /// The terminal progress line, when shown.
+    pub progress: std::sync::OnceLock<crate::progress::Progress>,
 }
 
 impl Monitor {
@@ -485,6 +487,9 @@ fn read_stage(
         }
         drop(data);
         bag.release(chunk.pos, chunk.end() - chunk.pos);
+        if let Some(p) = monitor.progress.get() {
+            p.advance(chunk.data_len as u64);
+        }
         send(ReaderEvent::ChunkDone {
             watermarks: marks.after(k, plan.time_source),
         })?;

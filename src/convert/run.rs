@@ -80,6 +80,9 @@ pub struct BagOutcome {
 #[derive(Debug, Serialize, Default)]
 pub struct MemoryReport {
     pub ceiling: u64,
+    /// The kernel's peak RSS passed the ceiling between two samples of the monitor (which stops
+    /// a run when it sees it): the run finished, but its memory guarantee did not hold.
+    pub ceiling_exceeded: bool,
     /// Peak RSS of the process (`VmHWM`, kernel-measured).
     pub peak_rss: u64,
     /// Peaks sampled every 10 ms and after each chunk.
@@ -554,6 +557,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let (usage, row_group_bytes, baseline, peaks) = match &mut budgets {
         Some(b) => {
             b.stop();
+            if let Some(p) = b.monitor.progress.get() {
+                p.finish();
+            }
             let m = &b.monitor;
             (
                 b.mem.usage(),
@@ -599,7 +605,20 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         baseline,
         row_group_bytes,
         chunks_logged: log.rows,
+        ceiling_exceeded: false,
     };
+    let mut memory = memory;
+    // Only converting runs are judged; a run that skipped everything measured nothing.
+    if row_group_bytes > 0 && memory.peak_rss > memory.ceiling {
+        memory.ceiling_exceeded = true;
+        crate::diag::warn(&format!(
+            "peak RSS {} passed the ceiling of {} between two samples of the memory monitor; \
+             rerun with a larger --max-memory (at least {})",
+            format_bytes(memory.peak_rss),
+            format_bytes(memory.ceiling),
+            format_bytes((memory.peak_rss + memory.peak_rss / 8).next_multiple_of(1 << 20))
+        ));
+    }
     if let Some(chart) = &opts.memory_chart {
         let svg = render_svg(&log.chart, opts.ceiling, memory.peak_rss);
         std::fs::write(chart, svg).map_err(|e| Error::io(chart, e))?;
@@ -696,6 +715,24 @@ fn convert_all(
         };
         b.renew_if_cancelled()?;
         let (mem, monitor) = (&b.mem, b.monitor.clone());
+        if opts.progress {
+            let total = todo
+                .iter()
+                .filter_map(|j| std::fs::metadata(&j.path).ok())
+                .map(|m| m.len())
+                .sum();
+            let p = monitor
+                .progress
+                .get_or_init(|| crate::progress::Progress::new(total, true));
+            p.set_label(&format!(
+                "[{}/{n}] {}",
+                i + 1,
+                job.path
+                    .file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+        }
         let t0 = Instant::now();
         let path = &job.path;
         let task = task_for(path, opts, cfg);
