@@ -96,6 +96,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
                 names: None,
                 policy: None,
                 tolerance_ms: None,
+                storage: None,
             });
         }
     }
@@ -122,6 +123,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
                 names: None,
                 policy: None,
                 tolerance_ms: None,
+                storage: None,
             });
         }
     }
@@ -172,6 +174,8 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
         robot_type: None,
         task: "default task".into(),
         strict: false,
+        storage: Default::default(),
+        video: None,
         features,
     })
 }

@@ -201,13 +201,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         .max()
         .unwrap_or(0);
     let leaf_columns = 5 + 2 * cfg.features.len() as u64;
-    let mem = MemoryPlan::for_run(
+    let mem = MemoryPlan::for_run_video(
         opts.ceiling,
         start.rss(),
         max_chunk.0,
         &max_chunk.1,
         longest_bag,
         leaf_columns,
+        cfg.wants_video(),
     )?;
     let monitor = Arc::new(Monitor::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -305,15 +306,17 @@ fn convert_all(
             let plan = BagPlan::new(&bag, &index, cfg, spec.as_ref().map(|s| s.fps))?;
             match &spec {
                 None => {
-                    let w = DatasetWriter::create(
+                    let mut w = DatasetWriter::create(
                         &opts.output,
                         plan.spec.clone(),
                         WriterOptions {
                             row_group_bytes: mem.row_group_bytes,
                             overwrite: opts.overwrite,
+                            video: cfg.video_config().options(),
                             ..WriterOptions::default()
                         },
                     )?;
+                    w.set_video_budget(mem.video.clone());
                     writer = Some(w);
                     spec = Some(plan.spec.clone());
                 }
