@@ -283,6 +283,10 @@ fn clone_error(e: &Error) -> Error {
             path: path.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
+        Error::Video { key, what } => Error::Video {
+            key: key.clone(),
+            what: what.clone(),
+        },
         other => Error::Config(other.to_string()),
     }
 }

@@ -21,6 +21,7 @@ mod meta;
 mod schema;
 pub mod stats;
 mod validate;
+mod validate_video;
 pub mod video;
 mod writer;
 

@@ -584,8 +584,18 @@ impl VideoSet {
                 what: "frame pushed outside an episode".into(),
             });
         };
-        if let Some(f) = failure(&enc.failure) {
-            return Err(Error::Video { key, what: f });
+        if failure(&enc.failure).is_some() {
+            // Collect ffmpeg's exit status and last words for the error.
+            let Some(enc) = c.encoder.take() else {
+                return Err(Error::Video {
+                    key,
+                    what: "encoder vanished".into(),
+                });
+            };
+            return Err(match finish_encoder(c, enc) {
+                Err(e) => e,
+                Ok(_) => c.err("the encoder failed"),
+            });
         }
         let seq = enc.pushed;
         let need = bytes.len() as u64 + frame;
