@@ -205,7 +205,7 @@ pub fn check_ffmpeg(ffmpeg: &Path, codecs: &[VideoCodec]) -> Result<()> {
 /// Why a frame size cannot be encoded, if it cannot (yuv420p needs even sides, SVT-AV1 at
 /// least [`AV1_MIN_SIDE`] pixels).
 pub fn size_problem(codec: VideoCodec, width: u32, height: u32) -> Option<String> {
-    if width % 2 != 0 || height % 2 != 0 {
+    if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Some(format!(
             "{width}x{height} frames cannot be encoded as {PIX_FMT} (width and height must be even)"
         ));
