@@ -127,6 +127,34 @@ pub struct ConvertArgs {
     /// No progress or summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub video: VideoArgs,
+}
+
+/// Video storage of camera features (needs ffmpeg).
+#[derive(Debug, Args, Default)]
+pub struct VideoArgs {
+    /// Store camera features as MP4 video (dtype "video") instead of images in the parquet;
+    /// needs ffmpeg with the codec's encoder.
+    #[arg(long)]
+    pub video: bool,
+    /// Video codec: av1 (libsvtav1, lerobot's default), h264 (libx264) or hevc (libx265).
+    #[arg(long, value_enum)]
+    pub vcodec: Option<VideoCodecArg>,
+    /// Video constant rate factor (lower = better and bigger); default 30.
+    #[arg(long)]
+    pub crf: Option<u32>,
+    /// Keyframe interval in frames; default 2 (fast random access, what lerobot uses).
+    #[arg(long)]
+    pub gop: Option<u32>,
+}
+
+/// Video codec named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VideoCodecArg {
+    Av1,
+    H264,
+    Hevc,
 }
 
 #[derive(Debug, Args)]

@@ -68,6 +68,9 @@ pub enum Error {
     /// Writing the dataset failed.
     #[error("dataset {path}: {what}")]
     Dataset { path: PathBuf, what: String },
+    /// Encoding a video feature failed (ffmpeg missing, without the encoder, or died).
+    #[error("video {key}: {what}")]
+    Video { key: String, what: String },
 }
 
 impl Error {
@@ -129,6 +132,10 @@ impl Error {
                 what: what.clone(),
             },
             Error::Config(what) => Error::Config(what.clone()),
+            Error::Video { key, what } => Error::Video {
+                key: key.clone(),
+                what: what.clone(),
+            },
             Error::Cancelled => Error::Cancelled,
             other => Error::Config(other.to_string()),
         }

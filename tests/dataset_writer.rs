@@ -339,6 +339,7 @@ fn small_row_groups_and_rolled_files() {
         data_file_bytes: 1,
         chunks_size: 2,
         overwrite: false,
+        ..WriterOptions::default()
     };
     write_dataset(&out, opts);
     assert_valid(&out);

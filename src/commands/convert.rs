@@ -93,6 +93,7 @@ fn convert(
         return Ok(Exit::Ok);
     }
     let zero_config = config.is_none();
+    let config = apply_video_args(&args, config)?;
     let opts = RunOptions {
         inputs: args.inputs.clone(),
         output: args.output.clone(),
@@ -140,4 +141,48 @@ fn convert(
     } else {
         Exit::Ok
     })
+}
+
+/// `--video`, `--vcodec`, `--crf`, `--gop` go into the config (resolved from the first bag
+/// when there is none); with video features, ffmpeg and its encoder are checked before any
+/// work starts.
+fn apply_video_args(
+    args: &ConvertArgs,
+    config: Option<ConvertConfig>,
+) -> anyhow::Result<Option<ConvertConfig>> {
+    use crate::cli::VideoCodecArg;
+    use crate::convert::config::Storage;
+    let v = &args.video;
+    let any_flag = v.video || v.vcodec.is_some() || v.crf.is_some() || v.gop.is_some();
+    let wants = config.as_ref().is_some_and(ConvertConfig::wants_video);
+    if !any_flag && !wants {
+        return Ok(config);
+    }
+    let mut cfg = match config {
+        Some(c) => c,
+        None => resolve_config(&collect_bags(&args.inputs)?, None)?,
+    };
+    if v.video {
+        cfg.storage = Storage::Video;
+    }
+    let mut vc = cfg.video_config();
+    if let Some(c) = v.vcodec {
+        vc.codec = Some(
+            match c {
+                VideoCodecArg::Av1 => "av1",
+                VideoCodecArg::H264 => "h264",
+                VideoCodecArg::Hevc => "hevc",
+            }
+            .into(),
+        );
+    }
+    vc.crf = v.crf.or(vc.crf);
+    vc.gop = v.gop.or(vc.gop);
+    cfg.video = Some(vc);
+    cfg.check()?;
+    if cfg.wants_video() {
+        let vc = cfg.video_config();
+        crate::dataset::video::check_ffmpeg(&vc.options().ffmpeg, &[vc.codec()?])?;
+    }
+    Ok(Some(cfg))
 }

@@ -33,6 +33,54 @@ pub enum Policy {
     Linear,
 }
 
+/// How a camera feature is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Encoded images (JPEG/PNG) in the data parquet (`dtype: "image"`).
+    #[default]
+    Image,
+    /// MP4 video files under `videos/` (`dtype: "video"`), encoded by ffmpeg.
+    Video,
+}
+
+/// Video encoding settings (the `[video]` table); unset values take lerobot's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoConfig {
+    /// `av1` (libsvtav1, default), `h264` (libx264) or `hevc` (libx265).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// Constant rate factor; default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crf: Option<u32>,
+    /// Keyframe interval in frames; default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gop: Option<u32>,
+}
+
+impl VideoConfig {
+    /// The codec, checked.
+    pub fn codec(&self) -> Result<crate::dataset::video::VideoCodec> {
+        match &self.codec {
+            Some(c) => crate::dataset::video::VideoCodec::parse(c),
+            None => Ok(crate::dataset::video::VideoCodec::default()),
+        }
+    }
+
+    /// The writer's video options.
+    pub fn options(&self) -> crate::dataset::video::VideoOptions {
+        let mut o = crate::dataset::video::VideoOptions::default();
+        if let Some(crf) = self.crf {
+            o.crf = crf;
+        }
+        if let Some(gop) = self.gop {
+            o.gop = gop;
+        }
+        o
+    }
+}
+
 /// One source of a feature: a field of a topic's messages, optionally sliced and scaled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +154,9 @@ pub struct FeatureConfig {
     /// Staleness limit for this feature in ms (default: the dataset's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance_ms: Option<f64>,
+    /// Camera features only: `image` or `video` (default: the dataset's `storage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
 }
 
 impl FeatureConfig {
@@ -164,7 +215,17 @@ pub struct ConvertConfig {
     /// warning and counted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub strict: bool,
+    /// Default storage of camera features (`image`, or `video` as with `--video`).
+    #[serde(default, skip_serializing_if = "is_default_storage")]
+    pub storage: Storage,
+    /// Video encoding settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoConfig>,
     pub features: Vec<FeatureConfig>,
+}
+
+fn is_default_storage(s: &Storage) -> bool {
+    *s == Storage::Image
 }
 
 fn default_tolerance() -> f64 {
@@ -189,8 +250,33 @@ impl ConvertConfig {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
+    /// The storage of feature `f` (its own, else the dataset's).
+    pub fn storage_of(&self, f: &FeatureConfig) -> Storage {
+        f.storage.unwrap_or(self.storage)
+    }
+
+    /// Whether any feature may be stored as video.
+    pub fn wants_video(&self) -> bool {
+        self.features
+            .iter()
+            .any(|f| self.storage_of(f) == Storage::Video)
+    }
+
+    /// The video settings (defaults when there is no `[video]` table).
+    pub fn video_config(&self) -> VideoConfig {
+        self.video.clone().unwrap_or_default()
+    }
+
     /// Checks what can be checked without a bag.
     pub fn check(&self) -> Result<()> {
+        let v = self.video_config();
+        v.codec()?;
+        if v.gop == Some(0) {
+            return Err(Error::Config("video gop must be at least 1".into()));
+        }
+        if v.crf.is_some_and(|c| c > 63) {
+            return Err(Error::Config("video crf must be 0..=63".into()));
+        }
         if self.features.is_empty() {
             return Err(Error::Config("no features are configured".into()));
         }

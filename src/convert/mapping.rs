@@ -97,6 +97,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
                 policy: None,
                 resize: None,
                 tolerance_ms: None,
+                storage: None,
             });
         }
     }
@@ -124,6 +125,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
                 policy: None,
                 resize: None,
                 tolerance_ms: None,
+                storage: None,
             });
         }
     }
@@ -174,6 +176,8 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
         robot_type: None,
         task: "default task".into(),
         strict: false,
+        storage: Default::default(),
+        video: None,
         features,
     })
 }

@@ -64,6 +64,20 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
     let mut logs = Vec::new();
     for p in &opts.inputs {
         let d = StoredDataset::open(p)?;
+        if let Some(f) = d
+            .spec
+            .features
+            .iter()
+            .find(|f| matches!(f.kind, crate::dataset::FeatureKind::Video { .. }))
+        {
+            return Err(bad(
+                p,
+                format!(
+                    "has the video feature {}: merging video datasets is not supported yet",
+                    f.name
+                ),
+            ));
+        }
         let m = Manifest::read(p)?.ok_or_else(|| {
             bad(
                 p,

@@ -425,18 +425,14 @@ impl BagPlan {
                 let vals = first[s]
                     .as_ref()
                     .ok_or_else(|| Error::Config("probe missing".into()))?;
-                let (h0, w0, c) = image_shape(&self.slots[s].kind, vals).map_err(|what| {
+                let (h0, w0, c, deep) = image_shape(&self.slots[s].kind, vals).map_err(|what| {
                     Error::Config(format!(
                         "feature '{}' (topic {}): {what}",
                         f.name, self.slots[s].topic
                     ))
                 })?;
                 let (h, w) = f.resize.map_or((h0, w0), |[h, w]| (h, w));
-                FeatureKind::Image {
-                    height: h,
-                    width: w,
-                    channels: c,
-                }
+                image_kind(cfg, f, (h, w, c), deep)?
             } else {
                 let mut names = Vec::new();
                 let mut total = 0;
@@ -522,9 +518,58 @@ fn image_feature(slots: &[SlotPlan], mine: &[usize]) -> bool {
         .any(|&s| !matches!(slots[s].kind, SlotKind::Numeric { .. }))
 }
 
-/// Height, width, channels of the first image: from the encoded header only for compressed
+/// Image or video feature: `storage = "video"` (the feature's or the dataset's) makes a video
+/// of 8-bit images; 16-bit (depth) images stay images, with a warning when only the dataset
+/// default asked for video.
+fn image_kind(
+    cfg: &ConvertConfig,
+    f: &super::config::FeatureConfig,
+    (height, width, channels): (u32, u32, u32),
+    deep: bool,
+) -> Result<FeatureKind> {
+    use super::config::Storage;
+    if cfg.storage_of(f) == Storage::Image {
+        return Ok(FeatureKind::Image {
+            height,
+            width,
+            channels,
+        });
+    }
+    if deep {
+        if f.storage == Some(Storage::Video) {
+            return Err(Error::Config(format!(
+                "feature '{}': 16-bit images cannot be stored as video (yuv420p is 8-bit); use storage = \"image\"",
+                f.name
+            )));
+        }
+        crate::diag::warn(&format!(
+            "feature '{}' has 16-bit images: kept as images, not video",
+            f.name
+        ));
+        return Ok(FeatureKind::Image {
+            height,
+            width,
+            channels,
+        });
+    }
+    let codec = cfg.video_config().codec()?;
+    if let Some(p) = crate::dataset::video::size_problem(codec, width, height) {
+        return Err(Error::Config(format!("feature '{}': {p}", f.name)));
+    }
+    Ok(FeatureKind::Video {
+        height,
+        width,
+        channels: 3,
+        codec,
+    })
+}
+
+/// Height, width, channels of the first image, and whether it has 16-bit samples: from the encoded header only for compressed
 /// images, from the message fields for raw ones.
-fn image_shape(kind: &SlotKind, vals: &[Value]) -> std::result::Result<(u32, u32, u32), String> {
+fn image_shape(
+    kind: &SlotKind,
+    vals: &[Value],
+) -> std::result::Result<(u32, u32, u32, bool), String> {
     match kind {
         SlotKind::CompressedImage => {
             let data = vals[1]
@@ -541,8 +586,10 @@ fn image_shape(kind: &SlotKind, vals: &[Value]) -> std::result::Result<(u32, u32
                 .map_err(|e| format!("cannot read the first image's header: {e}"))?;
             use image::ImageDecoder;
             let (w, h) = decoder.dimensions();
-            let c = decoder.color_type().channel_count() as u32;
-            Ok((h, w, c))
+            let ct = decoder.color_type();
+            let c = ct.channel_count() as u32;
+            let deep = ct.bytes_per_pixel() > ct.channel_count();
+            Ok((h, w, c, deep))
         }
         SlotKind::RawImage => {
             let h = vals[0].to_f64().ok_or("height is not a number")? as u32;
@@ -552,7 +599,7 @@ fn image_shape(kind: &SlotKind, vals: &[Value]) -> std::result::Result<(u32, u32
             };
             let c = super::image::raw_channels(enc)
                 .ok_or_else(|| format!("unsupported raw image encoding {enc:?}"))?;
-            Ok((h, w, c))
+            Ok((h, w, c, enc.contains("16")))
         }
         SlotKind::Numeric { .. } => Err("not an image".into()),
     }

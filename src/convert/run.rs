@@ -412,14 +412,17 @@ struct Budgets {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     monitor: Arc<Monitor>,
-    /// ceiling, baseline, largest chunk, its label, longest episode (bytes), leaf columns.
-    args: (u64, u64, u64, String, u64, u64),
+    /// ceiling, baseline, largest chunk, its label, longest episode (bytes), leaf columns,
+    /// whether cameras are encoded to video.
+    args: (u64, u64, u64, String, u64, u64, bool),
 }
 
 impl Budgets {
-    fn new(args: (u64, u64, u64, String, u64, u64)) -> Result<Budgets> {
-        let (ceiling, baseline, max_chunk, label, episode, columns) = args.clone();
-        let mem = MemoryPlan::for_run(ceiling, baseline, max_chunk, &label, episode, columns)?;
+    fn new(args: (u64, u64, u64, String, u64, u64, bool)) -> Result<Budgets> {
+        let (ceiling, baseline, max_chunk, label, episode, columns, video) = args.clone();
+        let mem = MemoryPlan::for_run_video(
+            ceiling, baseline, max_chunk, &label, episode, columns, video,
+        )?;
         let monitor = Arc::new(Monitor::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = spawn_monitor(monitor.clone(), stop.clone(), mem.clone());
@@ -446,8 +449,8 @@ impl Budgets {
             return Ok(());
         }
         self.stop();
-        let (c, b, m, l, e, k) = self.args.clone();
-        let mem = MemoryPlan::for_run(c, b, m, &l, e, k)?;
+        let (c, b, m, l, e, k, v) = self.args.clone();
+        let mem = MemoryPlan::for_run_video(c, b, m, &l, e, k, v)?;
         self.monitor.over_ceiling.store(0, Ordering::Relaxed);
         self.stop = Arc::new(AtomicBool::new(false));
         self.thread = Some(spawn_monitor(
@@ -550,6 +553,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             max_chunk.1.clone(),
             longest_bag,
             leaf_columns,
+            cfg.wants_video(),
         ))?)
     };
     let converted = convert_all(opts, &cfg, &mut prep, budgets.as_mut())?;
@@ -751,6 +755,7 @@ fn convert_all(
                 let wopts = WriterOptions {
                     row_group_bytes: stable_row_group_bytes(mem.row_group_bytes),
                     overwrite: prep.replace,
+                    video: cfg.video_config().options(),
                     ..WriterOptions::default()
                 };
                 let w = if prep.appending {
@@ -758,6 +763,8 @@ fn convert_all(
                 } else {
                     DatasetWriter::create(&opts.output, plan.spec.clone(), wopts)?
                 };
+                let mut w = w;
+                w.set_video_budget(mem.video.clone());
                 spec = Some(w.spec().clone());
                 writer = Some(w);
             }

@@ -350,6 +350,10 @@ fn value_at(p: &Path, f: &FeatureSpec, col: &dyn Array, row: usize) -> Result<Fe
         )
     };
     match &f.kind {
+        FeatureKind::Video { .. } => Err(bad(
+            p,
+            format!("feature {} is a video: it has no data column", f.name),
+        )),
         FeatureKind::Vector { len: 1, .. } => {
             let a = col
                 .as_any()

@@ -89,7 +89,7 @@ pub fn info_json(spec: &DatasetSpec, t: &InfoTotals) -> String {
             json!({"train": format!("0:{}", t.total_episodes)}),
         ),
         ("data_path".into(), json!(super::DATA_PATH_TEMPLATE)),
-        ("video_path".into(), Value::Null),
+        ("video_path".into(), video_path(spec)),
     ];
     let mut s = ordered_json(&head, 0);
     s.pop(); // the closing brace
@@ -98,6 +98,15 @@ pub fn info_json(spec: &DatasetSpec, t: &InfoTotals) -> String {
     s.push_str(&ordered_json(&feature_entries, 2));
     s.push_str("\n}\n");
     s
+}
+
+/// `info.json` `video_path`: the template when there are video features, else null.
+fn video_path(spec: &DatasetSpec) -> Value {
+    if super::video::VideoSet::needed(spec) {
+        json!(super::VIDEO_PATH_TEMPLATE)
+    } else {
+        Value::Null
+    }
 }
 
 /// The text of `meta/stats.json`: one object per feature, in column order.
@@ -189,6 +198,8 @@ pub struct EpisodeRow<'a> {
     pub to_index: i64,
     /// Per feature, in schema order (user features then defaults).
     pub stats: &'a [FeatureStats],
+    /// Per video feature (feature index, where the episode is), in feature order.
+    pub videos: &'a [(usize, super::video::VideoSpan)],
 }
 
 /// Streams episode rows into `meta/episodes/chunk-000/file-000.parquet`.
@@ -233,7 +244,7 @@ fn hf_type(dt: &DataType) -> Value {
 pub fn stats_features(spec: &DatasetSpec) -> Vec<(String, bool)> {
     spec.features
         .iter()
-        .map(|f| (f.name.clone(), matches!(f.kind, FeatureKind::Image { .. })))
+        .map(|f| (f.name.clone(), f.kind.image_size().is_some()))
         .chain(DEFAULT_COLUMNS.iter().map(|n| (n.to_string(), false)))
         .collect()
 }
@@ -250,6 +261,7 @@ pub fn episodes_schema(spec: &DatasetSpec) -> SchemaRef {
         int("dataset_from_index"),
         int("dataset_to_index"),
     ];
+    fields.extend(video_fields(spec));
     for (name, image) in stats_features(spec) {
         for key in STAT_KEYS {
             fields.push(Field::new(
@@ -271,6 +283,35 @@ pub fn episodes_schema(spec: &DatasetSpec) -> SchemaRef {
         json!({"info": {"features": hf}}).to_string(),
     );
     Arc::new(Schema::new_with_metadata(fields, md))
+}
+
+/// Names of the video features, in feature order.
+fn video_keys(spec: &DatasetSpec) -> Vec<String> {
+    spec.features
+        .iter()
+        .filter(|f| matches!(f.kind, FeatureKind::Video { .. }))
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// `videos/<key>/{chunk_index, file_index, from_timestamp, to_timestamp}` per video feature,
+/// after the data columns (where lerobot puts them).
+fn video_fields(spec: &DatasetSpec) -> Vec<Field> {
+    video_keys(spec)
+        .iter()
+        .flat_map(|k| {
+            [
+                Field::new(format!("videos/{k}/chunk_index"), DataType::Int64, true),
+                Field::new(format!("videos/{k}/file_index"), DataType::Int64, true),
+                Field::new(
+                    format!("videos/{k}/from_timestamp"),
+                    DataType::Float64,
+                    true,
+                ),
+                Field::new(format!("videos/{k}/to_timestamp"), DataType::Float64, true),
+            ]
+        })
+        .collect()
 }
 
 /// A one-row `list<…>` column holding `values`, nested `[3,1,1]` for images.
@@ -349,6 +390,13 @@ impl EpisodesWriter {
             int(row.from_index),
             int(row.to_index),
         ];
+        let float = |v: f64| -> ArrayRef { Arc::new(Float64Array::from(vec![v])) };
+        for (_, span) in row.videos {
+            cols.push(int(span.chunk as i64));
+            cols.push(int(span.file as i64));
+            cols.push(float(span.from_timestamp));
+            cols.push(float(span.to_timestamp));
+        }
         for (s, image) in row.stats.iter().zip(&self.images) {
             for key in STAT_KEYS {
                 match s.get(key) {

@@ -23,6 +23,8 @@ mod meta;
 mod schema;
 pub mod stats;
 mod validate;
+mod validate_video;
+pub mod video;
 mod writer;
 
 pub use stats::FeatureStats;
@@ -41,7 +43,8 @@ pub const DEFAULT_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_DATA_FILE_BYTES: u64 = 100 * 1024 * 1024;
 /// Default number of files per `chunk-XXX` folder (lerobot's `chunks_size`): 1000.
 pub const DEFAULT_CHUNKS_SIZE: usize = 1000;
-/// lerobot's `video_files_size_in_mb`, written for completeness (no videos are produced): 200.
+/// lerobot's `video_files_size_in_mb`: a video file takes episodes until the next one would
+/// pass this size (see [`video::VideoOptions::file_bytes`]): 200.
 pub const VIDEO_FILES_SIZE_IN_MB: u64 = 200;
 /// One mebibyte, the unit lerobot's `*_size_in_mb` keys use.
 pub const MIB: u64 = 1024 * 1024;
@@ -58,6 +61,9 @@ pub const DEFAULT_COLUMNS: [&str; 5] = [
 ];
 /// Template of data file paths (`info.json` `data_path`).
 pub const DATA_PATH_TEMPLATE: &str = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet";
+/// Template of video file paths (`info.json` `video_path`, when there are video features).
+pub const VIDEO_PATH_TEMPLATE: &str =
+    "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4";
 
 /// What the dataset holds: frame rate, robot type and the user features, in column order.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +101,27 @@ pub enum FeatureKind {
         width: u32,
         channels: u32,
     },
+    /// Camera frames encoded into MP4 files under `videos/` (`dtype: "video"`), no parquet
+    /// column. Frames arrive as [`FeatureValue::Image`] (JPEG/PNG) and are decoded for the
+    /// encoder; `channels` is 3 (the encoder's RGB input).
+    Video {
+        height: u32,
+        width: u32,
+        channels: u32,
+        codec: video::VideoCodec,
+    },
+}
+
+impl FeatureKind {
+    /// `(height, width)` of an image or video feature.
+    pub fn image_size(&self) -> Option<(u32, u32)> {
+        match self {
+            FeatureKind::Image { height, width, .. } | FeatureKind::Video { height, width, .. } => {
+                Some((*height, *width))
+            }
+            FeatureKind::Vector { .. } => None,
+        }
+    }
 }
 
 /// Encoding of an image value's bytes.
@@ -143,6 +170,8 @@ pub struct WriterOptions {
     /// Replace an existing dataset at the output path (only one that has `meta/info.json`, or an
     /// empty directory).
     pub overwrite: bool,
+    /// How [`FeatureKind::Video`] features are encoded (ignored without them).
+    pub video: video::VideoOptions,
 }
 
 impl Default for WriterOptions {
@@ -152,6 +181,7 @@ impl Default for WriterOptions {
             data_file_bytes: DEFAULT_DATA_FILE_BYTES,
             chunks_size: DEFAULT_CHUNKS_SIZE,
             overwrite: false,
+            video: video::VideoOptions::default(),
         }
     }
 }
@@ -173,6 +203,11 @@ pub const STAT_KEYS: [&str; 10] = [
 /// `data/chunk-XXX/file-YYY.parquet` for a (chunk, file) pair.
 pub fn data_file_path(chunk: usize, file: usize) -> String {
     format!("data/chunk-{chunk:03}/file-{file:03}.parquet")
+}
+
+/// `videos/<key>/chunk-XXX/file-YYY.mp4` for a video feature and a (chunk, file) pair.
+pub fn video_file_path(key: &str, chunk: usize, file: usize) -> String {
+    format!("videos/{key}/chunk-{chunk:03}/file-{file:03}.mp4")
 }
 
 /// `meta/episodes/chunk-XXX/file-YYY.parquet` for a (chunk, file) pair.

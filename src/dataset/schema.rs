@@ -52,6 +52,18 @@ pub fn check_spec(spec: &DatasetSpec) -> Result<()> {
                     )));
                 }
             }
+            FeatureKind::Video {
+                height,
+                width,
+                channels,
+                ..
+            } => {
+                if *height == 0 || *width == 0 || *channels != 3 {
+                    return Err(bad(format!(
+                        "video shape [{height}, {width}, {channels}] is not [H>0, W>0, 3]"
+                    )));
+                }
+            }
         }
         // lerobot's stats check expects [3,1,1] for any key containing "image".
         if matches!(f.kind, FeatureKind::Vector { .. }) && f.name.contains("image") {
@@ -72,7 +84,7 @@ pub fn image_fields() -> Fields {
     ])
 }
 
-/// The Arrow type of a user feature column.
+/// The Arrow type of a user feature column (video features have none: `Null`).
 pub fn feature_type(kind: &FeatureKind) -> DataType {
     match kind {
         FeatureKind::Vector { len: 1, .. } => DataType::Float32,
@@ -81,6 +93,7 @@ pub fn feature_type(kind: &FeatureKind) -> DataType {
             *len as i32,
         ),
         FeatureKind::Image { .. } => DataType::Struct(image_fields()),
+        FeatureKind::Video { .. } => DataType::Null,
     }
 }
 
@@ -99,6 +112,7 @@ pub fn data_schema(spec: &DatasetSpec) -> SchemaRef {
     let mut fields: Vec<Field> = spec
         .features
         .iter()
+        .filter(|f| !matches!(f.kind, FeatureKind::Video { .. }))
         .map(|f| Field::new(&f.name, feature_type(&f.kind), true))
         .collect();
     fields.extend(
@@ -123,6 +137,8 @@ pub fn huggingface_metadata(spec: &DatasetSpec) -> String {
                 "_type": "List"
             }),
             FeatureKind::Image { .. } => json!({"_type": "Image"}),
+            // Not a column (lerobot's get_hf_features_from_features skips videos).
+            FeatureKind::Video { .. } => continue,
         };
         feats.insert(f.name.clone(), v);
     }
@@ -151,6 +167,17 @@ pub fn info_features(spec: &DatasetSpec) -> Value {
                 "dtype": "image",
                 "shape": [height, width, channels],
                 "names": ["height", "width", "channels"],
+            }),
+            FeatureKind::Video {
+                height,
+                width,
+                channels,
+                codec,
+            } => json!({
+                "dtype": "video",
+                "shape": [height, width, channels],
+                "names": ["height", "width", "channels"],
+                "info": super::video::info_block(*codec, spec.fps, *height, *width),
             }),
         };
         feats.insert(f.name.clone(), v);

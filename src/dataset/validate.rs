@@ -84,6 +84,7 @@ pub fn validate(dataset: &Path) -> Result<Vec<String>> {
     let tasks = check_tasks(&mut c, &totals);
     check_episodes(&mut c, &features, &totals, &spans, tasks.as_deref());
     check_stats(&mut c, &features, &totals);
+    c.problems.extend(super::validate_video::check(dataset));
     Ok(c.problems)
 }
 

@@ -31,11 +31,13 @@ use super::existing;
 use super::meta::{self, EpisodeRow, EpisodesWriter, InfoTotals};
 use super::schema::{self, HUGGINGFACE_META_KEY};
 use super::stats::{self, FeatureStats, ImageStats, SampledImage, StatsAggregate, VectorStats};
+use super::video::{DEFAULT_VIDEO_BUDGET_BYTES, VideoSet, VideoSpan};
 use super::{
     DEFAULT_COLUMNS, DatasetSpec, FeatureKind, FeatureValue, Frame, ImageFormat,
     MAX_ROW_GROUP_BYTES, MIB, WriterOptions,
 };
 use crate::error::{Error, Result};
+use crate::memory::Budget;
 
 /// Buffered frames are handed to the Parquet encoder once they reach
 /// `row_group_bytes / ENCODE_FRACTION` (default 4), so raw and encoded copies of the same rows
@@ -106,6 +108,8 @@ enum ColumnBuf {
         bytes: BinaryBuilder,
         paths: StringBuilder,
     },
+    /// A video feature: no column; its frames go to the encoders.
+    Video,
 }
 
 #[derive(Default)]
@@ -178,6 +182,9 @@ pub struct DatasetWriter {
     replaces: bool,
     /// Extra files written into `meta/` at `finish` (e.g. the conversion log).
     extra_meta: Vec<(String, Vec<u8>)>,
+    /// Encoders of the video features (made at the first episode), and their budget.
+    video: Option<VideoSet>,
+    video_budget: Option<Budget>,
 }
 
 fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
@@ -231,6 +238,20 @@ impl DatasetWriter {
     /// existing dataset stays as it was.
     pub fn append(out: &Path, opts: WriterOptions) -> Result<Self> {
         let (spec, chunks_size) = existing::read_spec(out)?;
+        if let Some(f) = spec
+            .features
+            .iter()
+            .find(|f| matches!(f.kind, FeatureKind::Video { .. }))
+        {
+            return Err(Error::Dataset {
+                path: out.to_path_buf(),
+                what: format!(
+                    "appending to a dataset with video features ({}) is not supported yet; \
+                     reconvert all its bags with --force",
+                    f.name
+                ),
+            });
+        }
         let tasks = existing::read_tasks(out)?;
         let mut opts = opts;
         opts.chunks_size = chunks_size;
@@ -279,6 +300,8 @@ impl DatasetWriter {
                 from_index: ep.from_index as i64,
                 to_index: ep.to_index as i64,
                 stats: &ep.stats,
+                // Datasets with video features are refused above.
+                videos: &[],
             })?;
             for (agg, s) in w.aggregates.iter_mut().zip(&ep.stats) {
                 agg.add(s);
@@ -313,6 +336,9 @@ impl DatasetWriter {
 
     fn start(out: &Path, spec: DatasetSpec, opts: WriterOptions, replaces: bool) -> Result<Self> {
         schema::check_spec(&spec)?;
+        if VideoSet::needed(&spec) {
+            VideoSet::check(&spec, &opts.video)?;
+        }
         if opts.row_group_bytes == 0 || opts.row_group_bytes > MAX_ROW_GROUP_BYTES {
             return Err(Error::Config(format!(
                 "row group size {} bytes is outside 1..={MAX_ROW_GROUP_BYTES}",
@@ -383,7 +409,61 @@ impl DatasetWriter {
             published: false,
             replaces,
             extra_meta: Vec::new(),
+            video: None,
+            video_budget: None,
         })
+    }
+
+    /// Bounds the frames in flight to the video encoders (decoded RGB plus encoded bytes, and
+    /// the decode threads' scratch); default [`DEFAULT_VIDEO_BUDGET_BYTES`]. Set it before the
+    /// first episode.
+    pub fn set_video_budget(&mut self, budget: Budget) {
+        self.video_budget = Some(budget);
+    }
+
+    /// Starts the video encoders of the episode being begun (the set itself at the first one).
+    fn begin_video(&mut self) -> Result<()> {
+        if !VideoSet::needed(&self.spec) {
+            return Ok(());
+        }
+        if self.video.is_none() {
+            let budget = self.video_budget.clone().unwrap_or_else(|| {
+                Budget::new(
+                    "video frames in flight",
+                    DEFAULT_VIDEO_BUDGET_BYTES,
+                    DEFAULT_VIDEO_BUDGET_BYTES,
+                )
+            });
+            self.video = Some(VideoSet::new(
+                &self.staging,
+                &self.spec,
+                &self.opts.video,
+                self.opts.chunks_size,
+                budget,
+            )?);
+        }
+        match &mut self.video {
+            Some(v) => v.begin_episode(),
+            None => Ok(()),
+        }
+    }
+
+    /// Finishes the episode's videos; on failure the episode is aborted (and the writer is
+    /// unusable if completed episodes lost their video).
+    fn end_video(&mut self) -> Result<Vec<(usize, VideoSpan)>> {
+        let Some(v) = &mut self.video else {
+            return Ok(Vec::new());
+        };
+        match v.end_episode() {
+            Ok(spans) => Ok(spans),
+            Err(e) => {
+                if v.is_broken() {
+                    self.failed = true;
+                }
+                self.abort_episode();
+                Err(e)
+            }
+        }
     }
 
     /// The staging directory being written (renamed to the output by [`Self::finish`]).
@@ -431,9 +511,12 @@ impl DatasetWriter {
             .iter()
             .map(|f| match &f.kind {
                 FeatureKind::Vector { len, .. } => FeatureAcc::Vector(VectorStats::new(*len)),
-                FeatureKind::Image { .. } => FeatureAcc::Image(ImageStats::new(expected_frames)),
+                FeatureKind::Image { .. } | FeatureKind::Video { .. } => {
+                    FeatureAcc::Image(ImageStats::new(expected_frames))
+                }
             })
             .collect();
+        self.begin_video()?;
         self.episode = Some(Episode {
             index: self.episodes_done,
             task_index,
@@ -494,7 +577,8 @@ impl DatasetWriter {
                     }
                 }
                 (
-                    FeatureKind::Image { height, width, .. },
+                    FeatureKind::Image { height, width, .. }
+                    | FeatureKind::Video { height, width, .. },
                     FeatureValue::Image { bytes, format },
                 ) => {
                     let (w, h) = stats::image_dimensions(bytes, *format)
@@ -564,9 +648,11 @@ impl DatasetWriter {
             .iter()
             .zip(&ep.acc)
             .map(|(f, acc)| match (acc, &f.kind) {
-                (FeatureAcc::Image(st), FeatureKind::Image { height, width, .. }) => {
-                    Some((st.clone(), (*height, *width)))
-                }
+                (
+                    FeatureAcc::Image(st),
+                    FeatureKind::Image { height, width, .. }
+                    | FeatureKind::Video { height, width, .. },
+                ) => Some((st.clone(), (*height, *width))),
                 _ => None,
             })
             .collect();
@@ -600,7 +686,7 @@ impl DatasetWriter {
             if let (
                 FeatureAcc::Image(st),
                 FeatureValue::Image { bytes, format },
-                FeatureKind::Image { height, width, .. },
+                FeatureKind::Image { height, width, .. } | FeatureKind::Video { height, width, .. },
             ) = (acc, v, &f.kind)
             {
                 let p = st
@@ -626,8 +712,18 @@ impl DatasetWriter {
         }
         // Columns.
         let global = self.total_frames + ep.frames;
-        for (col, v) in self.columns.iter_mut().zip(frame.values) {
+        for (i, (col, v)) in self.columns.iter_mut().zip(frame.values).enumerate() {
             match (col, v) {
+                (ColumnBuf::Video, FeatureValue::Image { bytes, format }) => {
+                    let pushed = match &mut self.video {
+                        Some(video) => video.push(i, bytes, format),
+                        None => Err(Error::Config("video encoders missing".into())),
+                    };
+                    if let Err(e) = pushed {
+                        ep.broken = true;
+                        return Err(e);
+                    }
+                }
                 (ColumnBuf::Vector { values, .. }, FeatureValue::Vector(x)) => {
                     self.buffered_bytes += x.len() * 4;
                     values.extend_from_slice(&x);
@@ -722,6 +818,7 @@ impl DatasetWriter {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for col in &mut self.columns {
             arrays.push(match col {
+                ColumnBuf::Video => continue,
                 ColumnBuf::Vector { len, values } => {
                     let values = Float32Array::from(std::mem::take(values));
                     if *len == 1 {
@@ -773,14 +870,15 @@ impl DatasetWriter {
             self.abort_episode();
             return Err(self.err(what));
         }
-        let r = self.end_episode_inner();
+        let videos = self.end_video()?;
+        let r = self.end_episode_inner(&videos);
         if r.is_err() {
             self.failed = true;
         }
         r
     }
 
-    fn end_episode_inner(&mut self) -> Result<EpisodeSummary> {
+    fn end_episode_inner(&mut self, videos: &[(usize, VideoSpan)]) -> Result<EpisodeSummary> {
         self.encode_buffered()?;
         self.flush_row_group()?;
         let ep = self
@@ -828,6 +926,7 @@ impl DatasetWriter {
             from_index: ep.from_index as i64,
             to_index: (ep.from_index + n) as i64,
             stats: &only_stats,
+            videos,
         })?;
         for (agg, s) in self.aggregates.iter_mut().zip(&only_stats) {
             agg.add(s);
@@ -882,6 +981,9 @@ impl DatasetWriter {
         self.defaults = DefaultBufs::default();
         self.buffered_rows = 0;
         self.buffered_bytes = 0;
+        if let Some(v) = &mut self.video {
+            v.abort_episode();
+        }
         if ep.task_is_new
             && let Some(t) = self.tasks.pop()
         {
@@ -993,6 +1095,10 @@ impl DatasetWriter {
 
     fn finish_inner(&mut self) -> Result<DatasetSummary> {
         self.close_file()?;
+        let video_files = match &mut self.video {
+            Some(v) => v.finish()?,
+            None => Vec::new(),
+        };
         self.episodes_meta.close()?;
         let meta_dir = self.staging.join("meta");
         meta::write_tasks(&meta_dir.join("tasks.parquet"), &self.tasks)?;
@@ -1038,10 +1144,16 @@ impl DatasetWriter {
             self.staging.join("data"),
             self.staging.clone(),
         ];
-        for f in &self.data_files {
+        for f in self.data_files.iter().chain(&video_files) {
             if let Some(d) = Path::new(f).parent() {
                 dirs.push(self.staging.join(d));
+                if let Some(key_dir) = d.parent().filter(|_| f.starts_with("videos/")) {
+                    dirs.push(self.staging.join(key_dir));
+                }
             }
+        }
+        if !video_files.is_empty() {
+            dirs.push(self.staging.join("videos"));
         }
         dirs.sort();
         dirs.dedup();
@@ -1238,6 +1350,7 @@ fn new_columns(spec: &DatasetSpec) -> Vec<ColumnBuf> {
                 bytes: BinaryBuilder::new(),
                 paths: StringBuilder::new(),
             },
+            FeatureKind::Video { .. } => ColumnBuf::Video,
         })
         .collect()
 }

@@ -8,7 +8,12 @@
 //!           frames in flight 10 %, writer row group 2 x 12.5 % (builders + encoded pages),
 //!           and 15 % left for allocator fragmentation and pages not yet returned
 //!         (+ the footer metadata of the longest episode, reserved before the shares)
+//!         with video features, VIDEO_PER_MILLE of the rest first goes to the frames in flight
+//!         to the encoders (encoded + decoded RGB, decode scratch) and the shares above split
+//!         what is left
 //! ```
+//!
+//! The ffmpeg encoders are child processes: their memory is their own, not this process's.
 
 use super::budget::Budget;
 use super::format_bytes;
@@ -31,6 +36,10 @@ pub const ROW_GROUP_PER_MILLE: u64 = 125;
 pub const ROW_GROUP_META_BYTES_PER_COLUMN: u64 = 800;
 /// Smallest row group the plan chooses (256 KiB).
 pub const MIN_ROW_GROUP_BYTES: u64 = 256 << 10;
+/// Share of the buffers given to video frames in flight (decoded RGB frames queued for the
+/// ffmpeg encoders, their encoded bytes, the decode threads' scratch) when there are video
+/// features, in thousandths: 300.
+pub const VIDEO_PER_MILLE: u64 = 300;
 /// Default ceiling when none is given (64 MiB).
 pub const DEFAULT_CEILING: u64 = 64 << 20;
 
@@ -47,6 +56,8 @@ pub struct MemoryPlan {
     pub window: Budget,
     /// Frames between the aligner and the writer (and the trim-end delay line).
     pub frames: Budget,
+    /// Frames in flight to the video encoders (capacity 0 without video features).
+    pub video: Budget,
     /// Parquet row group flush threshold.
     pub row_group_bytes: usize,
     /// Reserved for the footer metadata of the longest episode's data file.
@@ -79,6 +90,35 @@ impl MemoryPlan {
         episode_bytes: u64,
         leaf_columns: u64,
     ) -> Result<MemoryPlan> {
+        Self::for_run_video(
+            ceiling,
+            baseline,
+            max_chunk,
+            chunk_label,
+            episode_bytes,
+            leaf_columns,
+            false,
+        )
+    }
+
+    /// Like [`MemoryPlan::for_run`]; with `video`, [`VIDEO_PER_MILLE`] of the buffers' part
+    /// goes to the video frames in flight and the other shares split the rest.
+    pub fn for_run_video(
+        ceiling: u64,
+        baseline: u64,
+        max_chunk: u64,
+        chunk_label: &str,
+        episode_bytes: u64,
+        leaf_columns: u64,
+        video: bool,
+    ) -> Result<MemoryPlan> {
+        let video_share = |rest: u64| {
+            if video {
+                rest / 1000 * VIDEO_PER_MILLE
+            } else {
+                0
+            }
+        };
         let fixed = baseline + RESERVE_BYTES;
         let needed_min = fixed + max_chunk + MIN_BUFFER_BYTES;
         let hint = |needed: u64| format_bytes(needed.next_multiple_of(1 << 20));
@@ -129,6 +169,8 @@ impl MemoryPlan {
                 format_bytes(ceiling)
             ));
             let rest = ceiling - fixed - max_chunk;
+            let video_bytes = video_share(rest);
+            let rest = rest - video_bytes;
             let share = |per_mille: u64| rest / 1000 * per_mille;
             return Ok(MemoryPlan {
                 ceiling,
@@ -137,10 +179,13 @@ impl MemoryPlan {
                 samples: Budget::new("samples in flight", share(SAMPLES_PER_MILLE), ceiling),
                 window: Budget::new("aligner windows", share(WINDOW_PER_MILLE), ceiling),
                 frames: Budget::new("frames in flight", share(FRAMES_PER_MILLE), ceiling),
+                video: Budget::new(VIDEO_BUDGET, video_bytes, ceiling),
                 row_group_bytes: share(ROW_GROUP_PER_MILLE) as usize,
                 footer_metadata: 0,
             });
         }
+        let video_bytes = video_share(rest);
+        let rest = rest - video_bytes;
         let share = |per_mille: u64| rest / 1000 * per_mille;
         Ok(MemoryPlan {
             ceiling,
@@ -149,6 +194,7 @@ impl MemoryPlan {
             samples: Budget::new("samples in flight", share(SAMPLES_PER_MILLE), ceiling),
             window: Budget::new("aligner windows", share(WINDOW_PER_MILLE), ceiling),
             frames: Budget::new("frames in flight", share(FRAMES_PER_MILLE), ceiling),
+            video: Budget::new(VIDEO_BUDGET, video_bytes, ceiling),
             row_group_bytes: row_group as usize,
             footer_metadata: meta(row_group),
         })
@@ -156,22 +202,35 @@ impl MemoryPlan {
 
     /// Wakes every waiter: a stage failed.
     pub fn cancel(&self) {
-        for b in [&self.chunk, &self.samples, &self.window, &self.frames] {
+        for b in [
+            &self.chunk,
+            &self.samples,
+            &self.window,
+            &self.frames,
+            &self.video,
+        ] {
             b.cancel();
         }
     }
 
     /// What each budget held, for the report.
     pub fn usage(&self) -> Vec<BudgetUsage> {
-        [&self.chunk, &self.samples, &self.window, &self.frames]
-            .iter()
-            .map(|b| BudgetUsage {
-                name: b.name(),
-                peak: b.peak(),
-                largest_item: b.largest(),
-                capacity: b.capacity(),
-            })
-            .collect()
+        [
+            &self.chunk,
+            &self.samples,
+            &self.window,
+            &self.frames,
+            &self.video,
+        ]
+        .iter()
+        .filter(|b| b.capacity() > 0 || b.name() != VIDEO_BUDGET)
+        .map(|b| BudgetUsage {
+            name: b.name(),
+            peak: b.peak(),
+            largest_item: b.largest(),
+            capacity: b.capacity(),
+        })
+        .collect()
     }
 
     /// The smallest ceiling under which a run with these `usage` figures fits: the fixed part,
@@ -183,7 +242,7 @@ impl MemoryPlan {
         let need = |name: &str, per_mille: u64, of: fn(&BudgetUsage) -> u64| {
             get(name).map_or(0, |u| of(u).saturating_mul(1000).div_ceil(per_mille))
         };
-        let rest = [
+        let mut rest = [
             MIN_BUFFER_BYTES,
             need("samples in flight", SAMPLES_PER_MILLE, |u| u.largest_item),
             need("aligner windows", WINDOW_PER_MILLE, |u| u.peak),
@@ -192,9 +251,18 @@ impl MemoryPlan {
         .into_iter()
         .max()
         .unwrap_or(MIN_BUFFER_BYTES);
+        if get(VIDEO_BUDGET).is_some() {
+            // The other shares get what video leaves; video needs one decode scratch and two
+            // frames in flight (its largest item is a frame with its encoded bytes).
+            rest = rest.saturating_mul(1000).div_ceil(1000 - VIDEO_PER_MILLE);
+            rest = rest.max(need(VIDEO_BUDGET, VIDEO_PER_MILLE, |u| 3 * u.largest_item));
+        }
         (baseline + RESERVE_BYTES + chunk + rest).next_multiple_of(1 << 20)
     }
 }
+
+/// Name of the video budget (in reports).
+pub const VIDEO_BUDGET: &str = "video frames in flight";
 
 /// Peak and largest item of one budget.
 #[derive(Debug, Clone, serde::Serialize)]
