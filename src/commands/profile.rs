@@ -16,7 +16,7 @@ use crate::memory::format_bytes;
 use crate::memory::plan::RESERVE_BYTES;
 
 /// Attempts at finding a verified smallest ceiling (each 25 % above the last).
-const VERIFY_ATTEMPTS: usize = 4;
+const VERIFY_ATTEMPTS: usize = 6;
 
 #[derive(Serialize)]
 struct ProfileReport {

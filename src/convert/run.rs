@@ -558,7 +558,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     let converted = convert_all(opts, &cfg, &mut prep, budgets.as_mut())?;
     let mut log = converted.log;
-    let (usage, row_group_bytes, baseline, peaks) = match &mut budgets {
+    let (usage, row_group_bytes, baseline, peaks, footer_metadata) = match &mut budgets {
         Some(b) => {
             b.stop();
             if let Some(p) = b.monitor.progress.get() {
@@ -575,9 +575,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                     m.peak_file.load(Ordering::Relaxed),
                     m.peak_allocated.load(Ordering::Relaxed),
                 ],
+                b.mem.footer_metadata,
             )
         }
-        None => (Vec::new(), 0, start.rss(), [0; 4]),
+        None => (Vec::new(), 0, start.rss(), [0; 4], 0),
     };
     drop(budgets);
 
@@ -604,7 +605,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         increase: end.allocated as i64 - start.allocated as i64,
         max_chunk_increase: log.max_increase,
         max_chunk_increase_at: log.max_increase_chunk,
-        smallest_ceiling: MemoryPlan::smallest_ceiling(baseline, &usage),
+        smallest_ceiling: MemoryPlan::smallest_ceiling(baseline, &usage, footer_metadata),
         budgets: usage,
         baseline,
         row_group_bytes,

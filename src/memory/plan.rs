@@ -236,7 +236,7 @@ impl MemoryPlan {
     /// The smallest ceiling under which a run with these `usage` figures fits: the fixed part,
     /// the largest chunk, and the shares each buffer needs for what it held at its peak (the
     /// windows) or for its largest item (channels, which only need room for one).
-    pub fn smallest_ceiling(baseline: u64, usage: &[BudgetUsage]) -> u64 {
+    pub fn smallest_ceiling(baseline: u64, usage: &[BudgetUsage], footer_metadata: u64) -> u64 {
         let get = |name: &str| usage.iter().find(|u| u.name == name);
         let chunk = get("chunk in flight").map_or(0, |u| u.largest_item);
         let need = |name: &str, per_mille: u64, of: fn(&BudgetUsage) -> u64| {
@@ -257,7 +257,10 @@ impl MemoryPlan {
             rest = rest.saturating_mul(1000).div_ceil(1000 - VIDEO_PER_MILLE);
             rest = rest.max(need(VIDEO_BUDGET, VIDEO_PER_MILLE, |u| 3 * u.largest_item));
         }
-        (baseline + RESERVE_BYTES + chunk + rest).next_multiple_of(1 << 20)
+        // The longest episode's footer metadata at balanced row groups (see `for_run`), and
+        // the row group it balances with (the same size: the optimum equalises the two).
+        let footer = footer_metadata.saturating_mul(2);
+        (baseline + RESERVE_BYTES + chunk + rest + footer).next_multiple_of(1 << 20)
     }
 }
 
