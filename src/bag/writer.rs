@@ -770,6 +770,8 @@ mod tests {
 
     /// Three connections, 200 messages with a few out-of-order times; small threshold so there
     /// are several chunks. Returns the expected (conn, time, payload) in write order.
+    /// (bag bytes, the (conn, time, payload) messages written).
+    #[allow(clippy::type_complexity)]
     fn sample(opts: BagWriterOptions) -> (Vec<u8>, Vec<(u32, u64, Vec<u8>)>) {
         let mut w = BagWriter::new(Cursor::new(Vec::new()), opts).unwrap();
         let a = w.add_connection("/a", "std_msgs/Int32", MD5, DEF).unwrap();

@@ -93,7 +93,7 @@ fn convert(
         return Ok(Exit::Ok);
     }
     let zero_config = config.is_none();
-    let config = apply_video_args(&args, config)?;
+    let config = apply_video_args(args, config)?;
     let opts = RunOptions {
         inputs: args.inputs.clone(),
         output: args.output.clone(),

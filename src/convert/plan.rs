@@ -149,29 +149,26 @@ impl BagPlan {
                             src.topic, msgtype, conn.msgtype
                         )));
                     }
-                    if !conns.contains_key(&id) {
-                        let schema = MessageSchema::parse(&conn.msgtype, &conn.definition)
-                            .map_err(|e| Error::Definition {
-                                path: bag.path().to_path_buf(),
-                                topic: conn.topic.clone(),
-                                conn: id,
-                                msgtype: conn.msgtype.clone(),
-                                what: e.what,
-                            })?;
-                        conns.insert(
-                            id,
-                            ConnPlan {
+                    let cp = match conns.entry(id) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            let schema = MessageSchema::parse(&conn.msgtype, &conn.definition)
+                                .map_err(|err| Error::Definition {
+                                    path: bag.path().to_path_buf(),
+                                    topic: conn.topic.clone(),
+                                    conn: id,
+                                    msgtype: conn.msgtype.clone(),
+                                    what: err.what,
+                                })?;
+                            e.insert(ConnPlan {
                                 topic: conn.topic.clone(),
                                 schema,
                                 paths: Vec::new(),
                                 uses: Vec::new(),
                                 stamp: None,
-                            },
-                        );
-                    }
-                    let cp = conns
-                        .get_mut(&id)
-                        .ok_or_else(|| Error::Config("connection plan missing".into()))?;
+                            })
+                        }
+                    };
                     let first = cp.paths.len();
                     let fields: Vec<&str> = match kind {
                         SlotKind::CompressedImage => COMPRESSED_IMAGE_FIELDS.to_vec(),

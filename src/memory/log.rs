@@ -150,7 +150,7 @@ impl MemoryLog {
                 writeln!(w, "{line}").map_err(io)?
             }
         }
-        if self.seen % self.stride == 0 {
+        if self.seen.is_multiple_of(self.stride) {
             self.chart.push(row);
             if self.chart.len() >= MAX_CHART_POINTS {
                 let mut i = 0;
