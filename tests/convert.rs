@@ -1,18 +1,18 @@
 //! End-to-end conversion: the demo bag, a config with slices/scales/concatenation/resampling/
 //! trimming on a synthetic bag whose values are known, and the exit codes of the binary.
 
+mod common;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Float32Type, Int64Type};
-use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
+use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression};
 use bag2dataset::convert::config::ConvertConfig;
 use bag2dataset::convert::run::{RunOptions, run};
-use bag2dataset::demo::{
-    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-};
+use common::SyntheticBag;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
@@ -159,8 +159,8 @@ fn demo_converts_to_a_valid_dataset_with_exact_totals() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A bag with a 30 Hz camera and a 200 Hz joint topic whose positions are known functions of
-/// time: position[j] = j * 1000 + t_ms (record time in ms since start).
+/// The shared synthetic bag (tests/common): 30 Hz camera, 200 Hz joints with
+/// position[j] = j * 1000 + t_ms.
 fn synthetic_bag(path: &Path, seconds: u64, compression: Compression) {
     synthetic_bag_chunked(path, seconds, compression, 64 * 1024);
 }
@@ -171,66 +171,13 @@ fn synthetic_bag_chunked(
     compression: Compression,
     chunk_threshold: usize,
 ) {
-    let opts = BagWriterOptions {
+    SyntheticBag {
+        seconds,
+        compression,
         chunk_threshold,
-        ..BagWriterOptions::with_compression(compression)
-    };
-    let mut w = BagWriter::create(path, opts).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = 1_000_000_000_000_000_000u64;
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
-        .encode(
-            &[128u8; 16 * 12 * 3],
-            16,
-            12,
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
-    let names: Vec<String> = (0..6).map(|j| format!("j{j}")).collect();
-    // merge both streams in time order
-    let mut events: Vec<(u64, bool)> = Vec::new();
-    for k in 0..seconds * 30 {
-        events.push((k * 1_000_000_000 / 30, true));
+        ..SyntheticBag::default()
     }
-    for k in 0..seconds * 200 {
-        events.push((k * 5_000_000, false));
-    }
-    events.sort();
-    for (i, (t, is_cam)) in events.into_iter().enumerate() {
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(i as u32, sec, nsec, "");
-        if is_cam {
-            p.string("jpeg").bytes(&jpeg);
-            w.write(cam, abs, p.as_slice()).unwrap();
-        } else {
-            let t_ms = t as f64 / 1e6;
-            let pos: Vec<f64> = (0..6).map(|j| j as f64 * 1000.0 + t_ms).collect();
-            p.string_array(&names)
-                .f64_array(&pos)
-                .f64_array(&[])
-                .f64_array(&[]);
-            w.write(js, abs, p.as_slice()).unwrap();
-        }
-    }
-    w.finish().unwrap();
+    .write(path);
 }
 
 #[test]

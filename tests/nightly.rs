@@ -2,6 +2,8 @@
 //! output lock, interruption (SIGINT publishes what is done, exit 130), SIGKILL at many points
 //! then re-run gives a byte-identical dataset, episode order, shards merged equal to one run.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -12,19 +14,16 @@ use std::time::{Duration, Instant};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::Int64Type;
-use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
 use bag2dataset::convert::config::ConvertConfig;
 use bag2dataset::convert::merge::{MergeOptions, merge};
 use bag2dataset::convert::run::{RunOptions, run};
 use bag2dataset::convert::select::{Order, Shard};
-use bag2dataset::demo::{
-    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
+use common::SyntheticBag;
+
 const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
-const START: u64 = 1_000_000_000_000_000_000;
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("b2d-nightly-{}-{name}", std::process::id()));
@@ -33,63 +32,17 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
-/// A bag with a 30 Hz camera (JPEG whose grey level depends on `seed`) and a 200 Hz joint
-/// topic, position[j] = j * 1000 + t_ms + seed, starting `start_s` seconds after START.
+/// The shared synthetic bag (tests/common) with 4 joints, `seed` in its values and grey level,
+/// starting `start_s` seconds after START.
 fn synthetic_bag(path: &Path, seconds: u64, seed: u64, start_s: u64) {
-    let mut w = BagWriter::create(path, BagWriterOptions::with_compression(Compression::Lz4))
-        .expect("bag writer");
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = START + start_s * 1_000_000_000;
-    let mut jpeg = Vec::new();
-    let grey = (40 + seed * 37 % 180) as u8;
-    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
-        .encode(&[grey; 16 * 12 * 3], 16, 12, image::ExtendedColorType::Rgb8)
-        .unwrap();
-    let names: Vec<String> = (0..4).map(|j| format!("j{j}")).collect();
-    let mut events: Vec<(u64, bool)> = Vec::new();
-    for k in 0..seconds * 30 {
-        events.push((k * 1_000_000_000 / 30, true));
+    SyntheticBag {
+        seconds,
+        seed,
+        start_s,
+        joints: 4,
+        ..SyntheticBag::default()
     }
-    for k in 0..seconds * 200 {
-        events.push((k * 5_000_000, false));
-    }
-    events.sort();
-    for (i, (t, is_cam)) in events.into_iter().enumerate() {
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(i as u32, sec, nsec, "");
-        if is_cam {
-            p.string("jpeg").bytes(&jpeg);
-            w.write(cam, abs, p.as_slice()).unwrap();
-        } else {
-            let t_ms = t as f64 / 1e6;
-            let pos: Vec<f64> = (0..4)
-                .map(|j| j as f64 * 1000.0 + t_ms + seed as f64)
-                .collect();
-            p.string_array(&names)
-                .f64_array(&pos)
-                .f64_array(&[])
-                .f64_array(&[]);
-            w.write(js, abs, p.as_slice()).unwrap();
-        }
-    }
-    w.finish().unwrap();
+    .write(path);
 }
 
 /// `n` bags `bag-0.bag`… of `seconds` each in `dir/in`, with a task sidecar per bag (two tasks).
