@@ -753,3 +753,79 @@ fn leftovers_of_a_run_killed_while_swapping_are_recovered() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn parallel_jobs_equal_one_run_under_one_ceiling() {
+    let dir = tmp("jobs");
+    make_bags(&dir, 4, 2);
+    let all = dir.join("all");
+    run(&opts(vec![dir.join("in")], &all)).unwrap();
+    let cfg = dir.join("conv.toml");
+    std::fs::write(&cfg, config().to_toml()).unwrap();
+    let par = dir.join("par");
+    let ceiling: u64 = 256 << 20;
+    let o = Command::new(BIN)
+        .args([
+            "convert",
+            dir.join("in").to_str().unwrap(),
+            "-o",
+            par.to_str().unwrap(),
+        ])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--jobs",
+            "2",
+            "--max-memory",
+            "256MiB",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["jobs"], 2);
+    let per_job = r["per_job_ceiling"].as_u64().unwrap();
+    assert!(2 * per_job <= ceiling);
+    let reports = r["job_reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    for job in reports {
+        let m = &job["memory"];
+        assert!(
+            m["peak_rss"].as_u64().unwrap() <= per_job,
+            "a job passed its share: {m}"
+        );
+        assert_eq!(m["ceiling"].as_u64(), Some(per_job));
+    }
+    assert!(r["sum_of_job_peak_rss"].as_u64().unwrap() <= ceiling);
+    assert_same_data(&all, &par);
+    assert!(bag2dataset::dataset::validate(&par).unwrap().is_empty());
+    assert!(!dir.join("par.jobs").exists(), "job outputs are removed");
+    // a ceiling too small for two jobs: one sequential run, same data
+    let seq = dir.join("seq");
+    let o = Command::new(BIN)
+        .args([
+            "convert",
+            dir.join("in").to_str().unwrap(),
+            "-o",
+            seq.to_str().unwrap(),
+        ])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--jobs",
+            "2",
+            "--max-memory",
+            "64MiB",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("converting sequentially"),
+        "{}",
+        stderr(&o)
+    );
+    assert_same_data(&all, &seq);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -94,6 +94,28 @@ fn convert(
     }
     let zero_config = config.is_none();
     let config = apply_video_args(args, config)?;
+    let fresh = !args.output.exists() || args.overwrite;
+    if args.jobs > 1 {
+        let jobs = super::jobs::jobs_that_fit(args.jobs, ceiling, crate::memory::sample().rss());
+        if !fresh || shard.is_some() || order != Order::Path || jobs < 2 {
+            diag!(
+                "--jobs {}: converting sequentially ({})",
+                args.jobs,
+                if jobs < 2 {
+                    "--max-memory leaves less than 2 x 40 MiB"
+                } else {
+                    "parallel jobs apply to a fresh output, in path order, without --shard"
+                }
+            );
+        } else {
+            let bags = collect_bags(&args.inputs)?;
+            let mut cfg = resolve_config(&bags, config)?;
+            if let Some(fps) = args.fps {
+                cfg.fps = Some(fps);
+            }
+            return super::jobs::convert_parallel(args, ceiling, jobs, &cfg);
+        }
+    }
     let opts = RunOptions {
         inputs: args.inputs.clone(),
         output: args.output.clone(),

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod dump;
 pub mod info;
+pub mod jobs;
 pub mod merge;
 pub mod profile;
 pub mod reindex;
