@@ -117,8 +117,9 @@ pub struct ConvertArgs {
     pub log_file: Option<PathBuf>,
     /// Convert this many bags at once, each under an equal share of --max-memory (at least 40
     /// MiB each: fewer jobs run when the ceiling is smaller); a fresh output in path order only.
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
+    /// Default: the number of cores, as many as the ceiling allows (one at 64 MiB).
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Write one row of memory figures per chunk (CSV, or JSON Lines for .jsonl/.json).
     #[arg(long)]
     pub memory_log: Option<PathBuf>,

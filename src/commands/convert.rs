@@ -95,19 +95,26 @@ fn convert(
     let zero_config = config.is_none();
     let config = apply_video_args(args, config)?;
     let fresh = !args.output.exists() || args.overwrite;
-    if args.jobs > 1 {
-        let jobs = super::jobs::jobs_that_fit(args.jobs, ceiling, crate::memory::sample().rss());
-        if !fresh || shard.is_some() || order != Order::Path || jobs < 2 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = args.jobs.unwrap_or(cores);
+    if wanted > 1 {
+        // No more jobs than bags.
+        let bags = collect_bags(&args.inputs).map(|b| b.len()).unwrap_or(1);
+        let jobs =
+            super::jobs::jobs_that_fit(wanted.min(bags), ceiling, crate::memory::sample().rss());
+        let parallel = fresh && shard.is_none() && order == Order::Path && jobs >= 2;
+        if !parallel && args.jobs.is_some() {
             diag!(
-                "--jobs {}: converting sequentially ({})",
-                args.jobs,
-                if jobs < 2 {
+                "--jobs {wanted}: converting sequentially ({})",
+                if bags < 2 {
+                    "one bag"
+                } else if jobs < 2 {
                     "--max-memory leaves less than 2 x 40 MiB"
                 } else {
                     "parallel jobs apply to a fresh output, in path order, without --shard"
                 }
             );
-        } else {
+        } else if parallel {
             let bags = collect_bags(&args.inputs)?;
             let mut cfg = resolve_config(&bags, config)?;
             if let Some(fps) = args.fps {
