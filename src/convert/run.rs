@@ -157,6 +157,8 @@ pub fn collect_bags(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             out.extend(found);
         } else if p.is_file() {
             out.push(p.clone());
+        } else if let Some(found) = expand_glob(p)? {
+            out.extend(found);
         } else {
             return Err(Error::io(
                 p,
@@ -167,6 +169,79 @@ pub fn collect_bags(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Expands a quoted glob (`'/data/*/run-??.bag'`, as a cron line may pass it): `*` and `?` in
+/// any path component, matched against directory entries. `None` when `p` has no wildcard;
+/// an error when it matches no file.
+fn expand_glob(p: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let text = p.to_string_lossy();
+    if !text.contains(['*', '?']) {
+        return Ok(None);
+    }
+    let mut current: Vec<PathBuf> = vec![if p.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        PathBuf::from(".")
+    }];
+    for comp in p.components() {
+        let part = comp.as_os_str().to_string_lossy();
+        if matches!(
+            comp,
+            std::path::Component::RootDir | std::path::Component::CurDir
+        ) {
+            continue;
+        }
+        let mut next = Vec::new();
+        for base in &current {
+            if part.contains(['*', '?']) {
+                let Ok(rd) = std::fs::read_dir(base) else {
+                    continue;
+                };
+                let mut names: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok())
+                    .filter(|e| wildcard_match(&part, &e.file_name().to_string_lossy()))
+                    .map(|e| e.path())
+                    .collect();
+                names.sort();
+                next.extend(names);
+            } else {
+                next.push(base.join(comp.as_os_str()));
+            }
+        }
+        current = next;
+    }
+    let files: Vec<PathBuf> = current.into_iter().filter(|f| f.is_file()).collect();
+    if files.is_empty() {
+        return Err(Error::Config(format!(
+            "{}: the pattern matches no file",
+            p.display()
+        )));
+    }
+    Ok(Some(files))
+}
+
+/// `*` (any run of characters) and `?` (one character) matching of a whole name.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// Task text of a bag: `--task`, else a `<bag>.task.txt` sidecar, else the config's.
@@ -1021,5 +1096,41 @@ fn signed_bytes(v: i64) -> String {
         format!("-{}", format_bytes(v.unsigned_abs()))
     } else {
         format!("+{}", format_bytes(v as u64))
+    }
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_whole_names() {
+        assert!(wildcard_match("*.bag", "run-1.bag"));
+        assert!(wildcard_match("run-??.bag", "run-12.bag"));
+        assert!(!wildcard_match("run-??.bag", "run-1.bag"));
+        assert!(!wildcard_match("*.bag", "run.bag.active"));
+        assert!(wildcard_match("a*b*c", "aXXbYc"));
+    }
+
+    #[test]
+    fn quoted_globs_expand_to_sorted_files() {
+        let dir = std::env::temp_dir().join(format!("b2d-glob-{}", std::process::id()));
+        for d in ["day1", "day2"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+            for f in ["b.bag", "a.bag", "notes.txt"] {
+                std::fs::write(dir.join(d).join(f), b"x").unwrap();
+            }
+        }
+        let found = collect_bags(&[dir.join("day*/*.bag")]).unwrap();
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["day1/a.bag", "day1/b.bag", "day2/a.bag", "day2/b.bag"]
+        );
+        assert!(collect_bags(&[dir.join("nothing-*.bag")]).is_err());
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
