@@ -120,6 +120,9 @@ pub struct ConvertArgs {
     /// Default: the number of cores, as many as the ceiling allows (one at 64 MiB).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Internal (set by --jobs for its children): the dataset fps of an own-rate timeline.
+    #[arg(long, hide = true)]
+    pub dataset_fps: Option<u32>,
     /// Write one row of memory figures per chunk (CSV, or JSON Lines for .jsonl/.json).
     #[arg(long)]
     pub memory_log: Option<PathBuf>,

@@ -139,6 +139,7 @@ fn convert(
         order,
         shard,
         interrupt: interrupt_flag(),
+        dataset_fps: args.dataset_fps,
     };
     let continues =
         !args.overwrite && !args.force && Manifest::read(&args.output).ok().flatten().is_some();

@@ -28,6 +28,35 @@ pub fn jobs_that_fit(wanted: usize, ceiling: u64, rss: u64) -> usize {
     wanted.min((avail / MIN_JOB_CEILING) as usize).max(1)
 }
 
+/// The rounded rate of the timeline topic in the first bag (in path order), as a sequential run
+/// takes it.
+fn first_bag_rate(args: &ConvertArgs, cfg: &ConvertConfig) -> anyhow::Result<Option<u32>> {
+    let bags = crate::convert::run::collect_bags(&args.inputs)?;
+    let Some(topic) = cfg.timeline.as_deref() else {
+        return Ok(None);
+    };
+    for b in &bags {
+        let Ok(bag) = crate::bag::BagFile::open(b) else {
+            continue;
+        };
+        let Ok((index, _)) = crate::bag::BagIndex::open(&bag) else {
+            continue;
+        };
+        let conns = index.connections_of(topic);
+        let Ok(times) = index.topic_times(&bag, &conns) else {
+            continue;
+        };
+        if let (Some(first), Some(last)) = (times.first(), times.last())
+            && times.len() >= 2
+            && last > first
+        {
+            let rate = (times.len() - 1) as f64 / ((last - first) as f64 / 1e9);
+            return Ok(Some((rate.round() as u32).max(1)));
+        }
+    }
+    Ok(None)
+}
+
 /// Runs the conversion as `jobs` children and merges them; `cfg` is the resolved config (the
 /// same for every child, written to a file so zero-config cannot differ between shards).
 pub fn convert_parallel(
@@ -55,6 +84,12 @@ fn run_children(
     std::fs::write(&cfg_path, cfg.to_toml())
         .with_context(|| format!("writing {}", cfg_path.display()))?;
     let exe = std::env::current_exe().context("locating the bag2dataset binary")?;
+    // Without a configured fps the first bag's rate is the dataset's (as in one sequential
+    // run); every share is told it.
+    let dataset_fps = match cfg.fps {
+        Some(_) => None,
+        None => first_bag_rate(args, cfg)?,
+    };
     let per_job = ceiling.saturating_sub(sample().rss()) / jobs as u64;
     diag!(
         "converting with {jobs} jobs, --max-memory {} each",
@@ -69,6 +104,9 @@ fn run_children(
         cmd.arg("--config").arg(&cfg_path);
         cmd.arg("--max-memory").arg(per_job.to_string());
         cmd.arg("--json").arg("--jobs").arg("1");
+        if let Some(fps) = dataset_fps {
+            cmd.arg("--dataset-fps").arg(fps.to_string());
+        }
         if let Some(t) = &args.task {
             cmd.arg("--task").arg(t);
         }

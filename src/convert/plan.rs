@@ -280,8 +280,10 @@ impl BagPlan {
             1.0
         };
         drop(times);
-        let wanted_fps = fixed_fps.or(cfg.fps);
-        let (timeline, fps, expected_frames) = match wanted_fps {
+        // A configured fps resamples every bag to that grid. Without one, every bag keeps its
+        // timeline topic's own ticks (the same rule for every bag, whichever comes first), and
+        // the dataset's fps is the first bag's rate (`fixed_fps` for the later ones).
+        let (timeline, fps, expected_frames) = match cfg.fps {
             Some(fps) => {
                 let period_ns = 1_000_000_000 / fps as u64;
                 let frames = ((last - first) / period_ns + 1) as usize;
@@ -298,7 +300,7 @@ impl BagPlan {
                 Timeline::Own {
                     slot: timeline_slot,
                 },
-                (rate.round() as u32).max(1),
+                fixed_fps.unwrap_or((rate.round() as u32).max(1)),
                 tl_count as usize,
             ),
         };

@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
     /// Set (by a signal handler) to stop at the next episode boundary and publish what is done.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// The dataset's fps when the timeline runs at its own rate and the first bag is not this
+    /// run's (a `--jobs` share): every share then writes the same fps.
+    pub dataset_fps: Option<u32>,
 }
 
 /// One bag's outcome.
@@ -826,7 +829,12 @@ fn convert_all(
             if let Some(note) = note {
                 eprintln!("warning: {}: {note}", path.display());
             }
-            let plan = BagPlan::new(&bag, &index, cfg, spec.as_ref().map(|s| s.fps))?;
+            let plan = BagPlan::new(
+                &bag,
+                &index,
+                cfg,
+                spec.as_ref().map(|s| s.fps).or(opts.dataset_fps),
+            )?;
             if writer.is_none() {
                 let wopts = WriterOptions {
                     row_group_bytes: stable_row_group_bytes(mem.row_group_bytes),
