@@ -102,7 +102,9 @@ fn convert(
         let bags = collect_bags(&args.inputs).map(|b| b.len()).unwrap_or(1);
         let jobs =
             super::jobs::jobs_that_fit(wanted.min(bags), ceiling, crate::memory::sample().rss());
-        let parallel = fresh && shard.is_none() && order == Order::Path && jobs >= 2;
+        // merge does not join video datasets yet: video runs are sequential.
+        let video = config.as_ref().is_some_and(ConvertConfig::wants_video);
+        let parallel = fresh && shard.is_none() && order == Order::Path && !video && jobs >= 2;
         if !parallel && args.jobs.is_some() {
             diag!(
                 "--jobs {wanted}: converting sequentially ({})",
@@ -111,7 +113,7 @@ fn convert(
                 } else if jobs < 2 {
                     "--max-memory leaves less than 2 x 40 MiB"
                 } else {
-                    "parallel jobs apply to a fresh output, in path order, without --shard"
+                    "parallel jobs apply to a fresh output, in path order, without --shard or video"
                 }
             );
         } else if parallel {
