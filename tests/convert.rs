@@ -33,7 +33,7 @@ fn opts(inputs: Vec<PathBuf>, output: PathBuf, config: Option<ConvertConfig>) ->
         inputs,
         output,
         config,
-        ceiling: 64 << 20,
+        ceiling: 256 << 20, // roomy: in-process runs share RSS with the tests beside them
         fps: None,
         task: None,
         overwrite: false,

@@ -2,22 +2,13 @@
 //! (an independent reader's decoding), damaged bags are recovered to exactly their goldens, and
 //! unreadable files give a clear error.
 
+mod common;
+
+use common::testdata;
+
 use std::path::{Path, PathBuf};
 
 use bag2dataset::commands::dump::{DumpFilter, dump_bag, dump_bag_with};
-
-fn testdata() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent; the golden tests need the shared test data",
-            dir.display()
-        );
-        None
-    }
-}
 
 fn bags(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -83,7 +83,9 @@ fn opts(inputs: Vec<PathBuf>, output: &Path) -> RunOptions {
         inputs,
         output: output.to_path_buf(),
         config: Some(config()),
-        ceiling: 64 << 20,
+        // In-process runs share the test binary's RSS with the tests running beside them;
+        // a roomy ceiling keeps them from failing on each other's memory.
+        ceiling: 256 << 20,
         ..RunOptions::default()
     }
 }
@@ -764,24 +766,27 @@ fn parallel_jobs_equal_one_run_under_one_ceiling() {
     std::fs::write(&cfg, config().to_toml()).unwrap();
     let par = dir.join("par");
     let ceiling: u64 = 256 << 20;
-    let o = Command::new(BIN)
-        .args([
-            "convert",
-            dir.join("in").to_str().unwrap(),
-            "-o",
-            par.to_str().unwrap(),
-        ])
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--jobs",
-            "2",
-            "--max-memory",
-            "256MiB",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let convert_jobs = |out: &Path, max_memory: &str, json: bool| {
+        Command::new(BIN)
+            .args([
+                "convert",
+                dir.join("in").to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "--jobs",
+                "2",
+                "--max-memory",
+                max_memory,
+            ])
+            .args(json.then_some("--json"))
+            .output()
+            .unwrap()
+    };
+    let o = convert_jobs(&par, "256MiB", true);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["jobs"], 2);
@@ -803,23 +808,7 @@ fn parallel_jobs_equal_one_run_under_one_ceiling() {
     assert!(!dir.join("par.jobs").exists(), "job outputs are removed");
     // a ceiling too small for two jobs: one sequential run, same data
     let seq = dir.join("seq");
-    let o = Command::new(BIN)
-        .args([
-            "convert",
-            dir.join("in").to_str().unwrap(),
-            "-o",
-            seq.to_str().unwrap(),
-        ])
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--jobs",
-            "2",
-            "--max-memory",
-            "64MiB",
-        ])
-        .output()
-        .unwrap();
+    let o = convert_jobs(&seq, "64MiB", false);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("converting sequentially"),

@@ -2,6 +2,10 @@
 //! (unindexed, interrupted mid-chunk, cut at many points, with lying chunk sizes) for each
 //! compression, and the damaged bags of ../shared/testdata/generated repaired by `reindex`.
 
+mod common;
+
+use common::testdata;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -443,19 +447,6 @@ fn reindexed_copies_are_indexed_and_hold_the_same_messages() {
     let src = dir.join("self.bag");
     std::fs::write(&src, &bytes).unwrap();
     assert!(reindex_bag(&src, &src, None, |_| {}).is_err());
-}
-
-fn testdata() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent; this test needs the shared test data",
-            dir.display()
-        );
-        None
-    }
 }
 
 /// Every damaged bag of ../shared/testdata/generated, repaired by `reindex` in each

@@ -160,6 +160,23 @@ pub struct FeatureConfig {
 }
 
 impl FeatureConfig {
+    /// A feature with one source and every option at its default.
+    pub fn single(name: impl Into<String>, topic: &str, field: Option<&str>) -> Self {
+        FeatureConfig {
+            name: name.into(),
+            topic: Some(topic.to_string()),
+            field: field.map(str::to_string),
+            range: None,
+            scale: None,
+            sources: Vec::new(),
+            names: None,
+            policy: None,
+            resize: None,
+            tolerance_ms: None,
+            storage: None,
+        }
+    }
+
     /// The feature's sources, whichever way they were written.
     pub fn all_sources(&self) -> Result<Vec<Source>> {
         match (&self.topic, self.sources.is_empty()) {

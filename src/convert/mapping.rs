@@ -86,19 +86,11 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
             }
             names_used.push(name.clone());
             cameras.push((topic, n));
-            features.push(FeatureConfig {
-                name: format!("observation.images.{name}"),
-                topic: Some(topic.to_string()),
-                field: None,
-                range: None,
-                scale: None,
-                sources: Vec::new(),
-                names: None,
-                policy: None,
-                resize: None,
-                tolerance_ms: None,
-                storage: None,
-            });
+            features.push(FeatureConfig::single(
+                format!("observation.images.{name}"),
+                topic,
+                None,
+            ));
         }
     }
     let joint_topics: Vec<(&str, &'static str)> = index
@@ -114,19 +106,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
     let action = joint_topics.iter().find(|(t, _)| is_command(t));
     for (name, pick) in [("observation.state", state), ("action", action)] {
         if let Some((topic, field)) = pick {
-            features.push(FeatureConfig {
-                name: name.into(),
-                topic: Some(topic.to_string()),
-                field: Some(field.to_string()),
-                range: None,
-                scale: None,
-                sources: Vec::new(),
-                names: None,
-                policy: None,
-                resize: None,
-                tolerance_ms: None,
-                storage: None,
-            });
+            features.push(FeatureConfig::single(name, topic, Some(field)));
         }
     }
     // The busiest camera; the first one listed on a tie.

@@ -799,14 +799,14 @@ fn convert_all(
         b.renew_if_cancelled()?;
         let (mem, monitor) = (&b.mem, b.monitor.clone());
         if opts.progress {
-            let total = todo
-                .iter()
-                .filter_map(|j| std::fs::metadata(&j.path).ok())
-                .map(|m| m.len())
-                .sum();
-            let p = monitor
-                .progress
-                .get_or_init(|| crate::progress::Progress::new(total, true));
+            let p = monitor.progress.get_or_init(|| {
+                let total = todo
+                    .iter()
+                    .filter_map(|j| std::fs::metadata(&j.path).ok())
+                    .map(|m| m.len())
+                    .sum();
+                crate::progress::Progress::new(total, true)
+            });
             p.set_label(&format!(
                 "[{}/{n}] {}",
                 i + 1,

@@ -3,12 +3,26 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
 use bag2dataset::demo::{
     COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
 };
+
+/// `../shared/testdata`, or None (with a SKIPPED line saying why) when it is absent.
+pub fn testdata() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent; this test needs the shared test data",
+            dir.display()
+        );
+        None
+    }
+}
 
 /// Record time of the first message of a synthetic bag, ns.
 pub const START: u64 = 1_000_000_000_000_000_000;
