@@ -675,7 +675,7 @@ fn shards_merged_equal_one_run() {
     let r = merge(&MergeOptions {
         inputs: shards.clone(),
         output: merged.clone(),
-        row_group_bytes: 1 << 20,
+        buffer_bytes: 1 << 20,
         ..MergeOptions::default()
     })
     .unwrap();
@@ -689,7 +689,7 @@ fn shards_merged_equal_one_run() {
     let e = merge(&MergeOptions {
         inputs: vec![shards[0].clone(), all.clone()],
         output: dir.join("bad"),
-        row_group_bytes: 1 << 20,
+        buffer_bytes: 1 << 20,
         ..MergeOptions::default()
     })
     .unwrap_err();

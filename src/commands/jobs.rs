@@ -156,7 +156,7 @@ fn run_children(
         inputs: parts,
         output: args.output.clone(),
         overwrite: args.overwrite,
-        row_group_bytes: plan.row_group_bytes,
+        buffer_bytes: crate::convert::run::stable_buffer_bytes(plan.writer_buffer_bytes),
         progress: false,
     })?;
     let peak = reports

@@ -13,13 +13,13 @@ use crate::memory::sample;
 pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
     let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
     diag::init(true, None, None)?;
-    // Row groups sized as a conversion under the same ceiling sizes them.
+    // Writer buffers sized as a conversion under the same ceiling sizes them.
     let plan = MemoryPlan::new(ceiling, sample().rss(), 0, "nothing")?;
     let report = merge(&MergeOptions {
         inputs: args.datasets.clone(),
         output: args.output.clone(),
         overwrite: args.overwrite,
-        row_group_bytes: plan.row_group_bytes,
+        buffer_bytes: crate::convert::run::stable_buffer_bytes(plan.writer_buffer_bytes),
         progress: !args.quiet && !args.json,
     })?;
     if args.json {

@@ -163,7 +163,13 @@ fn render(r: &ProfileReport) -> String {
     }
     let _ = writeln!(
         s,
-        "  {:<28} {:>10}  (held up to twice while encoding)",
+        "  {:<28} {:>10}  (raw rows; the pages being filled take as much again)",
+        "writer buffer",
+        format_bytes(m.writer_buffer_bytes as u64)
+    );
+    let _ = writeln!(
+        s,
+        "  {:<28} {:>10}  (encoded; spilled to disk until flushed)",
         "writer row group",
         format_bytes(m.row_group_bytes as u64)
     );

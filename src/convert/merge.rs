@@ -22,8 +22,8 @@ pub struct MergeOptions {
     pub inputs: Vec<PathBuf>,
     pub output: PathBuf,
     pub overwrite: bool,
-    /// Parquet row-group flush threshold in bytes.
-    pub row_group_bytes: usize,
+    /// Raw rows the writer buffers before encoding ([`crate::dataset::WriterOptions::buffer_bytes`]).
+    pub buffer_bytes: usize,
     pub progress: bool,
 }
 
@@ -161,7 +161,7 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
         &opts.output,
         first.spec.clone(),
         WriterOptions {
-            row_group_bytes: opts.row_group_bytes,
+            buffer_bytes: opts.buffer_bytes,
             overwrite: opts.overwrite,
             chunks_size: first.chunks_size,
             ..WriterOptions::default()

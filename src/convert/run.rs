@@ -107,7 +107,10 @@ pub struct MemoryReport {
     pub baseline: u64,
     /// The smallest `--max-memory` this run's figures would have fitted in.
     pub smallest_ceiling: u64,
+    /// Parquet row group size (encoded; spilled to disk while written).
     pub row_group_bytes: usize,
+    /// Raw rows the writer buffers before encoding (its pages being filled take as much again).
+    pub writer_buffer_bytes: usize,
     pub chunks_logged: usize,
 }
 
@@ -279,10 +282,11 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     Err(last_err.unwrap_or_else(|| Error::Config("no input bags".into())))
 }
 
-/// The row-group size given to the writer: the plan's, rounded down to a power of two. The plan's figure moves with the process's baseline RSS by a few KiB between
-/// runs; rounding keeps row-group boundaries, and so the dataset's bytes, the same from run to
-/// run under one `--max-memory` (and smaller is always within the budget).
-pub fn stable_row_group_bytes(planned: usize) -> usize {
+/// The writer buffer given to the writer: the plan's, rounded down to a power of two. The plan's
+/// figure moves with the process's baseline RSS by a few KiB between runs; rounding keeps page
+/// boundaries, and so the dataset's bytes, the same from run to run under one `--max-memory`
+/// (and smaller is always within the budget).
+pub fn stable_buffer_bytes(planned: usize) -> usize {
     1usize << (usize::BITS - 1 - planned.max(1).leading_zeros())
 }
 
@@ -636,7 +640,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     let converted = convert_all(opts, &cfg, &mut prep, budgets.as_mut())?;
     let mut log = converted.log;
-    let (usage, row_group_bytes, baseline, peaks, footer_metadata) = match &mut budgets {
+    let (usage, (row_group_bytes, writer_buffer_bytes), baseline, peaks, footer_metadata) = match &mut budgets {
         Some(b) => {
             b.stop();
             if let Some(p) = b.monitor.progress.get() {
@@ -645,7 +649,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             let m = &b.monitor;
             (
                 b.mem.usage(),
-                b.mem.row_group_bytes,
+                (b.mem.row_group_bytes, b.mem.writer_buffer_bytes),
                 b.mem.baseline,
                 [
                     converted.peak_rss.max(m.peak_rss.load(Ordering::Relaxed)),
@@ -656,7 +660,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 b.mem.footer_metadata,
             )
         }
-        None => (Vec::new(), 0, start.rss(), [0; 4], 0),
+        None => (Vec::new(), (0, 0), start.rss(), [0; 4], 0),
     };
     drop(budgets);
 
@@ -687,6 +691,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         budgets: usage,
         baseline,
         row_group_bytes,
+        writer_buffer_bytes,
         chunks_logged: log.rows,
         ceiling_exceeded: false,
     };
@@ -837,7 +842,8 @@ fn convert_all(
             )?;
             if writer.is_none() {
                 let wopts = WriterOptions {
-                    row_group_bytes: stable_row_group_bytes(mem.row_group_bytes),
+                    row_group_bytes: mem.row_group_bytes,
+                    buffer_bytes: stable_buffer_bytes(mem.writer_buffer_bytes),
                     overwrite: prep.replace,
                     video: cfg.video_config().options(),
                     ..WriterOptions::default()

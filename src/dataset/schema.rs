@@ -125,6 +125,21 @@ pub fn data_schema(spec: &DatasetSpec) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, meta))
 }
 
+/// Parquet leaf columns of the data files: one per vector feature, two per image feature
+/// (`bytes`, `path`), none for video features, and the five defaults.
+pub fn leaf_columns(spec: &DatasetSpec) -> usize {
+    let features: usize = spec
+        .features
+        .iter()
+        .map(|f| match f.kind {
+            FeatureKind::Vector { .. } => 1,
+            FeatureKind::Image { .. } => 2,
+            FeatureKind::Video { .. } => 0,
+        })
+        .sum();
+    features + DEFAULT_COLUMNS.len()
+}
+
 /// The `huggingface` metadata value: `{"info": {"features": {...}}}` in `datasets` 4 syntax.
 pub fn huggingface_metadata(spec: &DatasetSpec) -> String {
     let mut feats = serde_json::Map::new();

@@ -20,6 +20,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::Compression;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{KeyValue, RowGroupMetaData};
@@ -30,6 +31,7 @@ use serde_json::json;
 use super::existing;
 use super::meta::{self, EpisodeRow, EpisodesWriter, InfoTotals};
 use super::schema::{self, HUGGINGFACE_META_KEY};
+use super::spill::SpillStoreFactory;
 use super::stats::{self, FeatureStats, ImageStats, SampledImage, StatsAggregate, VectorStats};
 use super::video::{DEFAULT_VIDEO_BUDGET_BYTES, VideoSet, VideoSpan};
 use super::{
@@ -39,10 +41,10 @@ use super::{
 use crate::error::{Error, Result};
 use crate::memory::Budget;
 
-/// Buffered frames are handed to the Parquet encoder once they reach
-/// `row_group_bytes / ENCODE_FRACTION` (default 4), so raw and encoded copies of the same rows
-/// never both approach a full row group.
-pub const ENCODE_FRACTION: usize = 4;
+/// Smallest and largest data page the writer asks for (pages being filled are held in memory,
+/// one per column; finished ones are spilled).
+const MIN_PAGE_BYTES: usize = 64 << 10;
+const MAX_PAGE_BYTES: usize = 1 << 20;
 
 /// Bytes of the five default columns per row (f32 + 4 × i64).
 const DEFAULT_ROW_BYTES: usize = 4 + 4 * 8;
@@ -160,6 +162,8 @@ pub struct DatasetWriter {
     opts: WriterOptions,
     schema: SchemaRef,
     props: WriterProperties,
+    /// Where the data file encoder's finished pages wait for their row group (the staging dir).
+    spill: Arc<SpillStoreFactory>,
     columns: Vec<ColumnBuf>,
     defaults: DefaultBufs,
     buffered_rows: usize,
@@ -345,6 +349,9 @@ impl DatasetWriter {
                 opts.row_group_bytes
             )));
         }
+        if opts.buffer_bytes == 0 {
+            return Err(Error::Config("writer buffer size must be > 0".into()));
+        }
         if opts.chunks_size == 0 || opts.data_file_bytes == 0 {
             return Err(Error::Config(
                 "chunks_size and data_file_bytes must be > 0".into(),
@@ -381,7 +388,8 @@ impl DatasetWriter {
         };
 
         let schema = schema::data_schema(&spec);
-        let props = data_properties(&spec, &schema);
+        let props = data_properties(&spec, &schema, opts.buffer_bytes);
+        let spill = Arc::new(SpillStoreFactory::new(staging.clone()));
         let columns = new_columns(&spec);
         let n_stats = spec.features.len() + DEFAULT_COLUMNS.len();
         Ok(DatasetWriter {
@@ -391,6 +399,7 @@ impl DatasetWriter {
             opts,
             schema,
             props,
+            spill,
             columns,
             defaults: DefaultBufs::default(),
             buffered_rows: 0,
@@ -754,18 +763,18 @@ impl DatasetWriter {
         r
     }
 
-    /// Hands buffered rows to the encoder at a fraction of the row-group size and flushes the
-    /// row group once buffered plus encoded bytes reach `row_group_bytes`.
+    /// Hands buffered rows to the encoder once they reach `buffer_bytes`, and flushes the row
+    /// group once its encoded size (mostly spilled pages) plus the buffered rows reach
+    /// `row_group_bytes`.
     fn maybe_flush(&mut self) -> Result<()> {
-        let rg = self.opts.row_group_bytes;
         let in_progress = self
             .file
             .as_ref()
             .map_or(0, |f| f.writer.in_progress_size());
-        if self.buffered_bytes + in_progress >= rg {
+        if self.buffered_bytes + in_progress >= self.opts.row_group_bytes {
             self.encode_buffered()?;
             self.flush_row_group()?;
-        } else if self.buffered_bytes >= rg / ENCODE_FRACTION {
+        } else if self.buffered_bytes >= self.opts.buffer_bytes {
             self.encode_buffered()?;
         }
         Ok(())
@@ -781,7 +790,10 @@ impl DatasetWriter {
                 fs::create_dir_all(dir).map_err(io_err(dir))?;
             }
             let f = File::create(&path).map_err(io_err(&path))?;
-            let writer = ArrowWriter::try_new(f, self.schema.clone(), Some(self.props.clone()))
+            let options = ArrowWriterOptions::new()
+                .with_properties(self.props.clone())
+                .with_page_store_factory(self.spill.clone());
+            let writer = ArrowWriter::try_new_with_options(f, self.schema.clone(), options)
                 .map_err(pq_err(&path))?;
             self.file = Some(DataFile {
                 chunk,
@@ -1357,14 +1369,25 @@ fn new_columns(spec: &DatasetSpec) -> Vec<ColumnBuf> {
 
 /// Parquet properties of data files: snappy for numeric columns, no dictionaries; image bytes
 /// uncompressed and without min/max statistics (encoded images neither compress nor
-/// repeat, and their statistics would copy image prefixes into the footer).
-fn data_properties(spec: &DatasetSpec, schema: &SchemaRef) -> WriterProperties {
+/// repeat, and their statistics would copy image prefixes into the footer). Data pages are
+/// sized so that one being filled per column adds up to about `buffer_bytes`; with image
+/// columns the encoder checks the page size after every value, so a page passes its limit by
+/// at most one image.
+fn data_properties(spec: &DatasetSpec, schema: &SchemaRef, buffer_bytes: usize) -> WriterProperties {
     let hf = schema
         .metadata()
         .get(HUGGINGFACE_META_KEY)
         .cloned()
         .unwrap_or_default();
+    let leaves = schema::leaf_columns(spec).max(1);
+    let page = (buffer_bytes / leaves).clamp(MIN_PAGE_BYTES, MAX_PAGE_BYTES);
+    let has_images = spec
+        .features
+        .iter()
+        .any(|f| matches!(f.kind, FeatureKind::Image { .. }));
     let mut b = WriterProperties::builder()
+        .set_data_page_size_limit(page)
+        .set_write_batch_size(if has_images { 1 } else { 1024 })
         .set_compression(Compression::SNAPPY)
         // Dictionary encoders pre-allocate tens of KiB per column whatever the row group size;
         // our columns are mostly unique values, and snappy still squeezes the constant ones.

@@ -5,7 +5,8 @@
 //!         + RESERVE_BYTES (Parquet encoders, thread stacks, stats, allocator slack)
 //!         + chunk in flight (largest needed chunk: mapped pages + decompressed copy)
 //!         + the rest, shared by: samples in flight 15 %, aligner windows 35 %,
-//!           frames in flight 10 %, writer row group 2 x 12.5 % (builders + encoded pages),
+//!           frames in flight 10 %, writer 2 x 12.5 % (raw rows + pages being filled;
+//!           finished pages are spilled to disk until their row group is flushed),
 //!           and 15 % left for allocator fragmentation and pages not yet returned
 //!         (+ the footer metadata of the longest episode, reserved before the shares)
 //!         with video features, VIDEO_PER_MILLE of the rest first goes to the frames in flight
@@ -29,13 +30,11 @@ pub const MIN_BUFFER_BYTES: u64 = 2 << 20;
 pub const SAMPLES_PER_MILLE: u64 = 150;
 pub const WINDOW_PER_MILLE: u64 = 350;
 pub const FRAMES_PER_MILLE: u64 = 100;
-/// The row group is held twice while it is encoded (builders + pages): 2 × 125.
-pub const ROW_GROUP_PER_MILLE: u64 = 125;
+/// The writer's raw rows, and as much again for the pages being filled: 2 × 125.
+pub const WRITER_PER_MILLE: u64 = 125;
 /// Footer metadata parquet-rs keeps per column chunk until the file closes (measured: 10.4 KiB
 /// per row group of 13 columns, so about 800 bytes).
 pub const ROW_GROUP_META_BYTES_PER_COLUMN: u64 = 800;
-/// Smallest row group the plan chooses (256 KiB).
-pub const MIN_ROW_GROUP_BYTES: u64 = 256 << 10;
 /// Share of the buffers given to video frames in flight (decoded RGB frames queued for the
 /// ffmpeg encoders, their encoded bytes, the decode threads' scratch) when there are video
 /// features, in thousandths: 300.
@@ -58,7 +57,10 @@ pub struct MemoryPlan {
     pub frames: Budget,
     /// Frames in flight to the video encoders (capacity 0 without video features).
     pub video: Budget,
-    /// Parquet row group flush threshold.
+    /// Raw rows the writer buffers before encoding them (its pages being filled take about as
+    /// much again).
+    pub writer_buffer_bytes: usize,
+    /// Parquet row group size (encoded; spilled to disk while written, so not a memory share).
     pub row_group_bytes: usize,
     /// Reserved for the footer metadata of the longest episode's data file.
     pub footer_metadata: u64,
@@ -78,10 +80,9 @@ impl MemoryPlan {
 
     /// Like [`MemoryPlan::new`], also reserving the Parquet footer metadata of the longest
     /// episode: an episode is one data file, and the writer keeps about
-    /// [`ROW_GROUP_META_BYTES_PER_COLUMN`] per column per row group until the file closes. The
-    /// row-group size is chosen to balance the two (`sqrt(meta · episode / 1.25)`, capped by
-    /// its share). When the model says it cannot fit, the plan falls back to not reserving it
-    /// (with a warning) and the RSS monitor is the judge.
+    /// [`ROW_GROUP_META_BYTES_PER_COLUMN`] per column per row group until the file closes; the
+    /// row groups grow with the episode ([`crate::dataset::row_group_bytes_for`]), so this
+    /// stays small.
     pub fn for_run(
         ceiling: u64,
         baseline: u64,
@@ -136,52 +137,28 @@ impl MemoryPlan {
                 hint: hint(needed_min),
             });
         }
-        let meta_per_group = ROW_GROUP_META_BYTES_PER_COLUMN * leaf_columns;
-        let meta = |rg: u64| meta_per_group.saturating_mul(episode_bytes) / rg.max(1);
-        let optimum = ((meta_per_group as f64 * episode_bytes as f64 / 1.25).sqrt() as u64)
-            .max(MIN_ROW_GROUP_BYTES);
-        // Fixed point: the metadata reserve shrinks the shares, which bound the row group.
-        let mut row_group = optimum;
-        let mut rest = 0;
-        for _ in 0..8 {
-            let reserved = fixed + max_chunk + meta(row_group);
-            if ceiling <= reserved + MIN_BUFFER_BYTES {
-                rest = 0;
-                break;
-            }
-            rest = ceiling - reserved;
-            let cap = rest / 1000 * ROW_GROUP_PER_MILLE;
-            row_group = if episode_bytes == 0 {
-                cap
-            } else {
-                optimum.min(cap).max(MIN_ROW_GROUP_BYTES)
-            };
-        }
+        // Row groups wait on disk while they are written (`dataset::spill`), so their size is
+        // chosen for the file, and only their footer metadata stays in memory.
+        let row_group = crate::dataset::row_group_bytes_for(episode_bytes);
+        let groups = episode_bytes.div_ceil(row_group as u64).max(1);
+        let footer = (ROW_GROUP_META_BYTES_PER_COLUMN * leaf_columns).saturating_mul(groups);
+        let rest = ceiling.saturating_sub(fixed + max_chunk + footer);
         if rest < MIN_BUFFER_BYTES {
-            // The model (fixed reserve, every buffer full at once) says the episode's metadata
-            // does not fit; it is conservative, so plan without reserving it and let the RSS
-            // monitor stop the run if the ceiling is really reached.
-            crate::diag::warn(&format!(
-                "the footer metadata of a {} episode ({leaf_columns} columns, about {} at the smallest \
-                 useful row groups) may not fit under --max-memory {}; the run stops if it does",
-                format_bytes(episode_bytes),
-                format_bytes(meta(optimum)),
-                format_bytes(ceiling)
-            ));
-            let rest = ceiling - fixed - max_chunk;
-            let video_bytes = video_share(rest);
-            let rest = rest - video_bytes;
-            let share = |per_mille: u64| rest / 1000 * per_mille;
-            return Ok(MemoryPlan {
+            let needed = fixed + max_chunk + footer + MIN_BUFFER_BYTES;
+            return Err(Error::OverBudget {
+                item: format!(
+                    "{chunk_label} plus the process baseline ({}), reserve ({}), the footer \
+                     metadata of a {} episode ({}) and the smallest buffers ({})",
+                    format_bytes(baseline),
+                    format_bytes(RESERVE_BYTES),
+                    format_bytes(episode_bytes),
+                    format_bytes(footer),
+                    format_bytes(MIN_BUFFER_BYTES)
+                ),
+                needed,
+                available: ceiling,
                 ceiling,
-                baseline,
-                chunk: Budget::new("chunk in flight", max_chunk, ceiling),
-                samples: Budget::new("samples in flight", share(SAMPLES_PER_MILLE), ceiling),
-                window: Budget::new("aligner windows", share(WINDOW_PER_MILLE), ceiling),
-                frames: Budget::new("frames in flight", share(FRAMES_PER_MILLE), ceiling),
-                video: Budget::new(VIDEO_BUDGET, video_bytes, ceiling),
-                row_group_bytes: share(ROW_GROUP_PER_MILLE) as usize,
-                footer_metadata: 0,
+                hint: hint(needed),
             });
         }
         let video_bytes = video_share(rest);
@@ -195,8 +172,9 @@ impl MemoryPlan {
             window: Budget::new("aligner windows", share(WINDOW_PER_MILLE), ceiling),
             frames: Budget::new("frames in flight", share(FRAMES_PER_MILLE), ceiling),
             video: Budget::new(VIDEO_BUDGET, video_bytes, ceiling),
-            row_group_bytes: row_group as usize,
-            footer_metadata: meta(row_group),
+            writer_buffer_bytes: share(WRITER_PER_MILLE) as usize,
+            row_group_bytes: row_group,
+            footer_metadata: footer,
         })
     }
 
@@ -257,10 +235,8 @@ impl MemoryPlan {
             rest = rest.saturating_mul(1000).div_ceil(1000 - VIDEO_PER_MILLE);
             rest = rest.max(need(VIDEO_BUDGET, VIDEO_PER_MILLE, |u| 3 * u.largest_item));
         }
-        // The longest episode's footer metadata at balanced row groups (see `for_run`), and
-        // the row group it balances with (the same size: the optimum equalises the two).
-        let footer = footer_metadata.saturating_mul(2);
-        (baseline + RESERVE_BYTES + chunk + rest + footer).next_multiple_of(1 << 20)
+        // The longest episode's footer metadata (see `for_run`).
+        (baseline + RESERVE_BYTES + chunk + rest + footer_metadata).next_multiple_of(1 << 20)
     }
 }
 
@@ -281,21 +257,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_episodes_reserve_footer_metadata_or_are_refused_up_front() {
+    fn long_episodes_reserve_little_footer_metadata() {
         let gb = 1u64 << 30;
-        let p = MemoryPlan::for_run(64 << 20, 6 << 20, 1 << 20, "chunk 0", 4 * gb, 13).unwrap();
-        assert!(
-            p.footer_metadata > (4 << 20) && p.footer_metadata < (16 << 20),
-            "{}",
-            p.footer_metadata
-        );
-        assert!(p.row_group_bytes as u64 >= MIN_ROW_GROUP_BYTES);
+        let one = MemoryPlan::for_run(64 << 20, 6 << 20, 1 << 20, "chunk 0", gb, 13).unwrap();
+        let four = MemoryPlan::for_run(64 << 20, 6 << 20, 1 << 20, "chunk 0", 4 * gb, 13).unwrap();
+        for p in [&one, &four] {
+            assert!(p.footer_metadata < (3 << 20), "{}", p.footer_metadata);
+        }
+        // The buffers do not shrink for the longer bag.
+        assert!(four.writer_buffer_bytes * 100 >= one.writer_buffer_bytes * 95);
+        // Beyond 8 GiB the row groups stop growing and the reserve grows, up to a clear error.
+        let huge = MemoryPlan::for_run(256 << 20, 6 << 20, 1 << 20, "chunk 0", 64 * gb, 13).unwrap();
+        assert!(huge.row_group_bytes > four.row_group_bytes);
+        assert!(huge.footer_metadata > four.footer_metadata);
+        let e = MemoryPlan::for_run(32 << 20, 6 << 20, 1 << 20, "chunk 0", 256 * gb, 13)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("footer metadata") && e.contains("--max-memory"), "{e}");
         let small =
             MemoryPlan::for_run(64 << 20, 6 << 20, 1 << 20, "chunk 0", 1 << 20, 13).unwrap();
         assert!(small.footer_metadata < (64 << 10));
-        let tight =
-            MemoryPlan::for_run(24 << 20, 6 << 20, 1 << 20, "chunk 0", 64 * gb, 13).unwrap();
-        assert_eq!(tight.footer_metadata, 0, "falls back to the plain plan");
     }
 
     #[test]
@@ -305,7 +286,7 @@ mod tests {
             + p.samples.capacity()
             + p.window.capacity()
             + p.frames.capacity()
-            + 2 * p.row_group_bytes as u64;
+            + 2 * p.writer_buffer_bytes as u64;
         assert!(total + (6 << 20) + RESERVE_BYTES <= 64 << 20);
         let e = MemoryPlan::new(12 << 20, 6 << 20, 2 << 20, "chunk 7 at offset 4117")
             .unwrap_err()
