@@ -407,7 +407,10 @@ fn memory_stays_near_the_buffer_size() {
     // only the buffered rows, the pages being filled (64 KiB at least, one an image column
     // fills) and the stats state (5 sketches of 600 f32, histograms): finished pages wait on
     // disk.
-    assert!(episode_bytes / 3 > 8 * 64 * 1024, "episodes of {episode_bytes} bytes are too small");
+    assert!(
+        episode_bytes / 3 > 8 * 64 * 1024,
+        "episodes of {episode_bytes} bytes are too small"
+    );
     assert!(peak < buffer + 2 * 64 * 1024 + 64 * 1024, "peak {peak}");
     let reader = SerializedFileReader::new(File::open(&data_files(&out)[0]).unwrap()).unwrap();
     assert_eq!(reader.metadata().num_row_groups(), 3);

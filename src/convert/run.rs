@@ -640,28 +640,29 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     let converted = convert_all(opts, &cfg, &mut prep, budgets.as_mut())?;
     let mut log = converted.log;
-    let (usage, (row_group_bytes, writer_buffer_bytes), baseline, peaks, footer_metadata) = match &mut budgets {
-        Some(b) => {
-            b.stop();
-            if let Some(p) = b.monitor.progress.get() {
-                p.finish();
+    let (usage, (row_group_bytes, writer_buffer_bytes), baseline, peaks, footer_metadata) =
+        match &mut budgets {
+            Some(b) => {
+                b.stop();
+                if let Some(p) = b.monitor.progress.get() {
+                    p.finish();
+                }
+                let m = &b.monitor;
+                (
+                    b.mem.usage(),
+                    (b.mem.row_group_bytes, b.mem.writer_buffer_bytes),
+                    b.mem.baseline,
+                    [
+                        converted.peak_rss.max(m.peak_rss.load(Ordering::Relaxed)),
+                        m.peak_anon.load(Ordering::Relaxed),
+                        m.peak_file.load(Ordering::Relaxed),
+                        m.peak_allocated.load(Ordering::Relaxed),
+                    ],
+                    b.mem.footer_metadata,
+                )
             }
-            let m = &b.monitor;
-            (
-                b.mem.usage(),
-                (b.mem.row_group_bytes, b.mem.writer_buffer_bytes),
-                b.mem.baseline,
-                [
-                    converted.peak_rss.max(m.peak_rss.load(Ordering::Relaxed)),
-                    m.peak_anon.load(Ordering::Relaxed),
-                    m.peak_file.load(Ordering::Relaxed),
-                    m.peak_allocated.load(Ordering::Relaxed),
-                ],
-                b.mem.footer_metadata,
-            )
-        }
-        None => (Vec::new(), (0, 0), start.rss(), [0; 4], 0),
-    };
+            None => (Vec::new(), (0, 0), start.rss(), [0; 4], 0),
+        };
     drop(budgets);
 
     let end = sample();

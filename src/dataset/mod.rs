@@ -33,8 +33,8 @@ mod writer;
 pub use stats::FeatureStats;
 pub use validate::validate;
 pub use writer::{
-    DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage, Presampled,
-    pid_alive, recover_staging,
+    DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage, PlannedSample,
+    Presampled, pid_alive, recover_staging,
 };
 
 /// LeRobot format version written into `info.json`.

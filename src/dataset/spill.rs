@@ -68,9 +68,11 @@ impl Drop for PooledBuf {
 impl PageStoreFactory for SpillStoreFactory {
     fn create(&self, args: &PageStoreArgs<'_>) -> Result<Box<dyn PageStore>> {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .dir
-            .join(format!(".spill-{}-{n}-col{}", std::process::id(), args.column_index()));
+        let path = self.dir.join(format!(
+            ".spill-{}-{n}-col{}",
+            std::process::id(),
+            args.column_index()
+        ));
         Ok(Box::new(SpillStore {
             path,
             file: None,
@@ -163,7 +165,9 @@ mod tests {
         use arrow::record_batch::RecordBatch;
         let dir = std::env::temp_dir().join(format!("b2d-spill-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let blobs: Vec<Vec<u8>> = (0..200u32).map(|i| vec![i as u8; 3000 + i as usize]).collect();
+        let blobs: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| vec![i as u8; 3000 + i as usize])
+            .collect();
         let bin: ArrayRef = Arc::new(BinaryArray::from_iter_values(blobs.iter()));
         let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..200));
         let batch = RecordBatch::try_from_iter([("img", bin), ("id", ids)]).unwrap();
@@ -185,7 +189,11 @@ mod tests {
         w.flush().unwrap();
         w.write(&batch.slice(0, 50)).unwrap();
         w.close().unwrap();
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "spill files unlinked");
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            0,
+            "spill files unlinked"
+        );
         let r = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(out))
             .unwrap()
             .build()

@@ -423,6 +423,107 @@ pub struct SampledImage {
     hist: Box<[[u64; 256]; 3]>,
 }
 
+thread_local! {
+    /// The decoded RGB of the last sampled JPEG, reused by the next decode on this thread (a
+    /// fresh 0.9 MiB buffer per 640x480 frame would be zeroed each time).
+    static DECODE_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A decode buffer larger than this (8 MiB: beyond 1920x1440 RGB) is freed after use rather
+/// than kept for the next frame.
+const MAX_KEPT_SCRATCH_BYTES: usize = 8 << 20;
+
+/// Decodes a JPEG straight to 8-bit RGB in `rgb` (grey replicated, CMYK/YCCK converted, as
+/// PIL's `convert("RGB")`), returning (width, height). Calls zune-jpeg (the decoder `image`
+/// uses) directly: no copy of the input, no fresh output buffer, no per-pixel accessor.
+fn decode_jpeg_rgb(bytes: &[u8], rgb: &mut Vec<u8>) -> Result<(u32, u32), String> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let bad = |e: &dyn std::fmt::Display| format!("cannot decode Jpeg image: {e}");
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(1 << 16)
+        .set_max_height(1 << 16);
+    let mut d = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    d.decode_headers().map_err(|e| bad(&e))?;
+    let (w, h) = d.dimensions().ok_or_else(|| bad(&"no dimensions"))?;
+    let size = d
+        .output_buffer_size()
+        .ok_or_else(|| bad(&"no output size"))?;
+    if d.output_colorspace() != Some(ColorSpace::RGB) || size != w * h * 3 {
+        return Err(bad(&format!(
+            "cannot convert {:?} to RGB",
+            d.input_colorspace()
+        )));
+    }
+    rgb.resize(size, 0);
+    d.decode_into(rgb).map_err(|e| bad(&e))?;
+    Ok((w as u32, h as u32))
+}
+
+/// Decodes one image of lerobot's sample and counts its downsampled pixels `hits` times (the
+/// number of times the sample takes the frame). Images are converted to 8-bit RGB as PIL's
+/// `convert("RGB")` does (grey replicated, alpha dropped); 16-bit images are scaled by
+/// 255/65535 first, so depth stats are `value / 65535`. JPEGs decode into this thread's
+/// scratch buffer, kept for the next call when `keep_scratch` (a thread that decodes only now
+/// and then frees it).
+pub fn sample_image(
+    bytes: &[u8],
+    format: ImageFormat,
+    expect: (u32, u32),
+    hits: u64,
+    keep_scratch: bool,
+) -> Result<SampledImage, String> {
+    let mut hist = Box::new([[0u64; 256]; 3]);
+    let dims_err = |w: u32, h: u32| {
+        format!(
+            "image is {h}x{w} (HxW) but the feature declares {}x{}",
+            expect.0, expect.1
+        )
+    };
+    match format {
+        ImageFormat::Jpeg => DECODE_SCRATCH.with_borrow_mut(|rgb| {
+            let (w, h) = decode_jpeg_rgb(bytes, rgb)?;
+            if (h, w) != expect {
+                return Err(dims_err(w, h));
+            }
+            let (w, h) = (w as usize, h as usize);
+            let step = downsample_factor(w as u32, h as u32) as usize;
+            for y in (0..h).step_by(step) {
+                let row = &rgb[y * w * 3..(y + 1) * w * 3];
+                for p in row.chunks_exact(3).step_by(step) {
+                    for c in 0..3 {
+                        hist[c][usize::from(p[c])] += hits;
+                    }
+                }
+            }
+            if !keep_scratch || rgb.capacity() > MAX_KEPT_SCRATCH_BYTES {
+                *rgb = Vec::new();
+            }
+            Ok(())
+        })?,
+        ImageFormat::Png => {
+            let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+                .map_err(|e| format!("cannot decode {format:?} image: {e}"))?;
+            let (w, h) = img.dimensions();
+            if (h, w) != expect {
+                return Err(dims_err(w, h));
+            }
+            let step = downsample_factor(w, h);
+            for y in (0..h).step_by(step as usize) {
+                for x in (0..w).step_by(step as usize) {
+                    let p = img.get_pixel(x, y).0;
+                    for c in 0..3 {
+                        hist[c][usize::from(p[c])] += hits;
+                    }
+                }
+            }
+        }
+    }
+    Ok(SampledImage { hits, hist })
+}
+
 /// Per-episode image statistics: lerobot's frame sample, downsampled, as 8-bit RGB histograms.
 #[derive(Debug, Clone)]
 pub struct ImageStats {
@@ -455,9 +556,7 @@ impl ImageStats {
     }
 
     /// Decodes frame `frame_index` if it is sampled, without changing any state (so a frame
-    /// that fails can be rejected cleanly). Images are converted to 8-bit RGB as PIL's
-    /// `convert("RGB")` does (grey replicated, alpha dropped); 16-bit images are scaled by
-    /// 255/65535 first, so depth stats are `value / 65535`.
+    /// that fails can be rejected cleanly); see [`sample_image`].
     pub fn sample(
         &self,
         frame_index: usize,
@@ -465,34 +564,15 @@ impl ImageStats {
         format: ImageFormat,
         expect: (u32, u32),
     ) -> Result<Option<SampledImage>, String> {
-        let hits = self.cursor.hits_at(frame_index) as u64;
-        if hits == 0 {
-            return Ok(None);
+        match self.hits_at(frame_index) {
+            0 => Ok(None),
+            hits => sample_image(bytes, format, expect, hits, true).map(Some),
         }
-        let fmt = match format {
-            ImageFormat::Jpeg => image::ImageFormat::Jpeg,
-            ImageFormat::Png => image::ImageFormat::Png,
-        };
-        let img = image::load_from_memory_with_format(bytes, fmt)
-            .map_err(|e| format!("cannot decode {format:?} image: {e}"))?;
-        let (w, h) = img.dimensions();
-        if (h, w) != expect {
-            return Err(format!(
-                "image is {h}x{w} (HxW) but the feature declares {}x{}",
-                expect.0, expect.1
-            ));
-        }
-        let mut hist = Box::new([[0u64; 256]; 3]);
-        let step = downsample_factor(w, h);
-        for y in (0..h).step_by(step as usize) {
-            for x in (0..w).step_by(step as usize) {
-                let p = img.get_pixel(x, y).0;
-                for c in 0..3 {
-                    hist[c][usize::from(p[c])] += hits;
-                }
-            }
-        }
-        Ok(Some(SampledImage { hits, hist }))
+    }
+
+    /// How many times lerobot's sample takes frame `frame_index` (0: not sampled).
+    pub fn hits_at(&self, frame_index: usize) -> u64 {
+        self.cursor.hits_at(frame_index) as u64
     }
 
     /// Records frame `frame_index` with what [`Self::sample`] returned for it.

@@ -1310,23 +1310,53 @@ pub struct Presampled {
     images: Vec<Option<SampledImage>>,
 }
 
+/// One image of a frame that lerobot's statistics sample takes, to decode (by
+/// [`stats::sample_image`]) on any thread.
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedSample {
+    /// Position among the frame's image features (the slot in [`Presampled`]).
+    pub slot: usize,
+    /// Index of the image in [`Frame::values`].
+    pub value: usize,
+    pub hits: u64,
+    /// Declared (height, width) of the feature.
+    pub expect: (u32, u32),
+}
+
 impl FrameSampler {
-    /// Decodes the sampled images of the next frame (most frames are not sampled: cheap).
-    pub fn sample(&mut self, frame: &Frame) -> std::result::Result<Presampled, String> {
+    /// Moves on to the next frame and says which of its images the sample takes: (frame
+    /// index, number of image slots, the images to decode).
+    pub fn plan(&mut self, frame: &Frame) -> (usize, usize, Vec<PlannedSample>) {
         let frame_index = self.next_frame;
-        let mut images = Vec::new();
-        for (feature, value) in self.features.iter_mut().zip(&frame.values) {
-            if let (Some((st, expect)), FeatureValue::Image { bytes, format }) = (feature, value) {
-                let s = st.sample(frame_index, bytes, *format, *expect)?;
+        let mut planned = Vec::new();
+        let mut slots = 0;
+        for (value, (feature, v)) in self.features.iter_mut().zip(&frame.values).enumerate() {
+            if let (Some((st, expect)), FeatureValue::Image { .. }) = (feature, v) {
+                let hits = st.hits_at(frame_index);
+                if hits > 0 {
+                    planned.push(PlannedSample {
+                        slot: slots,
+                        value,
+                        hits,
+                        expect: *expect,
+                    });
+                }
                 st.commit(frame_index, None);
-                images.push(s);
+                slots += 1;
             }
         }
         self.next_frame += 1;
-        Ok(Presampled {
+        (frame_index, slots, planned)
+    }
+}
+
+impl Presampled {
+    /// The sample of frame `frame_index`, one entry per image feature.
+    pub fn new(frame_index: usize, images: Vec<Option<SampledImage>>) -> Self {
+        Presampled {
             frame_index,
             images,
-        })
+        }
     }
 }
 
@@ -1373,7 +1403,11 @@ fn new_columns(spec: &DatasetSpec) -> Vec<ColumnBuf> {
 /// sized so that one being filled per column adds up to about `buffer_bytes`; with image
 /// columns the encoder checks the page size after every value, so a page passes its limit by
 /// at most one image.
-fn data_properties(spec: &DatasetSpec, schema: &SchemaRef, buffer_bytes: usize) -> WriterProperties {
+fn data_properties(
+    spec: &DatasetSpec,
+    schema: &SchemaRef,
+    buffer_bytes: usize,
+) -> WriterProperties {
     let hf = schema
         .metadata()
         .get(HUGGINGFACE_META_KEY)

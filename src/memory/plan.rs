@@ -267,13 +267,17 @@ mod tests {
         // The buffers do not shrink for the longer bag.
         assert!(four.writer_buffer_bytes * 100 >= one.writer_buffer_bytes * 95);
         // Beyond 8 GiB the row groups stop growing and the reserve grows, up to a clear error.
-        let huge = MemoryPlan::for_run(256 << 20, 6 << 20, 1 << 20, "chunk 0", 64 * gb, 13).unwrap();
+        let huge =
+            MemoryPlan::for_run(256 << 20, 6 << 20, 1 << 20, "chunk 0", 64 * gb, 13).unwrap();
         assert!(huge.row_group_bytes > four.row_group_bytes);
         assert!(huge.footer_metadata > four.footer_metadata);
         let e = MemoryPlan::for_run(32 << 20, 6 << 20, 1 << 20, "chunk 0", 256 * gb, 13)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("footer metadata") && e.contains("--max-memory"), "{e}");
+        assert!(
+            e.contains("footer metadata") && e.contains("--max-memory"),
+            "{e}"
+        );
         let small =
             MemoryPlan::for_run(64 << 20, 6 << 20, 1 << 20, "chunk 0", 1 << 20, 13).unwrap();
         assert!(small.footer_metadata < (64 << 10));
