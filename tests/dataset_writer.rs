@@ -87,7 +87,7 @@ fn frame(ep: u32, i: u32) -> Frame {
             FeatureValue::Vector(state(ep, i)),
             FeatureValue::Vector(vec![i as f32 * 0.1]),
             FeatureValue::Image {
-                bytes: jpeg(ep, i),
+                bytes: jpeg(ep, i).into(),
                 format: ImageFormat::Jpeg,
             },
         ],
@@ -495,7 +495,7 @@ fn bad_frames_are_rejected_without_panic() {
     assert!(w.push_frame(f).is_err());
     let mut f = frame(0, 0);
     f.values[2] = FeatureValue::Image {
-        bytes: b"not a jpeg".to_vec(),
+        bytes: b"not a jpeg".to_vec().into(),
         format: ImageFormat::Jpeg,
     };
     assert!(w.push_frame(f).is_err());

@@ -515,7 +515,7 @@ fn files_roll_over_by_size_and_h264_hevc_have_exact_timestamps() {
         w.begin_episode("roll", *n as usize).unwrap();
         for k in 0..*n {
             let img = |seed| FeatureValue::Image {
-                bytes: jpeg(&frame_rgb(k, seed)),
+                bytes: jpeg(&frame_rgb(k, seed)).into(),
                 format: ImageFormat::Jpeg,
             };
             w.push_frame(Frame {
@@ -534,11 +534,11 @@ fn files_roll_over_by_size_and_h264_hevc_have_exact_timestamps() {
     w.push_frame(Frame {
         values: vec![
             FeatureValue::Image {
-                bytes: jpeg(&frame_rgb(0, 9)),
+                bytes: jpeg(&frame_rgb(0, 9)).into(),
                 format: ImageFormat::Jpeg,
             },
             FeatureValue::Image {
-                bytes: jpeg(&frame_rgb(0, 9)),
+                bytes: jpeg(&frame_rgb(0, 9)).into(),
                 format: ImageFormat::Jpeg,
             },
             FeatureValue::Vector(vec![0.0]),

@@ -1,6 +1,9 @@
 //! Images on their way out: CompressedImage bytes pass through untouched; raw
 //! `sensor_msgs/Image` pixels are encoded to PNG (16-bit depth as 16-bit PNG).
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use image::ExtendedColorType;
 use image::ImageEncoder;
 use image::codecs::png::PngEncoder;
@@ -41,11 +44,20 @@ pub fn locate_encoded(bytes: &[u8]) -> Option<(usize, ImageFormat)> {
     }
 }
 
+/// An image sample's bytes as the owner of a [`Bytes`].
+struct SharedPayload(Arc<ImagePayload>);
+
+impl AsRef<[u8]> for SharedPayload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
 /// The stored form of an image: CompressedImage bytes as they are (JPEG or PNG, found by their
 /// magic; the depth header stripped), raw pixels as PNG; with `resize = (height, width)`,
 /// decoded, resized and encoded again (JPEG stays JPEG, everything else becomes PNG).
 pub fn to_feature_value(
-    img: &ImagePayload,
+    img: &Arc<ImagePayload>,
     resize: Option<(u32, u32)>,
 ) -> Result<FeatureValue, String> {
     let (bytes, format) = if img.raw {
@@ -58,15 +70,19 @@ pub fn to_feature_value(
             )
         })?;
         if resize.is_none() {
+            // Shares the sample's bytes: the aligner may still hold it for a later tick.
             return Ok(FeatureValue::Image {
-                bytes: img.bytes[at..].to_vec(),
+                bytes: Bytes::from_owner(SharedPayload(img.clone())).slice(at..),
                 format,
             });
         }
         (img.bytes[at..].to_vec(), format)
     };
     let Some((h, w)) = resize else {
-        return Ok(FeatureValue::Image { bytes, format });
+        return Ok(FeatureValue::Image {
+            bytes: bytes.into(),
+            format,
+        });
     };
     let decoded = image::load_from_memory(&bytes)
         .map_err(|e| format!("cannot decode the image to resize it: {e}"))?;
@@ -85,7 +101,10 @@ pub fn to_feature_value(
                 .map_err(|e| format!("PNG encoding failed: {e}"))?;
         }
     }
-    Ok(FeatureValue::Image { bytes: out, format })
+    Ok(FeatureValue::Image {
+        bytes: out.into(),
+        format,
+    })
 }
 
 /// Encodes raw pixels to PNG, honouring `step` padding, BGR order and big-endian 16-bit data.
@@ -185,8 +204,11 @@ mod tests {
         assert_eq!(back.color(), image::ColorType::L16);
         assert_eq!(back.to_luma16().as_raw(), &vec![0x1234, 0xABCD]);
         // resized: 2x2 -> 1x1, still PNG
-        let small =
-            to_feature_value(&raw("rgb8", 2, 2, 6, vec![10; 12], false), Some((1, 1))).unwrap();
+        let small = to_feature_value(
+            &Arc::new(raw("rgb8", 2, 2, 6, vec![10; 12], false)),
+            Some((1, 1)),
+        )
+        .unwrap();
         let FeatureValue::Image { bytes, format } = small else {
             panic!()
         };

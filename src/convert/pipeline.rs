@@ -12,8 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -26,13 +25,11 @@ use crate::bag::chunk_reader::{chunk_error, messages, read_chunk};
 use crate::bag::{BagFile, BagIndex, ChunkCompression, ChunkInfo};
 use crate::convert::config::TimeSource;
 use crate::dataset::stats::{self, SampledImage};
-use crate::dataset::{
-    DatasetWriter, FeatureValue, Frame, FrameSampler, ImageFormat, PlannedSample, Presampled,
-};
+use crate::dataset::{DatasetWriter, FeatureValue, Frame, FrameSampler, Presampled};
 use crate::error::{Error, Result};
 use crate::memory::log::MemoryLog;
 use crate::memory::plan::MemoryPlan;
-use crate::memory::{Budget, MemorySample, Permit, sample};
+use crate::memory::{MemorySample, Permit, sample};
 
 /// With `time_source = "header"`, how far a header stamp may trail its record time; slot
 /// watermarks (in record time) are moved back by this much (1 s).
@@ -171,7 +168,7 @@ pub fn convert_bag(
         let stats = std::thread::Builder::new()
             .name("image-stats".into())
             .spawn_scoped(scope, || {
-                let r = image_stats_stage(frame_rx, &sampled_tx, sampler, &mem.frames);
+                let r = image_stats_stage(frame_rx, &sampled_tx, sampler);
                 if r.is_err() {
                     mem.cancel();
                 }
@@ -701,155 +698,32 @@ fn build_frame(plan: &BagPlan, values: Vec<SampleValue>) -> std::result::Result<
 
 /// Decodes lerobot's image-statistics sample of each frame on its own thread (the costliest
 /// work of a conversion: a JPEG decode per sampled frame and camera), ahead of the writer.
-/// With more than one core, a helper thread shares the decodes of a frame that samples
-/// several cameras, when `scratch` has room for the copies it works on and its decode buffer.
+/// (A helper thread sharing a frame's decodes was measured slower on 2 cores: the pipeline's
+/// four threads already keep both busy, and the per-frame hand-off waits for a descheduled
+/// helper.)
 fn image_stats_stage(
     rx: Receiver<FrameEvent>,
     tx: &Sender<FrameEvent>,
     mut sampler: FrameSampler,
-    scratch: &Budget,
 ) -> Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    std::thread::scope(|s| {
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Arc<SharedDecode>>(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-        let helper = (cores > 1)
-            .then(|| {
-                std::thread::Builder::new()
-                    .name("image-stats-2".into())
-                    .spawn_scoped(s, move || {
-                        for job in job_rx {
-                            job.run(false);
-                            if done_tx.send(()).is_err() {
-                                return;
-                            }
-                        }
-                    })
-                    .ok()
-            })
-            .flatten();
-        let failed = |what: String| Error::Config(format!("image statistics: {what}"));
-        let r = loop {
-            let (frame, permit) = match rx.recv() {
-                Ok(FrameEvent::Frame(frame, _, permit)) => (frame, permit),
-                Ok(FrameEvent::End) => {
-                    break tx.send(FrameEvent::End).map_err(|_| Error::Cancelled);
-                }
-                Err(_) => break Err(Error::Cancelled),
-            };
-            let (frame_index, slots, planned) = sampler.plan(&frame);
-            let mut images: Vec<Option<SampledImage>> = (0..slots).map(|_| None).collect();
-            let shared = (helper.is_some() && planned.len() > 1)
-                .then(|| SharedDecode::new(&frame, &planned))
-                .and_then(|job| Some((scratch.try_acquire(job.scratch_bytes())?, Arc::new(job))));
-            let decoded = match shared {
-                Some((room, job)) => {
-                    if job_tx.send(job.clone()).is_err() {
-                        break Err(Error::Cancelled);
-                    }
-                    job.run(true);
-                    if done_rx.recv().is_err() {
-                        break Err(Error::Cancelled);
-                    }
-                    drop(room);
-                    job.take_results()
-                }
-                None => planned
-                    .iter()
-                    .map(|p| match &frame.values[p.value] {
-                        FeatureValue::Image { bytes, format } => {
-                            stats::sample_image(bytes, *format, p.expect, p.hits, true)
-                        }
-                        _ => Err("not an image".into()),
-                    })
-                    .collect(),
-            };
-            let mut bad = None;
-            for (p, d) in planned.iter().zip(decoded) {
-                match d {
-                    Ok(d) => images[p.slot] = Some(d),
-                    Err(what) => bad = bad.or(Some(what)),
-                }
-            }
-            if let Some(what) = bad {
-                break Err(failed(what));
-            }
-            let sampled = Presampled::new(frame_index, images);
-            if tx
-                .send(FrameEvent::Frame(frame, Some(sampled), permit))
-                .is_err()
-            {
-                break Err(Error::Cancelled);
-            }
+    loop {
+        let (frame, permit) = match rx.recv() {
+            Ok(FrameEvent::Frame(frame, _, permit)) => (frame, permit),
+            Ok(FrameEvent::End) => return tx.send(FrameEvent::End).map_err(|_| Error::Cancelled),
+            Err(_) => return Err(Error::Cancelled),
         };
-        drop(job_tx);
-        r
-    })
-}
-
-/// The sampled images of one frame, decoded by the image-stats thread and its helper together:
-/// each takes the next undecoded image until none is left.
-struct SharedDecode {
-    /// Copies of the images (the frame itself moves on to the writer).
-    images: Vec<(PlannedSample, Vec<u8>, ImageFormat)>,
-    next: AtomicUsize,
-    results: Mutex<Vec<Option<std::result::Result<SampledImage, String>>>>,
-}
-
-impl SharedDecode {
-    fn new(frame: &Frame, planned: &[PlannedSample]) -> Self {
-        let images: Vec<_> = planned
-            .iter()
-            .filter_map(|p| match &frame.values[p.value] {
-                FeatureValue::Image { bytes, format } => Some((*p, bytes.clone(), *format)),
-                _ => None,
-            })
-            .collect();
-        let results = Mutex::new((0..images.len()).map(|_| None).collect());
-        SharedDecode {
-            images,
-            next: AtomicUsize::new(0),
-            results,
-        }
-    }
-
-    /// What the helper holds at most: the copies and one decoded RGB image.
-    fn scratch_bytes(&self) -> u64 {
-        let copies: usize = self.images.iter().map(|(_, b, _)| b.len()).sum();
-        let decoded = self
-            .images
-            .iter()
-            .map(|(p, _, _)| p.expect.0 as usize * p.expect.1 as usize * 3)
-            .max()
-            .unwrap_or(0);
-        (copies + decoded) as u64
-    }
-
-    fn run(&self, keep_scratch: bool) {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some((p, bytes, format)) = self.images.get(i) else {
-                return;
-            };
-            let r = stats::sample_image(bytes, *format, p.expect, p.hits, keep_scratch);
-            if let Ok(mut results) = self.results.lock() {
-                results[i] = Some(r);
+        let (frame_index, slots, planned) = sampler.plan(&frame);
+        let mut images: Vec<Option<SampledImage>> = (0..slots).map(|_| None).collect();
+        for p in &planned {
+            if let FeatureValue::Image { bytes, format } = &frame.values[p.value] {
+                let s = stats::sample_image(bytes, *format, p.expect, p.hits)
+                    .map_err(|what| Error::Config(format!("image statistics: {what}")))?;
+                images[p.slot] = Some(s);
             }
         }
-    }
-
-    fn take_results(&self) -> Vec<std::result::Result<SampledImage, String>> {
-        let mut results = match self.results.lock() {
-            Ok(r) => r,
-            Err(p) => p.into_inner(),
-        };
-        results
-            .iter_mut()
-            .map(|r| {
-                r.take()
-                    .unwrap_or_else(|| Err("a decode did not finish".into()))
-            })
-            .collect()
+        let sampled = Presampled::new(frame_index, images);
+        tx.send(FrameEvent::Frame(frame, Some(sampled), permit))
+            .map_err(|_| Error::Cancelled)?;
     }
 }
 

@@ -389,7 +389,7 @@ fn value_at(p: &Path, f: &FeatureSpec, col: &dyn Array, row: usize) -> Result<Fe
                 ImageFormat::Jpeg
             };
             Ok(FeatureValue::Image {
-                bytes: bytes.value(row).to_vec(),
+                bytes: bytes.value(row).to_vec().into(),
                 format,
             })
         }

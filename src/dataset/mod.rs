@@ -168,7 +168,11 @@ impl ImageFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeatureValue {
     Vector(Vec<f32>),
-    Image { bytes: Vec<u8>, format: ImageFormat },
+    /// Encoded image bytes, shared (a CompressedImage passes through without a copy).
+    Image {
+        bytes: bytes::Bytes,
+        format: ImageFormat,
+    },
 }
 
 /// One output row: a value per user feature, in [`DatasetSpec::features`] order.

@@ -466,14 +466,12 @@ fn decode_jpeg_rgb(bytes: &[u8], rgb: &mut Vec<u8>) -> Result<(u32, u32), String
 /// number of times the sample takes the frame). Images are converted to 8-bit RGB as PIL's
 /// `convert("RGB")` does (grey replicated, alpha dropped); 16-bit images are scaled by
 /// 255/65535 first, so depth stats are `value / 65535`. JPEGs decode into this thread's
-/// scratch buffer, kept for the next call when `keep_scratch` (a thread that decodes only now
-/// and then frees it).
+/// scratch buffer, kept for the next call.
 pub fn sample_image(
     bytes: &[u8],
     format: ImageFormat,
     expect: (u32, u32),
     hits: u64,
-    keep_scratch: bool,
 ) -> Result<SampledImage, String> {
     let mut hist = Box::new([[0u64; 256]; 3]);
     let dims_err = |w: u32, h: u32| {
@@ -498,7 +496,7 @@ pub fn sample_image(
                     }
                 }
             }
-            if !keep_scratch || rgb.capacity() > MAX_KEPT_SCRATCH_BYTES {
+            if rgb.capacity() > MAX_KEPT_SCRATCH_BYTES {
                 *rgb = Vec::new();
             }
             Ok(())
@@ -566,7 +564,7 @@ impl ImageStats {
     ) -> Result<Option<SampledImage>, String> {
         match self.hits_at(frame_index) {
             0 => Ok(None),
-            hits => sample_image(bytes, format, expect, hits, true).map(Some),
+            hits => sample_image(bytes, format, expect, hits).map(Some),
         }
     }
 

@@ -244,7 +244,7 @@ pub struct VideoSpan {
 /// A frame on its way to a decode thread.
 struct Job {
     seq: u64,
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
     format: ImageFormat,
     size: (u32, u32),
     tx: Sender<Decoded>,
@@ -572,7 +572,7 @@ impl VideoSet {
 
     /// Queues the next frame of feature `feature` (JPEG or PNG bytes) for decoding and
     /// encoding. Blocks while the video budget is full; fails if the camera's encoder failed.
-    pub fn push(&mut self, feature: usize, bytes: Vec<u8>, format: ImageFormat) -> Result<()> {
+    pub fn push(&mut self, feature: usize, bytes: bytes::Bytes, format: ImageFormat) -> Result<()> {
         let Some(c) = self.cameras.iter_mut().find(|c| c.feature == feature) else {
             return Err(Error::Config(format!("feature {feature} is not a video")));
         };
