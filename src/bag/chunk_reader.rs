@@ -1,6 +1,7 @@
 //! The chunk reader: decompresses one chunk at a time (after checking its declared size against
 //! a limit) and walks the message records inside it. Pages of the map holding the compressed
-//! chunk are released once the chunk is decompressed or consumed.
+//! chunk are released once the chunk is decompressed or consumed; the converter reads chunks
+//! with positioned reads instead ([`read_chunk_copied`]).
 
 use super::file::BagFile;
 use super::index::{ChunkCompression, ChunkInfo};
@@ -62,57 +63,91 @@ pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'
     let raw = bag
         .bytes()
         .get(start..end)
-        .ok_or_else(|| Error::Malformed {
-            path: bag.path().to_path_buf(),
-            offset: chunk.pos,
-            what: "chunk data runs past the end of the file".into(),
-        })?;
+        .ok_or_else(|| past_end(bag, chunk))?;
     bag.will_need(chunk.data_offset, chunk.data_len as u64);
-    let declared = chunk.uncompressed_size as usize;
-    let bad = |what: String| Error::Malformed {
+    if chunk.compression == ChunkCompression::None {
+        check_stored_size(bag, chunk, raw.len())?;
+        return Ok(ChunkData::Mapped(raw));
+    }
+    let out = decompress_checked(bag, chunk, raw);
+    bag.release(chunk.data_offset, chunk.data_len as u64);
+    out.map(ChunkData::Owned)
+}
+
+/// Like [`read_chunk`], but the stored bytes are read with a positioned read into a buffer of
+/// their own instead of through the map, so no page of the bag becomes resident in this
+/// process: the conversion's way, which counts every byte it holds against its ceiling (a
+/// fault on a map of a file cached in large folios maps megabytes around the chunk).
+pub fn read_chunk_copied(bag: &BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'static>> {
+    bag.offset_in_file(chunk.data_offset, "chunk data")?;
+    let stored = bag
+        .read_exact_at(chunk.data_offset, chunk.data_len as usize)
+        .map_err(|_| past_end(bag, chunk))?;
+    if chunk.compression == ChunkCompression::None {
+        check_stored_size(bag, chunk, stored.len())?;
+        return Ok(ChunkData::Owned(stored));
+    }
+    decompress_checked(bag, chunk, &stored).map(ChunkData::Owned)
+}
+
+fn past_end(bag: &BagFile, chunk: &ChunkInfo) -> Error {
+    Error::Malformed {
+        path: bag.path().to_path_buf(),
+        offset: chunk.pos,
+        what: "chunk data runs past the end of the file".into(),
+    }
+}
+
+fn bad_chunk(bag: &BagFile, chunk: &ChunkInfo, what: String) -> Error {
+    Error::Malformed {
         path: bag.path().to_path_buf(),
         offset: chunk.pos,
         what: format!("{} chunk: {what}", chunk.compression.name()),
-    };
-    let data = match chunk.compression {
-        ChunkCompression::None => {
-            if raw.len() != declared {
-                return Err(bad(format!(
-                    "holds {} bytes but declares size {declared}",
-                    raw.len()
-                )));
-            }
-            return Ok(ChunkData::Mapped(raw));
+    }
+}
+
+/// An uncompressed chunk must hold exactly its declared size.
+fn check_stored_size(bag: &BagFile, chunk: &ChunkInfo, len: usize) -> Result<()> {
+    let declared = chunk.uncompressed_size as usize;
+    if len != declared {
+        return Err(bad_chunk(
+            bag,
+            chunk,
+            format!("holds {len} bytes but declares size {declared}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Decompresses the stored bytes `raw` of a compressed chunk and checks the result against the
+/// declared size.
+fn decompress_checked(bag: &BagFile, chunk: &ChunkInfo, raw: &[u8]) -> Result<Vec<u8>> {
+    let declared = chunk.uncompressed_size as usize;
+    let bad = |what: String| bad_chunk(bag, chunk, what);
+    // The buffer grows with the output really produced (never past the declared size), so a
+    // size that lies does not allocate.
+    let (out, ended, damage) = decompress_bounded(raw, chunk.compression, declared);
+    if out.len() < declared {
+        return Err(bad(match damage {
+            Some(what) => what,
+            None => format!(
+                "decompresses to {} bytes but declares size {declared}",
+                out.len()
+            ),
+        }));
+    }
+    // A partial (recovered) chunk keeps a prefix: its stream goes on, is cut or damaged.
+    if !chunk.partial {
+        if let Some(what) = damage {
+            return Err(bad(what));
         }
-        ChunkCompression::Bz2 | ChunkCompression::Lz4 => {
-            // The buffer grows with the output really produced (never past the declared size),
-            // so a size that lies does not allocate.
-            let (out, ended, damage) = decompress_bounded(raw, chunk.compression, declared);
-            bag.release(chunk.data_offset, chunk.data_len as u64);
-            if out.len() < declared {
-                return Err(bad(match damage {
-                    Some(what) => what,
-                    None => format!(
-                        "decompresses to {} bytes but declares size {declared}",
-                        out.len()
-                    ),
-                }));
-            }
-            // A partial (recovered) chunk keeps a prefix: its stream goes on, is cut or damaged.
-            if !chunk.partial {
-                if let Some(what) = damage {
-                    return Err(bad(what));
-                }
-                if !ended {
-                    return Err(bad(format!(
-                        "decompresses to more than its declared size of {declared} bytes"
-                    )));
-                }
-            }
-            out
+        if !ended {
+            return Err(bad(format!(
+                "decompresses to more than its declared size of {declared} bytes"
+            )));
         }
-    };
-    Ok(ChunkData::Owned(data))
+    }
+    Ok(out)
 }
 
 /// Walks the records of a decompressed chunk: message data records are yielded, connection

@@ -32,6 +32,7 @@ pub struct BagHeader {
 /// [`BagFile::release`] on ranges they are done with; file-backed RSS then stays flat.
 pub struct BagFile {
     path: PathBuf,
+    file: File,
     map: Option<Mmap>,
     header: BagHeader,
 }
@@ -77,6 +78,7 @@ impl BagFile {
         let _ = map.advise(Advice::Random);
         Ok(BagFile {
             path: path.to_path_buf(),
+            file,
             map: Some(map),
             header,
         })
@@ -131,6 +133,18 @@ impl BagFile {
             offset: e.offset as u64,
             what: format!("{context}: {}", e.what),
         }
+    }
+
+    /// Reads `[offset, offset + len)` with a positioned read into a new buffer (nothing of the
+    /// map becomes resident). The caller bounds `len`; a range past the end is an error.
+    pub fn read_exact_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        if offset.saturating_add(len as u64) > self.len() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
     }
 
     /// Drops the mapped pages of `[offset, offset + len)` from this process's resident set.

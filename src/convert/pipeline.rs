@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::image::to_feature_value;
 use super::plan::{BagPlan, SlotKind};
 use crate::align::{Aligner, ImagePayload, Sample, SampleValue, SlotReport, Tick};
-use crate::bag::chunk_reader::{chunk_error, messages, read_chunk};
+use crate::bag::chunk_reader::{chunk_error, messages, read_chunk_copied};
 use crate::bag::{BagFile, BagIndex, ChunkCompression, ChunkInfo};
 use crate::convert::config::TimeSource;
 use crate::dataset::stats::{self, SampledImage};
@@ -41,7 +41,8 @@ pub const MONITOR_INTERVAL: Duration = Duration::from_millis(10);
 /// Fixed bytes counted per frame on top of its values.
 const FRAME_OVERHEAD_BYTES: u64 = 128;
 
-/// Bytes a chunk occupies while it is read: its mapped pages, plus the decompressed copy.
+/// Bytes a chunk occupies while it is read: its stored bytes (read into a buffer, see
+/// [`read_chunk_copied`]), plus the decompressed copy.
 pub fn chunk_need(chunk: &ChunkInfo) -> u64 {
     let mapped = chunk.data_len as u64;
     match chunk.compression {
@@ -398,7 +399,7 @@ fn read_stage(
             )
         })?;
         bytes_read += chunk.data_len as u64;
-        let data = match read_chunk(bag, chunk) {
+        let data = match read_chunk_copied(bag, chunk) {
             Ok(d) => Some(d),
             Err(e) if !plan.strict => {
                 damage.skip_chunk(
@@ -487,7 +488,6 @@ fn read_stage(
             }
         }
         drop(data);
-        bag.release(chunk.pos, chunk.end() - chunk.pos);
         if let Some(p) = monitor.progress.get() {
             p.advance(chunk.data_len as u64);
         }
