@@ -73,10 +73,13 @@ for bag in "${bags[@]}"; do
   for i in $(seq 1 "$INFO_RUNS"); do
     timed "$base@info@$i" "$B2D" info "$bag" --json
   done
-  for mode in $MODES; do
-    for i in $(seq 1 "$RUNS"); do
+  # Modes interleaved (run 1 of each mode, then run 2, ...) so that a slow spell of the machine
+  # does not fall on one mode; the output of each run is deleted and synced away first.
+  for i in $(seq 1 "$RUNS"); do
+    for mode in $MODES; do
       ds="$OUT/ds"
       rm -rf "$ds"
+      sync
       args=(convert "$bag" -o "$ds" --json)
       [[ $mode != default ]] && args+=(--max-memory "$mode")
       echo "   convert $mode run $i" >&2
