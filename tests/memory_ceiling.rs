@@ -837,7 +837,10 @@ fn a_four_times_longer_bag_needs_no_more_memory() {
         short.heap_added as f64 / 1048576.0,
         long.heap_added as f64 / 1048576.0
     );
-    assert!(frames(&long) >= 3 * frames(&short), "the long bag is not longer");
+    assert!(
+        frames(&long) >= 3 * frames(&short),
+        "the long bag is not longer"
+    );
     assert!(
         long.heap_added <= short.heap_added + short.heap_added / 10 + (512 << 10),
         "the 60 s bag needed {} bytes of heap, the 15 s one {}",

@@ -1311,7 +1311,7 @@ pub struct Presampled {
 }
 
 /// One image of a frame that lerobot's statistics sample takes, to decode (by
-/// [`stats::sample_image`]) on any thread.
+/// [`stats::sample_image`]) off the writer's thread.
 #[derive(Debug, Clone, Copy)]
 pub struct PlannedSample {
     /// Position among the frame's image features (the slot in [`Presampled`]).

@@ -3,7 +3,7 @@
 //! ```text
 //! ceiling = baseline RSS (binary, runtime, measured at start)
 //!         + RESERVE_BYTES (Parquet encoders, thread stacks, stats, allocator slack)
-//!         + chunk in flight (largest needed chunk: mapped pages + decompressed copy)
+//!         + chunk in flight (largest needed chunk: its stored bytes + decompressed copy)
 //!         + the rest, shared by: samples in flight 15 %, aligner windows 35 %,
 //!           frames in flight 10 %, writer 2 x 12.5 % (raw rows + pages being filled;
 //!           finished pages are spilled to disk until their row group is flushed),
