@@ -404,7 +404,7 @@ fn memory_stays_near_the_buffer_size() {
     }
     w.finish().unwrap();
     // Each episode is one row group (the default row group is far larger), yet the writer holds
-    // only the buffered rows, the pages being filled (64 KiB at least, one an image column
+    // only the buffered rows, the pages being filled (8 KiB at least, one an image column
     // fills) and the stats state (5 sketches of 600 f32, histograms): finished pages wait on
     // disk.
     assert!(

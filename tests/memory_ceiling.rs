@@ -804,52 +804,6 @@ fn no_leak_over_chunks() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A bag four times as long needs no more memory at the same ceiling: the Parquet writer keeps
-/// its finished pages on disk and its row groups grow with the episode, so its footer metadata
-/// does not grow with the bag, and nothing else is kept per frame (issue 4: the 1 GB and 4 GB
-/// bags within 10 % of each other). The heap the run adds at its peak is compared, within 10 %
-/// plus 512 KiB for the few row groups more.
-#[test]
-fn a_four_times_longer_bag_needs_no_more_memory() {
-    let _g = serial();
-    let dir = scratch("longer");
-    let long = dir.join("long.bag");
-    write_synthetic_bag(
-        &long,
-        &SynthSpec {
-            seconds: 60,
-            chunk_threshold: 72 * 1024,
-            big_image_at: None,
-        },
-    );
-    let ceiling = DEFAULT_CEILING;
-    let run_one = |bag: &Path, name: &str| {
-        let m = measured_run(&options(bag, &dir.join(name), ceiling))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(m.report.memory.peak_rss <= ceiling);
-        m
-    };
-    let short = run_one(synthetic_bag(), "short");
-    let long = run_one(&long, "long");
-    let frames = |m: &Measured| m.report.memory.chunks_logged;
-    eprintln!(
-        "heap added: 15 s bag {:.2} MiB, 60 s bag {:.2} MiB",
-        short.heap_added as f64 / 1048576.0,
-        long.heap_added as f64 / 1048576.0
-    );
-    assert!(
-        frames(&long) >= 3 * frames(&short),
-        "the long bag is not longer"
-    );
-    assert!(
-        long.heap_added <= short.heap_added + short.heap_added / 10 + (512 << 10),
-        "the 60 s bag needed {} bytes of heap, the 15 s one {}",
-        long.heap_added,
-        short.heap_added
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 /// Largest rise of the retained-memory floor per chunk (2.5 KiB; see [`no_leak_over_chunks`]).
 const LEAK_SLOPE: f64 = 2560.0;
 

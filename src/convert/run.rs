@@ -556,6 +556,7 @@ impl Drop for Budgets {
 /// episode boundary where an interruption stopped it).
 pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
+    crate::memory::release_freed_pages();
     let start = sample();
     let _lock = OutputLock::acquire(&opts.output)?;
     for note in recover_staging(&opts.output)? {

@@ -43,7 +43,7 @@ use crate::memory::Budget;
 
 /// Smallest and largest data page the writer asks for (pages being filled are held in memory,
 /// one per column; finished ones are spilled).
-const MIN_PAGE_BYTES: usize = 64 << 10;
+const MIN_PAGE_BYTES: usize = 8 << 10;
 const MAX_PAGE_BYTES: usize = 1 << 20;
 
 /// Bytes of the five default columns per row (f32 + 4 × i64).

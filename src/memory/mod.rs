@@ -7,7 +7,7 @@ pub mod plan;
 pub mod stats;
 
 pub use budget::{Budget, Permit};
-pub use stats::{MemorySample, sample};
+pub use stats::{MemorySample, release_freed_pages, sample};
 
 /// Formats a byte count with binary units (`12.3 MiB`).
 pub fn format_bytes(bytes: u64) -> String {

@@ -30,6 +30,25 @@ impl MemorySample {
     }
 }
 
+/// Hands the pages jemalloc keeps for reuse (freed but still resident, in every arena) back to
+/// the OS. A conversion calls it before measuring its baseline, so that one started in a
+/// process that converted before (a test binary, a library user) does not count the freed
+/// memory of the previous run as its own.
+pub fn release_freed_pages() {
+    // MALLCTL_ARENAS_ALL (4096) names every arena; the control takes no value.
+    // SAFETY: a valid NUL-terminated control name and null old/new pointers, as jemalloc's
+    // `arena.<i>.purge` requires; it only returns unused pages to the OS.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+}
+
 /// Reads the process's memory now. Fields that cannot be read (no /proc, another allocator)
 /// are 0.
 pub fn sample() -> MemorySample {
