@@ -659,7 +659,7 @@ fn prepare(opts: &RunOptions) -> Result<Prepared> {
         let mut o = outcome(&u.path, "settling");
         o.detail = Some(format!(
             "changed {:.0} s ago (--settle {} s): still being written or copied; left for the \
-             next run",
+             next run (--settle 0 takes it now)",
             u.changed_s_ago,
             opts.settle.as_secs()
         ));
