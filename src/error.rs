@@ -25,6 +25,14 @@ pub enum Error {
         offset: u64,
         what: String,
     },
+    /// The bag's index contradicts itself: its chunk infos count messages its index-data
+    /// records do not list (or the other way round). Readers fall back to scanning the chunks.
+    #[error("{path}: inconsistent index at offset {offset}: {what}")]
+    IndexMismatch {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
     /// A connection's message definition cannot be parsed.
     #[error(
         "{path}: topic {topic} (connection {conn}, type {msgtype}): bad message definition: {what}"

@@ -210,6 +210,31 @@ pub fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, Recov
     Ok((index, note))
 }
 
+impl BagIndex {
+    /// [`BagIndex::open`], then every index-data record checked against the chunk infos (the
+    /// same reads a reader of the message times makes anyway, done once up front). When they
+    /// disagree, the index cannot be trusted to find every message, so the bag is read by a
+    /// recovery scan instead, and the note says why: messages are never silently lost.
+    pub fn open_verified(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
+        let (index, note) = BagIndex::open(bag)?;
+        if note.is_some() {
+            return Ok((index, note));
+        }
+        let all: Vec<u32> = index.connections.iter().map(|c| c.id).collect();
+        match index.visit_index_data(bag, &all, |_, _, _, _| {}) {
+            Ok(()) => Ok((index, None)),
+            Err(Error::IndexMismatch { offset, what, .. }) => {
+                let (index, note) = recover(
+                    bag,
+                    RecoveryReason::Damaged(format!("at offset {offset}: {what}")),
+                )?;
+                Ok((index, Some(note)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The state of one scan over `bytes` (the file up to the end of the chunk section).
 struct Scan<'a> {
     bytes: &'a [u8],

@@ -1032,7 +1032,7 @@ fn convert_all(
         let mut recovered = None;
         let result = (|| -> Result<(EpisodeReport, u64)> {
             let bag = BagFile::open(path)?;
-            let (index, note) = BagIndex::open(&bag)?;
+            let (index, note) = BagIndex::open_verified(&bag)?;
             if let Some(note) = note {
                 crate::diag::warn(&format!("{}: {note}", path.display()));
                 recovered = Some(RecoveredReport::new(&note));
