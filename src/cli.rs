@@ -82,9 +82,11 @@ pub struct ConvertArgs {
     /// Print the chosen mapping as a TOML config to stdout and exit without converting.
     #[arg(long)]
     pub print_config: bool,
-    /// Ceiling on the process's resident memory, e.g. 64MiB, 1G.
-    #[arg(long, default_value = "64MiB")]
-    pub max_memory: String,
+    /// Ceiling on the resident memory of the process and its children (the ffmpeg encoders),
+    /// e.g. 64MiB, 1G. Default 64MiB; with video, enough for one encoder per camera (printed
+    /// in the summary).
+    #[arg(long)]
+    pub max_memory: Option<String>,
     /// Output frame rate (overrides the config); default: the timeline topic's own rate.
     #[arg(long)]
     pub fps: Option<u32>,
@@ -180,6 +182,10 @@ pub struct ProfileArgs {
     /// The report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Profile a video conversion (`convert --video`): the smallest ceiling then covers the
+    /// ffmpeg encoders too (at least one of them besides the converter).
+    #[arg(long)]
+    pub video: bool,
 }
 
 #[derive(Debug, Args)]

@@ -37,7 +37,10 @@ fn interrupt_flag() -> Option<Arc<AtomicBool>> {
 }
 
 pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
-    let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    let ceiling = match &args.max_memory {
+        Some(m) => parse_size(m).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?,
+        None => crate::memory::plan::DEFAULT_CEILING,
+    };
     let chatty = !args.quiet && !args.json;
     diag::init(chatty, None, args.log_file.as_deref())?;
     let order = Order::parse(&args.order).map_err(|e| anyhow::anyhow!("--order: {e}"))?;
@@ -61,7 +64,7 @@ pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
 
 fn convert(
     args: &ConvertArgs,
-    ceiling: u64,
+    mut ceiling: u64,
     order: Order,
     shard: Option<Shard>,
 ) -> anyhow::Result<Exit> {
@@ -100,18 +103,44 @@ fn convert(
     if wanted > 1 {
         // No more jobs than bags.
         let bags = collect_bags(&args.inputs).map(|b| b.len()).unwrap_or(1);
-        let jobs =
-            super::jobs::jobs_that_fit(wanted.min(bags), ceiling, crate::memory::sample().rss());
+        let rss = crate::memory::sample().rss();
+        let video = config.as_ref().filter(|c| c.wants_video());
+        let jobs = match video {
+            // A video job needs its converter and one encoder; without --max-memory the
+            // ceiling is what one video run would choose (every camera's encoder at once).
+            Some(cfg) => {
+                let cams = crate::convert::run::video_cameras_of(&collect_bags(&args.inputs)?, cfg);
+                let one = cams
+                    .iter()
+                    .map(|&(c, w, h)| crate::memory::encoders::encoder_bytes(c, w, h))
+                    .max()
+                    .unwrap_or(0);
+                if args.max_memory.is_none() {
+                    ceiling = crate::memory::encoders::default_ceiling(
+                        &cams,
+                        crate::memory::plan::DEFAULT_CEILING,
+                    );
+                }
+                super::jobs::jobs_that_fit_each(
+                    wanted.min(bags),
+                    ceiling,
+                    rss,
+                    super::jobs::VIDEO_JOB_CONVERTER_BYTES + one,
+                )
+            }
+            None => super::jobs::jobs_that_fit(wanted.min(bags), ceiling, rss),
+        };
         // merge does not join video datasets yet: video runs are sequential.
-        let video = config.as_ref().is_some_and(ConvertConfig::wants_video);
-        let parallel = fresh && shard.is_none() && order == Order::Path && !video && jobs >= 2;
+        let parallel =
+            fresh && shard.is_none() && order == Order::Path && video.is_none() && jobs >= 2;
         if !parallel && args.jobs.is_some() {
             diag!(
                 "--jobs {wanted}: converting sequentially ({})",
                 if bags < 2 {
                     "one bag"
                 } else if jobs < 2 {
-                    "--max-memory leaves less than 2 x 40 MiB"
+                    "--max-memory leaves room for one job (40 MiB each; with video, each job's \
+                     converter and one encoder)"
                 } else {
                     "parallel jobs apply to a fresh output, in path order, without --shard or video"
                 }
@@ -142,6 +171,7 @@ fn convert(
         shard,
         interrupt: interrupt_flag(),
         dataset_fps: args.dataset_fps,
+        default_ceiling: args.max_memory.is_none(),
     };
     let continues =
         !args.overwrite && !args.force && Manifest::read(&args.output).ok().flatten().is_some();

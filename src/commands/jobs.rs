@@ -24,9 +24,18 @@ pub const MIN_JOB_CEILING: u64 = 40 << 20;
 
 /// How many jobs fit under `ceiling` with this process's own `rss`, at most `wanted`.
 pub fn jobs_that_fit(wanted: usize, ceiling: u64, rss: u64) -> usize {
-    let avail = ceiling.saturating_sub(rss);
-    wanted.min((avail / MIN_JOB_CEILING) as usize).max(1)
+    jobs_that_fit_each(wanted, ceiling, rss, MIN_JOB_CEILING)
 }
+
+/// Like [`jobs_that_fit`], each job needing at least `per_job` (a video job: its converter
+/// and one encoder, [`VIDEO_JOB_CONVERTER_BYTES`] + the encoder's planned bytes).
+pub fn jobs_that_fit_each(wanted: usize, ceiling: u64, rss: u64, per_job: u64) -> usize {
+    let avail = ceiling.saturating_sub(rss);
+    wanted.min((avail / per_job.max(1)) as usize).max(1)
+}
+
+/// What a video job's converter needs besides its encoders (64 MiB).
+pub const VIDEO_JOB_CONVERTER_BYTES: u64 = 64 << 20;
 
 /// The rounded rate of the timeline topic in the first bag (in path order), as a sequential run
 /// takes it.

@@ -1,6 +1,7 @@
 //! Conversion: config, zero-config mapping, and the reader → aligner → writer pipeline.
 
 pub mod config;
+pub mod config_diff;
 pub mod image;
 pub mod lock;
 pub mod manifest;
