@@ -68,6 +68,9 @@ pub enum Error {
     /// Writing the dataset failed.
     #[error("dataset {path}: {what}")]
     Dataset { path: PathBuf, what: String },
+    /// A memory ceiling asked for is above what the scheduler or the container allows.
+    #[error("memory limit: {what}")]
+    Limit { what: String },
     /// Encoding a video feature failed (ffmpeg missing, without the encoder, or died).
     #[error("video {key}: {what}")]
     Video { key: String, what: String },

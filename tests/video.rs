@@ -348,6 +348,7 @@ fn video_of_a_synthetic_bag_has_exact_frames_size_fps_timestamps_and_quality() {
     let one_encoder = bag2dataset::memory::encoders::encoder_bytes(VideoCodec::Av1, W, H);
     let ceiling = (48 << 20) + one_encoder;
     let r = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args(["convert", "-q", "--json", "--max-memory"])
         .arg(ceiling.to_string())
         .arg("-c")
@@ -591,6 +592,7 @@ fn missing_ffmpeg_fails_before_any_work_with_the_install_hint() {
     camera_bag(&bag, 10, 0);
     let out = dir.join("ds");
     let r = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args(["convert", "--video", "-q", "-o"])
         .arg(&out)
         .arg(&bag)
@@ -636,6 +638,7 @@ fn an_ffmpeg_dying_mid_episode_aborts_only_that_episode() {
     std::fs::write(&cfg, video_config("").to_toml()).unwrap();
     let out = dir.join("ds");
     let r = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args(["convert", "-q", "-c"])
         .arg(&cfg)
         .arg("-o")

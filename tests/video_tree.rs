@@ -722,7 +722,7 @@ fn a_changed_video_config_is_refused_in_words() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("video.crf") && err.contains("23 now") && err.contains("--force"),
+        err.contains("video.crf") && err.contains("23 in this run") && err.contains("--force"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -80,6 +80,9 @@ pub struct RecoveryNote {
     pub chunks: usize,
     /// What the scan had to skip or cut, each naming a file offset.
     pub warnings: Vec<String>,
+    /// Records seen but not kept, at least: one per skipped or cut region, plus every message
+    /// of a connection without a connection record.
+    pub records_lost: u64,
 }
 
 impl fmt::Display for RecoveryNote {
@@ -195,7 +198,9 @@ pub fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, Recov
         ));
     }
     let messages = scanned.iter().map(|e| e.len() as u64).sum();
+    let regions = scan.warnings.len() as u64 - u64::from(unknown > 0);
     let note = RecoveryNote {
+        records_lost: regions + unknown,
         reason,
         messages,
         chunks: chunks.len(),
@@ -591,6 +596,7 @@ mod tests {
             messages: 40,
             chunks: 1,
             warnings: Vec::new(),
+            records_lost: 0,
         };
         assert_eq!(
             note.to_string(),

@@ -13,11 +13,14 @@ use anyhow::Context;
 use super::{Exit, write_stdout};
 use crate::cli::ConvertArgs;
 use crate::convert::config::ConvertConfig;
-use crate::convert::manifest::Manifest;
 use crate::convert::run::{RunOptions, collect_bags, render_summary, resolve_config, run};
 use crate::convert::select::{Order, Shard};
 use crate::diag;
-use crate::memory::parse_size;
+
+/// `--settle` as a duration.
+fn settle(args: &ConvertArgs) -> std::time::Duration {
+    std::time::Duration::from_secs(args.settle)
+}
 
 /// Installs the interruption handler (once per process) and returns its flag.
 fn interrupt_flag() -> Option<Arc<AtomicBool>> {
@@ -37,10 +40,10 @@ fn interrupt_flag() -> Option<Arc<AtomicBool>> {
 }
 
 pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
-    let ceiling = match &args.max_memory {
-        Some(m) => parse_size(m).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?,
-        None => crate::memory::plan::DEFAULT_CEILING,
-    };
+    let ceiling = super::ceiling_from_arg(
+        args.max_memory.as_deref(),
+        crate::memory::plan::DEFAULT_CEILING,
+    )?;
     let chatty = !args.quiet && !args.json;
     diag::init(chatty, None, args.log_file.as_deref())?;
     let order = Order::parse(&args.order).map_err(|e| anyhow::anyhow!("--order: {e}"))?;
@@ -64,7 +67,7 @@ pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
 
 fn convert(
     args: &ConvertArgs,
-    mut ceiling: u64,
+    mut ceiling: crate::memory::limits::Ceiling,
     order: Order,
     shard: Option<Shard>,
 ) -> anyhow::Result<Exit> {
@@ -77,7 +80,7 @@ fn convert(
         None => None,
     };
     if args.print_config {
-        let bags = collect_bags(&args.inputs)?;
+        let bags = collect_bags(&args.inputs, settle(args))?;
         let mut cfg = resolve_config(&bags, config)?;
         if let Some(fps) = args.fps {
             cfg.fps = Some(fps);
@@ -95,40 +98,47 @@ fn convert(
         write_stdout(&mut io::stdout().lock(), text.as_bytes())?;
         return Ok(Exit::Ok);
     }
-    let zero_config = config.is_none();
     let config = apply_video_args(args, config)?;
     let fresh = !args.output.exists() || args.overwrite;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wanted = args.jobs.unwrap_or(cores);
     if wanted > 1 {
         // No more jobs than bags.
-        let bags = collect_bags(&args.inputs).map(|b| b.len()).unwrap_or(1);
+        let bags = collect_bags(&args.inputs, settle(args))
+            .map(|b| b.len())
+            .unwrap_or(1);
         let rss = crate::memory::sample().rss();
         let video = config.as_ref().filter(|c| c.wants_video());
         let jobs = match video {
             // A video job needs its converter and one encoder; without --max-memory the
-            // ceiling is what one video run would choose (every camera's encoder at once).
+            // ceiling is what one video run would choose (every camera's encoder at once),
+            // capped by the environment's limit.
             Some(cfg) => {
-                let cams = crate::convert::run::video_cameras_of(&collect_bags(&args.inputs)?, cfg);
+                let cams = crate::convert::run::video_cameras_of(
+                    &collect_bags(&args.inputs, settle(args))?,
+                    cfg,
+                );
                 let one = cams
                     .iter()
                     .map(|&(c, w, h)| crate::memory::encoders::encoder_bytes(c, w, h))
                     .max()
                     .unwrap_or(0);
                 if args.max_memory.is_none() {
-                    ceiling = crate::memory::encoders::default_ceiling(
+                    let video_default = crate::memory::encoders::default_ceiling(
                         &cams,
                         crate::memory::plan::DEFAULT_CEILING,
                     );
+                    ceiling.bytes = environment_cap().map_or(video_default, |c| c.min(video_default));
+                    ceiling.source = "default for video: one encoder per camera".into();
                 }
                 super::jobs::jobs_that_fit_each(
                     wanted.min(bags),
-                    ceiling,
+                    ceiling.bytes,
                     rss,
                     super::jobs::VIDEO_JOB_CONVERTER_BYTES + one,
                 )
             }
-            None => super::jobs::jobs_that_fit(wanted.min(bags), ceiling, rss),
+            None => super::jobs::jobs_that_fit(wanted.min(bags), ceiling.bytes, rss),
         };
         // merge does not join video datasets yet: video runs are sequential.
         let parallel =
@@ -146,19 +156,20 @@ fn convert(
                 }
             );
         } else if parallel {
-            let bags = collect_bags(&args.inputs)?;
+            let bags = collect_bags(&args.inputs, settle(args))?;
             let mut cfg = resolve_config(&bags, config)?;
             if let Some(fps) = args.fps {
                 cfg.fps = Some(fps);
             }
-            return super::jobs::convert_parallel(args, ceiling, jobs, &cfg);
+            return super::jobs::convert_parallel(args, ceiling.bytes, jobs, &cfg);
         }
     }
     let opts = RunOptions {
         inputs: args.inputs.clone(),
         output: args.output.clone(),
         config,
-        ceiling,
+        ceiling: ceiling.bytes,
+        ceiling_source: ceiling.source.clone(),
         fps: args.fps,
         task: args.task.clone(),
         overwrite: args.overwrite,
@@ -171,23 +182,19 @@ fn convert(
         shard,
         interrupt: interrupt_flag(),
         dataset_fps: args.dataset_fps,
+        settle: settle(args),
         default_ceiling: args.max_memory.is_none(),
+        ceiling_cap: environment_cap(),
     };
-    let continues =
-        !args.overwrite && !args.force && Manifest::read(&args.output).ok().flatten().is_some();
-    if zero_config && !continues && !args.quiet && !args.json {
-        let bags = collect_bags(&args.inputs)?;
-        let cfg = resolve_config(&bags, None)?;
-        diag!("no --config: using this mapping (save it with --print-config):");
-        for f in &cfg.features {
+    if args.replace_changed {
+        let replaced = crate::convert::replace::replace_changed(&opts)?;
+        if !replaced.is_empty() && !args.quiet && !args.json {
             diag!(
-                "  {:<32} <- {} {}",
-                f.name,
-                f.topic.as_deref().unwrap_or("?"),
-                f.field.as_deref().unwrap_or("")
+                "replaced the episodes of {} changed bag(s) in {}",
+                replaced.len(),
+                args.output.display()
             );
         }
-        diag!("  timeline: {}", cfg.timeline.as_deref().unwrap_or("?"));
     }
     let report = run(&opts)?;
     if args.json {
@@ -203,6 +210,13 @@ fn convert(
     } else {
         Exit::Ok
     })
+}
+
+/// What the environment allows a default ceiling: its limit (Slurm, cgroup, else the
+/// machine's available memory) minus the margin kept for what the limit counts besides us.
+fn environment_cap() -> Option<u64> {
+    use crate::memory::limits;
+    limits::environment_limit().map(|l| l.bytes.saturating_sub(limits::margin(l.bytes)))
 }
 
 /// `--video`, `--vcodec`, `--crf`, `--gop` go into the config (resolved from the first bag
@@ -222,7 +236,7 @@ fn apply_video_args(
     }
     let mut cfg = match config {
         Some(c) => c,
-        None => resolve_config(&collect_bags(&args.inputs)?, None)?,
+        None => resolve_config(&collect_bags(&args.inputs, settle(args))?, None)?,
     };
     if v.video {
         cfg.storage = Storage::Video;

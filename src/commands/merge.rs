@@ -6,12 +6,15 @@ use super::{Exit, write_stdout};
 use crate::cli::MergeArgs;
 use crate::convert::merge::{MergeOptions, merge};
 use crate::diag;
-use crate::memory::parse_size;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::sample;
 
 pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
-    let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    let ceiling = super::ceiling_from_arg(
+        args.max_memory.as_deref(),
+        crate::memory::plan::DEFAULT_CEILING,
+    )?
+    .bytes;
     diag::init(true, None, None)?;
     // Writer buffers sized as a conversion under the same ceiling sizes them.
     let plan = MemoryPlan::new(ceiling, sample().rss(), 0, "nothing")?;
@@ -21,6 +24,7 @@ pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
         overwrite: args.overwrite,
         buffer_bytes: crate::convert::run::stable_buffer_bytes(plan.writer_buffer_bytes),
         progress: !args.quiet && !args.json,
+        superseded: Vec::new(),
     })?;
     if args.json {
         let text = serde_json::to_string_pretty(&report)? + "\n";

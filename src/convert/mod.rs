@@ -1,7 +1,6 @@
 //! Conversion: config, zero-config mapping, and the reader → aligner → writer pipeline.
 
 pub mod config;
-pub mod config_diff;
 pub mod image;
 pub mod lock;
 pub mod manifest;
@@ -9,5 +8,6 @@ pub mod mapping;
 pub mod merge;
 pub mod pipeline;
 pub mod plan;
+pub mod replace;
 pub mod run;
 pub mod select;

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod encoders;
+pub mod limits;
 pub mod log;
 pub mod plan;
 pub mod stats;
