@@ -794,7 +794,16 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("converting with 2 jobs"), "{err}");
+    let r = report(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(r["jobs"], 2, "{r}");
+    // Each job's tree (converter and encoders) stayed under its share of the ceiling.
+    let per_job = r["per_job_ceiling"].as_u64().unwrap();
+    for j in r["job_reports"].as_array().unwrap() {
+        let m = &j["memory"];
+        assert!(m["peak_tree_rss"].as_u64().unwrap() <= per_job, "{m}");
+        assert!(m["peak_children_rss"].as_u64().unwrap() > 0, "{m}");
+    }
+    assert!(r["sum_of_job_tree_peak_rss"].as_u64().unwrap() <= 1 << 30);
     assert_same_dataset(&one, &jobs);
     // Shards, then merge.
     let (s1, s2) = (dir.join("s1"), dir.join("s2"));

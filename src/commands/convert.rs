@@ -140,9 +140,7 @@ fn convert(
             }
             None => super::jobs::jobs_that_fit(wanted.min(bags), ceiling.bytes, rss),
         };
-        // merge does not join video datasets yet: video runs are sequential.
-        let parallel =
-            fresh && shard.is_none() && order == Order::Path && video.is_none() && jobs >= 2;
+        let parallel = fresh && shard.is_none() && order == Order::Path && jobs >= 2;
         if !parallel && args.jobs.is_some() {
             diag!(
                 "--jobs {wanted}: converting sequentially ({})",
@@ -152,7 +150,7 @@ fn convert(
                     "--max-memory leaves room for one job (40 MiB each; with video, each job's \
                      converter and one encoder)"
                 } else {
-                    "parallel jobs apply to a fresh output, in path order, without --shard or video"
+                    "parallel jobs apply to a fresh output, in path order, without --shard"
                 }
             );
         } else if parallel {

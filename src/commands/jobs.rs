@@ -183,6 +183,15 @@ fn run_children(
         .iter()
         .filter_map(|r| r["memory"]["peak_rss"].as_u64())
         .sum::<u64>();
+    // Each job's process tree (its converter and its ffmpeg encoders).
+    let tree_peak = reports
+        .iter()
+        .filter_map(|r| {
+            r["memory"]["peak_tree_rss"]
+                .as_u64()
+                .or(r["memory"]["peak_rss"].as_u64())
+        })
+        .sum::<u64>();
     let summary = serde_json::json!({
         "output": args.output.display().to_string(),
         "jobs": jobs,
@@ -192,6 +201,7 @@ fn run_children(
         "frames": merged.frames,
         "failed": merged.failed,
         "sum_of_job_peak_rss": peak,
+        "sum_of_job_tree_peak_rss": tree_peak,
         "job_reports": reports,
     });
     if args.json {
@@ -201,12 +211,13 @@ fn run_children(
         )?;
     }
     diag!(
-        "dataset {}: {} episodes, {} frames from {jobs} jobs ({} failed bags); jobs' peak RSS summed {} under a ceiling of {}",
+        "dataset {}: {} episodes, {} frames from {jobs} jobs ({} failed bags); jobs' peak RSS summed {} (with their child processes {}) under a ceiling of {}",
         args.output.display(),
         merged.episodes,
         merged.frames,
         merged.failed,
         format_bytes(peak),
+        format_bytes(tree_peak),
         format_bytes(ceiling)
     );
     if merged.failed > 0 && worst == Exit::Ok {
