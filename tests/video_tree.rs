@@ -661,7 +661,12 @@ fn convert(bags: &[PathBuf], cfg: &Path, out: &Path, extra: &[&str]) -> serde_js
         .arg(cfg)
         .arg("-o")
         .arg(out)
-        .args(["--json", "-q", "--max-memory", "1GiB"])
+        .args(["--json", "-q"])
+        .args(if extra.contains(&"--max-memory") {
+            &[][..]
+        } else {
+            &["--max-memory", "1GiB"][..]
+        })
         .args(extra)
         .output()
         .unwrap();
@@ -820,5 +825,84 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same_dataset(&one, &merged);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The lerobot venvs to check with: 0.4.x (`LEROBOT_PYTHON`, default /tmp/lerobotvenv) and
+/// 0.6.x (`LEROBOT061_PYTHON`, default /tmp/lerobot061); those absent are reported and skipped.
+fn lerobot_pythons() -> Vec<String> {
+    let mut found = Vec::new();
+    for (var, default) in [
+        ("LEROBOT_PYTHON", "/tmp/lerobotvenv/bin/python"),
+        ("LEROBOT061_PYTHON", "/tmp/lerobot061/bin/python"),
+    ] {
+        let py = std::env::var(var).unwrap_or_else(|_| default.to_string());
+        if Path::new(&py).exists() {
+            found.push(py);
+        } else {
+            eprintln!("SKIPPED for this client: no lerobot venv at {py} (set {var})");
+        }
+    }
+    found
+}
+
+#[test]
+fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let pythons = lerobot_pythons();
+    if pythons.is_empty() {
+        eprintln!("SKIPPED: no lerobot venv (see above)");
+        return;
+    }
+    let dir = tmp("clients");
+    let (bags, cfg) = four_bags(&dir);
+    // Appended in two runs under a ceiling that admits one encoder (the others spill).
+    let nightly = dir.join("nightly");
+    let one = bag2dataset::memory::encoders::encoder_bytes(
+        bag2dataset::dataset::video::VideoCodec::Av1,
+        W,
+        H,
+    );
+    let tight = (one + (80 << 20)).to_string();
+    for n in [2, 4] {
+        let r = convert(&bags[..n], &cfg, &nightly, &["--max-memory", &tight, "--jobs", "1"]);
+        assert_eq!(r["memory"]["video"]["encoders_parallel"], 1, "{r}");
+    }
+    // Shards merged.
+    let (s1, s2, merged) = (dir.join("s1"), dir.join("s2"), dir.join("merged"));
+    convert(&bags, &cfg, &s1, &["--shard", "1/2"]);
+    convert(&bags, &cfg, &s2, &["--shard", "2/2"]);
+    let o = Command::new(BIN)
+        .arg("merge")
+        .arg(&s1)
+        .arg(&s2)
+        .arg("-o")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_video_frames.py");
+    for py in &pythons {
+        for ds in [&nightly, &merged] {
+            let r = Command::new(py)
+                .arg(&script)
+                .arg(ds)
+                .env("HF_HUB_OFFLINE", "1")
+                .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&r.stdout),
+                String::from_utf8_lossy(&r.stderr)
+            );
+            println!("{py} {}: {}", ds.display(), text.lines().next().unwrap_or(""));
+            assert!(r.status.success(), "{py} on {}: {text}", ds.display());
+            // 4 episodes x (first, middle, last) x 3 cameras.
+            assert!(text.contains("OK: 36 frames decoded"), "{text}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
