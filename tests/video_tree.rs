@@ -545,8 +545,32 @@ fn without_max_memory_a_video_run_chooses_a_ceiling_that_holds_and_prints_it() {
     std::fs::write(&cfg, config_toml()).unwrap();
     let out = dir.join("ds");
     let s = |p: &Path| p.display().to_string();
-    let r = run_sampled(&["convert", &s(&a), "-c", &s(&cfg), "-o", &s(&out)]);
+    let (log, chart) = (dir.join("mem.csv"), dir.join("mem.svg"));
+    let r = run_sampled(&[
+        "convert",
+        &s(&a),
+        "-c",
+        &s(&cfg),
+        "-o",
+        &s(&out),
+        "--memory-log",
+        &s(&log),
+        "--memory-chart",
+        &s(&chart),
+    ]);
     assert!(r.status.success(), "{}", r.stderr);
+    // The memory log has the children's RSS per chunk, the chart the tree and each child.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "children_rss").unwrap();
+    assert!(
+        text.lines()
+            .skip(1)
+            .any(|l| l.split(',').nth(col).unwrap().parse::<u64>().unwrap() > 0),
+        "{text}"
+    );
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.contains("tree RSS") && svg.contains("ffmpeg encoder observation.images.cam_h"));
     assert!(
         r.stderr.contains("chosen for video") && r.stderr.contains("3 of 3 camera encoders"),
         "{}",
@@ -904,5 +928,62 @@ fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
             assert!(text.contains("OK: 36 frames decoded"), "{text}");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_encoder_growing_past_the_ceiling_stops_the_run_cleanly() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("over");
+    let a = dir.join("a.bag");
+    three_camera_bag(&a, 20, 1);
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    // An "encoder" that first holds ~400 MB (far beyond its planned share), then encodes.
+    let fake = dir.join("ffmpeg");
+    std::fs::write(
+        &fake,
+        "#!/bin/bash\n\
+         if [[ \" $* \" == *\" pipe:0 \"* ]]; then\n\
+           big=$(head -c 400000000 /dev/zero | tr '\\0' a); sleep 1; unset big\n\
+         fi\n\
+         exec ffmpeg \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.join("ds");
+    let one = bag2dataset::memory::encoders::encoder_bytes(
+        bag2dataset::dataset::video::VideoCodec::Av1,
+        W,
+        H,
+    );
+    let r = Command::new(BIN)
+        .args(["convert", "-q", "--json", "-c"])
+        .arg(&cfg)
+        .arg(&a)
+        .arg("-o")
+        .arg(&out)
+        .arg("--max-memory")
+        .arg((one + (100 << 20)).to_string())
+        .env("BAG2DATASET_FFMPEG", &fake)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{err}");
+    assert!(
+        err.contains("resident memory of the process and its children") && err.contains("--max-memory"),
+        "{err}"
+    );
+    // Stopped cleanly: nothing published, no encoder left behind, no staging left over.
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -211,6 +211,8 @@ pub struct VideoMemory {
     pub default_ceiling: bool,
     /// What the converter itself was planned under (the ceiling less the encoders).
     pub converter_ceiling: u64,
+    /// The converter's smallest working share.
+    pub converter_min: u64,
 }
 
 /// The whole run.
@@ -1002,6 +1004,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         cameras: e.cameras,
         default_ceiling: opts.default_ceiling,
         converter_ceiling: e.converter_ceiling,
+        converter_min: e.converter_min,
     });
     drop(budgets);
 
@@ -1017,7 +1020,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let episodes = converted_reports().count();
     let wall_s = started.elapsed().as_secs_f64();
     log.finish()?;
-    let one_encoder = video_memory.as_ref().map_or(0, |v| v.encoder_bytes);
+    // With video: one encoder besides the converter, which needs at least the share the
+    // encoders were planned beside.
+    let (one_encoder, converter_min) = video_memory
+        .as_ref()
+        .map_or((0, 0), |v| (v.encoder_bytes, v.converter_min));
     let memory = MemoryReport {
         ceiling,
         ceiling_source: if video_default {
@@ -1048,8 +1055,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         increase: end.allocated as i64 - start.allocated as i64,
         max_chunk_increase: log.max_increase,
         max_chunk_increase_at: log.max_increase_chunk,
-        // With video, one encoder besides the converter.
-        smallest_ceiling: MemoryPlan::smallest_ceiling(baseline, &usage, footer_metadata)
+        smallest_ceiling: (MemoryPlan::smallest_ceiling(baseline, &usage, footer_metadata)
+            + if one_encoder > 0 { CONVERTER_VIDEO_EXTRA } else { 0 })
+        .max(converter_min)
             + one_encoder,
         budgets: usage,
         baseline,
@@ -1277,7 +1285,9 @@ fn convert_all(
                             report.trimmed
                         )));
                     }
-                    w.end_episode()?;
+                    // The spilled cameras are encoded here: the monitor may stop them too.
+                    w.end_episode()
+                        .map_err(|e| monitor.over_ceiling_error(mem.tree_ceiling).unwrap_or(e))?;
                     Ok((report, episode))
                 }
                 Err(e) => {

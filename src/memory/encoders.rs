@@ -62,6 +62,8 @@ pub struct EncoderPlan {
     pub cameras: usize,
     /// What is left for the converter.
     pub converter_ceiling: u64,
+    /// The converter's smallest working share (what the slots were fitted beside).
+    pub converter_min: u64,
 }
 
 /// Plans `cameras` (codec, width, height) under `ceiling`: as many slots as fit while the
@@ -83,6 +85,7 @@ pub fn plan(
             slots: 0,
             cameras: 0,
             converter_ceiling: ceiling,
+            converter_min,
         });
     }
     let room = ceiling.saturating_sub(converter_min);
@@ -107,6 +110,7 @@ pub fn plan(
         slots,
         cameras: cameras.len(),
         converter_ceiling: ceiling - slots as u64 * per,
+        converter_min,
     })
 }
 
