@@ -987,3 +987,31 @@ fn an_encoder_growing_past_the_ceiling_stops_the_run_cleanly() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn profile_video_reports_the_smallest_ceiling_with_one_encoder_verified() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("profile");
+    let a = dir.join("a.bag");
+    three_camera_bag(&a, 15, 1);
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    let o = Command::new(BIN)
+        .args(["profile", "--video", "--json", "-c"])
+        .arg(&cfg)
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&String::from_utf8_lossy(&o.stdout));
+    let smallest = r["smallest_ceiling"].as_u64().unwrap();
+    let one = r["profile"]["memory"]["video"]["encoder_bytes"].as_u64().unwrap();
+    assert!(smallest > one, "{r}");
+    // Verified: converted again at that ceiling, its tree under it.
+    let v = &r["verified"];
+    assert_eq!(v["ceiling"].as_u64().unwrap(), smallest, "{r}");
+    assert!(v["peak_rss"].as_u64().unwrap() <= smallest);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1057,7 +1057,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         max_chunk_increase_at: log.max_increase_chunk,
         smallest_ceiling: (MemoryPlan::smallest_ceiling(baseline, &usage, footer_metadata)
             + if one_encoder > 0 { CONVERTER_VIDEO_EXTRA } else { 0 })
-        .max(converter_min)
+        // Another process's baseline differs by up to a MiB or two.
+        .max(converter_min + if one_encoder > 0 { 2 << 20 } else { 0 })
             + one_encoder,
         budgets: usage,
         baseline,
