@@ -476,6 +476,8 @@ fn the_tree_stays_under_a_ceiling_that_admits_one_encoder_and_equals_an_unconstr
         "--max-memory",
         &ceiling.to_string(),
         "--json",
+        "--jobs",
+        "1",
     ]);
     assert!(tight_run.status.success(), "{}", tight_run.stderr);
     let tr = report(&tight_run.stdout);
@@ -631,7 +633,7 @@ fn an_encoder_that_loses_a_frame_fails_the_episode() {
         .arg(&a)
         .arg("-o")
         .arg(&out)
-        .args(["--max-memory", "1GiB"])
+        .args(["--max-memory", "1GiB", "--jobs", "1"])
         .env("BAG2DATASET_FFMPEG", &fake)
         .output()
         .unwrap();
@@ -645,7 +647,7 @@ fn an_encoder_that_loses_a_frame_fails_the_episode() {
         .arg(&b)
         .arg("-o")
         .arg(&dir_out)
-        .args(["--max-memory", "1GiB"])
+        .args(["--max-memory", "1GiB", "--jobs", "1"])
         .env("BAG2DATASET_FFMPEG", &fake)
         .env("DROP_FLAG", &flag)
         .output()
@@ -690,6 +692,12 @@ fn convert(bags: &[PathBuf], cfg: &Path, out: &Path, extra: &[&str]) -> serde_js
             &[][..]
         } else {
             &["--max-memory", "1GiB"][..]
+        })
+        // One process (the sequential run the others are compared with), unless asked.
+        .args(if extra.contains(&"--jobs") {
+            &[][..]
+        } else {
+            &["--jobs", "1"][..]
         })
         .args(extra)
         .output()
