@@ -61,7 +61,10 @@ fn tri(v: u32) -> u8 {
 /// Frame `k` of camera `cam` of bag `seed`: smooth gradients with a moving square.
 fn frame_jpeg(k: u32, cam: u32, seed: u32) -> Vec<u8> {
     let mut px = Vec::with_capacity((W * H * 3) as usize);
-    let (sx, sy) = ((k * 9 + cam * 100) % (W - 80), (k * 5 + seed * 50) % (H - 80));
+    let (sx, sy) = (
+        (k * 9 + cam * 100) % (W - 80),
+        (k * 5 + seed * 50) % (H - 80),
+    );
     for y in 0..H {
         for x in 0..W {
             let inside = x >= sx && x < sx + 80 && y >= sy && y < sy + 80;
@@ -318,7 +321,11 @@ fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
             }
         }
         (Value::Object(x), Value::Object(y)) => {
-            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{at}");
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
             for (k, u) in x {
                 assert_json_close(u, &y[k], &format!("{at}.{k}"));
             }
@@ -330,7 +337,10 @@ fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
 /// Same data rows (in index order), episode rows (with their video placement), tasks,
 /// info.json totals and features, and stats (within float tolerance); both valid.
 pub fn assert_same_tables(a: &Path, b: &Path) {
-    assert!(all_rows(a, "data") == all_rows(b, "data"), "data rows differ");
+    assert!(
+        all_rows(a, "data") == all_rows(b, "data"),
+        "data rows differ"
+    );
     assert!(episode_rows(a) == episode_rows(b), "episode rows differ");
     let tasks = |d: &Path| {
         let f = File::open(d.join("meta/tasks.parquet")).unwrap();
@@ -342,7 +352,10 @@ pub fn assert_same_tables(a: &Path, b: &Path) {
             .collect::<Vec<_>>()
     };
     assert!(tasks(a) == tasks(b), "tasks differ");
-    let (ia, ib) = (json(&a.join("meta/info.json")), json(&b.join("meta/info.json")));
+    let (ia, ib) = (
+        json(&a.join("meta/info.json")),
+        json(&b.join("meta/info.json")),
+    );
     for k in [
         "total_episodes",
         "total_frames",
@@ -455,16 +468,32 @@ fn the_tree_stays_under_a_ceiling_that_admits_one_encoder_and_equals_an_unconstr
     let (free, tight) = (dir.join("free"), dir.join("tight"));
     let s = |p: &Path| p.display().to_string();
     let free_run = run_sampled(&[
-        "convert", &s(&a), &s(&b), "-c", &s(&cfg), "-o", &s(&free), "--max-memory", "2GiB",
-        "--json", "--jobs", "1",
+        "convert",
+        &s(&a),
+        &s(&b),
+        "-c",
+        &s(&cfg),
+        "-o",
+        &s(&free),
+        "--max-memory",
+        "2GiB",
+        "--json",
+        "--jobs",
+        "1",
     ]);
     assert!(free_run.status.success(), "{}", free_run.stderr);
     let fr = report(&free_run.stdout);
     let per = fr["memory"]["video"]["encoder_bytes"].as_u64().unwrap();
     assert_eq!(fr["memory"]["video"]["encoders_parallel"], 3);
     // One encoder and the converter fit; three do not.
-    let ceiling = fr["memory"]["smallest_ceiling"].as_u64().unwrap().max(per + (64 << 20));
-    assert!(ceiling < 3 * per, "{ceiling} admits three encoders of {per}");
+    let ceiling = fr["memory"]["smallest_ceiling"]
+        .as_u64()
+        .unwrap()
+        .max(per + (64 << 20));
+    assert!(
+        ceiling < 3 * per,
+        "{ceiling} admits three encoders of {per}"
+    );
     let tight_run = run_sampled(&[
         "convert",
         &s(&a),
@@ -778,7 +807,12 @@ fn kill_9_during_a_video_append_then_rerun_equals_one_run() {
     convert(&bags[..2], &cfg, &base, &[]);
     for (k, delay_ms) in [150u64, 700, 1500, 3000].into_iter().enumerate() {
         let ds = dir.join(format!("ds-{k}"));
-        let o = Command::new("cp").arg("-a").arg(&base).arg(&ds).status().unwrap();
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(&base)
+            .arg(&ds)
+            .status()
+            .unwrap();
         assert!(o.success());
         let mut child = Command::new(BIN)
             .arg("convert")
@@ -799,7 +833,10 @@ fn kill_9_during_a_video_append_then_rerun_equals_one_run() {
         let info: serde_json::Value =
             serde_json::from_slice(&std::fs::read(ds.join("meta/info.json")).unwrap()).unwrap();
         let eps = info["total_episodes"].as_u64().unwrap();
-        assert!(eps == 2 || eps == 4, "after kill at {delay_ms} ms: {eps} episodes");
+        assert!(
+            eps == 2 || eps == 4,
+            "after kill at {delay_ms} ms: {eps} episodes"
+        );
         assert!(bag2dataset::dataset::validate(&ds).unwrap().is_empty());
         let r = convert(&bags, &cfg, &ds, &[]);
         assert!(r["mode"] == "appended" || r["mode"] == "unchanged", "{r}");
@@ -899,7 +936,12 @@ fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
     );
     let tight = (one + (80 << 20)).to_string();
     for n in [2, 4] {
-        let r = convert(&bags[..n], &cfg, &nightly, &["--max-memory", &tight, "--jobs", "1"]);
+        let r = convert(
+            &bags[..n],
+            &cfg,
+            &nightly,
+            &["--max-memory", &tight, "--jobs", "1"],
+        );
         assert_eq!(r["memory"]["video"]["encoders_parallel"], 1, "{r}");
     }
     // Shards merged.
@@ -930,7 +972,11 @@ fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
                 String::from_utf8_lossy(&r.stdout),
                 String::from_utf8_lossy(&r.stderr)
             );
-            println!("{py} {}: {}", ds.display(), text.lines().next().unwrap_or(""));
+            println!(
+                "{py} {}: {}",
+                ds.display(),
+                text.lines().next().unwrap_or("")
+            );
             assert!(r.status.success(), "{py} on {}: {text}", ds.display());
             // 4 episodes x (first, middle, last) x 3 cameras.
             assert!(text.contains("OK: 36 frames decoded"), "{text}");
@@ -982,7 +1028,8 @@ fn an_encoder_growing_past_the_ceiling_stops_the_run_cleanly() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success(), "{err}");
     assert!(
-        err.contains("resident memory of the process and its children") && err.contains("--max-memory"),
+        err.contains("resident memory of the process and its children")
+            && err.contains("--max-memory"),
         "{err}"
     );
     // Stopped cleanly: nothing published, no encoder left behind, no staging left over.
@@ -1015,7 +1062,9 @@ fn profile_video_reports_the_smallest_ceiling_with_one_encoder_verified() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = report(&String::from_utf8_lossy(&o.stdout));
     let smallest = r["smallest_ceiling"].as_u64().unwrap();
-    let one = r["profile"]["memory"]["video"]["encoder_bytes"].as_u64().unwrap();
+    let one = r["profile"]["memory"]["video"]["encoder_bytes"]
+        .as_u64()
+        .unwrap();
     assert!(smallest > one, "{r}");
     // Verified: converted again at that ceiling, its tree under it.
     let v = &r["verified"];

@@ -128,7 +128,8 @@ fn convert(
                         &cams,
                         crate::memory::plan::DEFAULT_CEILING,
                     );
-                    ceiling.bytes = environment_cap().map_or(video_default, |c| c.min(video_default));
+                    ceiling.bytes =
+                        environment_cap().map_or(video_default, |c| c.min(video_default));
                     ceiling.source = "default for video: one encoder per camera".into();
                 }
                 super::jobs::jobs_that_fit_each(

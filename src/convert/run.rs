@@ -28,8 +28,8 @@ use crate::dataset::video::VideoCodec;
 use crate::dataset::{DatasetSpec, DatasetWriter, FeatureKind, WriterOptions, recover_staging};
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::memory::log::{MemoryLog, render_svg};
 use crate::memory::encoders::EncoderPlan;
+use crate::memory::log::{MemoryLog, render_svg};
 use crate::memory::plan::{DEFAULT_CEILING, MemoryPlan};
 use crate::memory::{format_bytes, sample};
 
@@ -826,7 +826,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         crate::memory::encoders::plan(
             opts.ceiling,
             &cameras,
-            start.rss() + crate::memory::plan::RESERVE_BYTES + crate::memory::plan::MIN_BUFFER_BYTES,
+            start.rss()
+                + crate::memory::plan::RESERVE_BYTES
+                + crate::memory::plan::MIN_BUFFER_BYTES,
         )?;
     }
     let video_default = opts.default_ceiling && !cameras.is_empty();
@@ -934,7 +936,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             } else {
                 chosen_ceiling
             };
-            Some(crate::memory::encoders::plan(ceiling, &cameras, converter_min)?)
+            Some(crate::memory::encoders::plan(
+                ceiling,
+                &cameras,
+                converter_min,
+            )?)
         };
         // The plan gives the converter what the encoders leave of the whole ceiling.
         let (converter, tree) = match &encoders {
@@ -998,14 +1004,17 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             })
             .collect()
     });
-    let video_memory = budgets.as_ref().and_then(|b| b.encoders).map(|e| VideoMemory {
-        encoder_bytes: e.encoder_bytes,
-        encoders_parallel: e.slots,
-        cameras: e.cameras,
-        default_ceiling: opts.default_ceiling,
-        converter_ceiling: e.converter_ceiling,
-        converter_min: e.converter_min,
-    });
+    let video_memory = budgets
+        .as_ref()
+        .and_then(|b| b.encoders)
+        .map(|e| VideoMemory {
+            encoder_bytes: e.encoder_bytes,
+            encoders_parallel: e.slots,
+            cameras: e.cameras,
+            default_ceiling: opts.default_ceiling,
+            converter_ceiling: e.converter_ceiling,
+            converter_min: e.converter_min,
+        });
     drop(budgets);
 
     let end = sample();
@@ -1032,7 +1041,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 "default for video: one encoder per camera besides the converter{}",
                 opts.ceiling_cap
                     .filter(|cap| *cap <= ceiling)
-                    .map(|cap| format!(", capped by the environment's limit ({})", format_bytes(cap)))
+                    .map(|cap| format!(
+                        ", capped by the environment's limit ({})",
+                        format_bytes(cap)
+                    ))
                     .unwrap_or_default()
             )
         } else if opts.ceiling_source.is_empty() {
@@ -1056,7 +1068,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         max_chunk_increase: log.max_increase,
         max_chunk_increase_at: log.max_increase_chunk,
         smallest_ceiling: (MemoryPlan::smallest_ceiling(baseline, &usage, footer_metadata)
-            + if one_encoder > 0 { CONVERTER_VIDEO_EXTRA } else { 0 })
+            + if one_encoder > 0 {
+                CONVERTER_VIDEO_EXTRA
+            } else {
+                0
+            })
         // Another process's baseline differs by up to a MiB or two.
         .max(converter_min + if one_encoder > 0 { 2 << 20 } else { 0 })
             + one_encoder,

@@ -319,11 +319,12 @@ impl StoredDataset {
             .episodes
             .get(k)
             .ok_or_else(|| bad(&self.path, format!("no episode {k}")))?;
-        let (_, span) = ep
-            .videos
-            .iter()
-            .find(|v| v.0 == feature)
-            .ok_or_else(|| bad(&self.path, format!("episode {k} has no video of feature {feature}")))?;
+        let (_, span) = ep.videos.iter().find(|v| v.0 == feature).ok_or_else(|| {
+            bad(
+                &self.path,
+                format!("episode {k} has no video of feature {feature}"),
+            )
+        })?;
         let name = &self.spec.features[feature].name;
         let file = self
             .path

@@ -909,7 +909,9 @@ impl VideoSet {
                 for (i, reader) in readers.iter_mut() {
                     let Some(r) = reader.as_mut() else { continue };
                     let next = r.next().and_then(|f| match f {
-                        Some((bytes, format)) => self.push_to_encoder(*i, bytes, format).map(|_| true),
+                        Some((bytes, format)) => {
+                            self.push_to_encoder(*i, bytes, format).map(|_| true)
+                        }
                         None => Ok(false),
                     });
                     match next {
@@ -1110,10 +1112,8 @@ impl VideoSet {
                 .stderr(Stdio::piped())
                 .spawn()
                 .and_then(|child| {
-                    let _tree = crate::memory::tree::register(
-                        child.id(),
-                        format!("ffmpeg join {}", c.key),
-                    );
+                    let _tree =
+                        crate::memory::tree::register(child.id(), format!("ffmpeg join {}", c.key));
                     child.wait_with_output()
                 })
                 .map_err(|e| c.err(format!("cannot run ffmpeg to join segments: {e}")))?;
@@ -1295,7 +1295,12 @@ pub fn count_frames(ffprobe: &Path, video: &Path, label: &str) -> std::result::R
     text.trim()
         .trim_end_matches(',')
         .parse::<u64>()
-        .map_err(|_| format!("ffprobe gave no frame count for {}: {text:?}", video.display()))
+        .map_err(|_| {
+            format!(
+                "ffprobe gave no frame count for {}: {text:?}",
+                video.display()
+            )
+        })
 }
 
 /// A segment must hold exactly one frame per row of the episode: a frame lost on the way

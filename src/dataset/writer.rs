@@ -281,8 +281,7 @@ impl DatasetWriter {
         let mut total_frames = 0;
         // Per video feature: its last file and the frames in it; every video file.
         let mut last_video: BTreeMap<usize, ((usize, usize, usize), u64)> = BTreeMap::new();
-        let mut video_files: std::collections::BTreeSet<(usize, usize, usize)> =
-            Default::default();
+        let mut video_files: std::collections::BTreeSet<(usize, usize, usize)> = Default::default();
         let episodes = existing::for_each_episode(out, &spec, |ep| {
             if ep.from_index != total_frames {
                 return Err(Error::Dataset {

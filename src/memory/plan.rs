@@ -259,8 +259,16 @@ impl MemoryPlan {
         upto: u64,
     ) -> Option<u64> {
         let ok = |c: u64| {
-            Self::for_run_video(c, baseline, max_chunk, "", episode_bytes, leaf_columns, true)
-                .is_ok_and(|p| p.video.capacity() >= video_frame_room)
+            Self::for_run_video(
+                c,
+                baseline,
+                max_chunk,
+                "",
+                episode_bytes,
+                leaf_columns,
+                true,
+            )
+            .is_ok_and(|p| p.video.capacity() >= video_frame_room)
         };
         if !ok(upto) {
             return None;
