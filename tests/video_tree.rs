@@ -894,6 +894,23 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same_dataset(&one, &merged);
+    // merge's ceiling holds its ffmpeg stream copy too: too small a one is refused up front.
+    let o = Command::new(BIN)
+        .arg("merge")
+        .arg(&s1)
+        .arg(&s2)
+        .arg("-o")
+        .arg(dir.join("merged-small"))
+        .args(["--max-memory", "48MiB"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("stream copy") && err.contains("--max-memory"),
+        "{err}"
+    );
+    assert!(!dir.join("merged-small").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -29,6 +29,10 @@ pub const MEASURED_KIB: [(VideoCodec, u64, u64); 3] = [
     (VideoCodec::Hevc, 102_156, 153_708),
 ];
 
+/// Planned RSS of one stream-copying ffmpeg (a join, a merge's per-episode copy) or an ffprobe:
+/// measured 37-54 MiB at 640x480, plus the margin: 68 MiB.
+pub const COPY_BYTES: u64 = 68 << 20;
+
 /// Margin added to the measured figures, in thousandths: 250 (content, ffmpeg builds).
 pub const MARGIN_PER_MILLE: u64 = 250;
 
