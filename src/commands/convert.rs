@@ -94,6 +94,11 @@ fn convert(
     }
     let zero_config = config.is_none();
     let config = apply_video_args(args, config)?;
+    if super::convert_v21::wants_v21(args, config.as_ref())? {
+        return super::convert_v21::convert_v21(args, ceiling, config, |a| {
+            convert(a, ceiling, order, shard)
+        });
+    }
     let fresh = !args.output.exists() || args.overwrite;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wanted = args.jobs.unwrap_or(cores);

@@ -13,6 +13,9 @@ use crate::memory::sample;
 pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
     let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
     diag::init(true, None, None)?;
+    if args.datasets.iter().any(|d| crate::layout::is_v21(d)) {
+        return super::convert_format::merge_v21(&args, ceiling);
+    }
     // Writer buffers sized as a conversion under the same ceiling sizes them.
     let plan = MemoryPlan::new(ceiling, sample().rss(), 0, "nothing")?;
     let report = merge(&MergeOptions {
