@@ -327,9 +327,21 @@ fn appending_one_bag_at_a_time_equals_one_run() {
     let before = snapshot(&nightly);
     ok(&["convert", s(&inputs), "-o", s(&nightly), "--format", "v2.1", "-q"]);
     assert_eq!(before, snapshot(&nightly));
-    // appending to a v3.0 dataset as v2.1 (or the reverse) is refused, not mixed
-    let o = bin(&["convert", s(&inputs), "-o", s(&nightly), "-q"]);
+    // a run that names no format continues the output's v2.1 ...
+    let more = dir.join("more");
+    std::fs::create_dir_all(&more).unwrap();
+    SyntheticBag { seed: 9, start_s: 900, ..SyntheticBag::default() }.write(&more.join("b09.bag"));
+    ok(&["convert", s(&inputs), s(&more), "-o", s(&nightly), "-q"]);
+    assert_eq!(json(&nightly.join("meta/info.json"))["total_episodes"], 4);
+    assert_valid(&nightly);
+    // ... while v3.0 into a v2.1 dataset (or v2.1 into a v3.0 one) is refused, not mixed
+    let o = bin(&["convert", s(&inputs), "-o", s(&nightly), "--format", "v3.0", "-q"]);
     assert_ne!(o.status.code(), Some(0), "v3.0 run into a v2.1 dataset");
+    assert!(stderr(&o).contains("v2.1 dataset"), "{}", stderr(&o));
+    let v30 = dir.join("v30");
+    ok(&["convert", s(&inputs), "-o", s(&v30), "-q"]);
+    let o = bin(&["convert", s(&inputs), s(&more), "-o", s(&v30), "--format", "v2.1", "-q"]);
+    assert_ne!(o.status.code(), Some(0), "v2.1 run into a v3.0 dataset");
     std::fs::remove_dir_all(&dir).ok();
 }
 

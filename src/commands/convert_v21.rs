@@ -24,15 +24,27 @@ pub const WORK_SUFFIX: &str = ".v21-work";
 /// Suffix of the resolved config handed to the inner run.
 pub const CONFIG_SUFFIX: &str = ".v21-config.toml";
 
-/// Whether `--format` (or the config's `format`) asks for v2.1.
+/// Whether the run writes v2.1: `--format` (or the config's `format`) says so, or neither
+/// says anything and the output already is a v2.1 dataset (a nightly run continues it). Asking
+/// for v3.0 into an existing v2.1 dataset is refused rather than mixed.
 pub fn wants_v21(args: &ConvertArgs, config: Option<&ConvertConfig>) -> anyhow::Result<bool> {
     let given = args
         .format
         .as_deref()
         .or_else(|| config.and_then(|c| c.format.as_deref()));
+    let existing_v21 = !args.overwrite && !args.force && is_v21(&args.output);
     Ok(match given {
-        Some(f) => Format::parse(f).context("--format")? == Format::V21,
-        None => false,
+        Some(f) => {
+            let v21 = Format::parse(f).context("--format")? == Format::V21;
+            if !v21 && existing_v21 {
+                anyhow::bail!(
+                    "{} is a LeRobot v2.1 dataset: a v3.0 run cannot append to it (pass                      --format v2.1, or --overwrite to replace it)",
+                    args.output.display()
+                );
+            }
+            v21
+        }
+        None => existing_v21,
     })
 }
 

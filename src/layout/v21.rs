@@ -26,7 +26,7 @@ use super::{
     V21, V21_CHUNKS_SIZE, V21_DATA_PATH, V21_VIDEO_PATH, bad, pretty4, sibling, v21_data_path,
     v21_video_path,
 };
-use crate::dataset::stats::StatsAggregate;
+use crate::dataset::stats::{StatsAggregate, monotone_column_stats};
 use crate::dataset::video::{INSTALL_HINT, TICKS_PER_FRAME, VideoOptions};
 use crate::dataset::{FeatureStats, QUANTILES, data_file_path, video_file_path};
 use crate::error::{Error, Result};
@@ -507,8 +507,26 @@ pub fn to_v21(
             "tasks": tasks_of,
             "length": e.length,
         }))?;
+        // The renumbered default columns' statistics, computed as the writer computes them
+        // (so an appended episode's equal the ones of the same episode converted in one run).
+        let from = frames;
+        let task = e
+            .tasks
+            .first()
+            .and_then(|t| v30.tasks.iter().position(|x| x == t))
+            .and_then(|k| task_map.get(k))
+            .copied()
+            .ok_or_else(|| bad(src, format!("episode {}: task not in tasks.parquet", e.index)))?;
         let mut st = serde_json::Map::new();
         for ((name, _), (s, agg)) in v30.stats_features.iter().zip(e.stats.iter().zip(&mut aggs)) {
+            let n = e.length;
+            let renumbered = match name.as_str() {
+                "episode_index" => monotone_column_stats(n, |_| new_ep as f64),
+                "index" => monotone_column_stats(n, |i| (from + i) as f64),
+                "task_index" => monotone_column_stats(n, |_| task as f64),
+                _ => None,
+            };
+            let s = renumbered.as_ref().unwrap_or(s);
             st.insert(name.clone(), s.to_json());
             agg.add(s);
         }
@@ -626,7 +644,9 @@ fn cut_video(
         .arg(&from)
         .args(["-map", "0:v:0", "-frames:v"])
         .arg(length.to_string())
-        .args(["-c", "copy", "-bsf:v"])
+        // No `btrt` box: its bitrates come from the source file (the whole v3.0 file), so the
+        // same episode cut from another file would differ in those bytes.
+        .args(["-c", "copy", "-write_btrt", "0", "-bsf:v"])
         .arg(format!("setts=ts=N*{TICKS_PER_FRAME}"))
         .arg("-video_track_timescale")
         .arg((fps * TICKS_PER_FRAME).to_string())
