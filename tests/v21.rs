@@ -37,7 +37,10 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn bin(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("runs the binary")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("runs the binary")
 }
 
 fn stderr(o: &Output) -> String {
@@ -143,7 +146,10 @@ fn snapshot(ds: &Path) -> BTreeMap<String, Vec<u8>> {
         for b in v["bags"].as_array_mut().unwrap() {
             b.as_object_mut().unwrap().remove("wall_s");
         }
-        m.insert("meta/conversion_log.json".into(), v.to_string().into_bytes());
+        m.insert(
+            "meta/conversion_log.json".into(),
+            v.to_string().into_bytes(),
+        );
     }
     m
 }
@@ -158,7 +164,12 @@ fn assert_byte_identical(a: &Path, b: &Path) {
         b.display()
     );
     for (k, v) in &sa {
-        assert!(*v == sb[k], "{k} differs between {} and {}", a.display(), b.display());
+        assert!(
+            *v == sb[k],
+            "{k} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
     }
 }
 
@@ -172,7 +183,15 @@ fn demo_v21_layout() {
     let dir = tmp("demo");
     let v21 = dir.join("v21");
     let v30 = dir.join("v30");
-    ok(&["convert", s(&demo_bag()), "-o", s(&v21), "--format", "v2.1", "-q"]);
+    ok(&[
+        "convert",
+        s(&demo_bag()),
+        "-o",
+        s(&v21),
+        "--format",
+        "v2.1",
+        "-q",
+    ]);
     ok(&["convert", s(&demo_bag()), "-o", s(&v30), "-q"]);
     let info = json(&v21.join("meta/info.json"));
     assert_eq!(info["codebase_version"], "v2.1");
@@ -220,7 +239,10 @@ fn demo_v21_layout() {
             assert_eq!(x["mean"].as_array().unwrap().len(), 3, "{name}");
             assert_eq!(x["mean"][0][0].as_array().unwrap().len(), 1, "{name}");
         } else {
-            assert_eq!(x["mean"].as_array().unwrap().len() as u64, f["shape"][0].as_u64().unwrap());
+            assert_eq!(
+                x["mean"].as_array().unwrap().len() as u64,
+                f["shape"][0].as_u64().unwrap()
+            );
         }
     }
     // the rows are the v3.0 conversion's rows
@@ -246,17 +268,42 @@ fn demo_v21_layout() {
 fn config_format_key_selects_v21() {
     let dir = tmp("cfgkey");
     let cfg = dir.join("c.toml");
-    let o = bin(&["convert", s(&demo_bag()), "-o", s(&dir.join("x")), "--print-config"]);
+    let o = bin(&[
+        "convert",
+        s(&demo_bag()),
+        "-o",
+        s(&dir.join("x")),
+        "--print-config",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     // top-level keys come before the first [[features]] table
     let text = format!("format = \"v2.1\"\n{}", String::from_utf8_lossy(&o.stdout));
     std::fs::write(&cfg, text).unwrap();
     let out = dir.join("out");
-    ok(&["convert", s(&demo_bag()), "-o", s(&out), "-c", s(&cfg), "-q"]);
-    assert_eq!(json(&out.join("meta/info.json"))["codebase_version"], "v2.1");
+    ok(&[
+        "convert",
+        s(&demo_bag()),
+        "-o",
+        s(&out),
+        "-c",
+        s(&cfg),
+        "-q",
+    ]);
+    assert_eq!(
+        json(&out.join("meta/info.json"))["codebase_version"],
+        "v2.1"
+    );
     // the same config again: nothing new, still valid and unchanged
     let before = snapshot(&out);
-    ok(&["convert", s(&demo_bag()), "-o", s(&out), "-c", s(&cfg), "-q"]);
+    ok(&[
+        "convert",
+        s(&demo_bag()),
+        "-o",
+        s(&out),
+        "-c",
+        s(&cfg),
+        "-q",
+    ]);
     assert_eq!(before, snapshot(&out));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -288,16 +335,33 @@ fn round_trip_v30_v21_v30_gives_the_same_tables() {
         table(&[a.join("meta/tasks.parquet")]),
         table(&[c.join("meta/tasks.parquet")])
     );
-    assert_eq!(json(&a.join("meta/info.json")), json(&c.join("meta/info.json")));
-    assert_eq!(json(&a.join("meta/stats.json")), json(&c.join("meta/stats.json")));
+    assert_eq!(
+        json(&a.join("meta/info.json")),
+        json(&c.join("meta/info.json"))
+    );
+    assert_eq!(
+        json(&a.join("meta/stats.json")),
+        json(&c.join("meta/stats.json"))
+    );
     assert_eq!(
         std::fs::read(a.join("meta/conversion_log.json")).unwrap(),
         std::fs::read(c.join("meta/conversion_log.json")).unwrap()
     );
     // converting to the version it already has is refused
-    let o = bin(&["convert-format", s(&a), "-o", s(&dir.join("d")), "--to", "v3.0"]);
+    let o = bin(&[
+        "convert-format",
+        s(&a),
+        "-o",
+        s(&dir.join("d")),
+        "--to",
+        "v3.0",
+    ]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("already a v3.0 dataset"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already a v3.0 dataset"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -306,7 +370,17 @@ fn appending_one_bag_at_a_time_equals_one_run() {
     let dir = tmp("append");
     let inputs = make_bags(&dir, 3);
     let one = dir.join("one");
-    ok(&["convert", s(&inputs), "-o", s(&one), "--format", "v2.1", "-q", "--jobs", "1"]);
+    ok(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&one),
+        "--format",
+        "v2.1",
+        "-q",
+        "--jobs",
+        "1",
+    ]);
     let nightly = dir.join("nightly");
     let bags = files_with(&inputs, "bag");
     for k in 1..=bags.len() {
@@ -325,22 +399,52 @@ fn appending_one_bag_at_a_time_equals_one_run() {
     assert_byte_identical(&one, &nightly);
     // a re-run with nothing new leaves every byte as it was
     let before = snapshot(&nightly);
-    ok(&["convert", s(&inputs), "-o", s(&nightly), "--format", "v2.1", "-q"]);
+    ok(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&nightly),
+        "--format",
+        "v2.1",
+        "-q",
+    ]);
     assert_eq!(before, snapshot(&nightly));
     // a run that names no format continues the output's v2.1 ...
     let more = dir.join("more");
     std::fs::create_dir_all(&more).unwrap();
-    SyntheticBag { seed: 9, start_s: 900, ..SyntheticBag::default() }.write(&more.join("b09.bag"));
+    SyntheticBag {
+        seed: 9,
+        start_s: 900,
+        ..SyntheticBag::default()
+    }
+    .write(&more.join("b09.bag"));
     ok(&["convert", s(&inputs), s(&more), "-o", s(&nightly), "-q"]);
     assert_eq!(json(&nightly.join("meta/info.json"))["total_episodes"], 4);
     assert_valid(&nightly);
     // ... while v3.0 into a v2.1 dataset (or v2.1 into a v3.0 one) is refused, not mixed
-    let o = bin(&["convert", s(&inputs), "-o", s(&nightly), "--format", "v3.0", "-q"]);
+    let o = bin(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&nightly),
+        "--format",
+        "v3.0",
+        "-q",
+    ]);
     assert_ne!(o.status.code(), Some(0), "v3.0 run into a v2.1 dataset");
     assert!(stderr(&o).contains("v2.1 dataset"), "{}", stderr(&o));
     let v30 = dir.join("v30");
     ok(&["convert", s(&inputs), "-o", s(&v30), "-q"]);
-    let o = bin(&["convert", s(&inputs), s(&more), "-o", s(&v30), "--format", "v2.1", "-q"]);
+    let o = bin(&[
+        "convert",
+        s(&inputs),
+        s(&more),
+        "-o",
+        s(&v30),
+        "--format",
+        "v2.1",
+        "-q",
+    ]);
     assert_ne!(o.status.code(), Some(0), "v2.1 run into a v3.0 dataset");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -351,7 +455,17 @@ fn sigkill_then_rerun_is_byte_identical() {
     let inputs = make_bags(&dir, 4);
     let reference = dir.join("ref");
     let t = Instant::now();
-    ok(&["convert", s(&inputs), "-o", s(&reference), "--format", "v2.1", "-q", "--jobs", "1"]);
+    ok(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&reference),
+        "--format",
+        "v2.1",
+        "-q",
+        "--jobs",
+        "1",
+    ]);
     let full = t.elapsed();
     let first: Vec<String> = files_with(&inputs, "bag")
         .iter()
@@ -366,10 +480,23 @@ fn sigkill_then_rerun_is_byte_identical() {
             let mut args = vec!["convert".to_string()];
             args.extend(first.iter().cloned());
             args.extend(["-o", s(&out), "--format", "v2.1", "-q"].map(String::from));
-            assert_eq!(Command::new(BIN).args(&args).status().unwrap().code(), Some(0));
+            assert_eq!(
+                Command::new(BIN).args(&args).status().unwrap().code(),
+                Some(0)
+            );
         }
         let mut child = Command::new(BIN)
-            .args(["convert", s(&inputs), "-o", s(&out), "--format", "v2.1", "-q", "--jobs", "1"])
+            .args([
+                "convert",
+                s(&inputs),
+                "-o",
+                s(&out),
+                "--format",
+                "v2.1",
+                "-q",
+                "--jobs",
+                "1",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -380,7 +507,17 @@ fn sigkill_then_rerun_is_byte_identical() {
         if out.join("meta/info.json").exists() {
             assert_valid(&out);
         }
-        ok(&["convert", s(&inputs), "-o", s(&out), "--format", "v2.1", "-q", "--jobs", "1"]);
+        ok(&[
+            "convert",
+            s(&inputs),
+            "-o",
+            s(&out),
+            "--format",
+            "v2.1",
+            "-q",
+            "--jobs",
+            "1",
+        ]);
         assert_byte_identical(&reference, &out);
         let left: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
@@ -405,7 +542,17 @@ fn validate_catches_broken_v21_datasets() {
     let dir = tmp("broken");
     let inputs = make_bags(&dir, 2);
     let good = dir.join("good");
-    ok(&["convert", s(&inputs), "-o", s(&good), "--format", "v2.1", "-q", "--jobs", "1"]);
+    ok(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&good),
+        "--format",
+        "v2.1",
+        "-q",
+        "--jobs",
+        "1",
+    ]);
     assert_valid(&good);
     let copy = |name: &str| {
         let d = dir.join(name);
@@ -458,7 +605,9 @@ fn validate_catches_broken_v21_datasets() {
     expect(&d, "no episode names");
     // episodes out of order
     let d = copy("order");
-    edit_jsonl(&d.join("meta/episodes.jsonl"), 1, |v| v["episode_index"] = Value::from(5));
+    edit_jsonl(&d.join("meta/episodes.jsonl"), 1, |v| {
+        v["episode_index"] = Value::from(5)
+    });
     expect(&d, "episode_index 5, expected 1");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -477,7 +626,9 @@ fn ffmpeg_present() -> bool {
     if okb("ffmpeg") && okb("ffprobe") {
         return true;
     }
-    eprintln!("SKIPPED: ffmpeg/ffprobe not found on PATH; video tests need them (apt-get install ffmpeg)");
+    eprintln!(
+        "SKIPPED: ffmpeg/ffprobe not found on PATH; video tests need them (apt-get install ffmpeg)"
+    );
     false
 }
 
@@ -548,7 +699,10 @@ fn camera_bag(path: &Path, frames: u32, seed: u32) {
             }
             None => {
                 let pos = [t as f64 / 1e9, 1.0, 2.0];
-                p.string_array(&names).f64_array(&pos).f64_array(&[]).f64_array(&[]);
+                p.string_array(&names)
+                    .f64_array(&pos)
+                    .f64_array(&[])
+                    .f64_array(&[]);
                 w.write(js, abs, p.as_slice()).unwrap();
             }
         }
@@ -587,7 +741,16 @@ fn frame_md5s(video: &Path) -> Vec<String> {
 /// Every packet's pts in seconds.
 fn pts(video: &Path) -> Vec<f64> {
     let o = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(video)
         .output()
         .unwrap();
@@ -639,27 +802,47 @@ fn video_v21_layout_cuts_episodes_by_stream_copy() {
     let mut at = 0usize;
     for (i, e) in eps.iter().enumerate() {
         let len = e["length"].as_u64().unwrap() as usize;
-        let mp4 = v21.join(format!("videos/chunk-000/observation.images.cam/episode_{i:06}.mp4"));
+        let mp4 = v21.join(format!(
+            "videos/chunk-000/observation.images.cam/episode_{i:06}.mp4"
+        ));
         let got = frame_md5s(&mp4);
         assert_eq!(got.len(), len, "episode {i} frame count");
-        assert_eq!(got, all[at..at + len], "episode {i}: decoded frames differ from the v3.0 file's");
+        assert_eq!(
+            got,
+            all[at..at + len],
+            "episode {i}: decoded frames differ from the v3.0 file's"
+        );
         let t = pts(&mp4);
         assert_eq!(t.len(), len);
         for (k, p) in t.iter().enumerate() {
-            assert!((p - k as f64 / fps).abs() < 1e-4, "episode {i} frame {k} at {p}");
+            assert!(
+                (p - k as f64 / fps).abs() < 1e-4,
+                "episode {i} frame {k} at {p}"
+            );
         }
         at += len;
     }
     assert_eq!(at, all.len());
     // the v3.0 videos are stream-copied, never re-encoded: same codec, no new encoder run
     let o = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(v21.join("videos/chunk-000/observation.images.cam/episode_000000.mp4"))
         .output()
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
-        info["features"]["observation.images.cam"]["info"]["video.codec"].as_str().unwrap()
+        info["features"]["observation.images.cam"]["info"]["video.codec"]
+            .as_str()
+            .unwrap()
     );
     // a truncated episode video is caught by validate
     let broken = dir.join("broken");
@@ -675,9 +858,21 @@ fn video_v21_layout_cuts_episodes_by_stream_copy() {
     assert!(o.status.success());
     std::fs::rename(dir.join("short.mp4"), &victim).unwrap();
     let problems = validate_v21(&broken).unwrap();
-    assert!(problems.iter().any(|p| p.contains("episode_000001.mp4") && p.contains("frames")), "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("episode_000001.mp4") && p.contains("frames")),
+        "{problems:#?}"
+    );
     // back to v3.0 is refused for video (not implemented): a clear error, nothing written
-    let o = bin(&["convert-format", s(&broken), "-o", s(&dir.join("back")), "--to", "v3.0"]);
+    let o = bin(&[
+        "convert-format",
+        s(&broken),
+        "-o",
+        s(&dir.join("back")),
+        "--to",
+        "v3.0",
+    ]);
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("not supported yet"), "{}", stderr(&o));
     assert!(!dir.join("back").exists());
@@ -697,12 +892,42 @@ fn video_convert_format_v21_directly() {
     let cfg = dir.join("video.toml");
     std::fs::write(&cfg, VIDEO_CONFIG).unwrap();
     let one = dir.join("one");
-    ok(&["convert", s(&inputs), "-o", s(&one), "-c", s(&cfg), "--format", "v2.1", "-q"]);
+    ok(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&one),
+        "-c",
+        s(&cfg),
+        "--format",
+        "v2.1",
+        "-q",
+    ]);
     assert_valid(&one);
     // nightly: one bag, then the other
     let nightly = dir.join("nightly");
-    ok(&["convert", s(&inputs.join("a.bag")), "-o", s(&nightly), "-c", s(&cfg), "--format", "v2.1", "-q"]);
-    ok(&["convert", s(&inputs), "-o", s(&nightly), "-c", s(&cfg), "--format", "v2.1", "-q"]);
+    ok(&[
+        "convert",
+        s(&inputs.join("a.bag")),
+        "-o",
+        s(&nightly),
+        "-c",
+        s(&cfg),
+        "--format",
+        "v2.1",
+        "-q",
+    ]);
+    ok(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&nightly),
+        "-c",
+        s(&cfg),
+        "--format",
+        "v2.1",
+        "-q",
+    ]);
     assert_byte_identical(&one, &nightly);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -731,16 +956,24 @@ fn run_check(python: &str, datasets: &[&Path]) {
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     eprintln!("{out}");
-    assert!(o.status.success(), "lerobot check failed:\n{out}\n{}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "lerobot check failed:\n{out}\n{}",
+        stderr(&o)
+    );
     assert_eq!(out.matches("OK: ").count(), datasets.len(), "{out}");
 }
 
 /// Three Kuavo-like bags written by ../shared/tools/gen_bag.py (with its venv), or None.
 fn kuavo_bags(dir: &Path) -> Option<PathBuf> {
     let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/gen_bag.py");
-    let python = std::env::var("GENBAG_PYTHON").unwrap_or_else(|_| "/tmp/genvenv/bin/python".into());
+    let python =
+        std::env::var("GENBAG_PYTHON").unwrap_or_else(|_| "/tmp/genvenv/bin/python".into());
     if !tool.exists() || !Path::new(&python).exists() {
-        eprintln!("SKIPPED (Kuavo part): needs {} and {python} (set GENBAG_PYTHON)", tool.display());
+        eprintln!(
+            "SKIPPED (Kuavo part): needs {} and {python} (set GENBAG_PYTHON)",
+            tool.display()
+        );
         return None;
     }
     let inputs = dir.join("kuavo");
@@ -748,7 +981,13 @@ fn kuavo_bags(dir: &Path) -> Option<PathBuf> {
     for seed in 1..=3 {
         let o = Command::new(&python)
             .arg(&tool)
-            .args(["--kuavo-types", "--duration", "5", "--seed", &seed.to_string()])
+            .args([
+                "--kuavo-types",
+                "--duration",
+                "5",
+                "--seed",
+                &seed.to_string(),
+            ])
             .arg(inputs.join(format!("kuavo_{seed}.bag")))
             .output()
             .unwrap();
@@ -764,12 +1003,32 @@ fn lerobot_033_loads_v21_outputs_and_044_loads_the_round_trip() {
     };
     let dir = tmp("lerobot");
     let demo = dir.join("demo21");
-    ok(&["convert", s(&demo_bag()), "-o", s(&demo), "--format", "v2.1", "-q"]);
+    ok(&[
+        "convert",
+        s(&demo_bag()),
+        "-o",
+        s(&demo),
+        "--format",
+        "v2.1",
+        "-q",
+    ]);
     let mut sets: Vec<PathBuf> = vec![demo.clone()];
     if let Some(kin) = kuavo_bags(&dir) {
         let kuavo = dir.join("kuavo21");
         let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kuavo.toml");
-        ok(&["convert", s(&kin), "-o", s(&kuavo), "-c", s(&cfg), "--format", "v2.1", "-q", "--max-memory", "256MiB"]);
+        ok(&[
+            "convert",
+            s(&kin),
+            "-o",
+            s(&kuavo),
+            "-c",
+            s(&cfg),
+            "--format",
+            "v2.1",
+            "-q",
+            "--max-memory",
+            "256MiB",
+        ]);
         assert_valid(&kuavo);
         assert_eq!(json(&kuavo.join("meta/info.json"))["total_episodes"], 3);
         sets.push(kuavo);
@@ -800,16 +1059,31 @@ fn assert_same_v21(a: &Path, b: &Path) {
         "data rows"
     );
     for f in ["info.json", "stats.json"] {
-        assert_eq!(json(&a.join("meta").join(f)), json(&b.join("meta").join(f)), "{f}");
+        assert_eq!(
+            json(&a.join("meta").join(f)),
+            json(&b.join("meta").join(f)),
+            "{f}"
+        );
     }
     for f in ["episodes.jsonl", "episodes_stats.jsonl", "tasks.jsonl"] {
-        assert_eq!(jsonl(&a.join("meta").join(f)), jsonl(&b.join("meta").join(f)), "{f}");
+        assert_eq!(
+            jsonl(&a.join("meta").join(f)),
+            jsonl(&b.join("meta").join(f)),
+            "{f}"
+        );
     }
     // the episode parquet files themselves are byte-identical
-    let (fa, fb) = (files_with(&a.join("data"), "parquet"), files_with(&b.join("data"), "parquet"));
+    let (fa, fb) = (
+        files_with(&a.join("data"), "parquet"),
+        files_with(&b.join("data"), "parquet"),
+    );
     assert_eq!(fa.len(), fb.len());
     for (x, y) in fa.iter().zip(&fb) {
-        assert!(std::fs::read(x).unwrap() == std::fs::read(y).unwrap(), "{} differs", x.display());
+        assert!(
+            std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),
+            "{} differs",
+            x.display()
+        );
     }
 }
 
@@ -818,10 +1092,32 @@ fn jobs_and_shards_then_merge_equal_one_run() {
     let dir = tmp("jobs");
     let inputs = make_bags(&dir, 4);
     let one = dir.join("one");
-    ok(&["convert", s(&inputs), "-o", s(&one), "--format", "v2.1", "-q", "--jobs", "1"]);
+    ok(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&one),
+        "--format",
+        "v2.1",
+        "-q",
+        "--jobs",
+        "1",
+    ]);
     // --jobs 2: children convert shares into the work dataset, merged, then laid out
     let jobs = dir.join("jobs2");
-    ok(&["convert", s(&inputs), "-o", s(&jobs), "--format", "v2.1", "-q", "--jobs", "2", "--max-memory", "128MiB"]);
+    ok(&[
+        "convert",
+        s(&inputs),
+        "-o",
+        s(&jobs),
+        "--format",
+        "v2.1",
+        "-q",
+        "--jobs",
+        "2",
+        "--max-memory",
+        "128MiB",
+    ]);
     assert_valid(&jobs);
     assert_same_v21(&one, &jobs);
     // --shard K/N writes v2.1 shards; merge joins them (through v3.0) into one v2.1 dataset
@@ -829,12 +1125,31 @@ fn jobs_and_shards_then_merge_equal_one_run() {
     for k in 1..=2 {
         let out = dir.join(format!("shard{k}"));
         let spec = format!("{k}/2");
-        ok(&["convert", s(&inputs), "-o", s(&out), "--format", "v2.1", "-q", "--jobs", "1", "--shard", &spec]);
+        ok(&[
+            "convert",
+            s(&inputs),
+            "-o",
+            s(&out),
+            "--format",
+            "v2.1",
+            "-q",
+            "--jobs",
+            "1",
+            "--shard",
+            &spec,
+        ]);
         assert_valid(&out);
         shards.push(out);
     }
     let merged = dir.join("merged");
-    ok(&["merge", s(&shards[0]), s(&shards[1]), "-o", s(&merged), "-q"]);
+    ok(&[
+        "merge",
+        s(&shards[0]),
+        s(&shards[1]),
+        "-o",
+        s(&merged),
+        "-q",
+    ]);
     assert_valid(&merged);
     assert_same_v21(&one, &merged);
     let left: Vec<String> = std::fs::read_dir(&dir)

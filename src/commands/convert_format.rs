@@ -13,7 +13,9 @@ use crate::memory::sample;
 
 /// Row group bytes of a v2.1 layout under `ceiling`: an eighth of it, at most the default.
 pub fn layout_row_group_bytes(ceiling: u64) -> usize {
-    (ceiling / 8).min(crate::layout::DEFAULT_ROW_GROUP_BYTES as u64).max(1 << 20) as usize
+    (ceiling / 8)
+        .min(crate::layout::DEFAULT_ROW_GROUP_BYTES as u64)
+        .max(1 << 20) as usize
 }
 
 pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
@@ -34,10 +36,7 @@ pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
             let _lock = OutputLock::acquire(out)?;
             recover(out)?;
             if out.exists() && !args.overwrite && std::fs::read_dir(out)?.next().is_some() {
-                anyhow::bail!(
-                    "{} exists; pass --overwrite to replace it",
-                    out.display()
-                );
+                anyhow::bail!("{} exists; pass --overwrite to replace it", out.display());
             }
             let staging = sibling(out, crate::layout::STAGING_SUFFIX);
             let opts = LayoutOptions {

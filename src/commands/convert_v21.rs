@@ -212,6 +212,8 @@ pub fn convert_v21(
         row_group_bytes: super::convert_format::layout_row_group_bytes(ceiling),
         ..LayoutOptions::default()
     };
+    // The run's freed pages go back to the OS before the layout adds its own.
+    crate::memory::stats::release_freed_pages();
     let laid = to_v21(&work, &staging, base.as_ref(), log, &opts);
     let s = match laid {
         Ok(s) => s,

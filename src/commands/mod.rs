@@ -100,7 +100,10 @@ fn validate_cmd(args: crate::cli::ValidateArgs) -> anyhow::Result<Exit> {
     };
     if problems.is_empty() {
         let version = if v21 { "v2.1" } else { "v3.0" };
-        println!("{}: valid LeRobot {version} dataset", args.dataset.display());
+        println!(
+            "{}: valid LeRobot {version} dataset",
+            args.dataset.display()
+        );
         return Ok(Exit::Ok);
     }
     println!("{}: {} problem(s):", args.dataset.display(), problems.len());

@@ -342,7 +342,12 @@ impl StoredDataset {
 }
 
 /// One feature value of a data row.
-pub(crate) fn value_at(p: &Path, f: &FeatureSpec, col: &dyn Array, row: usize) -> Result<FeatureValue> {
+pub(crate) fn value_at(
+    p: &Path,
+    f: &FeatureSpec,
+    col: &dyn Array,
+    row: usize,
+) -> Result<FeatureValue> {
     let wrong = || {
         bad(
             p,

@@ -59,7 +59,10 @@ pub fn to_v30(src: &Path, out: &Path, opts: WriterOptions) -> Result<DatasetSumm
             .cloned()
             .ok_or_else(|| bad(&stats_path, format!("line {n}: more stats than episodes")))?;
         if v["episode_index"].as_u64() != Some(i) {
-            return Err(bad(&stats_path, format!("line {n}: episode_index is not {i}")));
+            return Err(bad(
+                &stats_path,
+                format!("line {n}: episode_index is not {i}"),
+            ));
         }
         let mut stats = Vec::with_capacity(n_feat);
         for f in &spec.features {
@@ -108,8 +111,8 @@ fn read_episode(
 ) -> Result<()> {
     let p = src.join(v21_data_path(i));
     let f = File::open(&p).map_err(|e| Error::io(&p, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&p, format!("parquet: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| bad(&p, format!("parquet: {e}")))?;
     let n_feat = spec.features.len();
     let mask = ProjectionMask::roots(builder.parquet_schema(), 0..n_feat);
     let reader = builder

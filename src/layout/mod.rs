@@ -41,7 +41,8 @@ pub const V21: &str = "v2.1";
 /// Episodes per `chunk-XXX` folder in v2.1 (lerobot 0.3.3's `DEFAULT_CHUNK_SIZE`): 1000.
 pub const V21_CHUNKS_SIZE: u64 = 1000;
 /// v2.1 `data_path` template.
-pub const V21_DATA_PATH: &str = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet";
+pub const V21_DATA_PATH: &str =
+    "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet";
 /// v2.1 `video_path` template.
 pub const V21_VIDEO_PATH: &str =
     "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4";

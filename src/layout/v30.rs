@@ -177,8 +177,7 @@ impl V30 {
                 .ok_or_else(|| bad(p, format!("row {row}: {name} missing or negative")))
         };
         let getf = |name: &str| {
-            float_at(b, name, row)
-                .ok_or_else(|| bad(p, format!("row {row}: {name} missing")))
+            float_at(b, name, row).ok_or_else(|| bad(p, format!("row {row}: {name} missing")))
         };
         let tasks_col = b
             .column_by_name("tasks")

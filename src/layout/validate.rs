@@ -79,7 +79,10 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
     if let Err(e) = for_each_line(&tp, |v, n| {
         match (v["task_index"].as_u64(), v["task"].as_str()) {
             (Some(i), Some(t)) => tasks.push((i, t.to_string())),
-            _ => p.add("tasks", format!("meta/tasks.jsonl line {n}: task_index or task missing")),
+            _ => p.add(
+                "tasks",
+                format!("meta/tasks.jsonl line {n}: task_index or task missing"),
+            ),
         }
         Ok(())
     }) {
@@ -87,7 +90,10 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
     }
     tasks.sort();
     if tasks.iter().enumerate().any(|(k, (i, _))| *i != k as u64) {
-        p.add("tasks", "meta/tasks.jsonl: task_index does not run 0, 1, 2, … without gaps");
+        p.add(
+            "tasks",
+            "meta/tasks.jsonl: task_index does not run 0, 1, 2, … without gaps",
+        );
     }
     let task_set: HashSet<&str> = tasks.iter().map(|(_, t)| t.as_str()).collect();
     if task_set.len() != tasks.len() {
@@ -121,14 +127,24 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
         }
         let length = v["length"].as_u64().unwrap_or(0);
         if length == 0 {
-            p.add("episodes", format!("meta/episodes.jsonl line {n}: length missing or 0"));
+            p.add(
+                "episodes",
+                format!("meta/episodes.jsonl line {n}: length missing or 0"),
+            );
         }
         let ts: Vec<String> = v["tasks"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         if ts.is_empty() {
-            p.add("episodes", format!("meta/episodes.jsonl line {n}: tasks missing or empty"));
+            p.add(
+                "episodes",
+                format!("meta/episodes.jsonl line {n}: tasks missing or empty"),
+            );
         }
         for t in &ts {
             if !task_set.contains(t.as_str()) {
@@ -148,13 +164,19 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
     if info["total_episodes"].as_u64() != Some(n_eps) {
         p.add(
             "info",
-            format!("info.json total_episodes {} but episodes.jsonl has {n_eps}", info["total_episodes"]),
+            format!(
+                "info.json total_episodes {} but episodes.jsonl has {n_eps}",
+                info["total_episodes"]
+            ),
         );
     }
     if info["total_frames"].as_u64() != Some(frames) {
         p.add(
             "info",
-            format!("info.json total_frames {} but the episodes' lengths add up to {frames}", info["total_frames"]),
+            format!(
+                "info.json total_frames {} but the episodes' lengths add up to {frames}",
+                info["total_frames"]
+            ),
         );
     }
     let chunks_size = info["chunks_size"].as_u64().unwrap_or(0).max(1);
@@ -180,7 +202,13 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
         );
     }
     if info["splits"]["train"].as_str() != Some(format!("0:{n_eps}").as_str()) {
-        p.add("info", format!("info.json splits.train {}, expected \"0:{n_eps}\"", info["splits"]["train"]));
+        p.add(
+            "info",
+            format!(
+                "info.json splits.train {}, expected \"0:{n_eps}\"",
+                info["splits"]["train"]
+            ),
+        );
     }
 
     check_episode_stats(dataset, &features, &eps, &mut p);
@@ -191,13 +219,20 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
     for (i, e) in eps.iter().enumerate() {
         let rel = v21_data_path(i as u64);
         expected_files.insert(rel.clone());
-        check_data_file(dataset, &rel, i as u64, e, offset, fps, &features, &tasks, &mut p);
+        check_data_file(
+            dataset, &rel, i as u64, e, offset, fps, &features, &tasks, &mut p,
+        );
         offset += e.length;
     }
     for f in files_under(&dataset.join("data"), "parquet") {
         let rel = format!("data/{f}");
         if !expected_files.contains(&rel) {
-            p.add("files", format!("{rel}: a data file no episode names (lerobot loads every parquet under data/)"));
+            p.add(
+                "files",
+                format!(
+                    "{rel}: a data file no episode names (lerobot loads every parquet under data/)"
+                ),
+            );
         }
     }
 
@@ -229,24 +264,56 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
 
 fn check_info(info: &Value, p: &mut Problems) {
     if info["codebase_version"] != V21 {
-        p.add("info", format!("info.json codebase_version {}, expected \"{V21}\"", info["codebase_version"]));
+        p.add(
+            "info",
+            format!(
+                "info.json codebase_version {}, expected \"{V21}\"",
+                info["codebase_version"]
+            ),
+        );
     }
     for k in [
-        "robot_type", "total_episodes", "total_frames", "total_tasks", "total_videos",
-        "total_chunks", "chunks_size", "fps", "splits", "data_path", "video_path", "features",
+        "robot_type",
+        "total_episodes",
+        "total_frames",
+        "total_tasks",
+        "total_videos",
+        "total_chunks",
+        "chunks_size",
+        "fps",
+        "splits",
+        "data_path",
+        "video_path",
+        "features",
     ] {
         if info.get(k).is_none() {
-            p.add("info", format!("info.json: key {k} missing (lerobot 0.3.3 reads it)"));
+            p.add(
+                "info",
+                format!("info.json: key {k} missing (lerobot 0.3.3 reads it)"),
+            );
         }
     }
     if info["fps"].as_u64().is_none_or(|f| f == 0) {
         p.add("info", "info.json fps must be a positive integer");
     }
     if info["chunks_size"].as_u64() != Some(super::V21_CHUNKS_SIZE) {
-        p.add("info", format!("info.json chunks_size {}, expected {}", info["chunks_size"], super::V21_CHUNKS_SIZE));
+        p.add(
+            "info",
+            format!(
+                "info.json chunks_size {}, expected {}",
+                info["chunks_size"],
+                super::V21_CHUNKS_SIZE
+            ),
+        );
     }
     if info["data_path"] != V21_DATA_PATH {
-        p.add("info", format!("info.json data_path {}, expected \"{V21_DATA_PATH}\"", info["data_path"]));
+        p.add(
+            "info",
+            format!(
+                "info.json data_path {}, expected \"{V21_DATA_PATH}\"",
+                info["data_path"]
+            ),
+        );
     }
     let videos = !super::video_keys(info).is_empty();
     match (&info["video_path"], videos) {
@@ -256,7 +323,11 @@ fn check_info(info: &Value, p: &mut Problems) {
             "info",
             format!(
                 "info.json video_path {v}, expected {}",
-                if videos { format!("\"{V21_VIDEO_PATH}\"") } else { "null (no video feature)".into() }
+                if videos {
+                    format!("\"{V21_VIDEO_PATH}\"")
+                } else {
+                    "null (no video feature)".into()
+                }
             ),
         ),
     }
@@ -273,23 +344,37 @@ fn check_info(info: &Value, p: &mut Problems) {
     ];
     for (k, dtype) in defaults {
         if features.get(k).and_then(|f| f["dtype"].as_str()) != Some(dtype) {
-            p.add("info", format!("info.json features: {k} missing or not {dtype}"));
+            p.add(
+                "info",
+                format!("info.json features: {k} missing or not {dtype}"),
+            );
         }
     }
     for (k, f) in features {
         if k.contains('/') {
             p.add("info", format!("feature {k}: names must not contain '/'"));
         }
-        let shape_ok = f["shape"].as_array().is_some_and(|s| !s.is_empty() && s.iter().all(|d| d.as_u64().is_some()));
+        let shape_ok = f["shape"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty() && s.iter().all(|d| d.as_u64().is_some()));
         if !shape_ok {
-            p.add("info", format!("feature {k}: shape missing or not a list of integers"));
+            p.add(
+                "info",
+                format!("feature {k}: shape missing or not a list of integers"),
+            );
         }
         let visual = f["dtype"] == "image" || f["dtype"] == "video";
         if visual && f["shape"].as_array().is_none_or(|s| s.len() != 3) {
-            p.add("info", format!("feature {k}: an image/video feature needs a 3-dimensional shape"));
+            p.add(
+                "info",
+                format!("feature {k}: an image/video feature needs a 3-dimensional shape"),
+            );
         }
         if f["dtype"] == "video" && f["info"].is_null() {
-            p.add("info", format!("feature {k}: a video feature without its info block"));
+            p.add(
+                "info",
+                format!("feature {k}: a video feature without its info block"),
+            );
         }
     }
 }
@@ -307,44 +392,76 @@ fn check_episode_stats(
     let mut k = 0u64;
     let r = for_each_line(&path, |v, n| {
         if v["episode_index"].as_u64() != Some(k) {
-            p.add("stats", format!("meta/episodes_stats.jsonl line {n}: episode_index {}, expected {k}", v["episode_index"]));
+            p.add(
+                "stats",
+                format!(
+                    "meta/episodes_stats.jsonl line {n}: episode_index {}, expected {k}",
+                    v["episode_index"]
+                ),
+            );
         }
         for (name, f) in features {
             let s = &v["stats"][name];
             if !s.is_object() {
-                p.add("stats", format!("meta/episodes_stats.jsonl line {n}: no stats for {name}"));
+                p.add(
+                    "stats",
+                    format!("meta/episodes_stats.jsonl line {n}: no stats for {name}"),
+                );
                 continue;
             }
             let visual = f["dtype"] == "image" || f["dtype"] == "video";
-            let len = f["shape"].as_array().and_then(|a| a.first()).and_then(Value::as_u64).unwrap_or(1);
+            let len = f["shape"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
             for key in ["min", "max", "mean", "std"] {
                 let Some(val) = s.get(key) else {
-                    p.add("stats", format!("meta/episodes_stats.jsonl line {n}: {name}.{key} missing"));
+                    p.add(
+                        "stats",
+                        format!("meta/episodes_stats.jsonl line {n}: {name}.{key} missing"),
+                    );
                     continue;
                 };
                 let ok = if visual || name.contains("image") {
                     val.as_array().is_some_and(|a| {
                         a.len() == 3
                             && a.iter().all(|c| {
-                                c.as_array().is_some_and(|c| c.len() == 1 && c[0].as_array().is_some_and(|x| x.len() == 1 && x[0].is_number()))
+                                c.as_array().is_some_and(|c| {
+                                    c.len() == 1
+                                        && c[0]
+                                            .as_array()
+                                            .is_some_and(|x| x.len() == 1 && x[0].is_number())
+                                })
                             })
                     })
                 } else {
-                    val.as_array().is_some_and(|a| a.len() as u64 == len && a.iter().all(Value::is_number))
+                    val.as_array()
+                        .is_some_and(|a| a.len() as u64 == len && a.iter().all(Value::is_number))
                 };
                 if !ok {
                     p.add(
                         "stats",
                         format!(
                             "meta/episodes_stats.jsonl line {n}: {name}.{key} must have shape {}",
-                            if visual || name.contains("image") { "[3, 1, 1]".to_string() } else { format!("[{len}]") }
+                            if visual || name.contains("image") {
+                                "[3, 1, 1]".to_string()
+                            } else {
+                                format!("[{len}]")
+                            }
                         ),
                     );
                 }
             }
-            let count = s["count"].as_array().filter(|a| a.len() == 1).and_then(|a| a[0].as_u64());
+            let count = s["count"]
+                .as_array()
+                .filter(|a| a.len() == 1)
+                .and_then(|a| a[0].as_u64());
             match count {
-                None => p.add("stats", format!("meta/episodes_stats.jsonl line {n}: {name}.count must be [n]")),
+                None => p.add(
+                    "stats",
+                    format!("meta/episodes_stats.jsonl line {n}: {name}.count must be [n]"),
+                ),
                 Some(c) if !visual => {
                     if let Some(e) = eps.get(k as usize)
                         && c != e.length
@@ -362,7 +479,13 @@ fn check_episode_stats(
         p.add("stats", format!("meta/episodes_stats.jsonl: {e}"));
     }
     if k != eps.len() as u64 {
-        p.add("stats", format!("meta/episodes_stats.jsonl has {k} lines for {} episodes", eps.len()));
+        p.add(
+            "stats",
+            format!(
+                "meta/episodes_stats.jsonl has {k} lines for {} episodes",
+                eps.len()
+            ),
+        );
     }
 }
 
@@ -406,7 +529,10 @@ fn check_data_file(
     for (k, f) in features {
         let video = f["dtype"] == "video";
         if video && cols.contains(k) {
-            p.add("data", format!("{rel}: has a column for the video feature {k}"));
+            p.add(
+                "data",
+                format!("{rel}: has a column for the video feature {k}"),
+            );
         }
         if !video && !cols.contains(k) {
             p.add("data", format!("{rel}: column {k} missing"));
@@ -414,7 +540,10 @@ fn check_data_file(
     }
     for c in &cols {
         if !features.contains_key(c) {
-            p.add("data", format!("{rel}: column {c} is not a feature of info.json"));
+            p.add(
+                "data",
+                format!("{rel}: column {c} is not a feature of info.json"),
+            );
         }
     }
     let roots: Vec<usize> = DEFAULT_COLUMNS
@@ -425,7 +554,11 @@ fn check_data_file(
         return;
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = match builder.with_projection(mask).with_batch_size(SCAN_BATCH_ROWS).build() {
+    let reader = match builder
+        .with_projection(mask)
+        .with_batch_size(SCAN_BATCH_ROWS)
+        .build()
+    {
         Ok(r) => r,
         Err(err) => {
             p.add("data", format!("{rel}: {err}"));
@@ -447,37 +580,79 @@ fn check_data_file(
                 return;
             }
         };
-        let int = |n: &str| b.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<Int64Array>()).cloned();
-        let ts = b.column_by_name("timestamp").and_then(|c| c.as_any().downcast_ref::<Float32Array>()).cloned();
-        let (Some(ts), Some(fi), Some(ei), Some(ix), Some(ti)) =
-            (ts, int("frame_index"), int("episode_index"), int("index"), int("task_index"))
-        else {
+        let int = |n: &str| {
+            b.column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .cloned()
+        };
+        let ts = b
+            .column_by_name("timestamp")
+            .and_then(|c| c.as_any().downcast_ref::<Float32Array>())
+            .cloned();
+        let (Some(ts), Some(fi), Some(ei), Some(ix), Some(ti)) = (
+            ts,
+            int("frame_index"),
+            int("episode_index"),
+            int("index"),
+            int("task_index"),
+        ) else {
             p.add("data", format!("{rel}: default columns of the wrong type"));
             return;
         };
         for r in 0..b.num_rows() {
             let k = row + r as u64;
             if ei.value(r) != episode as i64 {
-                p.add("data", format!("{rel} row {k}: episode_index {}, expected {episode}", ei.value(r)));
+                p.add(
+                    "data",
+                    format!(
+                        "{rel} row {k}: episode_index {}, expected {episode}",
+                        ei.value(r)
+                    ),
+                );
             }
             if fi.value(r) != k as i64 {
-                p.add("data", format!("{rel} row {k}: frame_index {}, expected {k}", fi.value(r)));
+                p.add(
+                    "data",
+                    format!("{rel} row {k}: frame_index {}, expected {k}", fi.value(r)),
+                );
             }
             if ix.value(r) != (offset + k) as i64 {
-                p.add("data", format!("{rel} row {k}: index {}, expected {} (global, contiguous)", ix.value(r), offset + k));
+                p.add(
+                    "data",
+                    format!(
+                        "{rel} row {k}: index {}, expected {} (global, contiguous)",
+                        ix.value(r),
+                        offset + k
+                    ),
+                );
             }
             let t = f64::from(ts.value(r));
             if (t - k as f64 * step).abs() > TOLERANCE_S {
-                p.add("data", format!("{rel} row {k}: timestamp {t}, expected {} ± {TOLERANCE_S} s", k as f64 * step));
+                p.add(
+                    "data",
+                    format!(
+                        "{rel} row {k}: timestamp {t}, expected {} ± {TOLERANCE_S} s",
+                        k as f64 * step
+                    ),
+                );
             }
             if ti.is_null(r) || !allowed.contains(&(ti.value(r) as u64)) {
-                p.add("data", format!("{rel} row {k}: task_index {} is not one of the episode's tasks", ti.value(r)));
+                p.add(
+                    "data",
+                    format!(
+                        "{rel} row {k}: task_index {} is not one of the episode's tasks",
+                        ti.value(r)
+                    ),
+                );
             }
         }
         row += b.num_rows() as u64;
     }
     if row != e.length {
-        p.add("data", format!("{rel}: {row} rows, episodes.jsonl says {}", e.length));
+        p.add(
+            "data",
+            format!("{rel}: {row} rows, episodes.jsonl says {}", e.length),
+        );
     }
 }
 
@@ -503,8 +678,8 @@ fn files_under(dir: &Path, ext: &str) -> Vec<String> {
 }
 
 fn which_ffprobe() -> Option<std::path::PathBuf> {
-    let ff: std::path::PathBuf = std::env::var_os("BAG2DATASET_FFPROBE")
-        .map_or_else(|| "ffprobe".into(), Into::into);
+    let ff: std::path::PathBuf =
+        std::env::var_os("BAG2DATASET_FFPROBE").map_or_else(|| "ffprobe".into(), Into::into);
     Command::new(&ff)
         .arg("-version")
         .output()
@@ -517,13 +692,28 @@ fn which_ffprobe() -> Option<std::path::PathBuf> {
 /// lerobot's decoders check when they fetch a frame by its timestamp.
 fn check_video(ffprobe: &Path, path: &Path, rel: &str, length: u64, fps: u64, p: &mut Problems) {
     let out = Command::new(ffprobe)
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output();
     let out = match out {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
-            p.add("videos", format!("{rel}: ffprobe failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
+            p.add(
+                "videos",
+                format!(
+                    "{rel}: ffprobe failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+            );
             return;
         }
         Err(e) => {
@@ -536,7 +726,10 @@ fn check_video(ffprobe: &Path, path: &Path, rel: &str, length: u64, fps: u64, p:
         .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
         .collect();
     if pts.len() as u64 != length {
-        p.add("videos", format!("{rel}: {} frames, the episode has {length}", pts.len()));
+        p.add(
+            "videos",
+            format!("{rel}: {} frames, the episode has {length}", pts.len()),
+        );
         return;
     }
     pts.sort_by(f64::total_cmp);
@@ -546,6 +739,12 @@ fn check_video(ffprobe: &Path, path: &Path, rel: &str, length: u64, fps: u64, p:
         .enumerate()
         .find(|(i, t)| (**t - *i as f64 * step).abs() > TOLERANCE_S)
     {
-        p.add("videos", format!("{rel}: frame {i} at {t} s, expected {} ± {TOLERANCE_S} s", i as f64 * step));
+        p.add(
+            "videos",
+            format!(
+                "{rel}: frame {i} at {t} s, expected {} ± {TOLERANCE_S} s",
+                i as f64 * step
+            ),
+        );
     }
 }
