@@ -54,7 +54,7 @@ pub fn dump_bag_with(
     mut emit: impl FnMut(serde_json::Value) -> bool,
 ) -> Result<u64> {
     let bag = BagFile::open(path)?;
-    let (index, note) = BagIndex::open(&bag)?;
+    let (index, note) = BagIndex::open_verified(&bag)?;
     if let Some(note) = &note {
         on_note(note);
     }
@@ -170,7 +170,7 @@ pub fn count_bag(
     topics: &[String],
 ) -> Result<std::collections::BTreeMap<String, TopicCount>> {
     let bag = BagFile::open(path)?;
-    let (index, note) = BagIndex::open(&bag)?;
+    let (index, note) = BagIndex::open_verified(&bag)?;
     if let Some(note) = &note {
         crate::diag::warn(&format!("{}: {note}", path.display()));
     }
