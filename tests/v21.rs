@@ -36,8 +36,15 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
+/// The binary, with freshly written bags taken at once (`--settle 0`).
+fn bin_cmd() -> Command {
+    let mut c = Command::new(BIN);
+    c.env("BAG2DATASET_SETTLE", "0");
+    c
+}
+
 fn bin(args: &[&str]) -> Output {
-    Command::new(BIN)
+    bin_cmd()
         .args(args)
         .output()
         .expect("runs the binary")
@@ -388,7 +395,7 @@ fn appending_one_bag_at_a_time_equals_one_run() {
         // each night sees every bag so far: the old ones are skipped
         args.extend(bags[..k].iter().map(|p| p.display().to_string()));
         args.extend(["-o", s(&nightly), "--format", "v2.1", "-q"].map(String::from));
-        let o = Command::new(BIN).args(&args).output().unwrap();
+        let o = bin_cmd().args(&args).output().unwrap();
         assert_eq!(o.status.code(), Some(0), "night {k}: {}", stderr(&o));
         assert_valid(&nightly);
         assert_eq!(
@@ -481,11 +488,11 @@ fn sigkill_then_rerun_is_byte_identical() {
             args.extend(first.iter().cloned());
             args.extend(["-o", s(&out), "--format", "v2.1", "-q"].map(String::from));
             assert_eq!(
-                Command::new(BIN).args(&args).status().unwrap().code(),
+                bin_cmd().args(&args).status().unwrap().code(),
                 Some(0)
             );
         }
-        let mut child = Command::new(BIN)
+        let mut child = bin_cmd()
             .args([
                 "convert",
                 s(&inputs),

@@ -100,7 +100,8 @@ fn convert(
     }
     let config = apply_video_args(args, config)?;
     if super::convert_v21::wants_v21(args, config.as_ref())? {
-        return super::convert_v21::convert_v21(args, ceiling, config, |a| {
+        let bytes = ceiling.bytes;
+        return super::convert_v21::convert_v21(args, bytes, config, move |a| {
             convert(a, ceiling, order, shard)
         });
     }

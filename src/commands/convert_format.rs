@@ -131,6 +131,7 @@ pub fn merge_v21(args: &crate::cli::MergeArgs, ceiling: u64) -> anyhow::Result<E
             overwrite: false,
             buffer_bytes,
             progress: false,
+            ..MergeOptions::default()
         })?;
         let staging = sibling(out, crate::layout::STAGING_SUFFIX);
         let opts = LayoutOptions {

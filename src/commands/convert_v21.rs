@@ -138,7 +138,7 @@ pub fn convert_v21(
         }
         inputs.clear();
         let mut skipped = 0usize;
-        for bag in collect_bags(&args.inputs)? {
+        for bag in collect_bags(&args.inputs, std::time::Duration::from_secs(args.settle))? {
             let abs = std::fs::canonicalize(&bag).unwrap_or(bag);
             let key = abs.display().to_string();
             match fingerprint(&abs) {
