@@ -44,10 +44,7 @@ fn bin_cmd() -> Command {
 }
 
 fn bin(args: &[&str]) -> Output {
-    bin_cmd()
-        .args(args)
-        .output()
-        .expect("runs the binary")
+    bin_cmd().args(args).output().expect("runs the binary")
 }
 
 fn stderr(o: &Output) -> String {
@@ -487,10 +484,7 @@ fn sigkill_then_rerun_is_byte_identical() {
             let mut args = vec!["convert".to_string()];
             args.extend(first.iter().cloned());
             args.extend(["-o", s(&out), "--format", "v2.1", "-q"].map(String::from));
-            assert_eq!(
-                bin_cmd().args(&args).status().unwrap().code(),
-                Some(0)
-            );
+            assert_eq!(bin_cmd().args(&args).status().unwrap().code(), Some(0));
         }
         let mut child = bin_cmd()
             .args([
@@ -1165,5 +1159,146 @@ fn jobs_and_shards_then_merge_equal_one_run() {
         .filter(|n| n.contains(".v21-") || n.ends_with(".lock") || n.ends_with(".jobs"))
         .collect();
     assert!(left.is_empty(), "left behind {left:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---- memory ----
+
+/// A bag with one 30 Hz camera of `frames` noisy 128×96 JPEGs (~20 KB each, so the episode is
+/// tens of MB) and a joint topic.
+fn noisy_bag(path: &Path, frames: u32) {
+    let opts = BagWriterOptions::with_compression(Compression::None);
+    let mut w = BagWriter::create(path, opts).unwrap();
+    let cam = w
+        .add_connection(
+            "/cam/image/compressed",
+            "sensor_msgs/CompressedImage",
+            COMPRESSED_IMAGE_MD5,
+            &compressed_image_definition(),
+        )
+        .unwrap();
+    let js = w
+        .add_connection(
+            "/arm/joint_states",
+            "sensor_msgs/JointState",
+            JOINT_STATE_MD5,
+            &joint_state_definition(),
+        )
+        .unwrap();
+    let start = 1_000_000_000_000_000_000u64;
+    let names: Vec<String> = (0..3).map(|j| format!("j{j}")).collect();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for k in 0..frames {
+        let t = u64::from(k) * 1_000_000_000 / 30;
+        let abs = start + t;
+        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
+        let px: Vec<u8> = (0..W * H * 3)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng >> 56) as u8
+            })
+            .collect();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode(&px, W, H, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let mut p = Payload::new();
+        p.header(k, sec, nsec, "");
+        p.string("jpeg").bytes(&jpeg);
+        w.write(cam, abs, p.as_slice()).unwrap();
+        let mut p = Payload::new();
+        p.header(k, sec, nsec, "");
+        p.string_array(&names)
+            .f64_array(&[t as f64 / 1e9, 1.0, 2.0])
+            .f64_array(&[])
+            .f64_array(&[]);
+        w.write(js, abs + 1_000_000, p.as_slice()).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Runs the binary and samples its peak RSS (`VmHWM`) until it exits; (status, peak bytes).
+fn peak_rss(args: &[&str]) -> (Option<i32>, u64) {
+    let mut child = bin_cmd()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(kib) = text
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            peak = peak.max(kib * 1024);
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return (st.code(), peak);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn layout_never_holds_an_episode_whole() {
+    let dir = tmp("memory");
+    noisy_bag(&dir.join("noisy.bag"), 2400);
+    let v30 = dir.join("v30");
+    ok(&[
+        "convert",
+        s(&dir.join("noisy.bag")),
+        "-o",
+        s(&v30),
+        "-q",
+        "--max-memory",
+        "256MiB",
+    ]);
+    let episode: u64 = files_with(&v30.join("data"), "parquet")
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let ceiling: u64 = 40 << 20;
+    assert!(
+        episode > ceiling,
+        "the episode ({episode} bytes) must be larger than the ceiling"
+    );
+    let v21 = dir.join("v21");
+    let (code, peak) = peak_rss(&[
+        "convert-format",
+        s(&v30),
+        "-o",
+        s(&v21),
+        "--to",
+        "v2.1",
+        "--max-memory",
+        "40MiB",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_valid(&v21);
+    eprintln!(
+        "v3.0 -> v2.1 of a {episode}-byte episode: peak RSS {peak} bytes under a ceiling of {ceiling}"
+    );
+    assert!(peak < ceiling, "peak RSS {peak} over the ceiling {ceiling}");
+    let back = dir.join("back");
+    let (code, peak) = peak_rss(&[
+        "convert-format",
+        s(&v21),
+        "-o",
+        s(&back),
+        "--to",
+        "v3.0",
+        "--max-memory",
+        "40MiB",
+    ]);
+    assert_eq!(code, Some(0));
+    eprintln!("v2.1 -> v3.0: peak RSS {peak} bytes");
+    assert!(peak < ceiling, "peak RSS {peak} over the ceiling {ceiling}");
     std::fs::remove_dir_all(&dir).ok();
 }
