@@ -32,7 +32,7 @@ pub enum Command {
     /// Check a dataset against the LeRobot v3.0 (or v2.1) rules; exit 1 if anything is wrong.
     Validate(ValidateArgs),
     /// Rewrite a dataset this tool made from one LeRobot layout version to the other
-    /// (v3.0 → v2.1, or v2.1 → v3.0 for image datasets) without reading the bags again.
+    /// (v3.0 → v2.1 or v2.1 → v3.0) without reading the bags again.
     ConvertFormat(ConvertFormatArgs),
     /// Write the built-in demo bag (what testdata/demo.bag is made from).
     MakeDemo(MakeDemoArgs),

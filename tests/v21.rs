@@ -776,7 +776,7 @@ fn video_v30(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn video_v21_layout_cuts_episodes_by_stream_copy() {
+fn video_v21_layout_cuts_episodes_by_stream_copy_and_joins_them_back() {
     if !ffmpeg_present() {
         return;
     }
@@ -845,6 +845,35 @@ fn video_v21_layout_cuts_episodes_by_stream_copy() {
             .as_str()
             .unwrap()
     );
+    // back to v3.0: the same tables, and the same decoded frames (the MP4s joined again by
+    // stream copy)
+    let back = dir.join("back");
+    ok(&["convert-format", s(&v21), "-o", s(&back), "--to", "v3.0"]);
+    assert!(bag2dataset::dataset::validate(&back).unwrap().is_empty());
+    assert_eq!(
+        table(&files_with(&v30.join("data"), "parquet")),
+        table(&files_with(&back.join("data"), "parquet"))
+    );
+    assert_eq!(
+        table(&files_with(&v30.join("meta/episodes"), "parquet")),
+        table(&files_with(&back.join("meta/episodes"), "parquet")),
+        "episodes rows (video spans and stats included)"
+    );
+    assert_eq!(
+        json(&v30.join("meta/info.json")),
+        json(&back.join("meta/info.json"))
+    );
+    assert_eq!(
+        json(&v30.join("meta/stats.json")),
+        json(&back.join("meta/stats.json"))
+    );
+    let back_videos = files_with(&back.join("videos"), "mp4");
+    assert_eq!(back_videos.len(), src.len());
+    let mut again = Vec::new();
+    for f in &back_videos {
+        again.extend(frame_md5s(f));
+    }
+    assert_eq!(again, all, "decoded frames after v3.0 -> v2.1 -> v3.0");
     // a truncated episode video is caught by validate
     let broken = dir.join("broken");
     std::fs::rename(&v21, &broken).unwrap();
@@ -865,18 +894,6 @@ fn video_v21_layout_cuts_episodes_by_stream_copy() {
             .any(|p| p.contains("episode_000001.mp4") && p.contains("frames")),
         "{problems:#?}"
     );
-    // back to v3.0 is refused for video (not implemented): a clear error, nothing written
-    let o = bin(&[
-        "convert-format",
-        s(&broken),
-        "-o",
-        s(&dir.join("back")),
-        "--to",
-        "v3.0",
-    ]);
-    assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("not supported yet"), "{}", stderr(&o));
-    assert!(!dir.join("back").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -1046,7 +1063,22 @@ fn lerobot_033_loads_v21_outputs_and_044_loads_the_round_trip() {
     if let Some(py044) = venv("LEROBOT_PYTHON", "/tmp/lerobotvenv/bin/python") {
         let back = dir.join("back30");
         ok(&["convert-format", s(&demo), "-o", s(&back), "--to", "v3.0"]);
-        run_check(&py044, &[&back]);
+        let mut backs = vec![back];
+        let video21 = dir.join("video21");
+        if video21.exists() {
+            let vback = dir.join("videoback30");
+            ok(&[
+                "convert-format",
+                s(&video21),
+                "-o",
+                s(&vback),
+                "--to",
+                "v3.0",
+            ]);
+            backs.push(vback);
+        }
+        let refs: Vec<&Path> = backs.iter().map(|p| p.as_path()).collect();
+        run_check(&py044, &refs);
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,8 +1,7 @@
 //! v2.1 → v3.0: the episodes of a v2.1 dataset this crate wrote, read back one batch of rows
 //! at a time and written through the normal [`DatasetWriter`] with their statistics copied
 //! (`begin_copied_episode`), so the v3.0 tables equal the original ones. The conversion log
-//! is carried over. Image datasets only: v2.1 video datasets are refused (joining the
-//! episode MP4s back into v3.0 files is not implemented yet).
+//! is carried over. Video features are joined back by `back_video`.
 
 use std::fs::File;
 use std::path::Path;
@@ -21,16 +20,21 @@ use crate::error::{Error, Result};
 /// rename; `opts.overwrite` to replace an existing one).
 pub fn to_v30(src: &Path, out: &Path, opts: WriterOptions) -> Result<DatasetSummary> {
     let base = V21Base::open(src)?;
-    if let Some(k) = video_keys(&base.info).first() {
-        return Err(bad(
-            src,
-            format!(
-                "has the video feature {k}: converting v2.1 video datasets back to v3.0 is not \
-                 supported yet (convert the bags again with --format v3.0)"
-            ),
-        ));
+    if video_keys(&base.info).is_empty() {
+        let (spec, _) = read_spec(src)?;
+        return copy_episodes(src, out, spec, opts);
     }
-    let (spec, _) = read_spec(src)?;
+    super::back_video::to_v30_video(src, out, opts, &base)
+}
+
+/// Copies the data rows and the statistics of `spec`'s features (the non-video features) of
+/// every episode of the v2.1 dataset at `src` into a v3.0 dataset at `out`.
+pub(super) fn copy_episodes(
+    src: &Path,
+    out: &Path,
+    spec: crate::dataset::DatasetSpec,
+    opts: WriterOptions,
+) -> Result<DatasetSummary> {
     let n_feat = spec.features.len();
     // Per-episode task and stats, streamed from the two jsonl files in step.
     let mut episodes: Vec<(u64, String, u64)> = Vec::new();

@@ -10,16 +10,19 @@
 //! episodes renumbered after them, so a nightly run costs only its new episodes.
 //!
 //! v2.1 → v3.0 ([`to_v30`]) reads the episodes back through the normal
-//! [`crate::dataset::DatasetWriter`] with their statistics copied (image datasets).
+//! [`crate::dataset::DatasetWriter`] with their statistics copied, and joins the episode MP4s
+//! back into v3.0 files by stream copy.
 //!
 //! | file       | responsibility                                                          |
 //! |------------|-------------------------------------------------------------------------|
 //! | `v30`      | read a v3.0 dataset's info, tasks and episode rows (with video spans)   |
 //! | `v21`      | write the v2.1 layout (data split, video cuts, jsonl metadata, publish) |
-//! | `back`     | v2.1 → v3.0                                                            |
+//! | `back`     | v2.1 → v3.0: data rows and statistics                                   |
+//! | `back_video` | v2.1 → v3.0 of video features: MP4s joined, episodes parquet rewritten |
 //! | `validate` | every rule lerobot 0.3.3 enforces on a v2.1 dataset                     |
 
 mod back;
+mod back_video;
 mod v21;
 mod v30;
 mod validate;
