@@ -88,8 +88,7 @@ pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
 
 /// `merge` of v2.1 datasets (e.g. `convert --format v2.1 --shard K/N` outputs): each is
 /// converted back to v3.0 in `<OUT>.v21-merge/`, the parts are merged as usual, and the result
-/// is laid out as v2.1 onto the output. Bounded like its three steps; video shards stop at
-/// `merge`'s own refusal of video datasets.
+/// is laid out as v2.1 onto the output. Bounded like its three steps.
 pub fn merge_v21(args: &crate::cli::MergeArgs, ceiling: u64) -> anyhow::Result<Exit> {
     use crate::convert::merge::{MergeOptions, merge};
     let out = &args.output;
