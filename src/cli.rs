@@ -29,8 +29,11 @@ pub enum Command {
     /// Join datasets (e.g. the shards of a `convert --shard` job) into one, episodes in bag
     /// order, as if converted in one run.
     Merge(MergeArgs),
-    /// Check a dataset against the LeRobot v3.0 rules; exit 1 if anything is wrong.
+    /// Check a dataset against the LeRobot v3.0 (or v2.1) rules; exit 1 if anything is wrong.
     Validate(ValidateArgs),
+    /// Rewrite a dataset this tool made from one LeRobot layout version to the other
+    /// (v3.0 → v2.1 or v2.1 → v3.0) without reading the bags again.
+    ConvertFormat(ConvertFormatArgs),
     /// Write the built-in demo bag (what testdata/demo.bag is made from).
     MakeDemo(MakeDemoArgs),
 }
@@ -66,7 +69,7 @@ pub struct DumpArgs {
     pub count: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
     /// Bag files or directories holding bags (searched for *.bag, sorted by path).
     #[arg(required = true)]
@@ -157,10 +160,14 @@ pub struct ConvertArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub video: VideoArgs,
+    /// Dataset layout: v3.0 (default) or v2.1 (one parquet and one MP4 per episode, for
+    /// trainers that read only LeRobot v2.1); also `format = "v2.1"` in the config.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 /// Video storage of camera features (needs ffmpeg).
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct VideoArgs {
     /// Store camera features as MP4 video (dtype "video") instead of images in the parquet;
     /// needs ffmpeg with the codec's encoder.
@@ -264,4 +271,22 @@ pub struct MakeDemoArgs {
     /// later and drops another camera frame): distinct bags of one setup, for scaling tests.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub session: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertFormatArgs {
+    /// Dataset written by `convert` (v3.0 or v2.1).
+    pub input: PathBuf,
+    /// Output dataset directory (must not exist unless --overwrite).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Layout to write: v2.1 or v3.0.
+    #[arg(long)]
+    pub to: String,
+    /// Replace an existing output dataset.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Ceiling on resident memory (of this process and its ffmpeg children); sizes row groups.
+    #[arg(long, default_value = "64MiB")]
+    pub max_memory: String,
 }

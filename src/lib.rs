@@ -15,6 +15,7 @@ pub mod dataset;
 pub mod demo;
 pub mod diag;
 pub mod error;
+pub mod layout;
 pub mod memory;
 pub mod msg;
 pub mod progress;

@@ -99,6 +99,12 @@ fn convert(
         return Ok(Exit::Ok);
     }
     let config = apply_video_args(args, config)?;
+    if super::convert_v21::wants_v21(args, config.as_ref())? {
+        let bytes = ceiling.bytes;
+        return super::convert_v21::convert_v21(args, bytes, config, move |a| {
+            convert(a, ceiling, order, shard)
+        });
+    }
     let fresh = !args.output.exists() || args.overwrite;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wanted = args.jobs.unwrap_or(cores);

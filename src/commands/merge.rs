@@ -28,6 +28,9 @@ pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
     )?;
     let (ceiling, ceiling_source) = (ceiling.bytes, ceiling.source);
     diag::init(true, None, None)?;
+    if args.datasets.iter().any(|d| crate::layout::is_v21(d)) {
+        return super::convert_format::merge_v21(&args, ceiling);
+    }
     // Writer buffers sized as a conversion under the same ceiling (less the copy) sizes them.
     let rss = sample().rss();
     let plan = match MemoryPlan::new(ceiling.saturating_sub(copy), rss, 0, "nothing") {

@@ -1,6 +1,8 @@
 //! One file per verb; [`run`] dispatches and returns the exit status.
 
 pub mod convert;
+pub mod convert_format;
+pub mod convert_v21;
 pub mod dump;
 pub mod info;
 pub mod jobs;
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Reindex(args) => reindex::run(args),
         Command::Merge(args) => merge::run_cmd(args),
         Command::Validate(args) => validate_cmd(args),
+        Command::ConvertFormat(args) => convert_format::run_cmd(args),
         Command::Profile(args) => profile::run_cmd(args),
         Command::MakeDemo(args) => {
             let summary = crate::demo::write_session_bag(&args.output, args.session)
@@ -89,9 +92,18 @@ fn info_cmd(args: crate::cli::InfoArgs) -> anyhow::Result<Exit> {
 }
 
 fn validate_cmd(args: crate::cli::ValidateArgs) -> anyhow::Result<Exit> {
-    let problems = crate::dataset::validate(&args.dataset)?;
+    let v21 = crate::layout::is_v21(&args.dataset);
+    let problems = if v21 {
+        crate::layout::validate_v21(&args.dataset)?
+    } else {
+        crate::dataset::validate(&args.dataset)?
+    };
     if problems.is_empty() {
-        println!("{}: valid LeRobot v3.0 dataset", args.dataset.display());
+        let version = if v21 { "v2.1" } else { "v3.0" };
+        println!(
+            "{}: valid LeRobot {version} dataset",
+            args.dataset.display()
+        );
         return Ok(Exit::Ok);
     }
     println!("{}: {} problem(s):", args.dataset.display(), problems.len());

@@ -238,6 +238,9 @@ pub struct ConvertConfig {
     /// Video encoding settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoConfig>,
+    /// Dataset layout written: `v3.0` (default) or `v2.1` (as `--format`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     pub features: Vec<FeatureConfig>,
 }
 

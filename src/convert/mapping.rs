@@ -172,6 +172,7 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
         strict: false,
         storage: Default::default(),
         video: None,
+        format: None,
         features,
     })
 }

@@ -406,7 +406,12 @@ impl StoredDataset {
 }
 
 /// One feature value of a data row.
-fn value_at(p: &Path, f: &FeatureSpec, col: &dyn Array, row: usize) -> Result<FeatureValue> {
+pub(crate) fn value_at(
+    p: &Path,
+    f: &FeatureSpec,
+    col: &dyn Array,
+    row: usize,
+) -> Result<FeatureValue> {
     let wrong = || {
         bad(
             p,

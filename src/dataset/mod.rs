@@ -21,7 +21,7 @@
 //! | `existing`  | read a written dataset back: spec, tasks, episode rows + stats, frames |
 
 pub mod existing;
-mod meta;
+pub(crate) mod meta;
 mod schema;
 mod spill;
 pub mod stats;
