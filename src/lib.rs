@@ -15,9 +15,11 @@ pub mod dataset;
 pub mod demo;
 pub mod diag;
 pub mod error;
+pub mod input;
 pub mod memory;
 pub mod msg;
 pub mod progress;
+pub mod ros2;
 pub mod timefmt;
 
 pub use error::{Error, Result};

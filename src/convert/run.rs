@@ -23,7 +23,7 @@ use super::mapping::zero_config;
 use super::pipeline::{EpisodeReport, Monitor, chunk_need, convert_bag, spawn_monitor};
 use super::plan::BagPlan;
 use super::select::{Order, Shard, order_bags};
-use crate::bag::{BagFile, BagIndex};
+use crate::input::Recording;
 use crate::dataset::{DatasetSpec, DatasetWriter, WriterOptions, recover_staging};
 use crate::diag;
 use crate::error::{Error, Result};
@@ -147,15 +147,21 @@ pub struct RunReport {
 pub fn collect_bags(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
-        if p.is_dir() {
+        if p.is_dir() && crate::ros2::is_ros2_path(p) {
+            // A rosbag2 directory is one recording.
+            out.push(p.clone());
+        } else if p.is_dir() {
             let rd = std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
             let mut found: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "bag"))
+                .filter(|f| {
+                    (f.is_file() && f.extension().is_some_and(|x| x == "bag"))
+                        || crate::ros2::is_ros2_path(f)
+                })
                 .collect();
             if found.is_empty() {
                 return Err(Error::Config(format!(
-                    "{}: no .bag files in this directory",
+                    "{}: no .bag files (nor ROS 2 recordings) in this directory",
                     p.display()
                 )));
             }
@@ -271,10 +277,14 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     }
     let mut last_err = None;
     for b in bags {
-        match BagFile::open(b)
-            .and_then(|bag| BagIndex::open(&bag).map(|(i, _)| i))
-            .and_then(|i| zero_config(&i))
-        {
+        match Recording::open(b).and_then(|r| {
+            // ROS 2 type names (`sensor_msgs/msg/CompressedImage`) map as the ROS1 ones.
+            let mut i = r.index().clone();
+            for c in &mut i.connections {
+                c.msgtype = crate::msg::normalize_type_name(&c.msgtype);
+            }
+            zero_config(&i)
+        }) {
             Ok(c) => return Ok(c),
             Err(e) => last_err = Some(e),
         }
@@ -573,10 +583,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut runnable = Vec::new();
     for job in std::mem::take(&mut prep.todo) {
         let mut need = (0u64, String::new());
-        if let Ok(bag) = BagFile::open(&job.path)
-            && let Ok((index, _)) = BagIndex::open(&bag)
-        {
-            for c in &index.chunks {
+        if let Ok(rec) = Recording::open(&job.path) {
+            for c in &rec.index().chunks {
                 let n = chunk_need(c);
                 if n > need.0 {
                     need = (
@@ -831,14 +839,12 @@ fn convert_all(
         }
         run_peak = run_peak.max(monitor.peak_rss.swap(0, Ordering::Relaxed));
         let result = (|| -> Result<(EpisodeReport, u64)> {
-            let bag = BagFile::open(path)?;
-            let (index, note) = BagIndex::open(&bag)?;
-            if let Some(note) = note {
+            let rec = Recording::open(path)?;
+            if let Some(note) = rec.recovery() {
                 eprintln!("warning: {}: {note}", path.display());
             }
             let plan = BagPlan::new(
-                &bag,
-                &index,
+                &rec,
                 cfg,
                 spec.as_ref().map(|s| s.fps).or(opts.dataset_fps),
             )?;
@@ -875,8 +881,7 @@ fn convert_all(
             let episode = w.episodes_done();
             w.begin_episode(&task, plan.expected_frames)?;
             match convert_bag(
-                &bag,
-                &index,
+                &rec,
                 &plan,
                 mem,
                 w,

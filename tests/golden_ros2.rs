@@ -1,0 +1,180 @@
+//! Every message of every ROS 2 recording in ../shared/testdata/ros2 (rosbag2 directories,
+//! bare MCAP and SQLite files) dumps exactly as its golden file says (an independent reader's
+//! decoding). A golden line marked as an error (the reference could not decode it) may be
+//! decoded or reported by us; its topic, time and size must still match.
+
+use std::path::{Path, PathBuf};
+
+use bag2dataset::commands::dump::{DumpFilter, dump_recording};
+use bag2dataset::input::Recording;
+use bag2dataset::ros2::Ros2Bag;
+use bag2dataset::ros2::msgdef::DefinitionStore;
+
+/// `../shared/testdata/ros2`, or None (with a SKIPPED line) when absent.
+fn testdata() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/ros2");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent; this test needs the shared ROS 2 test data",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn bags(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in ["real", "generated"] {
+        for e in std::fs::read_dir(dir.join(sub)).expect("readable testdata dir") {
+            let p = e.expect("dir entry").path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if !name.contains(".golden.") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn golden(bag: &Path) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let lines =
+        std::fs::read_to_string(format!("{}.golden.jsonl", bag.display())).expect("golden file");
+    let meta = std::fs::read_to_string(format!("{}.golden.meta.json", bag.display()))
+        .expect("golden meta");
+    (
+        lines
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("golden line is JSON"))
+            .collect(),
+        serde_json::from_str(&meta).expect("meta is JSON"),
+    )
+}
+
+/// The recording with the definitions the golden maker lent it (`extra_definitions_from`:
+/// stored definitions of sibling bags, for `test_msgs` types no distro ships).
+fn open(dir: &Path, bag: &Path, meta: &serde_json::Value) -> Recording {
+    let mut store = DefinitionStore::standard();
+    for sib in meta["extra_definitions_from"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let sib = dir.join(sib.as_str().expect("sibling path"));
+        let other = Ros2Bag::open(&sib).expect("sibling opens");
+        for (t, d) in other.stored_definitions() {
+            store.add_definition(&t, &d);
+        }
+    }
+    Recording::Ros2(Box::new(
+        Ros2Bag::open_with(bag, store).unwrap_or_else(|e| panic!("{}: {e}", bag.display())),
+    ))
+}
+
+#[test]
+fn every_message_of_every_ros2_recording_matches_its_golden() {
+    let Some(dir) = testdata() else { return };
+    let mut total = 0usize;
+    let mut golden_errors = 0usize;
+    let mut decoded_errors = 0usize;
+    let mut failures = Vec::new();
+    let list = bags(&dir);
+    assert_eq!(list.len(), 23, "21 real and 2 generated recordings");
+    for bag in list {
+        let (want, meta) = golden(&bag);
+        let rec = open(&dir, &bag, &meta);
+        let mut got = Vec::new();
+        if let Err(e) = dump_recording(&rec, &DumpFilter::default(), |l| {
+            got.push(l);
+            true
+        }) {
+            failures.push(format!("{}: {e}", bag.display()));
+            continue;
+        }
+        if got.len() != want.len() {
+            failures.push(format!(
+                "{}: {} messages, golden has {}",
+                bag.display(),
+                got.len(),
+                want.len()
+            ));
+            continue;
+        }
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let ok = if w.get("error").is_some() {
+                golden_errors += 1;
+                if g.get("error").is_none() {
+                    decoded_errors += 1;
+                }
+                ["topic", "msgtype", "conn", "time_ns", "raw_len"]
+                    .iter()
+                    .all(|k| g[k] == w[k])
+            } else {
+                g == w
+            };
+            if !ok {
+                failures.push(format!(
+                    "{} message {i}:\n got  {g}\n want {w}",
+                    bag.display()
+                ));
+                break;
+            }
+        }
+        total += got.len();
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{total} ROS 2 messages equal to their goldens; {golden_errors} golden error lines ({decoded_errors} of them decoded here)"
+    );
+    assert_eq!(total, 22_322, "the whole corpus is compared (MANIFEST.tsv total)");
+    assert_eq!(golden_errors, 24);
+}
+
+#[test]
+fn unknown_types_and_formats_are_clear_per_topic_errors() {
+    let Some(dir) = testdata() else { return };
+    // The v1 bag's types (test_msgs/Primitives) are known nowhere: every line says so.
+    let rec = Recording::open(&dir.join("real/rosbag2__test_v1_sqlite3")).expect("opens");
+    let mut lines = Vec::new();
+    dump_recording(&rec, &DumpFilter::default(), |l| {
+        lines.push(l);
+        true
+    })
+    .expect("dumps");
+    assert_eq!(lines.len(), 7);
+    for l in &lines {
+        let e = l["error"].as_str().expect("error line");
+        assert!(e.contains("unknown message type test_msgs/"), "{e}");
+    }
+    let rec = Recording::open(&dir.join("real/rosbag2__wrong_rmw_test_mcap")).expect("opens");
+    let mut lines = Vec::new();
+    dump_recording(&rec, &DumpFilter::default(), |l| {
+        lines.push(l);
+        true
+    })
+    .expect("dumps");
+    assert!(lines.iter().all(|l| {
+        l["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("wrong_format")
+    }));
+}
+
+#[test]
+fn info_reads_every_ros2_recording() {
+    let Some(dir) = testdata() else { return };
+    for bag in bags(&dir) {
+        let (want, _) = golden(&bag);
+        let info = bag2dataset::commands::info::bag_info(&bag)
+            .unwrap_or_else(|e| panic!("{}: {e}", bag.display()));
+        assert_eq!(info.messages as usize, want.len(), "{}", bag.display());
+    }
+}
