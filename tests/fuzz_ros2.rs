@@ -51,18 +51,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-fn budget() -> Duration {
-    let secs = std::env::var("FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0f64);
-    Duration::from_secs_f64(secs)
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
 /// Every `.mcap` file of the ROS 2 corpus (bare or inside a rosbag2 directory), small ones.
 fn mcap_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -143,14 +131,6 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
         }
         _ => data.push(rng.next() as u8),
     }
-}
-
-fn save_crash(kind: &str, input: &[u8]) -> PathBuf {
-    let dir = root().join("target/fuzz-crashes");
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("{kind}-{}.bin", std::process::id()));
-    let _ = std::fs::write(&path, input);
-    path
 }
 
 fn save_crash(kind: &str, input: &[u8]) -> PathBuf {

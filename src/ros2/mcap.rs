@@ -289,7 +289,7 @@ impl McapFile {
             profile: String::new(),
         };
         f.read_header();
-        match f.from_summary() {
+        match f.read_summary() {
             Ok(true) => {}
             Ok(false) => {
                 f.recovered = Some("no summary section".into());
@@ -343,7 +343,7 @@ impl McapFile {
 
     /// Describes the file from its summary; `Ok(false)` when it has none, `Err(why)` when the
     /// summary is unusable.
-    fn from_summary(&mut self) -> std::result::Result<bool, String> {
+    fn read_summary(&mut self) -> std::result::Result<bool, String> {
         let map = unsafe { memmap2::Mmap::map(&self.file) }.map_err(|e| e.to_string())?;
         let summary = match mcap::read::Summary::read(&map) {
             Ok(Some(s)) => s,
