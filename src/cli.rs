@@ -86,9 +86,12 @@ pub struct ConvertArgs {
     /// Print the chosen mapping as a TOML config to stdout and exit without converting.
     #[arg(long)]
     pub print_config: bool,
-    /// Ceiling on the process's resident memory, e.g. 64MiB, 1G.
-    #[arg(long, default_value = "64MiB")]
-    pub max_memory: String,
+    /// Ceiling on the resident memory of the run (this process and the ffmpeg encoders it
+    /// starts), e.g. 64MiB, 1G. Default 64MiB, lowered to fit the job's limit when Slurm
+    /// (SLURM_MEM_PER_NODE, SLURM_MEM_PER_CPU) or a cgroup sets one; a value above that limit is
+    /// refused.
+    #[arg(long)]
+    pub max_memory: Option<String>,
     /// Output frame rate (overrides the config); default: the timeline topic's own rate.
     #[arg(long)]
     pub fps: Option<u32>,
@@ -102,6 +105,11 @@ pub struct ConvertArgs {
     /// inputs go into a fresh dataset that replaces it.
     #[arg(long)]
     pub force: bool,
+    /// Reconvert a bag that changed since it was converted (e.g. a copy that was still
+    /// running) into its own episode, keeping every other episode: the dataset is rewritten
+    /// once, no other bag is read. Without it such a bag is refused (and listed as failed).
+    #[arg(long)]
+    pub replace_changed: bool,
     /// Stop at the first bag that fails (exit 1) without publishing anything.
     #[arg(long)]
     pub fail_fast: bool,
@@ -116,6 +124,17 @@ pub struct ConvertArgs {
     /// Number of shards for `--shard auto` (overrides the environment's count).
     #[arg(long)]
     pub shard_count: Option<usize>,
+    /// Seconds a file found in a directory or by a glob must have gone unchanged (size, data,
+    /// metadata) to be converted; newer files are still being written or copied and are left
+    /// for the next run (reported as `settling`). Files named one by one are always taken.
+    /// Also read from BAG2DATASET_SETTLE.
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECONDS",
+        env = "BAG2DATASET_SETTLE"
+    )]
+    pub settle: u64,
     /// Also write diagnostics (progress, summary, errors), timestamped, to this file (appended).
     #[arg(long)]
     pub log_file: Option<PathBuf>,
@@ -175,9 +194,10 @@ pub struct ProfileArgs {
     pub bags: Vec<PathBuf>,
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
-    /// Ceiling for the profiling run (large, so that nothing is constrained).
-    #[arg(long, default_value = "1GiB")]
-    pub max_memory: String,
+    /// Ceiling for the profiling run (large, so that nothing is constrained; default 1GiB, or
+    /// what the job's limit allows).
+    #[arg(long)]
+    pub max_memory: Option<String>,
     /// Skip converting again at the smallest ceiling found.
     #[arg(long)]
     pub no_verify: bool,
@@ -217,9 +237,10 @@ pub struct MergeArgs {
     /// Replace an existing output dataset.
     #[arg(long)]
     pub overwrite: bool,
-    /// Ceiling on resident memory; sizes the Parquet row groups as `convert` does.
-    #[arg(long, default_value = "64MiB")]
-    pub max_memory: String,
+    /// Ceiling on resident memory; sizes the Parquet row groups as `convert` does (default
+    /// 64MiB, or what the job's limit allows).
+    #[arg(long)]
+    pub max_memory: Option<String>,
     /// Print the merge report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -238,4 +259,8 @@ pub struct MakeDemoArgs {
     /// Where to write the bag.
     #[arg(default_value = "testdata/demo.bag")]
     pub output: PathBuf,
+    /// Write recording session N of the demo robot instead (0 is the demo bag; N starts N hours
+    /// later and drops another camera frame): distinct bags of one setup, for scaling tests.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub session: u64,
 }

@@ -156,8 +156,16 @@ pub struct DemoSummary {
 
 /// Writes the demo bag to `path` (created or truncated).
 pub fn write_demo_bag(path: &Path) -> io::Result<DemoSummary> {
+    write_session_bag(path, 0)
+}
+
+/// Writes recording session `session` of the demo robot to `path`: session 0 is the demo bag;
+/// session `n` starts `n` hours later and drops frame `57 + n` of the head camera (`n` even) or
+/// of the left camera (`n` odd), so a set of sessions is a realistic night of recordings (same
+/// setup, different bags) for scaling tests.
+pub fn write_session_bag(path: &Path, session: u64) -> io::Result<DemoSummary> {
     let file = BufWriter::new(File::create(path)?);
-    let (file, summary) = write_demo_bag_to(file)?;
+    let (file, summary) = write_session_bag_to(file, session)?;
     file.into_inner()
         .map_err(io::IntoInnerError::into_error)?
         .sync_all()?;
@@ -165,7 +173,17 @@ pub fn write_demo_bag(path: &Path) -> io::Result<DemoSummary> {
 }
 
 /// Writes the demo bag to any seekable writer (a `Cursor<Vec<u8>>` for in-memory tests).
-pub fn write_demo_bag_to<W: Write + Seek>(mut inner: W) -> io::Result<(W, DemoSummary)> {
+pub fn write_demo_bag_to<W: Write + Seek>(inner: W) -> io::Result<(W, DemoSummary)> {
+    write_session_bag_to(inner, 0)
+}
+
+/// Writes session `session` (see [`write_session_bag`]) to any seekable writer.
+pub fn write_session_bag_to<W: Write + Seek>(
+    mut inner: W,
+    session: u64,
+) -> io::Result<(W, DemoSummary)> {
+    let start_ns = DEMO_START_NS + session * 3_600_000_000_000;
+    let (drop_cam, drop_frame) = (session % 2, DEMO_DROPPED_FRAME + session);
     let start_pos = inner.stream_position()?;
     let opts = BagWriterOptions {
         compression: DEMO_COMPRESSION,
@@ -210,16 +228,16 @@ pub fn write_demo_bag_to<W: Write + Seek>(mut inner: W) -> io::Result<(W, DemoSu
     for (cam, conn) in [(0u64, ids[0]), (1, ids[1])] {
         let period = 1_000_000_000 / 30;
         for i in 0..DEMO_DURATION_NS / period {
-            if cam == 0 && i == DEMO_DROPPED_FRAME {
+            if cam == drop_cam && i == drop_frame {
                 continue;
             }
             // ±2 ms stamp jitter, cam_l 5 ms behind cam_h, 18-26 ms transport latency.
             let jitter = (mix(cam * 1_000_003 + i) % 4_000_001) as i64 - 2_000_000;
-            let stamp = (DEMO_START_NS + i * period + cam * 5_000_000)
+            let stamp = (start_ns + i * period + cam * 5_000_000)
                 .saturating_add_signed(jitter)
-                .max(DEMO_START_NS);
+                .max(start_ns);
             let latency = 18_000_000 + mix(cam * 7_777_777 + i) % 8_000_000;
-            let jpeg = camera_frame(cam, stamp - DEMO_START_NS)?;
+            let jpeg = camera_frame(cam, stamp - start_ns)?;
             let frame_id = if cam == 0 {
                 "cam_h_color_optical_frame"
             } else {
@@ -234,7 +252,7 @@ pub fn write_demo_bag_to<W: Write + Seek>(mut inner: W) -> io::Result<(W, DemoSu
     }
     let period = 1_000_000_000 / DEMO_JOINT_RATE_HZ;
     for i in 0..DEMO_DURATION_NS / period {
-        let stamp = DEMO_START_NS + i * period;
+        let stamp = start_ns + i * period;
         let t = (i * period) as f64 * 1e-9;
         let mut state = Payload::new();
         header(&mut state, i as u32, stamp, "")

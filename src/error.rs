@@ -25,6 +25,14 @@ pub enum Error {
         offset: u64,
         what: String,
     },
+    /// The bag's index contradicts itself: its chunk infos count messages its index-data
+    /// records do not list (or the other way round). Readers fall back to scanning the chunks.
+    #[error("{path}: inconsistent index at offset {offset}: {what}")]
+    IndexMismatch {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
     /// A connection's message definition cannot be parsed.
     #[error(
         "{path}: topic {topic} (connection {conn}, type {msgtype}): bad message definition: {what}"
@@ -71,6 +79,9 @@ pub enum Error {
     /// A ROS 2 recording (rosbag2 directory, MCAP or SQLite file) cannot be read.
     #[error("{path}: {what}")]
     Recording { path: PathBuf, what: String },
+    /// A memory ceiling asked for is above what the scheduler or the container allows.
+    #[error("memory limit: {what}")]
+    Limit { what: String },
     /// Encoding a video feature failed (ffmpeg missing, without the encoder, or died).
     #[error("video {key}: {what}")]
     Video { key: String, what: String },

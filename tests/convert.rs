@@ -328,7 +328,11 @@ field = "position"
 }
 
 fn bin(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).output().expect("run binary")
+    Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
+        .args(args)
+        .output()
+        .expect("run binary")
 }
 
 #[test]
@@ -442,6 +446,7 @@ fn exit_codes_and_machine_readable_output() {
     assert!(bag2dataset::dataset::validate(&out2).unwrap().is_empty());
     // dump to a closed pipe is not an error
     let mut child = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args(["dump", demo.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -701,6 +701,7 @@ fn cli_reports_a_too_small_ceiling_with_exit_code_1() {
     let dir = scratch("cli");
     let out = dir.join("out");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_bag2dataset"))
+        .env("BAG2DATASET_SETTLE", "0")
         .args([
             "convert",
             demo_bag().to_str().unwrap(),

@@ -333,7 +333,11 @@ fn changed_config_is_refused_unless_force() {
 }
 
 fn bin(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).output().expect("run binary")
+    Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
+        .args(args)
+        .output()
+        .expect("run binary")
 }
 
 fn stderr(o: &std::process::Output) -> String {
@@ -465,6 +469,7 @@ fn a_second_run_on_a_locked_output_refuses() {
 
 fn spawn_convert(inputs: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
     Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args([
             "convert",
             inputs.to_str().unwrap(),
@@ -571,7 +576,11 @@ fn sigkill_at_many_points_then_rerun_is_byte_identical() {
             let mut args = vec!["convert".to_string()];
             args.extend(first.iter().map(|p| p.display().to_string()));
             args.extend(["-o".into(), out.display().to_string(), "-q".into()]);
-            let o = Command::new(BIN).args(&args).output().unwrap();
+            let o = Command::new(BIN)
+                .env("BAG2DATASET_SETTLE", "0")
+                .args(&args)
+                .output()
+                .unwrap();
             assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         }
         let mut child = spawn_convert(&inputs, &out, &["-q"]);
@@ -670,7 +679,9 @@ fn shards_merged_equal_one_run() {
         shards.push(out);
     }
     assert_eq!(seen, 5);
-    assert_eq!(episode_indices(&shards[0]), [0, 1]); // bags 0 and 3
+    // Contiguous blocks of the 5 ordered bags: 0 | 1 2 | 3 4.
+    assert_eq!(episode_indices(&shards[0]), [0]);
+    assert_eq!(episode_indices(&shards[2]), [0, 1]);
     let merged = dir.join("merged");
     let r = merge(&MergeOptions {
         inputs: shards.clone(),
@@ -699,6 +710,7 @@ fn shards_merged_equal_one_run() {
     let cfg = dir.join("conv.toml");
     std::fs::write(&cfg, config().to_toml()).unwrap();
     let o = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args([
             "convert",
             dir.join("in").to_str().unwrap(),
@@ -768,6 +780,7 @@ fn parallel_jobs_equal_one_run_under_one_ceiling() {
     let ceiling: u64 = 256 << 20;
     let convert_jobs = |out: &Path, max_memory: &str, json: bool| {
         Command::new(BIN)
+            .env("BAG2DATASET_SETTLE", "0")
             .args([
                 "convert",
                 dir.join("in").to_str().unwrap(),
@@ -816,5 +829,301 @@ fn parallel_jobs_equal_one_run_under_one_ceiling() {
         stderr(&o)
     );
     assert_same_data(&all, &seq);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Sessions of the demo robot (`make-demo --session N`): one setup, and the cameras drop
+/// different frames from bag to bag (even sessions the head camera's, odd ones the left's).
+fn demo_sessions(dir: &Path, sessions: &[u64]) -> PathBuf {
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for n in sessions {
+        bag2dataset::demo::write_session_bag(&inputs.join(format!("s{n}.bag")), *n).unwrap();
+    }
+    inputs
+}
+
+#[test]
+fn zero_config_shards_merge_and_equal_one_run() {
+    let dir = tmp("zero-config-shards");
+    // Shard 1 starts with session 1 (the left camera dropped a frame), shard 2 with session 4
+    // (the head camera did): a per-shard "busiest camera" chose different timelines.
+    let inputs = demo_sessions(&dir, &[1, 2, 4, 6]);
+    let zero = |out: &Path| RunOptions {
+        config: None,
+        ..opts(vec![inputs.clone()], out)
+    };
+    let all = dir.join("all");
+    run(&zero(&all)).unwrap();
+    let mut shards = Vec::new();
+    for k in 1..=2 {
+        let out = dir.join(format!("shard-{k}"));
+        let mut o = zero(&out);
+        o.shard = Some(Shard::parse(&format!("{k}/2")).unwrap());
+        assert_eq!(run(&o).unwrap().episodes, 2);
+        shards.push(out);
+    }
+    let merged = dir.join("merged");
+    merge(&MergeOptions {
+        inputs: shards.clone(),
+        output: merged.clone(),
+        buffer_bytes: 1 << 20,
+        ..MergeOptions::default()
+    })
+    .unwrap();
+    assert_same_data(&all, &merged);
+    assert_eq!(log_without_timings(&all), log_without_timings(&merged));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn merge_refusals_name_the_first_difference_and_the_fix() {
+    let dir = tmp("merge-refusal");
+    make_bags(&dir, 2, 1);
+    let a = dir.join("a");
+    let b = dir.join("b");
+    let mut o = opts(vec![dir.join("in/bag-0.bag")], &a);
+    run(&o).unwrap();
+    let mut other = config();
+    other.fps = Some(5);
+    o = opts(vec![dir.join("in/bag-1.bag")], &b);
+    o.config = Some(other);
+    run(&o).unwrap();
+    let e = merge(&MergeOptions {
+        inputs: vec![a.clone(), b.clone()],
+        output: dir.join("m"),
+        buffer_bytes: 1 << 20,
+        ..MergeOptions::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(&b.display().to_string()), "names the shard: {e}");
+    assert!(
+        e.contains("fps is 10 in") && e.contains("5 in"),
+        "names the setting: {e}"
+    );
+    assert!(e.contains("--config"), "says how to fix it: {e}");
+    assert!(!dir.join("m/meta/info.json").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn files_still_being_copied_are_left_for_the_next_run() {
+    let dir = tmp("settle");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let watched = dir.join("watched");
+    std::fs::create_dir_all(&watched).unwrap();
+    synthetic_bag(&watched.join("a.bag"), 1, 1, 0);
+    synthetic_bag(&src.join("b.bag"), 3, 2, 100);
+    let cfg = dir.join("conv.toml");
+    std::fs::write(&cfg, config().to_toml()).unwrap();
+    // a.bag settles; then b.bag is copied slowly while a run starts.
+    std::thread::sleep(Duration::from_millis(2200));
+    let data = std::fs::read(src.join("b.bag")).unwrap();
+    let target = watched.join("b.bag");
+    let copier = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = File::create(&target).unwrap();
+        for piece in data.chunks(data.len() / 20 + 1) {
+            f.write_all(piece).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = dir.join("out");
+    let convert = || {
+        Command::new(BIN)
+            .env("BAG2DATASET_SETTLE", "0")
+            .args([
+                "convert",
+                watched.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .args(["-c", cfg.to_str().unwrap(), "--settle", "2", "--json"])
+            .output()
+            .unwrap()
+    };
+    let o = convert();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["episodes"], 1, "{rep:#}");
+    assert_eq!(rep["settling"], 1, "{rep:#}");
+    let b = rep["bags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bag"].as_str().unwrap().ends_with("b.bag"))
+        .unwrap();
+    assert_eq!(b["status"], "settling");
+    assert!(b["detail"].as_str().unwrap().contains("next run"), "{b}");
+    copier.join().unwrap();
+    std::thread::sleep(Duration::from_millis(2200));
+    let o = convert();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (rep["episodes"].as_u64(), rep["settling"].as_u64()),
+        (Some(1), Some(0))
+    );
+    // The whole copy went in: the same episode as converting the source file.
+    let alone = dir.join("alone");
+    run(&opts(vec![src.join("b.bag")], &alone)).unwrap();
+    let first = dir.join("first");
+    run(&opts(vec![watched.join("a.bag")], &first)).unwrap();
+    let frames = |ds: &Path| {
+        json(&ds.join("meta/info.json"))["total_frames"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(frames(&out), frames(&alone) + frames(&first));
+    // A file named one by one is taken at once, whatever --settle says.
+    synthetic_bag(&watched.join("c.bag"), 1, 3, 200);
+    let o = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
+        .args(["convert", watched.join("c.bag").to_str().unwrap(), "-o"])
+        .arg(dir.join("named"))
+        .args(["-c", cfg.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_slurm_job_limit_caps_the_default_ceiling_and_refuses_a_larger_one() {
+    let dir = tmp("slurm-env");
+    make_bags(&dir, 1, 1);
+    let cfg = dir.join("conv.toml");
+    std::fs::write(&cfg, config().to_toml()).unwrap();
+    let convert = |out: &str, extra: &[&str]| {
+        Command::new(BIN)
+            .env("BAG2DATASET_SETTLE", "0")
+            .args(["convert", dir.join("in").to_str().unwrap(), "-o"])
+            .arg(dir.join(out))
+            .args(["-c", cfg.to_str().unwrap(), "--settle", "0"])
+            .args(extra)
+            .env("SLURM_MEM_PER_NODE", "100")
+            .env_remove("SLURM_MEM_PER_CPU")
+            .output()
+            .unwrap()
+    };
+    let o = convert("capped", &["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The default 64 MiB is within 100 MiB minus the margin: kept, and the summary says why.
+    assert_eq!(rep["memory"]["ceiling"], 64 << 20);
+    let source = rep["memory"]["ceiling_source"].as_str().unwrap();
+    assert!(source.contains("SLURM_MEM_PER_NODE=100"), "{source}");
+    let o = convert("refused", &["--max-memory", "1GiB"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("SLURM_MEM_PER_NODE=100") && e.contains("at most"),
+        "{e}"
+    );
+    assert!(!dir.join("refused").exists());
+    // A job smaller than the default: the ceiling is the limit minus the margin.
+    let o = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
+        .args(["convert", dir.join("in").to_str().unwrap(), "-o"])
+        .arg(dir.join("small"))
+        .args(["-c", cfg.to_str().unwrap(), "--settle", "0", "--json"])
+        .env("SLURM_MEM_PER_NODE", "60")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ceiling = rep["memory"]["ceiling"].as_u64().unwrap();
+    assert!(ceiling <= 52 << 20, "{ceiling}");
+    assert!(rep["memory"]["peak_rss"].as_u64().unwrap() <= ceiling);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_changed_bag_replaces_just_its_episode_when_asked() {
+    let dir = tmp("replace");
+    let bags = make_bags(&dir, 3, 1);
+    let out = dir.join("out");
+    let cfg = dir.join("conv.toml");
+    std::fs::write(&cfg, config().to_toml()).unwrap();
+    let convert = |extra: &[&str]| {
+        Command::new(BIN)
+            .env("BAG2DATASET_SETTLE", "0")
+            .args(["convert", dir.join("in").to_str().unwrap(), "-o"])
+            .arg(&out)
+            .args(["-c", cfg.to_str().unwrap(), "--settle", "0", "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(convert(&[]).status.code(), Some(0));
+    // The middle bag is replaced by a longer recording of other values.
+    synthetic_bag(&bags[1], 2, 7, 100);
+    let o = convert(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let err = rep["bags"][1]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains("--replace-changed"),
+        "the refusal says how: {rep:#}"
+    );
+    let before = snapshot(&out);
+    let o = convert(&["--replace-changed"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_ne!(before, snapshot(&out));
+    // The same dataset as one run over the bags as they are now.
+    let fresh = dir.join("fresh");
+    run(&opts(vec![dir.join("in")], &fresh)).unwrap();
+    assert_same_data(&fresh, &out);
+    assert_eq!(log_without_timings(&fresh), log_without_timings(&out));
+    assert!(!PathBuf::from(format!("{}.replacing", out.display())).exists());
+    // Nothing changed since: a re-run with the flag has nothing to do.
+    let o = convert(&["--replace-changed"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["mode"], "unchanged");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_truncated_bag_is_reported_as_recovered_with_what_was_lost() {
+    let dir = tmp("recovered");
+    let bag = dir.join("full.bag");
+    SyntheticBag {
+        seconds: 3,
+        joints: 4,
+        compression: bag2dataset::bag::writer::Compression::None,
+        chunk_threshold: 16 << 10,
+        ..SyntheticBag::default()
+    }
+    .write(&bag);
+    let full = std::fs::read(&bag).unwrap();
+    let cut = dir.join("cut.bag");
+    std::fs::write(&cut, &full[..full.len() * 6 / 10]).unwrap();
+    let cfg = dir.join("conv.toml");
+    std::fs::write(&cfg, config().to_toml()).unwrap();
+    let o = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
+        .args(["convert", cut.to_str().unwrap(), "-o"])
+        .arg(dir.join("out"))
+        .args(["-c", cfg.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let b = &rep["bags"][0];
+    assert_eq!(b["status"], "recovered", "{b:#}");
+    assert_eq!(rep["recovered"], 1);
+    let r = &b["recovered"];
+    assert_eq!(r["reason"], "truncated");
+    assert!(r["bytes_missing"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["messages_recovered"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["records_lost"].as_u64().unwrap() >= 1, "{r}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -503,3 +503,95 @@ fn reindexed_damaged_testdata_bags_equal_their_goldens() {
     }
     assert_eq!(total, 3 * 5_238);
 }
+
+/// Points every index-data record of `bytes` at a connection that does not exist (the chunks
+/// stay intact): the chunk infos then count messages the index data does not list.
+fn unlist_index_data(bytes: &mut [u8]) -> usize {
+    let mut hits = 0;
+    let op = b"\x04\x00\x00\x00op=\x04";
+    let mut at = 0;
+    while let Some(p) = bytes[at..].windows(op.len()).position(|w| w == op) {
+        let p = at + p;
+        let from = p.saturating_sub(48);
+        if let Some(c) = bytes[from..p].windows(5).rposition(|w| w == b"conn=") {
+            let v = from + c + 5;
+            bytes[v..v + 4].copy_from_slice(&999u32.to_le_bytes());
+            hits += 1;
+        }
+        at = p + op.len();
+    }
+    hits
+}
+
+#[test]
+fn index_data_that_contradicts_the_chunk_infos_falls_back_to_a_scan() {
+    let dir = tmpdir("mismatch");
+    let (mut bytes, msgs) = build(Compression::None, Finish::Indexed);
+    assert!(unlist_index_data(&mut bytes) > 0);
+    let path = dir.join("unlisted.bag");
+    std::fs::write(&path, &bytes).unwrap();
+    // The plain index lists nothing for these chunks; the verified one falls back.
+    let bag = BagFile::open(&path).unwrap();
+    let (index, note) = BagIndex::open_verified(&bag).unwrap();
+    let note = note.expect("a recovery note");
+    assert!(
+        matches!(&note.reason, RecoveryReason::Damaged(w) if w.contains("index data")),
+        "{note}"
+    );
+    assert_eq!(index.message_count(), msgs.len() as u64);
+    // dump: every message, one warning, exit 0.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_bag2dataset"))
+        .args(["dump", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        msgs.len()
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    // info: the counts of every message.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_bag2dataset"))
+        .args(["info", path.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["messages"], msgs.len() as u64, "{v:#}");
+}
+
+#[test]
+fn convert_of_a_bag_with_unlisted_index_data_keeps_every_frame() {
+    let dir = tmpdir("mismatch-convert");
+    let good = dir.join("good.bag");
+    common::SyntheticBag {
+        compression: Compression::None,
+        chunk_threshold: 32 << 10,
+        ..common::SyntheticBag::default()
+    }
+    .write(&good);
+    let mut bytes = std::fs::read(&good).unwrap();
+    assert!(unlist_index_data(&mut bytes) > 0);
+    let bad = dir.join("bad.bag");
+    std::fs::write(&bad, &bytes).unwrap();
+    let cfg = bag2dataset::convert::config::ConvertConfig::from_toml(
+        "fps = 10\ntimeline = \"/cam/image/compressed\"\n[[features]]\nname = \"observation.images.cam\"\ntopic = \"/cam/image/compressed\"\n[[features]]\nname = \"observation.state\"\ntopic = \"/arm/joint_states\"\nfield = \"position\"\n",
+        "test",
+    )
+    .unwrap();
+    let convert = |bag: &Path, out: &str| {
+        bag2dataset::convert::run::run(&bag2dataset::convert::run::RunOptions {
+            inputs: vec![bag.to_path_buf()],
+            output: dir.join(out),
+            config: Some(cfg.clone()),
+            ceiling: 256 << 20,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let (a, b) = (convert(&good, "good"), convert(&bad, "bad"));
+    assert_eq!(b.bags[0].status, "recovered");
+    assert!(a.frames > 0);
+    assert_eq!(a.frames, b.frames);
+}

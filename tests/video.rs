@@ -345,6 +345,7 @@ fn video_of_a_synthetic_bag_has_exact_frames_size_fps_timestamps_and_quality() {
     std::fs::write(&cfg, video_config("").to_toml()).unwrap();
     // A process of its own, so that its peak RSS is the conversion's.
     let r = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args(["convert", "-q", "--json", "--max-memory", "48MiB", "-c"])
         .arg(&cfg)
         .arg("-o")
@@ -583,6 +584,7 @@ fn missing_ffmpeg_fails_before_any_work_with_the_install_hint() {
     camera_bag(&bag, 10, 0);
     let out = dir.join("ds");
     let r = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args(["convert", "--video", "-q", "-o"])
         .arg(&out)
         .arg(&bag)
@@ -628,6 +630,7 @@ fn an_ffmpeg_dying_mid_episode_aborts_only_that_episode() {
     std::fs::write(&cfg, video_config("").to_toml()).unwrap();
     let out = dir.join("ds");
     let r = Command::new(BIN)
+        .env("BAG2DATASET_SETTLE", "0")
         .args(["convert", "-q", "-c"])
         .arg(&cfg)
         .arg("-o")

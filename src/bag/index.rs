@@ -403,6 +403,8 @@ impl BagIndex {
             }
             let mut at = chunk.end() as usize;
             let start = at;
+            // Entries per connection in this chunk's index data, checked against its chunk info.
+            let mut listed: Vec<(u32, u64)> = Vec::new();
             while at < scope.len() {
                 let rec = Record::parse(scope, at)
                     .map_err(|e| bag.malformed(e, "index data after chunk"))?;
@@ -423,6 +425,10 @@ impl BagIndex {
                         ),
                     });
                 }
+                match listed.iter_mut().find(|(c, _)| *c == conn) {
+                    Some(l) => l.1 += count as u64,
+                    None => listed.push((conn, count as u64)),
+                }
                 if conns.contains(&conn) {
                     for e in rec.data.chunks_exact(12) {
                         let sec = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as u64;
@@ -434,6 +440,20 @@ impl BagIndex {
                 at = rec.end;
             }
             bag.release(start as u64, (at - start) as u64);
+            for &(conn, declared) in chunk.counts.iter().filter(|(c, _)| conns.contains(c)) {
+                let found = listed.iter().find(|(c, _)| *c == conn).map_or(0, |l| l.1);
+                if found != u64::from(declared) {
+                    return Err(Error::IndexMismatch {
+                        path: bag.path().to_path_buf(),
+                        offset: chunk.pos,
+                        what: format!(
+                            "the chunk info counts {declared} messages of connection {conn} in the \
+                             chunk at offset {}, but the index data after it lists {found}",
+                            chunk.pos
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
     }

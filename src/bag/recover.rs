@@ -80,6 +80,9 @@ pub struct RecoveryNote {
     pub chunks: usize,
     /// What the scan had to skip or cut, each naming a file offset.
     pub warnings: Vec<String>,
+    /// Records seen but not kept, at least: one per skipped or cut region, plus every message
+    /// of a connection without a connection record.
+    pub records_lost: u64,
 }
 
 impl fmt::Display for RecoveryNote {
@@ -195,7 +198,9 @@ pub fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, Recov
         ));
     }
     let messages = scanned.iter().map(|e| e.len() as u64).sum();
+    let regions = scan.warnings.len() as u64 - u64::from(unknown > 0);
     let note = RecoveryNote {
+        records_lost: regions + unknown,
         reason,
         messages,
         chunks: chunks.len(),
@@ -203,6 +208,31 @@ pub fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, Recov
     };
     let index = BagIndex::from_scan(header, bag.len(), scan.connections, chunks, scanned);
     Ok((index, note))
+}
+
+impl BagIndex {
+    /// [`BagIndex::open`], then every index-data record checked against the chunk infos (the
+    /// same reads a reader of the message times makes anyway, done once up front). When they
+    /// disagree, the index cannot be trusted to find every message, so the bag is read by a
+    /// recovery scan instead, and the note says why: messages are never silently lost.
+    pub fn open_verified(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
+        let (index, note) = BagIndex::open(bag)?;
+        if note.is_some() {
+            return Ok((index, note));
+        }
+        let all: Vec<u32> = index.connections.iter().map(|c| c.id).collect();
+        match index.visit_index_data(bag, &all, |_, _, _, _| {}) {
+            Ok(()) => Ok((index, None)),
+            Err(Error::IndexMismatch { offset, what, .. }) => {
+                let (index, note) = recover(
+                    bag,
+                    RecoveryReason::Damaged(format!("at offset {offset}: {what}")),
+                )?;
+                Ok((index, Some(note)))
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The state of one scan over `bytes` (the file up to the end of the chunk section).
@@ -596,6 +626,7 @@ mod tests {
             messages: 40,
             chunks: 1,
             warnings: Vec::new(),
+            records_lost: 0,
         };
         assert_eq!(
             note.to_string(),

@@ -13,11 +13,14 @@ use anyhow::Context;
 use super::{Exit, write_stdout};
 use crate::cli::ConvertArgs;
 use crate::convert::config::ConvertConfig;
-use crate::convert::manifest::Manifest;
 use crate::convert::run::{RunOptions, collect_bags, render_summary, resolve_config, run};
 use crate::convert::select::{Order, Shard};
 use crate::diag;
-use crate::memory::parse_size;
+
+/// `--settle` as a duration.
+fn settle(args: &ConvertArgs) -> std::time::Duration {
+    std::time::Duration::from_secs(args.settle)
+}
 
 /// Installs the interruption handler (once per process) and returns its flag.
 fn interrupt_flag() -> Option<Arc<AtomicBool>> {
@@ -37,7 +40,10 @@ fn interrupt_flag() -> Option<Arc<AtomicBool>> {
 }
 
 pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
-    let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    let ceiling = super::ceiling_from_arg(
+        args.max_memory.as_deref(),
+        crate::memory::plan::DEFAULT_CEILING,
+    )?;
     let chatty = !args.quiet && !args.json;
     diag::init(chatty, None, args.log_file.as_deref())?;
     let order = Order::parse(&args.order).map_err(|e| anyhow::anyhow!("--order: {e}"))?;
@@ -61,7 +67,7 @@ pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
 
 fn convert(
     args: &ConvertArgs,
-    ceiling: u64,
+    ceiling: crate::memory::limits::Ceiling,
     order: Order,
     shard: Option<Shard>,
 ) -> anyhow::Result<Exit> {
@@ -74,7 +80,7 @@ fn convert(
         None => None,
     };
     if args.print_config {
-        let bags = collect_bags(&args.inputs)?;
+        let bags = collect_bags(&args.inputs, settle(args))?;
         let mut cfg = resolve_config(&bags, config)?;
         if let Some(fps) = args.fps {
             cfg.fps = Some(fps);
@@ -92,16 +98,20 @@ fn convert(
         write_stdout(&mut io::stdout().lock(), text.as_bytes())?;
         return Ok(Exit::Ok);
     }
-    let zero_config = config.is_none();
     let config = apply_video_args(args, config)?;
     let fresh = !args.output.exists() || args.overwrite;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wanted = args.jobs.unwrap_or(cores);
     if wanted > 1 {
         // No more jobs than bags.
-        let bags = collect_bags(&args.inputs).map(|b| b.len()).unwrap_or(1);
-        let jobs =
-            super::jobs::jobs_that_fit(wanted.min(bags), ceiling, crate::memory::sample().rss());
+        let bags = collect_bags(&args.inputs, settle(args))
+            .map(|b| b.len())
+            .unwrap_or(1);
+        let jobs = super::jobs::jobs_that_fit(
+            wanted.min(bags),
+            ceiling.bytes,
+            crate::memory::sample().rss(),
+        );
         // merge does not join video datasets yet: video runs are sequential.
         let video = config.as_ref().is_some_and(ConvertConfig::wants_video);
         let parallel = fresh && shard.is_none() && order == Order::Path && !video && jobs >= 2;
@@ -117,19 +127,20 @@ fn convert(
                 }
             );
         } else if parallel {
-            let bags = collect_bags(&args.inputs)?;
+            let bags = collect_bags(&args.inputs, settle(args))?;
             let mut cfg = resolve_config(&bags, config)?;
             if let Some(fps) = args.fps {
                 cfg.fps = Some(fps);
             }
-            return super::jobs::convert_parallel(args, ceiling, jobs, &cfg);
+            return super::jobs::convert_parallel(args, ceiling.bytes, jobs, &cfg);
         }
     }
     let opts = RunOptions {
         inputs: args.inputs.clone(),
         output: args.output.clone(),
         config,
-        ceiling,
+        ceiling: ceiling.bytes,
+        ceiling_source: ceiling.source.clone(),
         fps: args.fps,
         task: args.task.clone(),
         overwrite: args.overwrite,
@@ -142,22 +153,17 @@ fn convert(
         shard,
         interrupt: interrupt_flag(),
         dataset_fps: args.dataset_fps,
+        settle: settle(args),
     };
-    let continues =
-        !args.overwrite && !args.force && Manifest::read(&args.output).ok().flatten().is_some();
-    if zero_config && !continues && !args.quiet && !args.json {
-        let bags = collect_bags(&args.inputs)?;
-        let cfg = resolve_config(&bags, None)?;
-        diag!("no --config: using this mapping (save it with --print-config):");
-        for f in &cfg.features {
+    if args.replace_changed {
+        let replaced = crate::convert::replace::replace_changed(&opts)?;
+        if !replaced.is_empty() && !args.quiet && !args.json {
             diag!(
-                "  {:<32} <- {} {}",
-                f.name,
-                f.topic.as_deref().unwrap_or("?"),
-                f.field.as_deref().unwrap_or("")
+                "replaced the episodes of {} changed bag(s) in {}",
+                replaced.len(),
+                args.output.display()
             );
         }
-        diag!("  timeline: {}", cfg.timeline.as_deref().unwrap_or("?"));
     }
     let report = run(&opts)?;
     if args.json {
@@ -192,7 +198,7 @@ fn apply_video_args(
     }
     let mut cfg = match config {
         Some(c) => c,
-        None => resolve_config(&collect_bags(&args.inputs)?, None)?,
+        None => resolve_config(&collect_bags(&args.inputs, settle(args))?, None)?,
     };
     if v.video {
         cfg.storage = Storage::Video;

@@ -62,7 +62,7 @@ pub fn dump_bag_with(
         return dump_recording(&rec, filter, emit);
     }
     let bag = BagFile::open(path)?;
-    let (index, note) = BagIndex::open(&bag)?;
+    let (index, note) = BagIndex::open_verified(&bag)?;
     if let Some(note) = &note {
         on_note(note);
     }
@@ -321,7 +321,7 @@ pub fn count_bag(
         return Ok(counts);
     }
     let bag = BagFile::open(path)?;
-    let (index, note) = BagIndex::open(&bag)?;
+    let (index, note) = BagIndex::open_verified(&bag)?;
     if let Some(note) = &note {
         crate::diag::warn(&format!("{}: {note}", path.display()));
     }

@@ -50,7 +50,7 @@ pub fn bag_info(path: &Path) -> Result<BagInfo> {
         return ros2_info(path);
     }
     let bag = BagFile::open(path)?;
-    let (index, note) = BagIndex::open(&bag)?;
+    let (index, note) = BagIndex::open_verified(&bag)?;
     let all: Vec<u32> = index.connections.iter().map(|c| c.id).collect();
     // (count, first, last) per connection from the index-data records.
     let mut seen: BTreeMap<u32, (u64, u64, u64)> = BTreeMap::new();

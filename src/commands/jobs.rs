@@ -31,7 +31,10 @@ pub fn jobs_that_fit(wanted: usize, ceiling: u64, rss: u64) -> usize {
 /// The rounded rate of the timeline topic in the first bag (in path order), as a sequential run
 /// takes it.
 fn first_bag_rate(args: &ConvertArgs, cfg: &ConvertConfig) -> anyhow::Result<Option<u32>> {
-    let bags = crate::convert::run::collect_bags(&args.inputs)?;
+    let bags = crate::convert::run::collect_bags(
+        &args.inputs,
+        std::time::Duration::from_secs(args.settle),
+    )?;
     let Some(topic) = cfg.timeline.as_deref() else {
         return Ok(None);
     };
@@ -68,13 +71,18 @@ pub fn convert_parallel(
     let work = PathBuf::from(format!("{}.jobs", args.output.display()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = run_children(args, ceiling, jobs, cfg, &work);
+    let bags = crate::convert::run::collect_bags(
+        &args.inputs,
+        std::time::Duration::from_secs(args.settle),
+    )?;
+    let result = run_children(args, &bags, ceiling, jobs, cfg, &work);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
 fn run_children(
     args: &ConvertArgs,
+    bags: &[PathBuf],
     ceiling: u64,
     jobs: usize,
     cfg: &ConvertConfig,
@@ -99,7 +107,9 @@ fn run_children(
     for k in 1..=jobs {
         let out = work.join(format!("part-{k}"));
         let mut cmd = Command::new(&exe);
-        cmd.arg("convert").args(&args.inputs).arg("-o").arg(&out);
+        // The settled list, named file by file: every child sees the same bags.
+        cmd.arg("convert").args(bags).arg("-o").arg(&out);
+        cmd.arg("--settle").arg("0");
         cmd.arg("--shard").arg(format!("{k}/{jobs}"));
         cmd.arg("--config").arg(&cfg_path);
         cmd.arg("--max-memory").arg(per_job.to_string());
@@ -158,6 +168,7 @@ fn run_children(
         overwrite: args.overwrite,
         buffer_bytes: crate::convert::run::stable_buffer_bytes(plan.writer_buffer_bytes),
         progress: false,
+        superseded: Vec::new(),
     })?;
     let peak = reports
         .iter()

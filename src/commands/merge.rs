@@ -6,12 +6,16 @@ use super::{Exit, write_stdout};
 use crate::cli::MergeArgs;
 use crate::convert::merge::{MergeOptions, merge};
 use crate::diag;
-use crate::memory::parse_size;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::sample;
 
 pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
-    let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    let started = std::time::Instant::now();
+    let ceiling = super::ceiling_from_arg(
+        args.max_memory.as_deref(),
+        crate::memory::plan::DEFAULT_CEILING,
+    )?;
+    let (ceiling, ceiling_source) = (ceiling.bytes, ceiling.source);
     diag::init(true, None, None)?;
     // Writer buffers sized as a conversion under the same ceiling sizes them.
     let plan = MemoryPlan::new(ceiling, sample().rss(), 0, "nothing")?;
@@ -21,20 +25,43 @@ pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
         overwrite: args.overwrite,
         buffer_bytes: crate::convert::run::stable_buffer_bytes(plan.writer_buffer_bytes),
         progress: !args.quiet && !args.json,
+        superseded: Vec::new(),
     })?;
+    // The kernel's peak RSS of the whole merge (merge starts no child process).
+    let peak_rss = sample().rss_peak;
+    let wall_s = started.elapsed().as_secs_f64();
+    let over = peak_rss > ceiling;
     if args.json {
-        let text = serde_json::to_string_pretty(&report)? + "\n";
+        let mut v = serde_json::to_value(&report)?;
+        v["wall_s"] = wall_s.into();
+        v["memory"] = serde_json::json!({
+            "peak_rss": peak_rss,
+            "ceiling": ceiling,
+            "ceiling_source": ceiling_source,
+            "ceiling_exceeded": over,
+        });
+        let text = serde_json::to_string_pretty(&v)? + "\n";
         write_stdout(&mut io::stdout().lock(), text.as_bytes())?;
     } else if !args.quiet {
         diag!(
-            "dataset {}: {} episodes, {} frames, {} tasks from {} datasets ({} failed bags listed)",
+            "dataset {}: {} episodes, {} frames, {} tasks from {} datasets ({} failed bags listed) in {wall_s:.2}s; peak RSS {}, ceiling {} ({ceiling_source})",
             report.output,
             report.episodes,
             report.frames,
             report.tasks,
             report.datasets,
-            report.failed
+            report.failed,
+            crate::memory::format_bytes(peak_rss),
+            crate::memory::format_bytes(ceiling),
         );
+    }
+    if over {
+        diag::warn(&format!(
+            "peak RSS {} passed the ceiling of {}",
+            crate::memory::format_bytes(peak_rss),
+            crate::memory::format_bytes(ceiling)
+        ));
+        return Ok(Exit::Partial);
     }
     Ok(Exit::Ok)
 }

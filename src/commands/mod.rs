@@ -48,7 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => validate_cmd(args),
         Command::Profile(args) => profile::run_cmd(args),
         Command::MakeDemo(args) => {
-            let summary = crate::demo::write_demo_bag(&args.output)
+            let summary = crate::demo::write_session_bag(&args.output, args.session)
                 .with_context(|| format!("writing {}", args.output.display()))?;
             eprintln!(
                 "wrote {} ({} bytes, {} messages in {} chunks)",
@@ -109,4 +109,22 @@ pub fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<bool> 
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e).context("writing to stdout"),
     }
+}
+
+/// The run's ceiling from `--max-memory` (or `default`), checked against and capped by the
+/// environment's memory limit (Slurm, cgroups; see [`crate::memory::limits`]).
+pub fn ceiling_from_arg(
+    arg: Option<&str>,
+    default: u64,
+) -> anyhow::Result<crate::memory::limits::Ceiling> {
+    use crate::memory::limits;
+    let given = arg
+        .map(crate::memory::parse_size)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    Ok(limits::choose_ceiling(
+        given,
+        default,
+        limits::environment_limit().as_ref(),
+    )?)
 }

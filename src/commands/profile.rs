@@ -39,6 +39,10 @@ fn scratch(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("bag2dataset-profile-{}-{tag}", std::process::id()))
 }
 
+/// Ceiling of the profiling run when none is given (1 GiB: large, so that nothing is
+/// constrained), capped by the environment's limit.
+const PROFILE_CEILING: u64 = 1 << 30;
+
 pub fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
     let config = match &args.config {
         Some(p) => {
@@ -48,8 +52,7 @@ pub fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
         }
         None => None,
     };
-    let ceiling = crate::memory::parse_size(&args.max_memory)
-        .map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    let ceiling = super::ceiling_from_arg(args.max_memory.as_deref(), PROFILE_CEILING)?.bytes;
     let opts = RunOptions {
         inputs: args.bags.clone(),
         output: scratch("full"),

@@ -44,7 +44,7 @@ pub fn reindex_bag(
         )));
     }
     let bag = BagFile::open(input)?;
-    let (index, note) = BagIndex::open(&bag)?;
+    let (index, note) = BagIndex::open_verified(&bag)?;
     if let Some(note) = &note {
         on_note(note);
     }

@@ -358,9 +358,114 @@ impl ConvertConfig {
     }
 }
 
+/// The first setting on which two configs (TOML texts, as conversion logs store them) differ,
+/// in a user's words: `timeline is "/cam_r" in S2, "/cam_h" in S1`; features are named by their
+/// `name`. `None` when they are equal. `here` / `there` name the two sides.
+pub fn config_difference(a: &str, b: &str, here: &str, there: &str) -> Option<String> {
+    let parse = |t: &str| t.parse::<toml::Table>().ok().map(toml::Value::Table);
+    let (Some(x), Some(y)) = (parse(a), parse(b)) else {
+        return (a != b).then(|| format!("the config in {here} or {there} does not parse"));
+    };
+    first_value_difference(&x, &y, "").map(|(key, vx, vy)| match (vx, vy) {
+        (Some(vx), Some(vy)) => format!("{key} is {vx} in {here}, {vy} in {there}"),
+        (Some(vx), None) => format!("{key} is {vx} in {here} and not set in {there}"),
+        (None, Some(vy)) => format!("{key} is not set in {here} and {vy} in {there}"),
+        (None, None) => format!("{key} differs between {here} and {there}"),
+    })
+}
+
+/// Depth-first first difference: the key path and both values (`None` = absent).
+fn first_value_difference(
+    a: &toml::Value,
+    b: &toml::Value,
+    path: &str,
+) -> Option<(String, Option<String>, Option<String>)> {
+    use toml::Value;
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (a, b) {
+        (Value::Table(x), Value::Table(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            // `features` last: a changed timeline or fps says more than the feature it moved.
+            keys.sort_by_key(|k| *k == "features");
+            keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
+                (Some(vx), Some(vy)) => first_value_difference(vx, vy, &join(k)),
+                (vx, vy) => Some((join(k), vx.map(short), vy.map(short))),
+            })
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            let label = |v: &Value, i: usize| match v.get("name").and_then(Value::as_str) {
+                Some(n) => format!("{path}[{n:?}]"),
+                None => format!("{path}[{i}]"),
+            };
+            for i in 0..x.len().max(y.len()) {
+                match (x.get(i), y.get(i)) {
+                    (Some(vx), Some(vy)) => {
+                        if let Some(d) = first_value_difference(vx, vy, &label(vx, i)) {
+                            return Some(d);
+                        }
+                    }
+                    (Some(vx), None) => return Some((label(vx, i), Some(short(vx)), None)),
+                    (None, Some(vy)) => return Some((label(vy, i), None, Some(short(vy)))),
+                    (None, None) => {}
+                }
+            }
+            None
+        }
+        _ if a == b => None,
+        _ => Some((path.to_string(), Some(short(a)), Some(short(b)))),
+    }
+}
+
+/// A value as TOML, cut to one short line.
+fn short(v: &toml::Value) -> String {
+    let t = match v {
+        toml::Value::Table(t) => t
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .map_or_else(|| "a table".to_string(), |n| format!("feature {n:?}")),
+        v => v.to_string(),
+    };
+    if t.chars().count() > 60 {
+        format!("{}…", t.chars().take(60).collect::<String>())
+    } else {
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_difference_names_the_first_setting() {
+        let a =
+            "timeline = \"/cam_h\"\nfps = 30\n[[features]]\nname = \"action\"\ntopic = \"/cmd\"\n";
+        let b =
+            "timeline = \"/cam_r\"\nfps = 30\n[[features]]\nname = \"action\"\ntopic = \"/cmd2\"\n";
+        assert_eq!(
+            config_difference(a, b, "S1", "S2").unwrap(),
+            "timeline is \"/cam_h\" in S1, \"/cam_r\" in S2"
+        );
+        let c = b.replace("/cam_r", "/cam_h");
+        assert_eq!(
+            config_difference(a, &c, "S1", "S2").unwrap(),
+            "features[\"action\"].topic is \"/cmd\" in S1, \"/cmd2\" in S2"
+        );
+        assert_eq!(config_difference(a, a, "S1", "S2"), None);
+        let d = a.replace("fps = 30\n", "");
+        assert_eq!(
+            config_difference(a, &d, "S1", "S2").unwrap(),
+            "fps is 30 in S1 and not set in S2"
+        );
+    }
 
     const KUAVO: &str = r#"
 fps = 10

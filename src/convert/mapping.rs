@@ -1,6 +1,8 @@
 //! Zero-config: a conversion config chosen from what a bag holds. Cameras become
 //! `observation.images.<name>`, the first JointState-like topic `observation.state`, an obvious
-//! command topic `action`, and the busiest camera is the timeline.
+//! command topic `action`, and the busiest camera is the timeline (cameras within 10 % of the
+//! busiest count as equally busy; the first by topic name wins, so dropped frames never switch
+//! it).
 
 use std::collections::HashMap;
 
@@ -63,6 +65,24 @@ fn is_command(topic: &str) -> bool {
     COMMAND_WORDS.iter().any(|w| t.contains(w))
 }
 
+/// Cameras with at least this share (per mille) of the busiest camera's messages count as
+/// equally busy: a few dropped frames (a 30 Hz camera with 29.7 Hz left) must not change which
+/// camera is the timeline from one bag of a recording setup to the next.
+const EQUALLY_BUSY_PER_MILLE: u64 = 900;
+
+/// The timeline camera among `(topic, messages)`: of the cameras within
+/// [`EQUALLY_BUSY_PER_MILLE`] of the busiest, the first by topic name. Only a camera running at
+/// a clearly higher rate (not one that dropped fewer frames) wins over the name order, so every
+/// bag of one setup, and every shard of one job, picks the same camera.
+fn timeline_camera<'a>(cameras: &[(&'a str, u64)]) -> Option<&'a str> {
+    let max = cameras.iter().map(|c| c.1).max()?;
+    cameras
+        .iter()
+        .filter(|(_, n)| n * 1000 >= max * EQUALLY_BUSY_PER_MILLE)
+        .map(|(t, _)| *t)
+        .min()
+}
+
 /// Chooses a config for `index`.
 pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
     let counts = index.counts_by_connection();
@@ -109,15 +129,9 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
             features.push(FeatureConfig::single(name, topic, Some(field)));
         }
     }
-    // The busiest camera; the first one listed on a tie.
-    let busiest = cameras
-        .iter()
-        .fold(None::<(&str, u64)>, |best, &(t, n)| match best {
-            Some((_, bn)) if bn >= n => best,
-            _ => Some((t, n)),
-        });
+    let busiest = timeline_camera(&cameras);
     let timeline = busiest
-        .map(|(t, _)| t.to_string())
+        .map(str::to_string)
         .or_else(|| state.map(|(t, _)| t.to_string()));
     if features.is_empty() || timeline.is_none() {
         let listing: Vec<String> = index
@@ -164,7 +178,19 @@ pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
 
 #[cfg(test)]
 mod tests {
-    use super::camera_name;
+    use super::{camera_name, timeline_camera};
+
+    #[test]
+    fn timeline_camera_ignores_a_few_dropped_frames() {
+        // Shard 1's first bag dropped frames on /cam_h, shard 2's on /cam_r: both pick /cam_h.
+        let a = [("/cam_h", 598), ("/cam_l", 600), ("/cam_r", 600)];
+        let b = [("/cam_h", 600), ("/cam_l", 599), ("/cam_r", 597)];
+        assert_eq!(timeline_camera(&a), Some("/cam_h"));
+        assert_eq!(timeline_camera(&b), Some("/cam_h"));
+        // A camera at a clearly higher rate wins over the name order.
+        assert_eq!(timeline_camera(&[("/a", 300), ("/b", 600)]), Some("/b"));
+        assert_eq!(timeline_camera(&[]), None);
+    }
 
     #[test]
     fn camera_names_drop_generic_parts() {

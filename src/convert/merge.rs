@@ -25,6 +25,9 @@ pub struct MergeOptions {
     /// Raw rows the writer buffers before encoding ([`crate::dataset::WriterOptions::buffer_bytes`]).
     pub buffer_bytes: usize,
     pub progress: bool,
+    /// Bags (log paths) whose episodes in the first input are left out because a later input
+    /// holds their replacement (`convert --replace-changed`).
+    pub superseded: Vec<String>,
 }
 
 /// What a merge produced.
@@ -51,6 +54,50 @@ struct Item<'a> {
     key: (bool, u64, String),
     dataset: usize,
     entry: &'a BagEntry,
+}
+
+/// Why the dataset `d` (log `m`) cannot be merged with the first one, naming the first
+/// difference and how to fix it; `None` when they come from one conversion.
+fn shard_difference(
+    first: &StoredDataset,
+    first_log: &Manifest,
+    d: &StoredDataset,
+    m: &Manifest,
+) -> Option<String> {
+    let (here, there) = (
+        first.path.display().to_string(),
+        d.path.display().to_string(),
+    );
+    let fix = "merge joins the shards of one conversion: convert every shard with the same \
+               --config file (write one with `bag2dataset convert BAG -o OUT --print-config > \
+               job.toml`) and --order, then reconvert the shards that differ (--force), or \
+               leave them out of this merge";
+    if m.config_hash != first_log.config_hash
+        && let Some(diff) =
+            crate::convert::config::config_difference(&first_log.config, &m.config, &here, &there)
+    {
+        return Some(format!("was converted with another config: {diff}; {fix}"));
+    }
+    if m.order != first_log.order {
+        return Some(format!(
+            "its episodes are ordered by {} and {}'s by {}; {fix}",
+            m.order, here, first_log.order
+        ));
+    }
+    if let Some(diff) = first.spec.first_difference(&d.spec, &here, &there) {
+        return Some(format!(
+            "its features differ from {here}'s (the bags hold other topics, types or image \
+             sizes): {diff}; {fix}"
+        ));
+    }
+    if m.config_hash != first_log.config_hash {
+        return Some(format!(
+            "was converted with another config than {here} (config hash {} vs {}); {fix}",
+            &m.config_hash[..12.min(m.config_hash.len())],
+            &first_log.config_hash[..12.min(first_log.config_hash.len())]
+        ));
+    }
+    None
 }
 
 /// Merges `opts.inputs` into `opts.output`.
@@ -89,23 +136,8 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
     }
     let (first, first_log) = (&stores[0], &logs[0]);
     for (d, m) in stores.iter().zip(&logs).skip(1) {
-        if d.spec != first.spec {
-            return Err(bad(
-                &d.path,
-                format!(
-                    "its features or fps differ from {}'s; only datasets of one conversion can be merged",
-                    first.path.display()
-                ),
-            ));
-        }
-        if m.config_hash != first_log.config_hash || m.order != first_log.order {
-            return Err(bad(
-                &d.path,
-                format!(
-                    "was converted with another config or order than {}; only datasets of one conversion can be merged",
-                    first.path.display()
-                ),
-            ));
+        if let Some(why) = shard_difference(first, first_log, d, m) {
+            return Err(bad(&d.path, why));
         }
     }
     let by_start = first_log.order == "start-time";
@@ -123,6 +155,9 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
             ));
         }
         for e in converted {
+            if k == 0 && opts.superseded.contains(&e.path) {
+                continue;
+            }
             let ep = e.episode_index.filter(|i| (*i as usize) < d.episodes.len());
             if ep.is_none() {
                 return Err(bad(&d.path, format!("log entry {} has no episode", e.path)));

@@ -8,5 +8,6 @@ pub mod mapping;
 pub mod merge;
 pub mod pipeline;
 pub mod plan;
+pub mod replace;
 pub mod run;
 pub mod select;

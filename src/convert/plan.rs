@@ -264,7 +264,11 @@ impl BagPlan {
             )));
         }
         let times = rec.topic_times(&tl_conns)?;
-        let (first, last) = (times[0], times[times.len() - 1]);
+        let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
+            return Err(Error::Config(format!(
+                "{path}: the index lists no message times for timeline topic {timeline_topic}"
+            )));
+        };
         let span_s = (last - first) as f64 / 1e9;
         let rate = if times.len() >= 2 && span_s > 0.0 {
             (times.len() - 1) as f64 / span_s

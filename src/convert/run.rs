@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -39,6 +39,9 @@ pub struct RunOptions {
     /// Config; None = zero-config from the first bag.
     pub config: Option<ConvertConfig>,
     pub ceiling: u64,
+    /// Where the ceiling came from, in a user's words (`--max-memory`, `default capped by
+    /// Slurm SLURM_MEM_PER_NODE=100 ...`); empty means `--max-memory`.
+    pub ceiling_source: String,
     pub fps: Option<u32>,
     pub task: Option<String>,
     pub overwrite: bool,
@@ -60,6 +63,9 @@ pub struct RunOptions {
     /// The dataset's fps when the timeline runs at its own rate and the first bag is not this
     /// run's (a `--jobs` share): every share then writes the same fps.
     pub dataset_fps: Option<u32>,
+    /// Files found in directories or by globs that changed within this time are left out
+    /// (reported as `settling`) and taken by a later run; see [`DEFAULT_SETTLE`].
+    pub settle: Duration,
 }
 
 /// One bag's outcome.
@@ -67,7 +73,9 @@ pub struct RunOptions {
 pub struct BagOutcome {
     pub bag: String,
     /// `ok` (converted into a new dataset), `appended` (converted into an existing one),
-    /// `skipped` (already in the dataset), `failed`, `not_started` (the run was interrupted).
+    /// `recovered` (converted, but its index was unusable and a scan recovered what it could:
+    /// see `recovered`), `skipped` (already in the dataset), `settling` (still being written
+    /// or copied: left for the next run), `failed`, `not_started` (the run was interrupted).
     pub status: &'static str,
     pub episode_index: Option<usize>,
     pub task: Option<String>,
@@ -77,12 +85,63 @@ pub struct BagOutcome {
     #[serde(flatten)]
     pub report: Option<EpisodeReport>,
     pub error: Option<String>,
+    /// Why the bag was left out or how it was read, when that is worth saying (`settling`:
+    /// how recently it changed).
+    pub detail: Option<String>,
+    /// Set when the bag had no usable index and was read by a recovery scan (status
+    /// `recovered`): what was lost.
+    pub recovered: Option<RecoveredReport>,
+}
+
+/// What a recovery scan found and lost in a bag whose index could not be used.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveredReport {
+    /// `not closed` (recording killed), `truncated`, `damaged index`.
+    pub reason: String,
+    pub messages_recovered: u64,
+    pub chunks: usize,
+    /// Bytes of the chunk section missing from the file (a truncated copy: the index says
+    /// where the chunk section ended); `None` when the file does not say (killed recording).
+    pub bytes_missing: Option<u64>,
+    /// Records the scan saw but could not keep: cut or unreadable records and messages of
+    /// connections without a record (at least; a skipped chunk counts once).
+    pub records_lost: u64,
+    /// What the scan skipped or cut, each naming a file offset.
+    pub warnings: Vec<String>,
+}
+
+impl RecoveredReport {
+    fn new(note: &crate::bag::RecoveryNote) -> Self {
+        use crate::bag::RecoveryReason;
+        let (reason, bytes_missing) = match &note.reason {
+            RecoveryReason::NotClosed => ("not closed".to_string(), None),
+            RecoveryReason::IndexPastEnd {
+                index_pos,
+                file_len,
+            } => (
+                "truncated".to_string(),
+                Some(index_pos.saturating_sub(*file_len)),
+            ),
+            RecoveryReason::Damaged(_) => ("damaged index".to_string(), None),
+        };
+        RecoveredReport {
+            reason,
+            messages_recovered: note.messages,
+            chunks: note.chunks,
+            bytes_missing,
+            records_lost: note.records_lost,
+            warnings: note.warnings.clone(),
+        }
+    }
 }
 
 /// Memory figures of the run, in bytes.
 #[derive(Debug, Serialize, Default)]
 pub struct MemoryReport {
     pub ceiling: u64,
+    /// Where the ceiling came from: `--max-memory`, `default`, or the environment's limit that
+    /// capped the default (Slurm, cgroup).
+    pub ceiling_source: String,
     /// The kernel's peak RSS passed the ceiling between two samples of the monitor (which stops
     /// a run when it sees it): the run finished, but its memory guarantee did not hold.
     pub ceiling_exceeded: bool,
@@ -128,6 +187,10 @@ pub struct RunReport {
     /// Bags already in the dataset.
     pub skipped: usize,
     pub failed: usize,
+    /// Files left out because they are still being written or copied (status `settling`).
+    pub settling: usize,
+    /// Bags converted from a recovery scan (status `recovered`).
+    pub recovered: usize,
     /// An interruption stopped the run at an episode boundary.
     pub interrupted: bool,
     /// Episodes and frames of the dataset after the run.
@@ -143,13 +206,45 @@ pub struct RunReport {
     pub features: Vec<String>,
 }
 
+/// Default `--settle` (60 s): a file found in a directory or by a glob whose size or mtime
+/// changed more recently than this is still being written or copied, and waits for the next
+/// run.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
+
+/// The bags of a run's inputs, and the files left out because they are still changing.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Sorted by path, deduplicated.
+    pub bags: Vec<PathBuf>,
+    /// Found in a directory or by a glob, but changed within the settle time.
+    pub unsettled: Vec<Unsettled>,
+}
+
+/// A file left out because it changed within the settle time.
+#[derive(Debug, Clone)]
+pub struct Unsettled {
+    pub path: PathBuf,
+    /// Seconds since its last change (size, data or metadata: the later of mtime and ctime, so
+    /// a copy that sets the original mtime at its end still counts as fresh).
+    pub changed_s_ago: f64,
+}
+
 /// Expands directories (their `*.bag` files, sorted) and keeps files; sorted by path.
-pub fn collect_bags(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// Files named one by one are always taken; the others only once they have not changed for
+/// `settle`.
+pub fn collect_inputs(inputs: &[PathBuf], settle: Duration) -> Result<Inputs> {
+    let mut out = Inputs::default();
+    let keep = |f: PathBuf, out: &mut Inputs| match changed_ago(&f) {
+        Some(age) if age < settle => out.unsettled.push(Unsettled {
+            path: f,
+            changed_s_ago: age.as_secs_f64(),
+        }),
+        _ => out.bags.push(f),
+    };
     for p in inputs {
         if p.is_dir() && crate::ros2::is_ros2_path(p) {
             // A rosbag2 directory is one recording.
-            out.push(p.clone());
+            out.bags.push(p.clone());
         } else if p.is_dir() {
             let rd = std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
             let mut found: Vec<PathBuf> = rd
@@ -166,11 +261,15 @@ pub fn collect_bags(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 )));
             }
             found.sort();
-            out.extend(found);
+            for f in found {
+                keep(f, &mut out);
+            }
         } else if p.is_file() {
-            out.push(p.clone());
+            out.bags.push(p.clone());
         } else if let Some(found) = expand_glob(p)? {
-            out.extend(found);
+            for f in found {
+                keep(f, &mut out);
+            }
         } else {
             return Err(Error::io(
                 p,
@@ -178,9 +277,45 @@ pub fn collect_bags(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             ));
         }
     }
-    out.sort();
-    out.dedup();
+    out.bags.sort();
+    out.bags.dedup();
+    out.unsettled.sort_by(|a, b| a.path.cmp(&b.path));
+    out.unsettled.dedup_by(|a, b| a.path == b.path);
+    // A file named one by one and also found by a directory is taken.
+    out.unsettled
+        .retain(|u| out.bags.binary_search(&u.path).is_err());
     Ok(out)
+}
+
+/// Time since the file last changed: the later of its mtime and ctime (`None` when unknown or
+/// in the future).
+fn changed_ago(p: &Path) -> Option<Duration> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    let ns = |s: i64, n: i64| (s as i128) * 1_000_000_000 + n as i128;
+    let last = ns(m.mtime(), m.mtime_nsec()).max(ns(m.ctime(), m.ctime_nsec()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos() as i128;
+    (now >= last).then(|| Duration::from_nanos((now - last) as u64))
+}
+
+/// [`collect_inputs`]' bags, leaving out the files still changing within `settle`.
+pub fn collect_bags(inputs: &[PathBuf], settle: Duration) -> Result<Vec<PathBuf>> {
+    let found = collect_inputs(inputs, settle)?;
+    if found.bags.is_empty()
+        && let Some(u) = found.unsettled.first()
+    {
+        return Err(Error::Config(format!(
+            "every input is still being written or copied (e.g. {} changed {:.0} s ago, under \
+             --settle {} s); run again later, or name the files one by one",
+            u.path.display(),
+            u.changed_s_ago,
+            settle.as_secs()
+        )));
+    }
+    Ok(found.bags)
 }
 
 /// Expands a quoted glob (`'/data/*/run-??.bag'`, as a cron line may pass it): `*` and `?` in
@@ -292,6 +427,26 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     Err(last_err.unwrap_or_else(|| Error::Config("no input bags".into())))
 }
 
+/// Prints the mapping zero-config chose (stderr), so a user sees what a run without --config
+/// does and can save it.
+fn announce_zero_config(cfg: &ConvertConfig, bags: &[PathBuf]) {
+    crate::diag!(
+        "no --config: using this mapping, chosen from {} (save it with --print-config):",
+        bags.first()
+            .map(|b| b.display().to_string())
+            .unwrap_or_default()
+    );
+    for f in &cfg.features {
+        crate::diag!(
+            "  {:<32} <- {} {}",
+            f.name,
+            f.topic.as_deref().unwrap_or("?"),
+            f.field.as_deref().unwrap_or("")
+        );
+    }
+    crate::diag!("  timeline: {}", cfg.timeline.as_deref().unwrap_or("?"));
+}
+
 /// The writer buffer given to the writer: the plan's, rounded down to a power of two. The plan's
 /// figure moves with the process's baseline RSS by a few KiB between runs; rounding keeps page
 /// boundaries, and so the dataset's bytes, the same from run to run under one `--max-memory`
@@ -365,20 +520,27 @@ fn outcome(path: &Path, status: &'static str) -> BagOutcome {
         peak_rss: None,
         report: None,
         error: None,
+        detail: None,
+        recovered: None,
     }
 }
 
 /// Inputs → ordered, sharded bags; the output's log → config, skipped and to-convert bags.
 fn prepare(opts: &RunOptions) -> Result<Prepared> {
-    let listed = collect_bags(&opts.inputs)?;
+    let found = collect_inputs(&opts.inputs, opts.settle)?;
+    let listed = found.bags;
     let mut abs: Vec<PathBuf> = listed.iter().map(|b| absolute(b)).collect();
     abs.sort();
     abs.dedup();
     let ordered = order_bags(abs, opts.order);
+    // Zero-config is resolved from the whole ordered list, not from this shard's part, so every
+    // shard (and every --jobs child) of one input list chooses the same mapping.
+    let all_paths: Vec<PathBuf> = ordered.iter().map(|b| b.0.clone()).collect();
+    let total = ordered.len();
     let selected: Vec<(PathBuf, Option<u64>)> = ordered
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| opts.shard.is_none_or(|s| s.holds(*i)))
+        .filter(|(i, _)| opts.shard.is_none_or(|s| s.holds(*i, total)))
         .map(|(_, b)| b)
         .collect();
 
@@ -408,7 +570,13 @@ fn prepare(opts: &RunOptions) -> Result<Prepared> {
         // Nothing to convert (an empty shard): no config is needed.
         (None, None) if bag_paths.is_empty() => toml::from_str("features = []")
             .map_err(|e| Error::Config(format!("empty config: {e}")))?,
-        (None, None) => resolve_config(&bag_paths, None)?,
+        (None, None) => {
+            let cfg = resolve_config(&all_paths, None)?;
+            if opts.progress {
+                announce_zero_config(&cfg, &all_paths);
+            }
+            cfg
+        }
     };
     if let Some(fps) = opts.fps {
         cfg.fps = Some(fps);
@@ -419,13 +587,24 @@ fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let hash = config_hash(&cfg);
     if let Some(m) = &existing {
         if m.config_hash != hash {
+            let diff = crate::convert::config::config_difference(
+                &m.config,
+                &cfg.to_toml(),
+                "the dataset",
+                "this run",
+            )
+            .unwrap_or_else(|| {
+                format!(
+                    "config hash {} in its log, {} now",
+                    &m.config_hash[..12.min(m.config_hash.len())],
+                    &hash[..12]
+                )
+            });
             return Err(Error::Config(format!(
-                "{}: was converted with another configuration (config hash {} in its log, {} now); \
-                 a dataset holds one conversion: pass --force to reconvert the inputs into a \
-                 fresh dataset, or write to another output",
+                "{}: was converted with another configuration ({diff}); a dataset holds one \
+                 conversion: run without --config to reuse the dataset's, pass --force to \
+                 reconvert the inputs into a fresh dataset, or write to another output",
                 out.display(),
-                &m.config_hash[..12.min(m.config_hash.len())],
-                &hash[..12]
             )));
         }
         if m.order != opts.order.name() {
@@ -462,8 +641,9 @@ fn prepare(opts: &RunOptions) -> Result<Prepared> {
             outcomes.push(o);
         } else if let Some(done) = manifest.converted_at(&key) {
             let what = format!(
-                "{key}: changed since it was converted into episode {} (size {} → {}); a \
-                 dataset does not replace episodes: pass --force to reconvert everything",
+                "{key}: changed since it was converted into episode {} (size {} → {}); pass \
+                 --replace-changed to reconvert just this bag into its episode, or --force to \
+                 reconvert everything",
                 done.episode_index.unwrap_or_default(),
                 done.size,
                 id.size
@@ -484,6 +664,16 @@ fn prepare(opts: &RunOptions) -> Result<Prepared> {
             });
             outcomes.push(outcome(&path, "not_started"));
         }
+    }
+    for u in found.unsettled {
+        let mut o = outcome(&u.path, "settling");
+        o.detail = Some(format!(
+            "changed {:.0} s ago (--settle {} s): still being written or copied; left for the \
+             next run (--settle 0 takes it now)",
+            u.changed_s_ago,
+            opts.settle.as_secs()
+        ));
+        outcomes.push(o);
     }
     Ok(Prepared {
         cfg,
@@ -678,6 +868,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let outcomes = prep.outcomes;
     let failed = outcomes.iter().filter(|o| o.status == "failed").count();
     let skipped = outcomes.iter().filter(|o| o.status == "skipped").count();
+    let settling = outcomes.iter().filter(|o| o.status == "settling").count();
+    let recovered = outcomes.iter().filter(|o| o.status == "recovered").count();
     let converted_reports = || outcomes.iter().filter_map(|o| o.report.as_ref());
     let frames: u64 = converted_reports().map(|r| r.frames).sum();
     let bytes_read: u64 = converted_reports().map(|r| r.bytes_read).sum();
@@ -686,6 +878,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     log.finish()?;
     let memory = MemoryReport {
         ceiling: opts.ceiling,
+        ceiling_source: if opts.ceiling_source.is_empty() {
+            "--max-memory".into()
+        } else {
+            opts.ceiling_source.clone()
+        },
         peak_rss: end.rss_peak.max(peaks[0]),
         peak_rss_anon: peaks[1],
         peak_rss_file: peaks[2],
@@ -743,6 +940,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         episodes,
         frames,
         skipped,
+        settling,
+        recovered,
         failed,
         interrupted: converted.interrupted,
         total_episodes: converted.totals.0,
@@ -838,10 +1037,23 @@ fn convert_all(
             diag!("[{}/{n}] {}", i + 1, path.display());
         }
         run_peak = run_peak.max(monitor.peak_rss.swap(0, Ordering::Relaxed));
+        let mut recovered = None;
         let result = (|| -> Result<(EpisodeReport, u64)> {
             let rec = Recording::open(path)?;
             if let Some(note) = rec.recovery() {
-                eprintln!("warning: {}: {note}", path.display());
+                crate::diag::warn(&format!("{}: {note}", path.display()));
+                recovered = Some(match rec.ros1_note() {
+                    Some(n) => RecoveredReport::new(n),
+                    // A ROS 2 file without a usable summary, read by a scan.
+                    None => RecoveredReport {
+                        reason: "scanned".into(),
+                        messages_recovered: rec.index().message_count(),
+                        chunks: rec.index().chunks.len(),
+                        bytes_missing: None,
+                        records_lost: 0,
+                        warnings: vec![note],
+                    },
+                });
             }
             let plan = BagPlan::new(
                 &rec,
@@ -872,7 +1084,8 @@ fn convert_all(
                 return Err(Error::Config(format!(
                     "{}: its features differ from the dataset's: {}",
                     path.display(),
-                    describe_difference(s, &plan.spec)
+                    s.first_difference(&plan.spec, "the dataset", "this bag")
+                        .unwrap_or_else(|| "the same features, another layout".into())
                 )));
             }
             let w = writer
@@ -934,7 +1147,12 @@ fn convert_all(
                 en.episode_index = Some(episode);
                 en.frames = Some(report.frames);
                 en.dropped = Some(report.dropped);
-                o.status = if prep.appending { "appended" } else { "ok" };
+                o.status = match (&recovered, prep.appending) {
+                    (Some(_), _) => "recovered",
+                    (None, true) => "appended",
+                    (None, false) => "ok",
+                };
+                o.recovered = recovered;
                 o.episode_index = Some(episode as usize);
                 o.report = Some(report);
                 prep.manifest.record(en);
@@ -1022,18 +1240,6 @@ fn convert_all(
     })
 }
 
-fn describe_difference(a: &DatasetSpec, b: &DatasetSpec) -> String {
-    if a.fps != b.fps {
-        return format!("fps {} vs {}", a.fps, b.fps);
-    }
-    for (x, y) in a.features.iter().zip(&b.features) {
-        if x != y {
-            return format!("feature {}: {:?} vs {:?}", x.name, x.kind, y.kind);
-        }
-    }
-    "different feature lists".into()
-}
-
 /// The human summary printed on stderr.
 pub fn render_summary(r: &RunReport) -> String {
     use std::fmt::Write;
@@ -1043,17 +1249,26 @@ pub fn render_summary(r: &RunReport) -> String {
         .as_ref()
         .map(|s| format!(" (shard {s})"))
         .unwrap_or_default();
+    let settling = r.bags.iter().filter(|b| b.status == "settling");
     if r.mode == "unchanged" && r.failed == 0 {
         let _ = writeln!(
             s,
             "dataset {}{shard}: nothing to do: all {} bags are already in it ({} episodes, {} frames)",
             r.output, r.skipped, r.total_episodes, r.total_frames
         );
+        for b in settling {
+            let _ = writeln!(
+                s,
+                "  {}: left out: {}",
+                b.bag,
+                b.detail.as_deref().unwrap_or("")
+            );
+        }
         return s;
     }
     let _ = writeln!(
         s,
-        "dataset {}{shard} {}: {} new episodes, {} frames at {} fps; {} bags already in it, {} failed; now {} episodes, {} frames{}",
+        "dataset {}{shard} {}: {} new episodes, {} frames at {} fps; {} bags already in it, {} failed{}; now {} episodes, {} frames{}",
         r.output,
         r.mode,
         r.episodes,
@@ -1061,6 +1276,14 @@ pub fn render_summary(r: &RunReport) -> String {
         r.fps,
         r.skipped,
         r.failed,
+        if r.settling > 0 {
+            format!(
+                ", {} still being written (left for the next run)",
+                r.settling
+            )
+        } else {
+            String::new()
+        },
         r.total_episodes,
         r.total_frames,
         if r.interrupted {
@@ -1077,6 +1300,18 @@ pub fn render_summary(r: &RunReport) -> String {
                     "  {}: {} frames, {} dropped, {} trimmed, {:.2}s",
                     b.bag, rep.frames, rep.dropped, rep.trimmed, b.wall_s
                 );
+                if let Some(rc) = &b.recovered {
+                    let _ = writeln!(
+                        s,
+                        "      RECOVERED ({}): {} messages kept, {} records lost{}",
+                        rc.reason,
+                        rc.messages_recovered,
+                        rc.records_lost,
+                        rc.bytes_missing
+                            .map(|m| format!(", {} missing from the file", format_bytes(m)))
+                            .unwrap_or_default()
+                    );
+                }
                 for sl in &rep.slots {
                     let _ = writeln!(
                         s,
@@ -1088,17 +1323,26 @@ pub fn render_summary(r: &RunReport) -> String {
             (None, Some(e)) => {
                 let _ = writeln!(s, "  {}: FAILED: {e}", b.bag);
             }
+            (None, None) if b.status == "settling" => {
+                let _ = writeln!(
+                    s,
+                    "  {}: left out: {}",
+                    b.bag,
+                    b.detail.as_deref().unwrap_or("")
+                );
+            }
             _ => {}
         }
     }
     let m = &r.memory;
     let _ = writeln!(
         s,
-        "memory: peak RSS {} (anon {}, file {}), ceiling {}, increase {} (largest per chunk {})",
+        "memory: peak RSS {} (anon {}, file {}), ceiling {} ({}), increase {} (largest per chunk {})",
         format_bytes(m.peak_rss),
         format_bytes(m.peak_rss_anon),
         format_bytes(m.peak_rss_file),
         format_bytes(m.ceiling),
+        m.ceiling_source,
         signed_bytes(m.increase),
         signed_bytes(m.max_chunk_increase)
     );
@@ -1142,7 +1386,7 @@ mod glob_tests {
                 std::fs::write(dir.join(d).join(f), b"x").unwrap();
             }
         }
-        let found = collect_bags(&[dir.join("day*/*.bag")]).unwrap();
+        let found = collect_bags(&[dir.join("day*/*.bag")], Duration::ZERO).unwrap();
         let names: Vec<String> = found
             .iter()
             .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
@@ -1151,7 +1395,7 @@ mod glob_tests {
             names,
             ["day1/a.bag", "day1/b.bag", "day2/a.bag", "day2/b.bag"]
         );
-        assert!(collect_bags(&[dir.join("nothing-*.bag")]).is_err());
+        assert!(collect_bags(&[dir.join("nothing-*.bag")], Duration::ZERO).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

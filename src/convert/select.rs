@@ -142,9 +142,13 @@ impl Shard {
         ))
     }
 
-    /// Whether the bag at position `i` of the ordered inputs belongs to this shard.
-    pub fn holds(&self, i: usize) -> bool {
-        i % self.count == self.index - 1
+    /// Whether the bag at position `i` of `total` ordered inputs belongs to this shard. Shards
+    /// are contiguous blocks of the order (shard 1 the first `total / count` bags, give or take
+    /// one), so a shard's episodes stay contiguous in the merged dataset and `merge` can take
+    /// whole files of a shard (its videos) without rewriting them.
+    pub fn holds(&self, i: usize, total: usize) -> bool {
+        let (k, n) = (self.index - 1, self.count);
+        i < total && k * total / n <= i && i < (k + 1) * total / n
     }
 }
 
@@ -163,10 +167,21 @@ mod tests {
         let shards: Vec<Shard> = (1..=3)
             .map(|k| Shard::parse(&format!("{k}/3")).unwrap())
             .collect();
-        for i in 0..10 {
-            assert_eq!(shards.iter().filter(|s| s.holds(i)).count(), 1);
+        for total in 0..12 {
+            for i in 0..total {
+                assert_eq!(shards.iter().filter(|s| s.holds(i, total)).count(), 1);
+            }
+            // Sizes differ by at most one.
+            let sizes: Vec<usize> = shards
+                .iter()
+                .map(|s| (0..total).filter(|&i| s.holds(i, total)).count())
+                .collect();
+            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
         }
-        assert!(shards[0].holds(0) && shards[1].holds(1) && shards[0].holds(3));
+        // Contiguous blocks: 10 bags in 3 shards are 0-2, 3-5, 6-9.
+        assert!(shards[0].holds(0, 10) && shards[0].holds(2, 10) && !shards[0].holds(3, 10));
+        assert!(shards[1].holds(3, 10) && shards[1].holds(5, 10) && shards[2].holds(6, 10));
+        assert!(shards[2].holds(9, 10) && !shards[2].holds(10, 10));
         assert!(Shard::parse("0/3").is_err());
         assert!(Shard::parse("4/3").is_err());
         assert!(Shard::parse("x").is_err());

@@ -147,6 +147,84 @@ impl FeatureKind {
     }
 }
 
+impl FeatureKind {
+    /// The kind in a user's words: `float32[28]`, `image 480x640x3`, `video 480x640 (av1)`.
+    pub fn describe(&self) -> String {
+        match self {
+            FeatureKind::Vector { len, .. } => format!("float32[{len}]"),
+            FeatureKind::Image {
+                height,
+                width,
+                channels,
+            } => format!("image {height}x{width}x{channels}"),
+            FeatureKind::Video {
+                height,
+                width,
+                codec,
+                ..
+            } => format!("video {height}x{width} ({})", codec.name()),
+        }
+    }
+}
+
+impl DatasetSpec {
+    /// The first difference between two datasets' layouts, in a user's words (`fps 30 here,
+    /// 15 there`, `feature action: float32[14] here, float32[28] there`), or `None` when equal.
+    /// `here` / `there` name the two sides.
+    pub fn first_difference(&self, other: &DatasetSpec, here: &str, there: &str) -> Option<String> {
+        if self.fps != other.fps {
+            return Some(format!(
+                "fps is {} in {here}, {} in {there}",
+                self.fps, other.fps
+            ));
+        }
+        for x in &self.features {
+            let Some(y) = other.features.iter().find(|f| f.name == x.name) else {
+                return Some(format!("feature {} is in {here}, not in {there}", x.name));
+            };
+            if x.kind.describe() != y.kind.describe() {
+                return Some(format!(
+                    "feature {} is {} in {here}, {} in {there}",
+                    x.name,
+                    x.kind.describe(),
+                    y.kind.describe()
+                ));
+            }
+            if x.kind != y.kind {
+                return Some(format!(
+                    "feature {} names its elements differently in {here} and {there}",
+                    x.name
+                ));
+            }
+        }
+        if let Some(y) = other
+            .features
+            .iter()
+            .find(|y| self.features.iter().all(|x| x.name != y.name))
+        {
+            return Some(format!("feature {} is in {there}, not in {here}", y.name));
+        }
+        let names = |d: &DatasetSpec| {
+            d.features
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+        };
+        if names(self) != names(other) {
+            return Some(format!(
+                "the features are in another order in {here} and {there}"
+            ));
+        }
+        if self.robot_type != other.robot_type {
+            return Some(format!(
+                "robot_type is {:?} in {here}, {:?} in {there}",
+                self.robot_type, other.robot_type
+            ));
+        }
+        None
+    }
+}
+
 /// Encoding of an image value's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFormat {

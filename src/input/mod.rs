@@ -105,7 +105,7 @@ impl Recording {
             return Ok(Recording::Ros2(Box::new(Ros2Bag::open(path)?)));
         }
         let bag = BagFile::open(path)?;
-        let (index, note) = BagIndex::open(&bag)?;
+        let (index, note) = BagIndex::open_verified(&bag)?;
         Ok(Recording::Ros1 {
             bag: Box::new(bag),
             index,
@@ -143,6 +143,14 @@ impl Recording {
         match self {
             Recording::Ros1 { note, .. } => note.as_ref().map(|n| n.to_string()),
             Recording::Ros2(r) => r.recovered.clone(),
+        }
+    }
+
+    /// The recovery note of a ROS1 bag read by a scan.
+    pub fn ros1_note(&self) -> Option<&RecoveryNote> {
+        match self {
+            Recording::Ros1 { note, .. } => note.as_ref(),
+            Recording::Ros2(_) => None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! process really holds ([`stats`]).
 
 pub mod budget;
+pub mod limits;
 pub mod log;
 pub mod plan;
 pub mod stats;
