@@ -523,6 +523,13 @@ impl MessageSchema {
                 })
             }
             Primitive::WString => Value::String(r.wstring()?),
+            // Two 4-byte reads, so a short payload is reported where the nsec part starts.
+            Primitive::Time | Primitive::Duration => {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(r.take(4)?);
+                b[4..].copy_from_slice(r.take(4)?);
+                fixed_prim(p, &b, r.big_endian)
+            }
             p => {
                 r.align(p.cdr_align());
                 let bytes = r.take(p.wire_size())?;

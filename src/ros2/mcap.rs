@@ -654,6 +654,24 @@ impl McapFile {
         let want = unit.uncompressed_size as usize;
         let data = match unit.compression {
             McapCompression::None => stored,
+            // A believable size is decoded in one call straight into a buffer of that size
+            // (no window buffer of zstd's own, which would come from the C allocator and stay
+            // resident); a larger one streams, growing with what the stream really yields.
+            McapCompression::Zstd if want <= PREALLOCATE_MAX => {
+                let out = zstd::bulk::decompress(&stored, want)
+                    .map_err(|e| bad(&self.path, unit.record_offset, format!("zstd chunk: {e}")))?;
+                if out.len() != want {
+                    return Err(bad(
+                        &self.path,
+                        unit.record_offset,
+                        format!(
+                            "zstd chunk: decompressed to {} bytes, declared {want}",
+                            out.len()
+                        ),
+                    ));
+                }
+                out
+            }
             McapCompression::Zstd => {
                 let dec = zstd::stream::read::Decoder::new(&stored[..])
                     .map_err(|e| bad(&self.path, unit.record_offset, format!("zstd chunk: {e}")))?;
