@@ -1,7 +1,7 @@
 //! One rosbag2 SQLite file (`.db3`, schema 1–4), through `rusqlite` with the bundled SQLite.
 //!
 //! The database is opened read-only and immutable (no lock or journal files beside a bag that
-//! may sit in a read-only directory), with a 2 MiB page cache and no mmap, so SQLite's own
+//! may sit in a read-only directory), with a 1 MiB page cache and no mmap, so SQLite's own
 //! memory stays a small fixed part of the ceiling. Messages are read in row order (`id`,
 //! the order rosbag2 inserted them) in units of about [`UNIT_BYTES`]; each unit's time range
 //! is known from an index pass, which lets the converter's watermarks handle units out of
@@ -17,14 +17,15 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 
-/// Payload bytes per read unit (a unit holds at least one message).
-pub const UNIT_BYTES: u64 = 4 << 20;
+/// Payload bytes per read unit (a unit holds at least one message): rosbag record's chunk
+/// threshold (768 KiB), so a unit weighs in the chunk budget what a ROS1 chunk does.
+pub const UNIT_BYTES: u64 = 768 << 10;
 
 /// Most messages per read unit.
 pub const UNIT_MESSAGES: u32 = 1 << 16;
 
 /// SQLite page cache, in KiB (negative `cache_size` is KiB).
-const CACHE_KIB: i64 = 2048;
+const CACHE_KIB: i64 = 1024;
 
 /// A topic row of the storage file.
 #[derive(Debug, Clone)]
