@@ -249,8 +249,8 @@ impl SqliteFile {
     /// the read units with their time ranges and counts.
     fn index_units(&self) -> Result<Vec<SqlUnit>> {
         let compressed = self.message_compressed;
-        let path = self.path.clone();
-        self.with_db(|db| {
+        let mut failure: Option<String> = None;
+        let units = self.with_db(|db| {
             let sql = if compressed {
                 "SELECT id, topic_id, timestamp, data FROM messages ORDER BY id"
             } else {
@@ -266,13 +266,13 @@ impl SqliteFile {
                 let t = r.get::<_, i64>(2)?.max(0) as u64;
                 let (stored, size) = if compressed {
                     let blob = r.get_ref(3)?.as_blob().unwrap_or_default();
-                    let size = zstd_size(blob).map_err(|what| {
-                        rusqlite::Error::InvalidParameterName(format!(
-                            "{}: message {id}: {what}",
-                            path.display()
-                        ))
-                    })?;
-                    (blob.len() as u64, size)
+                    match zstd_size(blob) {
+                        Ok(size) => (blob.len() as u64, size),
+                        Err(what) => {
+                            failure = Some(format!("compressed message {id}: {what}"));
+                            break;
+                        }
+                    }
                 } else {
                     let n = r.get::<_, i64>(3)?.max(0) as u64;
                     (n, n)
@@ -304,7 +304,14 @@ impl SqliteFile {
             }
             units.extend(cur.take());
             Ok(units)
-        })
+        })?;
+        match failure {
+            Some(what) => Err(Error::Recording {
+                path: self.path.clone(),
+                what,
+            }),
+            None => Ok(units),
+        }
     }
 
     /// Reads one unit's messages of `wanted` topics (all when `None`): payloads appended to one
