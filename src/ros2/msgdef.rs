@@ -35,6 +35,11 @@ pub fn set_msg_paths(paths: Vec<PathBuf>) {
     let _ = MSG_PATHS.set(paths);
 }
 
+/// The registered `--msg-path` directories (handed on to child processes).
+pub fn msg_paths() -> &'static [PathBuf] {
+    MSG_PATHS.get().map(Vec::as_slice).unwrap_or_default()
+}
+
 /// `pkg/Type` and `pkg/msg/Type` both become `pkg/msg/Type`; other names are kept.
 pub fn full_type_name(name: &str) -> String {
     let name = name.trim();
