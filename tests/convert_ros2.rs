@@ -1,7 +1,8 @@
 //! ROS 2 recordings convert through the same pipeline as ROS1 bags: the generated Kuavo-like
 //! recordings of ../shared/testdata/ros2 convert with zero config, and a session written by
 //! `gen_bag.py` as a ROS1 bag, a rosbag2 MCAP directory and a rosbag2 SQLite directory gives
-//! the same dataset from all three (needs the generator venv; skipped without it).
+//! the same dataset from all three (needs the generator venv; skipped without it); lerobot
+//! 0.4.4 and 0.6.1 load the datasets made from MCAP and from .db3 (where their venvs exist).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,8 +101,35 @@ fn generated_ros2_recordings_convert_with_zero_config() {
             "{name}: three cameras"
         );
         assert!(feats.contains_key("observation.state"), "{name}");
+        lerobot_loads(&out);
     }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// lerobot 0.4.4 (/tmp/lerobotvenv) and 0.6.1 (/tmp/lerobot061), where installed, load the
+/// dataset and fetch its first, middle and last items.
+fn lerobot_loads(ds: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_load.py");
+    for python in ["/tmp/lerobotvenv/bin/python", "/tmp/lerobot061/bin/python"] {
+        if !Path::new(python).exists() {
+            eprintln!("SKIPPED: no lerobot venv at {python}");
+            continue;
+        }
+        let o = Command::new(python)
+            .arg(&script)
+            .arg(ds)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_DATASETS_CACHE", ds.with_extension("hf-cache"))
+            .output()
+            .expect("python");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{python} cannot load {}: {text}", ds.display());
+        eprintln!("{}", text.lines().last().unwrap_or_default());
+    }
 }
 
 #[test]

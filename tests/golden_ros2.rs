@@ -267,3 +267,58 @@ fn msg_path_supplies_custom_definitions() {
     assert_eq!(with, want, "decoded with --msg-path");
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// lz4 MCAP chunks (no public ROS 2 bag has them): cdr_test's MCAP rewritten with its chunk
+/// lz4-compressed and no summary (so it is also read by the scan) dumps to the same goldens.
+#[test]
+fn lz4_chunks_without_a_summary_decode_to_the_goldens() {
+    use bag2dataset::ros2::mcap::{MAGIC, McapFile};
+    use std::io::Write;
+    let Some(dir) = testdata() else { return };
+    let bag = dir.join("real/rosbag2__cdr_test_mcap");
+    let (want, _) = golden(&bag);
+    let src = bag.join("cdr_test_0.mcap");
+    let f = McapFile::open(&src).expect("opens");
+    assert_eq!(f.units.len(), 1, "one chunk");
+    let unit = &f.units[0];
+    let (records, _) = f.read_unit(unit, 1 << 30).expect("reads");
+    let original = std::fs::read(&src).unwrap();
+    let mut enc = lz4::EncoderBuilder::new().build(Vec::new()).unwrap();
+    enc.write_all(&records).unwrap();
+    let (lz, r) = enc.finish();
+    r.unwrap();
+    let mut body = Vec::new();
+    body.extend(unit.start_ns.to_le_bytes());
+    body.extend(unit.end_ns.to_le_bytes());
+    body.extend((records.len() as u64).to_le_bytes());
+    body.extend(0u32.to_le_bytes()); // no CRC
+    body.extend(3u32.to_le_bytes());
+    body.extend(b"lz4");
+    body.extend((lz.len() as u64).to_le_bytes());
+    body.extend(&lz);
+    // Magic, header and whatever precedes the chunk (schemas, channels), the lz4 chunk,
+    // a data-end record; no summary, no footer.
+    let mut out = original[..unit.record_offset as usize].to_vec();
+    assert_eq!(&out[..8], MAGIC);
+    out.push(0x06);
+    out.extend((body.len() as u64).to_le_bytes());
+    out.extend(&body);
+    out.push(0x0F);
+    out.extend(4u64.to_le_bytes());
+    out.extend(0u32.to_le_bytes());
+    let work = std::env::temp_dir().join(format!("b2d-lz4-mcap-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let path = work.join("lz4.mcap");
+    std::fs::write(&path, &out).unwrap();
+    let rec = Recording::open(&path).expect("opens");
+    assert!(rec.is_recovered(), "no summary: scanned");
+    assert_eq!(rec.index().chunks[0].compression.name(), "lz4");
+    let mut got = Vec::new();
+    dump_recording(&rec, &DumpFilter::default(), |l| {
+        got.push(l);
+        true
+    })
+    .expect("dumps");
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(&work);
+}
