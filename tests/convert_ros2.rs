@@ -127,7 +127,11 @@ fn lerobot_loads(ds: &Path) {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
-        assert!(o.status.success(), "{python} cannot load {}: {text}", ds.display());
+        assert!(
+            o.status.success(),
+            "{python} cannot load {}: {text}",
+            ds.display()
+        );
         eprintln!("{}", text.lines().last().unwrap_or_default());
     }
 }

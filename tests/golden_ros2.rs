@@ -133,7 +133,10 @@ fn every_message_of_every_ros2_recording_matches_its_golden() {
     eprintln!(
         "{total} ROS 2 messages equal to their goldens; {golden_errors} golden error lines ({decoded_errors} of them decoded here)"
     );
-    assert_eq!(total, 22_322, "the whole corpus is compared (MANIFEST.tsv total)");
+    assert_eq!(
+        total, 22_322,
+        "the whole corpus is compared (MANIFEST.tsv total)"
+    );
     assert_eq!(golden_errors, 24);
 }
 
@@ -262,7 +265,10 @@ fn msg_path_supplies_custom_definitions() {
             .collect::<Vec<_>>()
     };
     let without = run(&[]);
-    assert!(without.iter().all(|l| l.get("error").is_some()), "no definitions: errors");
+    assert!(
+        without.iter().all(|l| l.get("error").is_some()),
+        "no definitions: errors"
+    );
     let with = run(&["--msg-path".as_ref(), work.as_os_str()]);
     assert_eq!(with, want, "decoded with --msg-path");
     let _ = std::fs::remove_dir_all(&work);

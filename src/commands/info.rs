@@ -122,7 +122,10 @@ fn ros2_info(path: &Path) -> Result<BagInfo> {
     let mut topics = Vec::new();
     for topic in index.topics() {
         let conns = index.connections_of(topic);
-        let n: u64 = conns.iter().map(|c| counts.get(c).copied().unwrap_or(0)).sum();
+        let n: u64 = conns
+            .iter()
+            .map(|c| counts.get(c).copied().unwrap_or(0))
+            .sum();
         let (mut first, mut last) = (u64::MAX, 0u64);
         for ch in index.chunks.iter().filter(|ch| ch.holds_any(&conns)) {
             first = first.min(ch.start_ns);

@@ -235,7 +235,11 @@ fn dir_fingerprint(dir: &Path) -> Result<BagIdentity> {
     let (mut size, mut mtime_ns) = (0u64, 0u64);
     for f in files {
         let id = fingerprint(&f)?;
-        h.update(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        h.update(
+            f.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
         h.update(id.fingerprint.as_bytes());
         size += id.size;
         mtime_ns = mtime_ns.max(id.mtime_ns);

@@ -8,8 +8,8 @@ use super::config::{ConvertConfig, Policy, TimeSource};
 use super::mapping::is_image_type;
 use crate::align::{SlotSpec, Timeline};
 use crate::dataset::{DatasetSpec, FeatureKind, FeatureSpec};
-use crate::input::Recording;
 use crate::error::{Error, Result};
+use crate::input::Recording;
 use crate::msg::{FieldPath, MessageSchema, Value};
 
 /// What a slot extracts from its messages.

@@ -23,10 +23,10 @@ use super::mapping::zero_config;
 use super::pipeline::{EpisodeReport, Monitor, chunk_need, convert_bag, spawn_monitor};
 use super::plan::BagPlan;
 use super::select::{Order, Shard, order_bags};
-use crate::input::Recording;
 use crate::dataset::{DatasetSpec, DatasetWriter, WriterOptions, recover_staging};
 use crate::diag;
 use crate::error::{Error, Result};
+use crate::input::Recording;
 use crate::memory::log::{MemoryLog, render_svg};
 use crate::memory::plan::MemoryPlan;
 use crate::memory::{format_bytes, sample};
@@ -1055,11 +1055,7 @@ fn convert_all(
                     },
                 });
             }
-            let plan = BagPlan::new(
-                &rec,
-                cfg,
-                spec.as_ref().map(|s| s.fps).or(opts.dataset_fps),
-            )?;
+            let plan = BagPlan::new(&rec, cfg, spec.as_ref().map(|s| s.fps).or(opts.dataset_fps))?;
             if writer.is_none() {
                 let wopts = WriterOptions {
                     row_group_bytes: mem.row_group_bytes,
@@ -1093,15 +1089,7 @@ fn convert_all(
                 .ok_or_else(|| Error::Config("dataset writer missing".into()))?;
             let episode = w.episodes_done();
             w.begin_episode(&task, plan.expected_frames)?;
-            match convert_bag(
-                &rec,
-                &plan,
-                mem,
-                w,
-                &mut log,
-                episode as usize,
-                &monitor,
-            ) {
+            match convert_bag(&rec, &plan, mem, w, &mut log, episode as usize, &monitor) {
                 Ok(report) => {
                     if report.frames == 0 {
                         w.abort_episode();

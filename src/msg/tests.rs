@@ -580,5 +580,9 @@ fn cdr_layouts_in_both_byte_orders() {
     }
     // Unsupported representations (XCDR2, parameter lists) are refused by name.
     let e = schema.decode(&[0, 7, 0, 0, 1]).unwrap_err();
-    assert!(e.what.contains("unsupported CDR representation"), "{}", e.what);
+    assert!(
+        e.what.contains("unsupported CDR representation"),
+        "{}",
+        e.what
+    );
 }
