@@ -2,6 +2,7 @@
 //! readers: the MCAP record parser (`.mcap` files of ../shared/testdata/ros2, mutated, opened
 //! and dumped through `info` / `dump`) and the CDR decoder (real ROS 2 payloads with their
 //! schemas, mutated). Any panic is a failure, its input saved under `target/fuzz-crashes/`.
+//! A third target feeds mutated `.db3` files to the SQLite reader the same way.
 //! `FUZZ_SECONDS` (default 2 s) per target; the long runs of docs/reliability.md use
 //! `FUZZ_SECONDS=600 cargo test --release --test fuzz_ros2 -- --nocapture`.
 
@@ -51,8 +52,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// Every `.mcap` file of the ROS 2 corpus (bare or inside a rosbag2 directory), small ones.
-fn mcap_files() -> Vec<PathBuf> {
+/// Storage files of the ROS 2 corpus with this extension (bare or inside rosbag2 directories),
+/// under 1 MiB.
+fn corpus_files(ext: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for sub in ["real", "generated"] {
         let Ok(rd) = std::fs::read_dir(root().join("../shared/testdata/ros2").join(sub)) else {
@@ -68,13 +70,18 @@ fn mcap_files() -> Vec<PathBuf> {
                 vec![p]
             };
             out.extend(candidates.into_iter().filter(|c| {
-                c.extension().is_some_and(|x| x == "mcap")
+                c.extension().is_some_and(|x| x == ext)
                     && std::fs::metadata(c).is_ok_and(|m| m.len() < 1 << 20)
             }));
         }
     }
     out.sort();
     out
+}
+
+/// Every `.mcap` file of the ROS 2 corpus under 1 MiB.
+fn mcap_files() -> Vec<PathBuf> {
+    corpus_files("mcap")
 }
 
 fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
@@ -179,6 +186,49 @@ fn fuzz_mcap_reader() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("fuzz_mcap_reader: {runs} inputs");
+    assert!(runs > 0);
+}
+
+/// Mutated `.db3` files (SQLite parses the pages; our index pass, units and decoding must
+/// turn whatever it returns into errors, never panics).
+#[test]
+fn fuzz_sqlite_reader() {
+    let files = corpus_files("db3");
+    if files.is_empty() {
+        eprintln!("SKIPPED: no .db3 seeds (../shared/testdata/ros2 is absent)");
+        return;
+    }
+    let seeds: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let mut rng = Rng::new();
+    let dir = std::env::temp_dir().join(format!("b2d-fuzz-db3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("input.db3");
+    let deadline = Instant::now() + budget();
+    let mut runs = 0u64;
+    while Instant::now() < deadline {
+        let mut data = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..=rng.below(4) {
+            mutate(&mut rng, &mut data, &seeds);
+        }
+        std::fs::write(&file, &data).unwrap();
+        let filter = DumpFilter {
+            limit: Some(2000),
+            ..DumpFilter::default()
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let _ = bag2dataset::commands::info::bag_info(&file);
+            let _ = dump_bag(&file, &filter, |_| true);
+        }));
+        if outcome.is_err() {
+            panic!(
+                "SQLite reader panicked; input saved to {}",
+                save_crash("db3", &data).display()
+            );
+        }
+        runs += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("fuzz_sqlite_reader: {runs} inputs");
     assert!(runs > 0);
 }
 
