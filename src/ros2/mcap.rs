@@ -20,6 +20,10 @@ pub const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
 /// Largest schema or channel record accepted outside a chunk, in bytes.
 const MAX_META_RECORD: u64 = 64 << 20;
 
+/// Largest message-index section after one chunk read at once (16 bytes per message: 16 Mi
+/// messages in one chunk); a larger declared length is not trusted.
+const MAX_INDEX_BYTES: u64 = 256 << 20;
+
 /// Largest run of top-level (unchunked) message records gathered into one read unit.
 const LOOSE_UNIT_BYTES: u64 = 4 << 20;
 
@@ -444,6 +448,16 @@ impl McapFile {
     pub fn visit_message_index(&self, unit: &McapUnit, mut f: impl FnMut(u16, u64)) -> Result<()> {
         if unit.index_len == 0 {
             return Ok(());
+        }
+        if unit.index_len > MAX_INDEX_BYTES {
+            return Err(bad(
+                &self.path,
+                unit.index_offset,
+                format!(
+                    "message index of {} bytes after one chunk (more than {MAX_INDEX_BYTES})",
+                    unit.index_len
+                ),
+            ));
         }
         let data = self.read_at(unit.index_offset, unit.index_len)?;
         let mut problem = None;
