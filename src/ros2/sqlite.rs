@@ -85,16 +85,31 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
 }
 
 /// `file:` URI of a path, percent-encoding what a URI would read as syntax.
-fn uri_of(path: &Path) -> String {
+/// `immutable` skips locking and the WAL (read-only directories work).
+fn uri_of(path: &Path, immutable: bool) -> String {
     let mut out = String::from("file:");
-    for b in path.as_os_str().as_encoded_bytes() {
+    for &b in path.as_os_str().as_encoded_bytes() {
         match b {
-            b'?' | b'#' | b'%' | b' ' => out.push_str(&format!("%{b:02X}")),
-            _ => out.push(*b as char),
+            b'?' | b'#' | b'%' | b' ' | 0x80.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
         }
     }
-    out.push_str("?immutable=1");
+    if immutable {
+        out.push_str("?immutable=1");
+    }
     out
+}
+
+fn open_db(db_path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
+    let db = Connection::open_with_flags(
+        uri_of(db_path, immutable),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Touches the schema, so a database that cannot be read fails here.
+    db.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+    Ok(db)
 }
 
 /// Decompresses one zstd frame into a vector of at most `limit` bytes.
@@ -152,13 +167,22 @@ impl SqliteFile {
                 what: "not an SQLite database".into(),
             });
         }
-        let db = Connection::open_with_flags(
-            uri_of(&db_path),
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sql_err(path, e))?;
+        // A non-empty write-ahead log (a WAL-mode recording not checkpointed) holds messages
+        // that an immutable open would not see: read it through SQLite's locking then.
+        let mut wal = db_path.as_os_str().to_owned();
+        wal.push("-wal");
+        let has_wal = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        let db = match has_wal.then(|| open_db(&db_path, false)) {
+            Some(Ok(db)) => db,
+            Some(Err(e)) => {
+                crate::diag::warn(&format!(
+                    "{}: cannot read its write-ahead log ({e}); messages still in it are not read",
+                    path.display()
+                ));
+                open_db(&db_path, true).map_err(|e| sql_err(path, e))?
+            }
+            None => open_db(&db_path, true).map_err(|e| sql_err(path, e))?,
+        };
         db.execute_batch(&format!(
             "PRAGMA cache_size = -{CACHE_KIB}; PRAGMA mmap_size = 0; PRAGMA temp_store = FILE;"
         ))
