@@ -87,7 +87,8 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub print_config: bool,
     /// Ceiling on the resident memory of the run (this process and the ffmpeg encoders it
-    /// starts), e.g. 64MiB, 1G. Default 64MiB, lowered to fit the job's limit when Slurm
+    /// starts), e.g. 64MiB, 1G. Default 64MiB (with video: enough for one encoder per camera,
+    /// printed in the summary), lowered to fit the job's limit when Slurm
     /// (SLURM_MEM_PER_NODE, SLURM_MEM_PER_CPU) or a cgroup sets one; a value above that limit is
     /// refused.
     #[arg(long)]
@@ -204,6 +205,10 @@ pub struct ProfileArgs {
     /// The report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Profile a video conversion (`convert --video`): the smallest ceiling then covers the
+    /// ffmpeg encoders too (at least one of them besides the converter).
+    #[arg(long)]
+    pub video: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""lerobot_video_frames.py DATASET_DIR - used by tests/video.rs (needs lerobot 0.4.x).
+"""lerobot_video_frames.py DATASET_DIR - used by tests/video.rs and tests/video_tree.rs (lerobot
+0.4.x and 0.6.x).
 
 Loads a LeRobot v3.0 dataset with video features offline and fetches the frames at the first,
 middle and last timestamp of every episode. lerobot's video decoder raises when a decoded
@@ -12,6 +13,7 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import lerobot  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
 
 
@@ -22,7 +24,8 @@ def main():
     if not keys:
         print("FAIL: no video features")
         return 1
-    print(f"video backend: {ds.video_backend}; video keys: {keys}")
+    backend = getattr(ds, "video_backend", None) or getattr(ds, "_video_backend", None)
+    print(f"lerobot {getattr(lerobot, '__version__', '?')}, video backend: {backend}; video keys: {keys}")
     fps = ds.meta.fps
     n = 0
     for ep in range(ds.meta.total_episodes):

@@ -67,7 +67,7 @@ pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
 
 fn convert(
     args: &ConvertArgs,
-    ceiling: crate::memory::limits::Ceiling,
+    mut ceiling: crate::memory::limits::Ceiling,
     order: Order,
     shard: Option<Shard>,
 ) -> anyhow::Result<Exit> {
@@ -107,23 +107,51 @@ fn convert(
         let bags = collect_bags(&args.inputs, settle(args))
             .map(|b| b.len())
             .unwrap_or(1);
-        let jobs = super::jobs::jobs_that_fit(
-            wanted.min(bags),
-            ceiling.bytes,
-            crate::memory::sample().rss(),
-        );
-        // merge does not join video datasets yet: video runs are sequential.
-        let video = config.as_ref().is_some_and(ConvertConfig::wants_video);
-        let parallel = fresh && shard.is_none() && order == Order::Path && !video && jobs >= 2;
+        let rss = crate::memory::sample().rss();
+        let video = config.as_ref().filter(|c| c.wants_video());
+        let jobs = match video {
+            // A video job needs its converter and one encoder; without --max-memory the
+            // ceiling is what one video run would choose (every camera's encoder at once),
+            // capped by the environment's limit.
+            Some(cfg) => {
+                let cams = crate::convert::run::video_cameras_of(
+                    &collect_bags(&args.inputs, settle(args))?,
+                    cfg,
+                );
+                let one = cams
+                    .iter()
+                    .map(|&(c, w, h)| crate::memory::encoders::encoder_bytes(c, w, h))
+                    .max()
+                    .unwrap_or(0);
+                if args.max_memory.is_none() {
+                    let video_default = crate::memory::encoders::default_ceiling(
+                        &cams,
+                        crate::memory::plan::DEFAULT_CEILING,
+                    );
+                    ceiling.bytes =
+                        environment_cap().map_or(video_default, |c| c.min(video_default));
+                    ceiling.source = "default for video: one encoder per camera".into();
+                }
+                super::jobs::jobs_that_fit_each(
+                    wanted.min(bags),
+                    ceiling.bytes,
+                    rss,
+                    super::jobs::VIDEO_JOB_CONVERTER_BYTES + one,
+                )
+            }
+            None => super::jobs::jobs_that_fit(wanted.min(bags), ceiling.bytes, rss),
+        };
+        let parallel = fresh && shard.is_none() && order == Order::Path && jobs >= 2;
         if !parallel && args.jobs.is_some() {
             diag!(
                 "--jobs {wanted}: converting sequentially ({})",
                 if bags < 2 {
                     "one bag"
                 } else if jobs < 2 {
-                    "--max-memory leaves less than 2 x 40 MiB"
+                    "--max-memory leaves room for one job (40 MiB each; with video, each job's \
+                     converter and one encoder)"
                 } else {
-                    "parallel jobs apply to a fresh output, in path order, without --shard or video"
+                    "parallel jobs apply to a fresh output, in path order, without --shard"
                 }
             );
         } else if parallel {
@@ -154,6 +182,8 @@ fn convert(
         interrupt: interrupt_flag(),
         dataset_fps: args.dataset_fps,
         settle: settle(args),
+        default_ceiling: args.max_memory.is_none(),
+        ceiling_cap: environment_cap(),
     };
     if args.replace_changed {
         let replaced = crate::convert::replace::replace_changed(&opts)?;
@@ -179,6 +209,13 @@ fn convert(
     } else {
         Exit::Ok
     })
+}
+
+/// What the environment allows a default ceiling: its limit (Slurm, cgroup, else the
+/// machine's available memory) minus the margin kept for what the limit counts besides us.
+fn environment_cap() -> Option<u64> {
+    use crate::memory::limits;
+    limits::environment_limit().map(|l| l.bytes.saturating_sub(limits::margin(l.bytes)))
 }
 
 /// `--video`, `--vcodec`, `--crf`, `--gop` go into the config (resolved from the first bag

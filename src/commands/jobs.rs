@@ -24,9 +24,18 @@ pub const MIN_JOB_CEILING: u64 = 40 << 20;
 
 /// How many jobs fit under `ceiling` with this process's own `rss`, at most `wanted`.
 pub fn jobs_that_fit(wanted: usize, ceiling: u64, rss: u64) -> usize {
-    let avail = ceiling.saturating_sub(rss);
-    wanted.min((avail / MIN_JOB_CEILING) as usize).max(1)
+    jobs_that_fit_each(wanted, ceiling, rss, MIN_JOB_CEILING)
 }
+
+/// Like [`jobs_that_fit`], each job needing at least `per_job` (a video job: its converter
+/// and one encoder, [`VIDEO_JOB_CONVERTER_BYTES`] + the encoder's planned bytes).
+pub fn jobs_that_fit_each(wanted: usize, ceiling: u64, rss: u64, per_job: u64) -> usize {
+    let avail = ceiling.saturating_sub(rss);
+    wanted.min((avail / per_job.max(1)) as usize).max(1)
+}
+
+/// What a video job's converter needs besides its encoders (64 MiB).
+pub const VIDEO_JOB_CONVERTER_BYTES: u64 = 64 << 20;
 
 /// The rounded rate of the timeline topic in the first bag (in path order), as a sequential run
 /// takes it.
@@ -174,6 +183,15 @@ fn run_children(
         .iter()
         .filter_map(|r| r["memory"]["peak_rss"].as_u64())
         .sum::<u64>();
+    // Each job's process tree (its converter and its ffmpeg encoders).
+    let tree_peak = reports
+        .iter()
+        .filter_map(|r| {
+            r["memory"]["peak_tree_rss"]
+                .as_u64()
+                .or(r["memory"]["peak_rss"].as_u64())
+        })
+        .sum::<u64>();
     let summary = serde_json::json!({
         "output": args.output.display().to_string(),
         "jobs": jobs,
@@ -183,6 +201,7 @@ fn run_children(
         "frames": merged.frames,
         "failed": merged.failed,
         "sum_of_job_peak_rss": peak,
+        "sum_of_job_tree_peak_rss": tree_peak,
         "job_reports": reports,
     });
     if args.json {
@@ -192,12 +211,13 @@ fn run_children(
         )?;
     }
     diag!(
-        "dataset {}: {} episodes, {} frames from {jobs} jobs ({} failed bags); jobs' peak RSS summed {} under a ceiling of {}",
+        "dataset {}: {} episodes, {} frames from {jobs} jobs ({} failed bags); jobs' peak RSS summed {} (with their child processes {}) under a ceiling of {}",
         args.output.display(),
         merged.episodes,
         merged.frames,
         merged.failed,
         format_bytes(peak),
+        format_bytes(tree_peak),
         format_bytes(ceiling)
     );
     if merged.failed > 0 && worst == Exit::Ok {

@@ -10,15 +10,41 @@ use crate::memory::plan::MemoryPlan;
 use crate::memory::sample;
 
 pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
+    use crate::memory::encoders::COPY_BYTES;
+    // Video datasets: the ceiling also holds the ffmpeg that stream-copies each episode (one at
+    // a time); the default grows by it.
+    let video = args.datasets.first().is_some_and(|d| {
+        crate::dataset::existing::read_spec(d).is_ok_and(|(spec, _)| {
+            spec.features
+                .iter()
+                .any(|f| matches!(f.kind, crate::dataset::FeatureKind::Video { .. }))
+        })
+    });
+    let copy = if video { COPY_BYTES } else { 0 };
     let started = std::time::Instant::now();
     let ceiling = super::ceiling_from_arg(
         args.max_memory.as_deref(),
-        crate::memory::plan::DEFAULT_CEILING,
+        crate::memory::plan::DEFAULT_CEILING + copy,
     )?;
     let (ceiling, ceiling_source) = (ceiling.bytes, ceiling.source);
     diag::init(true, None, None)?;
-    // Writer buffers sized as a conversion under the same ceiling sizes them.
-    let plan = MemoryPlan::new(ceiling, sample().rss(), 0, "nothing")?;
+    // Writer buffers sized as a conversion under the same ceiling (less the copy) sizes them.
+    let rss = sample().rss();
+    let plan = match MemoryPlan::new(ceiling.saturating_sub(copy), rss, 0, "nothing") {
+        Ok(p) => p,
+        Err(_) if video => {
+            use crate::memory::plan::{MIN_BUFFER_BYTES, RESERVE_BYTES};
+            let merge_min = rss + RESERVE_BYTES + MIN_BUFFER_BYTES;
+            anyhow::bail!(
+                "merging video datasets needs room for one ffmpeg stream copy ({} planned) \
+                 besides the merge itself ({}): pass at least --max-memory {}",
+                crate::memory::format_bytes(COPY_BYTES),
+                crate::memory::format_bytes(merge_min),
+                crate::memory::format_bytes((merge_min + COPY_BYTES).next_multiple_of(1 << 20))
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
     let report = merge(&MergeOptions {
         inputs: args.datasets.clone(),
         output: args.output.clone(),
@@ -27,7 +53,8 @@ pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
         progress: !args.quiet && !args.json,
         superseded: Vec::new(),
     })?;
-    // The kernel's peak RSS of the whole merge (merge starts no child process).
+    // The kernel's peak RSS of this process (a video merge's one ffmpeg stream copy at a time
+    // is planned inside the ceiling, not measured here).
     let peak_rss = sample().rss_peak;
     let wall_s = started.elapsed().as_secs_f64();
     let over = peak_rss > ceiling;

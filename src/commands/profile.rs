@@ -52,6 +52,17 @@ pub fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
         }
         None => None,
     };
+    let config = if args.video {
+        let bags = crate::convert::run::collect_bags(&args.bags, std::time::Duration::ZERO)?;
+        let mut cfg = crate::convert::run::resolve_config(&bags, config)?;
+        cfg.storage = crate::convert::config::Storage::Video;
+        cfg.check()?;
+        let vc = cfg.video_config();
+        crate::dataset::video::check_ffmpeg(&vc.options().ffmpeg, &[vc.codec()?])?;
+        Some(cfg)
+    } else {
+        config
+    };
     let ceiling = super::ceiling_from_arg(args.max_memory.as_deref(), PROFILE_CEILING)?.bytes;
     let opts = RunOptions {
         inputs: args.bags.clone(),
@@ -89,6 +100,9 @@ pub fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
             if let Some(c) = &args.config {
                 cmd.arg("--config").arg(c);
             }
+            if args.video {
+                cmd.arg("--video");
+            }
             let child = cmd
                 .output()
                 .context("running the verification conversion")?;
@@ -100,7 +114,11 @@ pub fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
                     ceiling: try_ceiling,
                     peak_rss: parsed
                         .as_ref()
-                        .and_then(|v| v["memory"]["peak_rss"].as_u64())
+                        .and_then(|v| {
+                            v["memory"]["peak_tree_rss"]
+                                .as_u64()
+                                .or(v["memory"]["peak_rss"].as_u64())
+                        })
                         .unwrap_or(0),
                     frames: report_frames,
                     attempts: attempt,
@@ -185,6 +203,21 @@ fn render(r: &ProfileReport) -> String {
         format_bytes(m.peak_rss_file),
         format_bytes(m.peak_allocated)
     );
+    if let Some(v) = &m.video {
+        let _ = writeln!(
+            s,
+            "  {:<28} {:>10}  planned each, {} of {} at once; measured peak of the tree {} (children {})",
+            "video encoders (ffmpeg)",
+            format_bytes(v.encoder_bytes),
+            v.encoders_parallel,
+            v.cameras,
+            format_bytes(m.peak_tree_rss),
+            format_bytes(m.peak_children_rss)
+        );
+        for c in &m.children {
+            let _ = writeln!(s, "    {:<40} peak {}", c.label, format_bytes(c.peak_rss));
+        }
+    }
     let _ = writeln!(
         s,
         "  {:<28} {:>10}  (largest over one chunk {})",
@@ -201,7 +234,7 @@ fn render(r: &ProfileReport) -> String {
         Some(v) => {
             let _ = writeln!(
                 s,
-                "verified: converted again at --max-memory {} ({} frames, peak RSS {}){}",
+                "verified: converted again at --max-memory {} ({} frames, peak RSS of the process tree {}){}",
                 format_bytes(v.ceiling),
                 v.frames,
                 format_bytes(v.peak_rss),

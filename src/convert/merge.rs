@@ -111,20 +111,6 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
     let mut logs = Vec::new();
     for p in &opts.inputs {
         let d = StoredDataset::open(p)?;
-        if let Some(f) = d
-            .spec
-            .features
-            .iter()
-            .find(|f| matches!(f.kind, crate::dataset::FeatureKind::Video { .. }))
-        {
-            return Err(bad(
-                p,
-                format!(
-                    "has the video feature {}: merging video datasets is not supported yet",
-                    f.name
-                ),
-            ));
-        }
         let m = Manifest::read(p)?.ok_or_else(|| {
             bad(
                 p,
@@ -203,6 +189,14 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
         },
     )?;
     let n_feat = first.spec.features.len();
+    let video_features: Vec<usize> = (0..n_feat)
+        .filter(|&i| {
+            matches!(
+                first.spec.features[i].kind,
+                crate::dataset::FeatureKind::Video { .. }
+            )
+        })
+        .collect();
     let mut manifest = first_log.clone();
     manifest.tool_version = TOOL_VERSION.to_string();
     manifest.bags.clear();
@@ -220,7 +214,12 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
             );
         }
         writer.begin_copied_episode(&ep.task, ep.stats[..n_feat].to_vec())?;
-        let r = d.read_frames(old, |f| writer.push_frame(f));
+        // Video: the episode's frames are stream-copied out of its file (no re-encoding).
+        let r = video_features.iter().try_for_each(|&f| {
+            let (file, first) = d.video_of(old, f)?;
+            writer.copy_video(f, &file, first, ep.length)
+        });
+        let r = r.and_then(|()| d.read_frames(old, |f| writer.push_frame(f)));
         if let Err(e) = r {
             writer.abort_episode();
             return Err(e);

@@ -92,7 +92,13 @@ pub struct Monitor {
     pub peak_file: AtomicU64,
     pub peak_rss: AtomicU64,
     pub peak_allocated: AtomicU64,
-    /// First RSS reading over the ceiling, 0 if none.
+    /// Peak summed RSS of this process and its children (the ffmpeg encoders).
+    pub peak_tree: AtomicU64,
+    /// Peak summed RSS of the children alone.
+    pub peak_children: AtomicU64,
+    /// Peak RSS per kind of child (its label), for the report.
+    pub child_peaks: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// First reading of the tree's RSS over the ceiling, 0 if none.
     pub over_ceiling: AtomicU64,
     pub frames_written: AtomicU64,
     /// The terminal progress line, when shown.
@@ -106,10 +112,44 @@ impl Monitor {
         self.peak_rss.fetch_max(s.rss(), Ordering::Relaxed);
         self.peak_allocated
             .fetch_max(s.allocated, Ordering::Relaxed);
+        self.peak_tree.fetch_max(s.rss(), Ordering::Relaxed);
+    }
+
+    /// Records the children's readings (label, RSS) taken with `s`; returns the tree's RSS.
+    pub fn observe_tree(&self, s: &MemorySample, children: &[(String, u64)]) -> u64 {
+        self.observe(s);
+        let kids: u64 = children.iter().map(|c| c.1).sum();
+        let tree = s.rss() + kids;
+        self.peak_tree.fetch_max(tree, Ordering::Relaxed);
+        self.peak_children.fetch_max(kids, Ordering::Relaxed);
+        if !children.is_empty() {
+            let mut peaks = self.child_peaks.lock().unwrap_or_else(|p| p.into_inner());
+            for (label, rss) in children {
+                let e = peaks.entry(label.clone()).or_insert(0);
+                *e = (*e).max(*rss);
+            }
+        }
+        tree
+    }
+
+    /// The error of a run stopped by the monitor: the tree's RSS passed the ceiling.
+    pub fn over_ceiling_error(&self, ceiling: u64) -> Option<Error> {
+        let rss = self.over_ceiling.load(Ordering::Relaxed);
+        (rss > 0).then(|| Error::OverBudget {
+            item: format!(
+                "the resident memory of the process and its children ({})",
+                crate::memory::format_bytes(rss)
+            ),
+            needed: rss,
+            available: ceiling,
+            ceiling,
+            hint: crate::memory::format_bytes(rss + rss / 4),
+        })
     }
 }
 
-/// Runs the monitor thread until `stop`; cancels the budgets if RSS passes the ceiling.
+/// Runs the monitor thread until `stop`; cancels the budgets if the tree's RSS (this process
+/// plus its registered children, see [`crate::memory::tree`]) passes the ceiling.
 pub fn spawn_monitor(
     monitor: Arc<Monitor>,
     stop: Arc<AtomicBool>,
@@ -118,9 +158,9 @@ pub fn spawn_monitor(
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             let s = sample();
-            monitor.observe(&s);
-            if s.rss() > mem.ceiling && monitor.over_ceiling.load(Ordering::Relaxed) == 0 {
-                monitor.over_ceiling.store(s.rss(), Ordering::Relaxed);
+            let tree = monitor.observe_tree(&s, &crate::memory::tree::children());
+            if tree > mem.tree_ceiling && monitor.over_ceiling.load(Ordering::Relaxed) == 0 {
+                monitor.over_ceiling.store(tree, Ordering::Relaxed);
                 mem.cancel();
             }
             std::thread::sleep(MONITOR_INTERVAL);
@@ -207,18 +247,8 @@ pub fn convert_bag(
         return Err(e.duplicate());
     }
     if results.iter().any(Option::is_some) {
-        let rss = monitor.over_ceiling.load(Ordering::Relaxed);
-        if rss > 0 {
-            return Err(Error::OverBudget {
-                item: format!(
-                    "the process's resident memory ({})",
-                    crate::memory::format_bytes(rss)
-                ),
-                needed: rss,
-                available: mem.ceiling,
-                ceiling: mem.ceiling,
-                hint: crate::memory::format_bytes(rss + rss / 4),
-            });
+        if let Some(e) = monitor.over_ceiling_error(mem.tree_ceiling) {
+            return Err(e);
         }
         return Err(Error::Cancelled);
     }
@@ -502,7 +532,8 @@ fn read_stage(
             watermarks: marks.after(k, plan.time_source),
         })?;
         let s = sample();
-        monitor.observe(&s);
+        let kids = crate::memory::tree::children();
+        let tree = monitor.observe_tree(&s, &kids);
         log.record(
             episode,
             ci,
@@ -511,6 +542,7 @@ fn read_stage(
             chunk.data_len as u64,
             monitor.frames_written.load(Ordering::Relaxed),
             &s,
+            tree - s.rss(),
         )?;
     }
     send(ReaderEvent::End)?;

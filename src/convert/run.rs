@@ -23,12 +23,14 @@ use super::mapping::zero_config;
 use super::pipeline::{EpisodeReport, Monitor, chunk_need, convert_bag, spawn_monitor};
 use super::plan::BagPlan;
 use super::select::{Order, Shard, order_bags};
-use crate::dataset::{DatasetSpec, DatasetWriter, WriterOptions, recover_staging};
+use crate::dataset::video::VideoCodec;
+use crate::dataset::{DatasetSpec, DatasetWriter, FeatureKind, WriterOptions, recover_staging};
 use crate::diag;
 use crate::error::{Error, Result};
 use crate::input::Recording;
+use crate::memory::encoders::EncoderPlan;
 use crate::memory::log::{MemoryLog, render_svg};
-use crate::memory::plan::MemoryPlan;
+use crate::memory::plan::{DEFAULT_CEILING, MemoryPlan};
 use crate::memory::{format_bytes, sample};
 
 /// Options of a run (validated CLI input).
@@ -66,6 +68,12 @@ pub struct RunOptions {
     /// Files found in directories or by globs that changed within this time are left out
     /// (reported as `settling`) and taken by a later run; see [`DEFAULT_SETTLE`].
     pub settle: Duration,
+    /// `ceiling` is the tool's default (no `--max-memory`): a video run chooses its own, large
+    /// enough for one encoder per camera (see [`crate::memory::encoders::default_ceiling`]),
+    /// capped by `ceiling_cap`.
+    pub default_ceiling: bool,
+    /// What the environment allows a default ceiling (its limit minus the margin), if known.
+    pub ceiling_cap: Option<u64>,
 }
 
 /// One bag's outcome.
@@ -147,6 +155,17 @@ pub struct MemoryReport {
     pub ceiling_exceeded: bool,
     /// Peak RSS of the process (`VmHWM`, kernel-measured).
     pub peak_rss: u64,
+    /// Peak summed RSS of the process and its children (the ffmpeg encoders), sampled every
+    /// 10 ms and after each chunk: what the ceiling bounds.
+    pub peak_tree_rss: u64,
+    /// Peak summed RSS of the children alone.
+    pub peak_children_rss: u64,
+    /// Each kind of child's peak RSS (e.g. `ffmpeg encoder observation.images.cam_h`).
+    pub children: Vec<ChildPeak>,
+    /// Video: what one encoder is planned to take, how many ran at once, and whether the
+    /// ceiling was chosen by the tool (no `--max-memory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoMemory>,
     /// Peaks sampled every 10 ms and after each chunk.
     pub peak_rss_anon: u64,
     pub peak_rss_file: u64,
@@ -171,6 +190,29 @@ pub struct MemoryReport {
     /// Raw rows the writer buffers before encoding (its pages being filled take as much again).
     pub writer_buffer_bytes: usize,
     pub chunks_logged: usize,
+}
+
+/// Peak RSS of one kind of child process.
+#[derive(Debug, Serialize, Clone)]
+pub struct ChildPeak {
+    pub label: String,
+    pub peak_rss: u64,
+}
+
+/// How a video run shared its ceiling with the encoders (see [`crate::memory::encoders`]).
+#[derive(Debug, Serialize, Clone, Default)]
+pub struct VideoMemory {
+    /// Planned RSS of one encoder (the largest camera's), reserved from the ceiling per slot.
+    pub encoder_bytes: u64,
+    /// Encoders run at once; the other cameras' frames wait on disk.
+    pub encoders_parallel: usize,
+    pub cameras: usize,
+    /// The ceiling was not given: the tool chose it for video.
+    pub default_ceiling: bool,
+    /// What the converter itself was planned under (the ceiling less the encoders).
+    pub converter_ceiling: u64,
+    /// The converter's smallest working share.
+    pub converter_min: u64,
 }
 
 /// The whole run.
@@ -694,17 +736,26 @@ struct Budgets {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     monitor: Arc<Monitor>,
-    /// ceiling, baseline, largest chunk, its label, longest episode (bytes), leaf columns,
-    /// whether cameras are encoded to video.
+    /// The converter's ceiling, baseline, largest chunk, its label, longest episode (bytes),
+    /// leaf columns, whether cameras are encoded to video.
     args: (u64, u64, u64, String, u64, u64, bool),
+    /// The whole tree's ceiling.
+    tree_ceiling: u64,
+    /// Video: the encoders' share of the ceiling.
+    encoders: Option<EncoderPlan>,
 }
 
 impl Budgets {
-    fn new(args: (u64, u64, u64, String, u64, u64, bool)) -> Result<Budgets> {
+    fn new(
+        args: (u64, u64, u64, String, u64, u64, bool),
+        tree_ceiling: u64,
+        encoders: Option<EncoderPlan>,
+    ) -> Result<Budgets> {
         let (ceiling, baseline, max_chunk, label, episode, columns, video) = args.clone();
-        let mem = MemoryPlan::for_run_video(
+        let mut mem = MemoryPlan::for_run_video(
             ceiling, baseline, max_chunk, &label, episode, columns, video,
         )?;
+        mem.tree_ceiling = tree_ceiling;
         let monitor = Arc::new(Monitor::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = spawn_monitor(monitor.clone(), stop.clone(), mem.clone());
@@ -714,6 +765,8 @@ impl Budgets {
             thread: Some(thread),
             monitor,
             args,
+            tree_ceiling,
+            encoders,
         })
     }
 
@@ -732,7 +785,8 @@ impl Budgets {
         }
         self.stop();
         let (c, b, m, l, e, k, v) = self.args.clone();
-        let mem = MemoryPlan::for_run_video(c, b, m, &l, e, k, v)?;
+        let mut mem = MemoryPlan::for_run_video(c, b, m, &l, e, k, v)?;
+        mem.tree_ceiling = self.tree_ceiling;
         self.monitor.over_ceiling.store(0, Ordering::Relaxed);
         self.stop = Arc::new(AtomicBool::new(false));
         self.thread = Some(spawn_monitor(
@@ -766,6 +820,40 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     }
     let mut prep = prepare(opts)?;
     let cfg = prep.cfg.clone();
+    // Video: the cameras' encoders take their planned share of the ceiling first.
+    let cameras = if cfg.wants_video() {
+        video_cameras(&prep.todo, &cfg)
+    } else {
+        Vec::new()
+    };
+    let one_encoder = cameras
+        .iter()
+        .map(|&(c, w, h)| crate::memory::encoders::encoder_bytes(c, w, h))
+        .max()
+        .unwrap_or(0);
+    if !cameras.is_empty() && !opts.default_ceiling {
+        // Not even one encoder besides the converter's smallest possible share: fail now.
+        crate::memory::encoders::plan(
+            opts.ceiling,
+            &cameras,
+            start.rss()
+                + crate::memory::plan::RESERVE_BYTES
+                + crate::memory::plan::MIN_BUFFER_BYTES,
+        )?;
+    }
+    let video_default = opts.default_ceiling && !cameras.is_empty();
+    // The environment's limit caps whatever default video chooses.
+    let capped = |c: u64| opts.ceiling_cap.map_or(c, |cap| c.min(cap));
+    let chosen_ceiling = if video_default {
+        // Enough for every camera's encoder at once; the chunk check below uses the
+        // converter's share of it.
+        capped(crate::memory::encoders::default_ceiling(
+            &cameras,
+            DEFAULT_CEILING,
+        ))
+    } else {
+        opts.ceiling
+    };
 
     // Pre-pass over the indexes: a bag whose largest chunk can never fit under the ceiling
     // fails alone; the largest remaining chunk sizes the chunk-in-flight budget.
@@ -788,7 +876,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 }
             }
         }
-        if let Err(e) = MemoryPlan::new(opts.ceiling, start.rss(), need.0, &need.1) {
+        let converter = chosen_ceiling.saturating_sub(one_encoder);
+        if let Err(e) = MemoryPlan::new(converter, start.rss(), need.0, &need.1) {
             let mut en = entry(
                 &job.path,
                 &job.id,
@@ -827,16 +916,63 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             .max()
             .unwrap_or(0);
         let leaf_columns = 5 + 2 * cfg.features.len() as u64;
-        Some(Budgets::new((
-            opts.ceiling,
-            start.rss(),
-            max_chunk.0,
-            max_chunk.1.clone(),
-            longest_bag,
-            leaf_columns,
-            cfg.wants_video(),
-        ))?)
+        let encoders = if cameras.is_empty() {
+            None
+        } else {
+            // The converter's smallest working share: its plan, with room in the video budget
+            // for a decode thread's scratch and two frames in flight.
+            let frame = cameras
+                .iter()
+                .map(|&(_, w, h)| u64::from(w) * u64::from(h) * 3)
+                .max()
+                .unwrap_or(0);
+            let converter_min = MemoryPlan::smallest_planning(
+                start.rss(),
+                max_chunk.0,
+                longest_bag,
+                leaf_columns,
+                4 * frame,
+                chosen_ceiling.max(1 << 30),
+            )
+            .unwrap_or(chosen_ceiling)
+                + CONVERTER_VIDEO_EXTRA;
+            let ceiling = if video_default {
+                capped(crate::memory::encoders::default_ceiling(
+                    &cameras,
+                    converter_min,
+                ))
+            } else {
+                chosen_ceiling
+            };
+            Some(crate::memory::encoders::plan(
+                ceiling,
+                &cameras,
+                converter_min,
+            )?)
+        };
+        // The plan gives the converter what the encoders leave of the whole ceiling.
+        let (converter, tree) = match &encoders {
+            Some(e) => (
+                e.converter_ceiling,
+                e.converter_ceiling + e.slots as u64 * e.encoder_bytes,
+            ),
+            None => (opts.ceiling, opts.ceiling),
+        };
+        Some(Budgets::new(
+            (
+                converter,
+                start.rss(),
+                max_chunk.0,
+                max_chunk.1.clone(),
+                longest_bag,
+                leaf_columns,
+                cfg.wants_video(),
+            ),
+            tree,
+            encoders,
+        )?)
     };
+    let ceiling = budgets.as_ref().map_or(opts.ceiling, |b| b.tree_ceiling);
     let converted = convert_all(opts, &cfg, &mut prep, budgets.as_mut())?;
     let mut log = converted.log;
     let (usage, (row_group_bytes, writer_buffer_bytes), baseline, peaks, footer_metadata) =
@@ -856,12 +992,37 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                         m.peak_anon.load(Ordering::Relaxed),
                         m.peak_file.load(Ordering::Relaxed),
                         m.peak_allocated.load(Ordering::Relaxed),
+                        m.peak_tree.load(Ordering::Relaxed),
+                        m.peak_children.load(Ordering::Relaxed),
                     ],
                     b.mem.footer_metadata,
                 )
             }
-            None => (Vec::new(), (0, 0), start.rss(), [0; 4], 0),
+            None => (Vec::new(), (0, 0), start.rss(), [0; 6], 0),
         };
+    let children: Vec<ChildPeak> = budgets.as_ref().map_or(Vec::new(), |b| {
+        b.monitor
+            .child_peaks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(label, peak)| ChildPeak {
+                label: label.clone(),
+                peak_rss: *peak,
+            })
+            .collect()
+    });
+    let video_memory = budgets
+        .as_ref()
+        .and_then(|b| b.encoders)
+        .map(|e| VideoMemory {
+            encoder_bytes: e.encoder_bytes,
+            encoders_parallel: e.slots,
+            cameras: e.cameras,
+            default_ceiling: opts.default_ceiling,
+            converter_ceiling: e.converter_ceiling,
+            converter_min: e.converter_min,
+        });
     drop(budgets);
 
     let end = sample();
@@ -876,14 +1037,34 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let episodes = converted_reports().count();
     let wall_s = started.elapsed().as_secs_f64();
     log.finish()?;
+    // With video: one encoder besides the converter, which needs at least the share the
+    // encoders were planned beside.
+    let (one_encoder, converter_min) = video_memory
+        .as_ref()
+        .map_or((0, 0), |v| (v.encoder_bytes, v.converter_min));
     let memory = MemoryReport {
-        ceiling: opts.ceiling,
-        ceiling_source: if opts.ceiling_source.is_empty() {
+        ceiling,
+        ceiling_source: if video_default {
+            format!(
+                "default for video: one encoder per camera besides the converter{}",
+                opts.ceiling_cap
+                    .filter(|cap| *cap <= ceiling)
+                    .map(|cap| format!(
+                        ", capped by the environment's limit ({})",
+                        format_bytes(cap)
+                    ))
+                    .unwrap_or_default()
+            )
+        } else if opts.ceiling_source.is_empty() {
             "--max-memory".into()
         } else {
             opts.ceiling_source.clone()
         },
         peak_rss: end.rss_peak.max(peaks[0]),
+        peak_tree_rss: peaks[4].max(end.rss_peak.max(peaks[0])),
+        peak_children_rss: peaks[5],
+        children,
+        video: video_memory,
         peak_rss_anon: peaks[1],
         peak_rss_file: peaks[2],
         peak_allocated: peaks[3],
@@ -894,7 +1075,15 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         increase: end.allocated as i64 - start.allocated as i64,
         max_chunk_increase: log.max_increase,
         max_chunk_increase_at: log.max_increase_chunk,
-        smallest_ceiling: MemoryPlan::smallest_ceiling(baseline, &usage, footer_metadata),
+        smallest_ceiling: (MemoryPlan::smallest_ceiling(baseline, &usage, footer_metadata)
+            + if one_encoder > 0 {
+                CONVERTER_VIDEO_EXTRA
+            } else {
+                0
+            })
+        // Another process's baseline differs by up to a MiB or two.
+        .max(converter_min + if one_encoder > 0 { 2 << 20 } else { 0 })
+            + one_encoder,
         budgets: usage,
         baseline,
         row_group_bytes,
@@ -904,18 +1093,30 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     let mut memory = memory;
     // Only converting runs are judged; a run that skipped everything measured nothing.
-    if row_group_bytes > 0 && memory.peak_rss > memory.ceiling {
+    let over = memory.peak_rss.max(memory.peak_tree_rss);
+    if row_group_bytes > 0 && over > memory.ceiling {
         memory.ceiling_exceeded = true;
         crate::diag::warn(&format!(
-            "peak RSS {} passed the ceiling of {} between two samples of the memory monitor; \
-             rerun with a larger --max-memory (at least {})",
-            format_bytes(memory.peak_rss),
+            "peak RSS {} (with child processes) passed the ceiling of {} between two samples of \
+             the memory monitor; rerun with a larger --max-memory (at least {})",
+            format_bytes(over),
             format_bytes(memory.ceiling),
-            format_bytes((memory.peak_rss + memory.peak_rss / 8).next_multiple_of(1 << 20))
+            format_bytes((over + over / 8).next_multiple_of(1 << 20))
         ));
     }
     if let Some(chart) = &opts.memory_chart {
-        let svg = render_svg(&log.chart, opts.ceiling, memory.peak_rss);
+        let kids: Vec<(String, u64)> = memory
+            .children
+            .iter()
+            .map(|c| (c.label.clone(), c.peak_rss))
+            .collect();
+        let svg = render_svg(
+            &log.chart,
+            memory.ceiling,
+            memory.peak_rss,
+            memory.peak_tree_rss,
+            &kids,
+        );
         std::fs::write(chart, svg).map_err(|e| Error::io(chart, e))?;
     }
     let spec = match converted.spec {
@@ -1012,6 +1213,7 @@ fn convert_all(
         };
         b.renew_if_cancelled()?;
         let (mem, monitor) = (&b.mem, b.monitor.clone());
+        let b = &*b;
         if opts.progress {
             let p = monitor.progress.get_or_init(|| {
                 let total = todo
@@ -1061,7 +1263,10 @@ fn convert_all(
                     row_group_bytes: mem.row_group_bytes,
                     buffer_bytes: stable_buffer_bytes(mem.writer_buffer_bytes),
                     overwrite: prep.replace,
-                    video: cfg.video_config().options(),
+                    video: crate::dataset::video::VideoOptions {
+                        max_encoders: b.encoders.map_or(0, |e| e.slots),
+                        ..cfg.video_config().options()
+                    },
                     ..WriterOptions::default()
                 };
                 let w = if prep.appending {
@@ -1101,7 +1306,9 @@ fn convert_all(
                             report.trimmed
                         )));
                     }
-                    w.end_episode()?;
+                    // The spilled cameras are encoded here: the monitor may stop them too.
+                    w.end_episode()
+                        .map_err(|e| monitor.over_ceiling_error(mem.tree_ceiling).unwrap_or(e))?;
                     Ok((report, episode))
                 }
                 Err(e) => {
@@ -1228,6 +1435,42 @@ fn convert_all(
     })
 }
 
+/// Extra room the converter keeps in video mode beyond its smallest plan, for the encoders'
+/// pipe and stderr threads and the spill files' buffers: 8 MiB.
+pub const CONVERTER_VIDEO_EXTRA: u64 = 8 << 20;
+
+/// The video cameras (codec, width, height) of the first bag that plans.
+fn video_cameras(todo: &[Job], cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32)> {
+    let paths: Vec<PathBuf> = todo.iter().map(|j| j.path.clone()).collect();
+    video_cameras_of(&paths, cfg)
+}
+
+/// The video cameras (codec, width, height) `cfg` makes of the first of `bags` that plans.
+pub fn video_cameras_of(bags: &[PathBuf], cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32)> {
+    for path in bags {
+        let Ok(rec) = Recording::open(path) else {
+            continue;
+        };
+        if let Ok(plan) = BagPlan::new(&rec, cfg, None) {
+            return plan
+                .spec
+                .features
+                .iter()
+                .filter_map(|f| match f.kind {
+                    FeatureKind::Video {
+                        codec,
+                        width,
+                        height,
+                        ..
+                    } => Some((codec, width, height)),
+                    _ => None,
+                })
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
 /// The human summary printed on stderr.
 pub fn render_summary(r: &RunReport) -> String {
     use std::fmt::Write;
@@ -1334,6 +1577,40 @@ pub fn render_summary(r: &RunReport) -> String {
         signed_bytes(m.increase),
         signed_bytes(m.max_chunk_increase)
     );
+    if !m.children.is_empty() || m.video.is_some() {
+        let shares: Vec<String> = m
+            .children
+            .iter()
+            .map(|c| format!("{} {}", c.label, format_bytes(c.peak_rss)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "memory of the process tree: peak {} (children {}: {})",
+            format_bytes(m.peak_tree_rss),
+            format_bytes(m.peak_children_rss),
+            if shares.is_empty() {
+                "none".to_string()
+            } else {
+                shares.join(", ")
+            }
+        );
+    }
+    if let Some(v) = &m.video {
+        let _ = writeln!(
+            s,
+            "video: ceiling {}{}, {} of {} camera encoders at once ({} planned each), converter {}",
+            format_bytes(m.ceiling),
+            if v.default_ceiling {
+                " (chosen for video: no --max-memory was given)"
+            } else {
+                ""
+            },
+            v.encoders_parallel,
+            v.cameras,
+            format_bytes(v.encoder_bytes),
+            format_bytes(v.converter_ceiling)
+        );
+    }
     let _ = writeln!(
         s,
         "read {} in {:.2}s ({:.0} MB/s)",

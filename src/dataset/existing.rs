@@ -39,6 +39,8 @@ pub struct StoredEpisode {
     pub to_index: u64,
     /// Per stats feature (user features then the five defaults), as stored.
     pub stats: Vec<FeatureStats>,
+    /// Per video feature (its index in the spec): where the episode is in its video file.
+    pub videos: Vec<(usize, super::video::VideoSpan)>,
 }
 
 /// What an existing dataset holds (everything but the frames).
@@ -87,6 +89,14 @@ pub fn read_spec(dataset: &Path) -> Result<(DatasetSpec, usize)> {
                 height: *h as u32,
                 width: *w as u32,
                 channels: *c as u32,
+            },
+            (Some("video"), [h, w, c]) => FeatureKind::Video {
+                height: *h as u32,
+                width: *w as u32,
+                channels: *c as u32,
+                codec: super::video::VideoCodec::parse(
+                    f["info"]["video.codec"].as_str().unwrap_or("av1"),
+                )?,
             },
             (Some("float32"), [len]) => FeatureKind::Vector {
                 len: *len as usize,
@@ -241,6 +251,28 @@ pub fn for_each_episode(
                     image: *image,
                 });
             }
+            let mut videos = Vec::new();
+            for (fi, f) in spec.features.iter().enumerate() {
+                if !matches!(f.kind, FeatureKind::Video { .. }) {
+                    continue;
+                }
+                let k = &f.name;
+                let float = |c: &str| {
+                    b.column_by_name(c)
+                        .and_then(|a| a.as_any().downcast_ref::<Float64Array>())
+                        .map(|a| a.value(row))
+                        .ok_or_else(|| bad(&p, format!("row {row}: {c} missing")))
+                };
+                videos.push((
+                    fi,
+                    super::video::VideoSpan {
+                        chunk: get(&format!("videos/{k}/chunk_index"))? as usize,
+                        file: get(&format!("videos/{k}/file_index"))? as usize,
+                        from_timestamp: float(&format!("videos/{k}/from_timestamp"))?,
+                        to_timestamp: float(&format!("videos/{k}/to_timestamp"))?,
+                    },
+                ));
+            }
             let episode_index = get("episode_index")? as u64;
             if episode_index != next {
                 return Err(bad(
@@ -258,6 +290,7 @@ pub fn for_each_episode(
                 from_index: get("dataset_from_index")? as u64,
                 to_index: get("dataset_to_index")? as u64,
                 stats,
+                videos,
             })?;
         }
     }
@@ -279,12 +312,34 @@ impl StoredDataset {
         })
     }
 
+    /// Where episode `k`'s frames of video feature `feature` are: the MP4 file and the first
+    /// frame's number in it.
+    pub fn video_of(&self, k: usize, feature: usize) -> Result<(PathBuf, u64)> {
+        let ep = self
+            .episodes
+            .get(k)
+            .ok_or_else(|| bad(&self.path, format!("no episode {k}")))?;
+        let (_, span) = ep.videos.iter().find(|v| v.0 == feature).ok_or_else(|| {
+            bad(
+                &self.path,
+                format!("episode {k} has no video of feature {feature}"),
+            )
+        })?;
+        let name = &self.spec.features[feature].name;
+        let file = self
+            .path
+            .join(super::video_file_path(name, span.chunk, span.file));
+        let first = (span.from_timestamp * f64::from(self.spec.fps)).round() as u64;
+        Ok((file, first))
+    }
+
     /// Total frames (the global index after the last episode).
     pub fn total_frames(&self) -> u64 {
         self.episodes.last().map_or(0, |e| e.to_index)
     }
 
-    /// Streams the frames of episode `k` to `sink`, in frame order.
+    /// Streams the frames of episode `k` to `sink`, in frame order; video features get an
+    /// empty placeholder (their frames are in [`Self::video_of`]).
     pub fn read_frames(&self, k: usize, mut sink: impl FnMut(Frame) -> Result<()>) -> Result<()> {
         let ep = self
             .episodes
@@ -301,7 +356,10 @@ impl StoredDataset {
             .unwrap_or(ep.from_index);
         let p = self.path.join(data_file_path(ep.data_chunk, ep.data_file));
         let builder = open(&p)?;
-        let n_feat = self.spec.features.len();
+        // Video features have no data column: their values are placeholders (an empty
+        // vector), their frames are in the MP4 files.
+        let is_video = |f: &FeatureSpec| matches!(f.kind, FeatureKind::Video { .. });
+        let n_feat = self.spec.features.iter().filter(|f| !is_video(f)).count();
         let mask = ProjectionMask::roots(builder.parquet_schema(), 0..n_feat);
         let selection = RowSelection::from(vec![
             RowSelector::skip((ep.from_index - first_in_file) as usize),
@@ -320,8 +378,14 @@ impl StoredDataset {
                 return Err(bad(&p, "data columns do not match info.json"));
             }
             for row in 0..b.num_rows() {
-                let mut values = Vec::with_capacity(n_feat);
-                for (f, col) in self.spec.features.iter().zip(b.columns()) {
+                let mut values = Vec::with_capacity(self.spec.features.len());
+                let mut cols = b.columns().iter();
+                for f in &self.spec.features {
+                    if is_video(f) {
+                        values.push(FeatureValue::Vector(Vec::new()));
+                        continue;
+                    }
+                    let col = cols.next().ok_or_else(|| bad(&p, "data columns missing"))?;
                     values.push(value_at(&p, f, col.as_ref(), row)?);
                 }
                 sink(Frame { values })?;

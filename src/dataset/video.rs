@@ -63,6 +63,18 @@ pub const MAX_DECODE_THREADS: usize = 8;
 pub const STDERR_TAIL_BYTES: usize = 4096;
 /// Environment variable naming the ffmpeg binary (default: `ffmpeg` on the `PATH`).
 pub const FFMPEG_ENV: &str = "BAG2DATASET_FFMPEG";
+/// Environment variable naming the ffprobe binary that counts encoded frames.
+pub const FFPROBE_ENV: &str = "BAG2DATASET_FFPROBE";
+/// SVT-AV1's own memory bounds: one level of parallelism (its thread pools and frame buffers
+/// scale with it; the output is the same) and no look-ahead window.
+pub const SVT_AV1_PARAMS: &str = "lp=1:lookahead=0";
+/// x264's own memory bounds: one thread (no frame threads holding frames) and a short
+/// rate-control look-ahead.
+pub const X264_THREADS: u32 = 1;
+pub const X264_RC_LOOKAHEAD: u32 = 10;
+/// x265's own memory bounds: one thread pool of one frame thread, short look-ahead.
+pub const X265_PARAMS: &str =
+    "log-level=error:pools=1:frame-threads=1:rc-lookahead=5:lookahead-slices=0";
 /// Where the episode segments are kept inside the staging directory until they are joined.
 pub const SEGMENTS_DIR: &str = ".video-segments";
 /// How to get an ffmpeg with the encoders, appended to every "not found" error.
@@ -113,17 +125,30 @@ impl VideoCodec {
         }
     }
 
-    /// Encoder options after `-c:v`: rate control, GOP, and no frame reordering.
-    fn args(self, crf: u32, gop: u32) -> Vec<String> {
+    /// Encoder options after `-c:v`: rate control, GOP, no frame reordering, and the
+    /// encoder's own memory bounds (see [`crate::memory::encoders`] for what they use).
+    pub fn args(self, crf: u32, gop: u32) -> Vec<String> {
         let mut a: Vec<String> = vec!["-g".into(), gop.to_string(), "-crf".into(), crf.to_string()];
         match self {
-            VideoCodec::Av1 => a.extend(["-preset".into(), SVT_AV1_PRESET.to_string()]),
-            VideoCodec::H264 => a.extend(["-bf".into(), "0".into()]),
+            VideoCodec::Av1 => a.extend([
+                "-preset".into(),
+                SVT_AV1_PRESET.to_string(),
+                "-svtav1-params".into(),
+                SVT_AV1_PARAMS.into(),
+            ]),
+            VideoCodec::H264 => a.extend([
+                "-bf".into(),
+                "0".into(),
+                "-threads".into(),
+                X264_THREADS.to_string(),
+                "-rc-lookahead".into(),
+                X264_RC_LOOKAHEAD.to_string(),
+            ]),
             VideoCodec::Hevc => a.extend([
                 "-bf".into(),
                 "0".into(),
                 "-x265-params".into(),
-                "log-level=error".into(),
+                X265_PARAMS.into(),
             ]),
         }
         a
@@ -145,6 +170,10 @@ pub struct VideoOptions {
     pub decode_threads: usize,
     /// The ffmpeg binary: `$BAG2DATASET_FFMPEG`, else `ffmpeg` on the `PATH`.
     pub ffmpeg: PathBuf,
+    /// Encoders run at once (0 = one per camera). The cameras beyond it spill their frames
+    /// (still compressed) into the staging directory and are encoded when the episode ends,
+    /// this many at a time: the memory plan reserves this many encoders from the ceiling.
+    pub max_encoders: usize,
 }
 
 impl Default for VideoOptions {
@@ -157,6 +186,23 @@ impl Default for VideoOptions {
             ffmpeg: std::env::var_os(FFMPEG_ENV)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("ffmpeg")),
+            max_encoders: 0,
+        }
+    }
+}
+
+impl VideoOptions {
+    /// The ffprobe that counts frames: `$BAG2DATASET_FFPROBE`, else the one beside the ffmpeg
+    /// binary, else `ffprobe` on the `PATH`.
+    pub fn ffprobe(&self) -> PathBuf {
+        if let Some(p) = std::env::var_os(FFPROBE_ENV) {
+            return PathBuf::from(p);
+        }
+        match self.ffmpeg.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && dir.join("ffprobe").is_file() => {
+                dir.join("ffprobe")
+            }
+            _ => PathBuf::from("ffprobe"),
         }
     }
 }
@@ -276,6 +322,8 @@ fn failure(f: &Failure) -> Option<String> {
 /// One running ffmpeg, encoding one episode of one camera into a segment.
 struct Encoder {
     child: Child,
+    /// Counted in the process tree's memory until the child is waited for (dropped after it).
+    _tree: crate::memory::tree::ChildGuard,
     tx: Option<Sender<Decoded>>,
     feeder: Option<JoinHandle<u64>>,
     stderr: Option<JoinHandle<String>>,
@@ -300,6 +348,88 @@ struct Camera {
     /// Video files written, relative to the dataset root.
     files: Vec<String>,
     encoder: Option<Encoder>,
+    /// This episode's frames waiting on disk for an encoder (no slot was free at its start).
+    spill: Option<Spill>,
+    /// A copied episode's segment (stream-copied from another dataset's file).
+    copied: Option<Finished>,
+}
+
+/// A camera's compressed frames of one episode, on disk until an encoder is free: records of
+/// `u32` length (LE), one format byte (0 JPEG, 1 PNG) and the bytes.
+struct Spill {
+    path: PathBuf,
+    out: std::io::BufWriter<File>,
+    frames: u64,
+}
+
+/// Buffer of a spill file's writer and reader: 64 KiB.
+const SPILL_BUFFER_BYTES: usize = 64 << 10;
+
+impl Spill {
+    fn create(path: PathBuf) -> Result<Spill> {
+        let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Spill {
+            out: std::io::BufWriter::with_capacity(SPILL_BUFFER_BYTES, f),
+            path,
+            frames: 0,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8], format: ImageFormat) -> Result<()> {
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            Error::Config(format!(
+                "a video frame of {} bytes is too large to spill",
+                bytes.len()
+            ))
+        })?;
+        let tag = match format {
+            ImageFormat::Jpeg => 0u8,
+            ImageFormat::Png => 1u8,
+        };
+        self.out
+            .write_all(&len.to_le_bytes())
+            .and_then(|_| self.out.write_all(&[tag]))
+            .and_then(|_| self.out.write_all(bytes))
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.frames += 1;
+        Ok(())
+    }
+}
+
+/// Reads a spill file back frame by frame.
+struct SpillReader {
+    path: PathBuf,
+    input: std::io::BufReader<File>,
+}
+
+impl SpillReader {
+    fn open(path: &Path) -> Result<SpillReader> {
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(SpillReader {
+            path: path.to_path_buf(),
+            input: std::io::BufReader::with_capacity(SPILL_BUFFER_BYTES, f),
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<(bytes::Bytes, ImageFormat)>> {
+        let mut head = [0u8; 5];
+        match self.input.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(Error::io(&self.path, e)),
+        }
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let format = if head[4] == 1 {
+            ImageFormat::Png
+        } else {
+            ImageFormat::Jpeg
+        };
+        let mut buf = vec![0u8; len];
+        self.input
+            .read_exact(&mut buf)
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(Some((bytes::Bytes::from(buf), format)))
+    }
 }
 
 impl Camera {
@@ -336,6 +466,8 @@ pub struct VideoSet {
     /// Decode scratch of the worker threads, held while they live.
     _scratch: Vec<Permit>,
     episode_seq: u64,
+    /// Number of the episode being written (names its segments and spill files).
+    current_seq: u64,
     /// Joining segments failed: completed episodes lost their video; nothing may continue.
     broken: bool,
 }
@@ -416,6 +548,8 @@ impl VideoSet {
                     file: (0, 0),
                     files: Vec::new(),
                     encoder: None,
+                    spill: None,
+                    copied: None,
                 }),
                 _ => None,
             })
@@ -475,6 +609,7 @@ impl VideoSet {
             workers,
             _scratch: scratch,
             episode_seq: 0,
+            current_seq: 0,
             broken: false,
         })
     }
@@ -489,20 +624,115 @@ impl VideoSet {
         self.broken
     }
 
-    /// Starts one ffmpeg per camera for the next episode.
+    /// Starts an episode whose video is copied from another dataset ([`Self::copy_segment`]
+    /// per camera) instead of encoded.
+    pub fn begin_copied_episode(&mut self) -> Result<()> {
+        self.abort_episode();
+        fs::create_dir_all(&self.segments).map_err(|e| Error::io(&self.segments, e))?;
+        self.current_seq = self.episode_seq;
+        self.episode_seq += 1;
+        Ok(())
+    }
+
+    /// Copies `frames` frames from frame `from_frame` of `src` (an MP4 file of this tool, whose
+    /// episodes each start with a key frame) into camera `feature`'s segment of the copied
+    /// episode, without re-encoding; timestamps are rewritten to `frame · TICKS_PER_FRAME`.
+    pub fn copy_segment(
+        &mut self,
+        feature: usize,
+        src: &Path,
+        from_frame: u64,
+        frames: u64,
+    ) -> Result<()> {
+        let Some(cam) = self.cameras.iter().position(|c| c.feature == feature) else {
+            return Err(Error::Config(format!("feature {feature} is not a video")));
+        };
+        let segment = self.segment_path(cam);
+        let c = &self.cameras[cam];
+        let mut cmd = Command::new(&self.opts.ffmpeg);
+        cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+            .arg(src)
+            .args(["-map", "0:v", "-c", "copy"]);
+        if from_frame > 0 {
+            // Output-side: packets before the episode's first (key) frame are dropped; half a
+            // frame early, so that rounding cannot drop that frame.
+            let t = (from_frame as f64 - 0.5) / f64::from(self.fps);
+            cmd.arg("-ss").arg(format!("{t:.6}"));
+        }
+        let out = cmd
+            .arg("-frames:v")
+            .arg(frames.to_string())
+            .arg("-bsf:v")
+            .arg(format!("setts=ts=N*{TICKS_PER_FRAME}"))
+            .arg("-video_track_timescale")
+            .arg((u64::from(self.fps) * TICKS_PER_FRAME).to_string())
+            .args(["-f", "mp4", "-y"])
+            .arg(&segment)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|child| {
+                let _tree =
+                    crate::memory::tree::register(child.id(), format!("ffmpeg copy {}", c.key));
+                child.wait_with_output()
+            })
+            .map_err(|e| c.err(format!("cannot run ffmpeg to copy video: {e}")))?;
+        if !out.status.success() {
+            let _ = fs::remove_file(&segment);
+            return Err(c.err(format!(
+                "copying frames {from_frame}..{} of {} failed ({}): {}",
+                from_frame + frames,
+                src.display(),
+                out.status,
+                tail_of(&out.stderr)
+            )));
+        }
+        let bytes = fs::metadata(&segment)
+            .map_err(|e| Error::io(&segment, e))?
+            .len();
+        self.cameras[cam].copied = Some(Finished {
+            segment,
+            frames,
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Encoders run at once: [`VideoOptions::max_encoders`], at most one per camera.
+    pub fn slots(&self) -> usize {
+        match self.opts.max_encoders {
+            0 => self.cameras.len(),
+            n => n.min(self.cameras.len()),
+        }
+    }
+
+    fn segment_path(&self, cam: usize) -> PathBuf {
+        self.segments
+            .join(format!("{cam:03}-{:06}.mp4", self.current_seq))
+    }
+
+    /// Starts the next episode: one ffmpeg per camera for as many cameras as there are
+    /// [`Self::slots`], a spill file in the staging directory for each of the others.
     pub fn begin_episode(&mut self) -> Result<()> {
         self.abort_episode();
         fs::create_dir_all(&self.segments).map_err(|e| Error::io(&self.segments, e))?;
-        let seq = self.episode_seq;
+        self.current_seq = self.episode_seq;
         self.episode_seq += 1;
+        let slots = self.slots();
         for i in 0..self.cameras.len() {
-            let segment = self.segments.join(format!("{i:03}-{seq:06}.mp4"));
-            match self.spawn(i, segment) {
-                Ok(enc) => self.cameras[i].encoder = Some(enc),
-                Err(e) => {
-                    self.abort_episode();
-                    return Err(e);
-                }
+            let started = if i < slots {
+                self.spawn(i, self.segment_path(i))
+                    .map(|enc| self.cameras[i].encoder = Some(enc))
+            } else {
+                let path = self
+                    .segments
+                    .join(format!("{i:03}-{:06}.frames", self.current_seq));
+                Spill::create(path).map(|sp| self.cameras[i].spill = Some(sp))
+            };
+            if let Err(e) = started {
+                self.abort_episode();
+                return Err(e);
             }
         }
         Ok(())
@@ -533,6 +763,7 @@ impl VideoSet {
                 self.opts.ffmpeg.display()
             ))
         })?;
+        let tree = crate::memory::tree::register(child.id(), format!("ffmpeg encoder {}", c.key));
         let (Some(stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
             let _ = child.kill();
             let _ = child.wait();
@@ -550,6 +781,7 @@ impl VideoSet {
         match (feeder, err_tail) {
             (Ok(feeder), Ok(err_tail)) => Ok(Encoder {
                 child,
+                _tree: tree,
                 tx: Some(tx),
                 feeder: Some(feeder),
                 stderr: Some(err_tail),
@@ -573,9 +805,23 @@ impl VideoSet {
     /// Queues the next frame of feature `feature` (JPEG or PNG bytes) for decoding and
     /// encoding. Blocks while the video budget is full; fails if the camera's encoder failed.
     pub fn push(&mut self, feature: usize, bytes: bytes::Bytes, format: ImageFormat) -> Result<()> {
-        let Some(c) = self.cameras.iter_mut().find(|c| c.feature == feature) else {
+        let Some(cam) = self.cameras.iter().position(|c| c.feature == feature) else {
             return Err(Error::Config(format!("feature {feature} is not a video")));
         };
+        if let Some(sp) = self.cameras[cam].spill.as_mut() {
+            return sp.write(&bytes, format);
+        }
+        self.push_to_encoder(cam, bytes, format)
+    }
+
+    /// Queues a frame for camera `cam`'s running encoder.
+    fn push_to_encoder(
+        &mut self,
+        cam: usize,
+        bytes: bytes::Bytes,
+        format: ImageFormat,
+    ) -> Result<()> {
+        let c = &mut self.cameras[cam];
         let frame = c.rgb_bytes();
         let (key, size) = (c.key.clone(), (c.width, c.height));
         let Some(enc) = c.encoder.as_mut() else {
@@ -626,15 +872,105 @@ impl VideoSet {
         Ok(())
     }
 
-    /// Waits for every camera's ffmpeg to finish the episode and places its segment; returns
-    /// one span per video feature, in feature order. On any failure the whole episode's video
-    /// is discarded and the error names the camera and ffmpeg's last words.
-    pub fn end_episode(&mut self) -> Result<Vec<(usize, VideoSpan)>> {
-        let mut done = Vec::with_capacity(self.cameras.len());
+    /// Encodes the spilled cameras, [`Self::slots`] at a time: each batch's encoders are
+    /// started, fed their frames from disk in turn, and finished. Returns each camera's
+    /// finished segment (or its error) in camera order.
+    fn encode_spilled(&mut self) -> Vec<(usize, Result<Finished>)> {
+        let mut waiting: Vec<usize> = Vec::new();
+        let mut out = Vec::new();
+        for (i, c) in self.cameras.iter_mut().enumerate() {
+            if let Some(mut sp) = c.spill.take() {
+                match sp.out.flush() {
+                    Ok(()) => waiting.push(i),
+                    Err(e) => out.push((i, Err(Error::io(&sp.path, e)))),
+                }
+            }
+        }
+        let slots = self.slots().max(1);
+        for batch in waiting.chunks(slots) {
+            let mut readers = Vec::with_capacity(batch.len());
+            for &i in batch {
+                let path = self
+                    .segments
+                    .join(format!("{i:03}-{:06}.frames", self.current_seq));
+                let started = SpillReader::open(&path).and_then(|r| {
+                    let enc = self.spawn(i, self.segment_path(i))?;
+                    self.cameras[i].encoder = Some(enc);
+                    Ok(r)
+                });
+                match started {
+                    Ok(r) => readers.push((i, Some(r))),
+                    Err(e) => out.push((i, Err(e))),
+                }
+            }
+            // Round robin, so that every encoder of the batch has work.
+            let mut errors: Vec<(usize, Error)> = Vec::new();
+            while readers.iter().any(|r| r.1.is_some()) {
+                for (i, reader) in readers.iter_mut() {
+                    let Some(r) = reader.as_mut() else { continue };
+                    let next = r.next().and_then(|f| match f {
+                        Some((bytes, format)) => {
+                            self.push_to_encoder(*i, bytes, format).map(|_| true)
+                        }
+                        None => Ok(false),
+                    });
+                    match next {
+                        Ok(true) => {}
+                        Ok(false) => *reader = None,
+                        Err(e) => {
+                            errors.push((*i, e));
+                            *reader = None;
+                        }
+                    }
+                }
+            }
+            for (i, _) in readers {
+                let c = &mut self.cameras[i];
+                let Some(enc) = c.encoder.take() else {
+                    if let Some(p) = errors.iter().position(|e| e.0 == i) {
+                        out.push((i, Err(errors.remove(p).1)));
+                    }
+                    continue;
+                };
+                let r = if let Some(p) = errors.iter().position(|e| e.0 == i) {
+                    kill_encoder(enc);
+                    Err(errors.remove(p).1)
+                } else {
+                    finish_encoder(c, enc)
+                };
+                out.push((i, r));
+            }
+            for &i in batch {
+                let path = self
+                    .segments
+                    .join(format!("{i:03}-{:06}.frames", self.current_seq));
+                let _ = fs::remove_file(path);
+            }
+        }
+        out.sort_by_key(|x| x.0);
+        out
+    }
+
+    /// Waits for every camera's ffmpeg to finish the episode (encoding the spilled cameras
+    /// afterwards, [`Self::slots`] at a time), checks that each segment holds exactly `rows`
+    /// frames (counted by ffprobe) and places it; returns one span per video feature, in
+    /// feature order. On any failure the whole episode's video is discarded and the error
+    /// names the camera and ffmpeg's last words.
+    pub fn end_episode(&mut self, rows: u64) -> Result<Vec<(usize, VideoSpan)>> {
+        let mut done: Vec<Option<Finished>> = Vec::with_capacity(self.cameras.len());
         let mut first_err = None;
         for c in &mut self.cameras {
+            if c.spill.is_some() {
+                done.push(None);
+                continue;
+            }
+            if let Some(f) = c.copied.take() {
+                done.push(Some(f));
+                continue;
+            }
             let Some(enc) = c.encoder.take() else {
                 first_err.get_or_insert_with(|| c.err("no episode was begun"));
+                done.push(None);
                 continue;
             };
             match finish_encoder(c, enc) {
@@ -645,7 +981,28 @@ impl VideoSet {
                 }
             }
         }
+        if first_err.is_none() {
+            for (i, r) in self.encode_spilled() {
+                match r {
+                    Ok(f) => done[i] = Some(f),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if first_err.is_none() {
+            let ffprobe = self.opts.ffprobe();
+            for (c, f) in self.cameras.iter().zip(&done) {
+                let Some(f) = f else { continue };
+                if let Err(e) = check_frame_count(&ffprobe, c, f, rows) {
+                    first_err = Some(e);
+                    break;
+                }
+            }
+        }
         if let Some(e) = first_err {
+            self.abort_episode();
             for f in done.into_iter().flatten() {
                 let _ = fs::remove_file(&f.segment);
             }
@@ -689,8 +1046,29 @@ impl VideoSet {
         Ok(span)
     }
 
+    /// Continues an existing dataset (appending): camera `feature`'s last video file is
+    /// `chunk`/`file`, already in the staging directory (hard-linked), holding `frames` frames.
+    /// The next episodes join it until it would pass the size limit, then roll to a new file,
+    /// as one run converting every bag would. Call before the first episode.
+    pub fn resume(&mut self, feature: usize, chunk: usize, file: usize, frames: u64) -> Result<()> {
+        let Some(c) = self.cameras.iter_mut().find(|c| c.feature == feature) else {
+            return Err(Error::Config(format!("feature {feature} is not a video")));
+        };
+        let rel = super::video_file_path(&c.key, chunk, file);
+        let path = self.staging.join(&rel);
+        let bytes = fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        c.file = (chunk, file);
+        c.pending = vec![path];
+        c.pending_bytes = bytes;
+        c.pending_frames = frames;
+        Ok(())
+    }
+
     /// Joins the camera's pending segments into its open file (stream copy, timestamps
     /// rewritten to `frame · TICKS_PER_FRAME`), fsyncs it and moves on to the next file name.
+    /// The first pending entry may be the file itself, continued by an append: it is joined
+    /// with the new segments into a fresh file that replaces the staged link (the published
+    /// dataset's file is never modified).
     fn join_pending(&mut self, cam: usize) -> Result<()> {
         let c = &self.cameras[cam];
         if c.pending.is_empty() {
@@ -701,48 +1079,69 @@ impl VideoSet {
         if let Some(dir) = out.parent() {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let list = self.segments.join(format!("{cam:03}-concat.txt"));
-        let mut text = String::from("ffconcat version 1.0\n");
-        for s in &c.pending {
-            let name = s
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            text.push_str(&format!("file '{name}'\n"));
+        let is_segment = |p: &Path| p.starts_with(&self.segments);
+        // A continued file with nothing new: it stays as it is.
+        let unchanged = c.pending.len() == 1 && !is_segment(&c.pending[0]);
+        if !unchanged {
+            let list = self.segments.join(format!("{cam:03}-concat.txt"));
+            let mut text = String::from("ffconcat version 1.0\n");
+            for s in &c.pending {
+                let name = if is_segment(s) {
+                    s.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                } else {
+                    s.display().to_string()
+                };
+                text.push_str(&format!("file '{}'\n", name.replace('\'', "'\\''")));
+            }
+            fs::write(&list, text).map_err(|e| Error::io(&list, e))?;
+            let tmp = out.with_extension("mp4.joining");
+            let out_put = Command::new(&self.opts.ffmpeg)
+                .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+                .args(["-f", "concat", "-safe", "0", "-i"])
+                .arg(&list)
+                .args(["-map", "0:v", "-c", "copy", "-bsf:v"])
+                .arg(format!("setts=ts=N*{TICKS_PER_FRAME}"))
+                .arg("-video_track_timescale")
+                .arg((u64::from(self.fps) * TICKS_PER_FRAME).to_string())
+                .args(["-f", "mp4", "-y"])
+                .arg(&tmp)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .and_then(|child| {
+                    let _tree =
+                        crate::memory::tree::register(child.id(), format!("ffmpeg join {}", c.key));
+                    child.wait_with_output()
+                })
+                .map_err(|e| c.err(format!("cannot run ffmpeg to join segments: {e}")))?;
+            if !out_put.status.success() {
+                let tail = tail_of(&out_put.stderr);
+                let _ = fs::remove_file(&tmp);
+                return Err(c.err(format!(
+                    "joining {} episode segments into {rel} failed ({}): {tail}",
+                    c.pending.len(),
+                    out_put.status
+                )));
+            }
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&tmp, e))?;
+            fs::rename(&tmp, &out).map_err(|e| Error::io(&out, e))?;
+            let _ = fs::remove_file(&list);
         }
-        fs::write(&list, text).map_err(|e| Error::io(&list, e))?;
-        let out_put = Command::new(&self.opts.ffmpeg)
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
-            .args(["-f", "concat", "-safe", "0", "-i"])
-            .arg(&list)
-            .args(["-map", "0:v", "-c", "copy", "-bsf:v"])
-            .arg(format!("setts=ts=N*{TICKS_PER_FRAME}"))
-            .arg("-video_track_timescale")
-            .arg((u64::from(self.fps) * TICKS_PER_FRAME).to_string())
-            .args(["-f", "mp4", "-y"])
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| c.err(format!("cannot run ffmpeg to join segments: {e}")))?;
-        if !out_put.status.success() {
-            let tail = tail_of(&out_put.stderr);
-            return Err(c.err(format!(
-                "joining {} episode segments into {rel} failed ({}): {tail}",
-                c.pending.len(),
-                out_put.status
-            )));
-        }
-        File::open(&out)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(&out, e))?;
-        let _ = fs::remove_file(&list);
+        let segments = self.segments.clone();
         let c = &mut self.cameras[cam];
         for s in c.pending.drain(..) {
-            let _ = fs::remove_file(&s);
+            if s.starts_with(&segments) {
+                let _ = fs::remove_file(&s);
+            }
         }
-        c.files.push(rel);
+        if !c.files.contains(&rel) {
+            c.files.push(rel);
+        }
         c.pending_bytes = 0;
         c.pending_frames = 0;
         c.file = if c.file.1 + 1 >= self.chunks_size {
@@ -753,11 +1152,29 @@ impl VideoSet {
         Ok(())
     }
 
-    /// Stops the episode's encoders and deletes their segments.
+    /// Records a video file carried over from the dataset being appended to (for the
+    /// directory fsyncs at the end).
+    pub fn carry_file(&mut self, feature: usize, rel: String) {
+        if let Some(c) = self.cameras.iter_mut().find(|c| c.feature == feature)
+            && !c.files.contains(&rel)
+        {
+            c.files.push(rel);
+        }
+    }
+
+    /// Stops the episode's encoders and deletes their segments and spilled frames.
     pub fn abort_episode(&mut self) {
         for c in &mut self.cameras {
             if let Some(enc) = c.encoder.take() {
                 kill_encoder(enc);
+            }
+            if let Some(sp) = c.spill.take() {
+                let path = sp.path.clone();
+                drop(sp);
+                let _ = fs::remove_file(path);
+            }
+            if let Some(f) = c.copied.take() {
+                let _ = fs::remove_file(f.segment);
             }
         }
     }
@@ -849,6 +1266,55 @@ fn finish_encoder(c: &Camera, mut enc: Encoder) -> Result<Finished> {
         frames: enc.pushed,
         bytes,
     })
+}
+
+/// Frames in a video file, as ffprobe counts its packets (one per frame: no B-frames).
+pub fn count_frames(ffprobe: &Path, video: &Path, label: &str) -> std::result::Result<u64, String> {
+    let child = Command::new(ffprobe)
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(video)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {} ({e}); {INSTALL_HINT}", ffprobe.display()))?;
+    let _tree = crate::memory::tree::register(child.id(), format!("ffprobe {label}"));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for ffprobe: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ffprobe {} failed ({}): {}",
+            video.display(),
+            out.status,
+            tail_of(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .trim_end_matches(',')
+        .parse::<u64>()
+        .map_err(|_| {
+            format!(
+                "ffprobe gave no frame count for {}: {text:?}",
+                video.display()
+            )
+        })
+}
+
+/// A segment must hold exactly one frame per row of the episode: a frame lost on the way
+/// (lerobot PR #4462: a streaming encoder that dropped frames silently) fails the episode.
+fn check_frame_count(ffprobe: &Path, c: &Camera, f: &Finished, rows: u64) -> Result<()> {
+    let counted = count_frames(ffprobe, &f.segment, &c.key).map_err(|e| c.err(e))?;
+    if f.frames != rows || counted != rows {
+        return Err(c.err(format!(
+            "the episode has {rows} rows but {} frames were sent to the encoder and its video \
+             holds {counted}; the episode is discarded",
+            f.frames
+        )));
+    }
+    Ok(())
 }
 
 fn kill_encoder(mut enc: Encoder) {

@@ -7,7 +7,7 @@
 //! removes the staging directory, and a killed process leaves only the `.partial-…` directory,
 //! never something at `OUT`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,6 +142,9 @@ struct Episode {
     given_stats: Option<Vec<FeatureStats>>,
     /// A write failed half-way; the episode can only be aborted.
     broken: bool,
+    /// Copied from another dataset: its video features come as stream-copied segments
+    /// ([`DatasetWriter::copy_video`]), their frame values are placeholders.
+    copied: bool,
 }
 
 struct DataFile {
@@ -189,6 +192,12 @@ pub struct DatasetWriter {
     /// Encoders of the video features (made at the first episode), and their budget.
     video: Option<VideoSet>,
     video_budget: Option<Budget>,
+    /// Appending: each video feature's last file (feature, chunk, file, frames in it), which
+    /// the next episodes continue, and every video file carried over.
+    video_resume: Vec<(usize, usize, usize, u64)>,
+    video_carried: Vec<(usize, String)>,
+    /// The episode being begun is copied (no encoders are started for it).
+    copying: bool,
 }
 
 fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
@@ -242,20 +251,6 @@ impl DatasetWriter {
     /// existing dataset stays as it was.
     pub fn append(out: &Path, opts: WriterOptions) -> Result<Self> {
         let (spec, chunks_size) = existing::read_spec(out)?;
-        if let Some(f) = spec
-            .features
-            .iter()
-            .find(|f| matches!(f.kind, FeatureKind::Video { .. }))
-        {
-            return Err(Error::Dataset {
-                path: out.to_path_buf(),
-                what: format!(
-                    "appending to a dataset with video features ({}) is not supported yet; \
-                     reconvert all its bags with --force",
-                    f.name
-                ),
-            });
-        }
         let tasks = existing::read_tasks(out)?;
         let mut opts = opts;
         opts.chunks_size = chunks_size;
@@ -284,6 +279,9 @@ impl DatasetWriter {
         // Episode rows are streamed: memory does not grow with the number of episodes.
         let spec = w.spec.clone();
         let mut total_frames = 0;
+        // Per video feature: its last file and the frames in it; every video file.
+        let mut last_video: BTreeMap<usize, ((usize, usize, usize), u64)> = BTreeMap::new();
+        let mut video_files: std::collections::BTreeSet<(usize, usize, usize)> = Default::default();
         let episodes = existing::for_each_episode(out, &spec, |ep| {
             if ep.from_index != total_frames {
                 return Err(Error::Dataset {
@@ -304,9 +302,20 @@ impl DatasetWriter {
                 from_index: ep.from_index as i64,
                 to_index: ep.to_index as i64,
                 stats: &ep.stats,
-                // Datasets with video features are refused above.
-                videos: &[],
+                videos: &ep.videos,
             })?;
+            for (feature, span) in &ep.videos {
+                let key = (*feature, span.chunk, span.file);
+                let frames = (span.to_timestamp * f64::from(spec.fps)).round() as u64;
+                let e = last_video.entry(*feature).or_insert((key, 0));
+                if key > e.0 {
+                    *e = (key, 0);
+                }
+                if key == e.0 {
+                    e.1 = e.1.max(frames);
+                }
+                video_files.insert(key);
+            }
             for (agg, s) in w.aggregates.iter_mut().zip(&ep.stats) {
                 agg.add(s);
             }
@@ -314,6 +323,26 @@ impl DatasetWriter {
         })?;
         w.episodes_done = episodes;
         w.total_frames = total_frames;
+        // Video files are hard-linked like the data files; each camera's last file is
+        // continued by the next episodes (see `VideoSet::resume`).
+        for &(feature, chunk, file) in &video_files {
+            let rel = super::video_file_path(&spec.features[feature].name, chunk, file);
+            let (src, dst) = (out.join(&rel), w.staging.join(&rel));
+            if let Some(dir) = dst.parent() {
+                fs::create_dir_all(dir).map_err(io_err(dir))?;
+            }
+            if fs::hard_link(&src, &dst).is_err() {
+                fs::copy(&src, &dst).map_err(io_err(&dst))?;
+                File::open(&dst)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io_err(&dst))?;
+            }
+            w.video_carried.push((feature, rel));
+        }
+        w.video_resume = last_video
+            .into_iter()
+            .map(|(feature, ((_, chunk, file), frames))| (feature, chunk, file, frames))
+            .collect();
         Ok(w)
     }
 
@@ -420,6 +449,9 @@ impl DatasetWriter {
             extra_meta: Vec::new(),
             video: None,
             video_budget: None,
+            video_resume: Vec::new(),
+            video_carried: Vec::new(),
+            copying: false,
         })
     }
 
@@ -443,15 +475,23 @@ impl DatasetWriter {
                     DEFAULT_VIDEO_BUDGET_BYTES,
                 )
             });
-            self.video = Some(VideoSet::new(
+            let mut set = VideoSet::new(
                 &self.staging,
                 &self.spec,
                 &self.opts.video,
                 self.opts.chunks_size,
                 budget,
-            )?);
+            )?;
+            for (feature, rel) in &self.video_carried {
+                set.carry_file(*feature, rel.clone());
+            }
+            for &(feature, chunk, file, frames) in &self.video_resume {
+                set.resume(feature, chunk, file, frames)?;
+            }
+            self.video = Some(set);
         }
         match &mut self.video {
+            Some(v) if self.copying => v.begin_copied_episode(),
             Some(v) => v.begin_episode(),
             None => Ok(()),
         }
@@ -463,7 +503,8 @@ impl DatasetWriter {
         let Some(v) = &mut self.video else {
             return Ok(Vec::new());
         };
-        match v.end_episode() {
+        let rows = self.episode.as_ref().map_or(0, |e| e.frames);
+        match v.end_episode(rows) {
             Ok(spans) => Ok(spans),
             Err(e) => {
                 if v.is_broken() {
@@ -535,6 +576,7 @@ impl DatasetWriter {
             acc,
             given_stats: None,
             broken: false,
+            copied: self.copying,
         });
         Ok(())
     }
@@ -550,11 +592,34 @@ impl DatasetWriter {
                 self.spec.features.len()
             )));
         }
-        self.begin_episode(task, 0)?;
+        self.copying = true;
+        let r = self.begin_episode(task, 0);
+        self.copying = false;
+        r?;
         if let Some(ep) = &mut self.episode {
             ep.given_stats = Some(stats);
         }
         Ok(())
+    }
+
+    /// Gives a copied episode (see [`Self::begin_copied_episode`]) the video of feature
+    /// `feature`: `frames` frames from frame `from_frame` of the MP4 file `src`, stream-copied
+    /// (not re-encoded). The frames pushed for a copied episode carry placeholders for video
+    /// features (see [`existing::StoredDataset::read_frames`]).
+    pub fn copy_video(
+        &mut self,
+        feature: usize,
+        src: &Path,
+        from_frame: u64,
+        frames: u64,
+    ) -> Result<()> {
+        if !self.episode.as_ref().is_some_and(|e| e.copied) {
+            return Err(self.err("copy_video outside a copied episode"));
+        }
+        match &mut self.video {
+            Some(v) => v.copy_segment(feature, src, from_frame, frames),
+            None => Err(self.err("the dataset has no video features")),
+        }
     }
 
     /// Checks a frame against the spec without changing any state.
@@ -570,6 +635,8 @@ impl DatasetWriter {
         }
         for (f, v) in self.spec.features.iter().zip(&frame.values) {
             match (&f.kind, v) {
+                // A copied episode's video comes as a segment, not as frames.
+                (FeatureKind::Video { .. }, _) if ep.copied => {}
                 (FeatureKind::Vector { len, .. }, FeatureValue::Vector(x)) => {
                     if x.len() != *len {
                         return Err(at(format!(
@@ -723,6 +790,7 @@ impl DatasetWriter {
         let global = self.total_frames + ep.frames;
         for (i, (col, v)) in self.columns.iter_mut().zip(frame.values).enumerate() {
             match (col, v) {
+                (ColumnBuf::Video, _) if ep.copied => {}
                 (ColumnBuf::Video, FeatureValue::Image { bytes, format }) => {
                     let pushed = match &mut self.video {
                         Some(video) => video.push(i, bytes, format),

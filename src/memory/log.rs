@@ -33,6 +33,16 @@ pub struct ChunkRow {
     pub resident: u64,
     /// Change of jemalloc `allocated` since the previous row (what the chunk left behind).
     pub increase: i64,
+    /// Summed RSS of the child processes (ffmpeg encoders) at this row; the tree's RSS is
+    /// `rss_anon + rss_file + children_rss`.
+    pub children_rss: u64,
+}
+
+impl ChunkRow {
+    /// RSS of this process and its children.
+    pub fn tree_rss(&self) -> u64 {
+        self.rss_anon + self.rss_file + self.children_rss
+    }
 }
 
 enum Sink {
@@ -72,7 +82,7 @@ impl MemoryLog {
                 } else {
                     writeln!(
                         w,
-                        "episode,chunk,start_ns,end_ns,bytes_read,frames_written,rss_anon,rss_file,allocated,resident,increase"
+                        "episode,chunk,start_ns,end_ns,bytes_read,frames_written,rss_anon,rss_file,allocated,resident,increase,children_rss"
                     )
                     .map_err(|e| Error::io(p, e))?;
                     Sink::Csv(w)
@@ -92,7 +102,7 @@ impl MemoryLog {
         })
     }
 
-    /// Records one chunk.
+    /// Records one chunk; `children_rss` is the summed RSS of the child processes.
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
@@ -103,6 +113,7 @@ impl MemoryLog {
         bytes_read: u64,
         frames_written: u64,
         s: &MemorySample,
+        children_rss: u64,
     ) -> Result<()> {
         let increase = self
             .last_allocated
@@ -120,6 +131,7 @@ impl MemoryLog {
             allocated: s.allocated,
             resident: s.resident,
             increase,
+            children_rss,
         };
         if increase > self.max_increase {
             self.max_increase = increase;
@@ -131,7 +143,7 @@ impl MemoryLog {
             Sink::None => {}
             Sink::Csv(w) => writeln!(
                 w,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 row.episode,
                 row.chunk,
                 row.start_ns,
@@ -142,7 +154,8 @@ impl MemoryLog {
                 row.rss_file,
                 row.allocated,
                 row.resident,
-                row.increase
+                row.increase,
+                row.children_rss
             )
             .map_err(io)?,
             Sink::Jsonl(w) => {
@@ -175,15 +188,23 @@ impl MemoryLog {
     }
 }
 
-/// Draws RSS (anonymous, file-backed) and jemalloc allocated over the run, with the ceiling.
-pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
+/// Draws RSS (anonymous, file-backed) and jemalloc allocated over the run, with the ceiling;
+/// with child processes also the tree's RSS (this process plus the children), the tree's peak
+/// and each kind of child's peak (`children`: label, peak RSS).
+pub fn render_svg(
+    rows: &[ChunkRow],
+    ceiling: u64,
+    peak_rss: u64,
+    peak_tree: u64,
+    children: &[(String, u64)],
+) -> String {
     let (w, h, left, bottom, top) = (900.0, 420.0, 70.0, 40.0, 30.0);
     let plot_w = w - left - 20.0;
     let plot_h = h - bottom - top;
     let ymax = rows
         .iter()
-        .map(|r| r.rss_anon + r.rss_file)
-        .chain([ceiling, peak_rss])
+        .map(ChunkRow::tree_rss)
+        .chain([ceiling, peak_rss, peak_tree])
         .max()
         .unwrap_or(1)
         .max(1) as f64
@@ -199,13 +220,28 @@ pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
             .join(" ")
     };
     let mib = |v: f64| v / 1048576.0;
+    let tree = if children.is_empty() {
+        String::new()
+    } else {
+        format!(", tree peak {:.1} MiB", mib(peak_tree as f64))
+    };
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{left}\" y=\"18\" font-size=\"14\">bag2dataset memory per chunk (peak RSS {:.1} MiB, ceiling {:.1} MiB)</text>\n",
+         <text x=\"{left}\" y=\"18\" font-size=\"14\">bag2dataset memory per chunk (peak RSS {:.1} MiB{tree}, ceiling {:.1} MiB)</text>\n",
         mib(peak_rss as f64),
         mib(ceiling as f64)
     );
+    // Each kind of child's peak, as the share of the tree it took.
+    for (k, (label, rss)) in children.iter().enumerate() {
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#8c564b\">{}: peak {:.1} MiB</text>\n",
+            left + 10.0,
+            top + 14.0 + 13.0 * k as f64,
+            xml_escape(label),
+            mib(*rss as f64)
+        );
+    }
     for k in 0..=4 {
         let v = ymax * k as f64 / 4.0;
         let yy = y(v as u64);
@@ -223,7 +259,12 @@ pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
         left + plot_w - 50.0,
         y(ceiling) - 4.0
     );
-    for (label, color, f) in [
+    type Series<'a> = (&'a str, &'a str, &'a dyn Fn(&ChunkRow) -> u64);
+    let mut series: Vec<Series> = Vec::new();
+    if !children.is_empty() {
+        series.push(("tree RSS (with children)", "#8c564b", &ChunkRow::tree_rss));
+    }
+    for (label, color, f) in series.into_iter().chain([
         (
             "RSS total",
             "#1f77b4",
@@ -232,7 +273,7 @@ pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
         ("RSS anon", "#2ca02c", &|r: &ChunkRow| r.rss_anon),
         ("RSS file", "#ff7f0e", &|r: &ChunkRow| r.rss_file),
         ("jemalloc allocated", "#9467bd", &|r: &ChunkRow| r.allocated),
-    ] {
+    ]) {
         s += &format!(
             "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n",
             line(f)
@@ -240,19 +281,20 @@ pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
         let _ = label;
     }
     let mut lx = left;
-    for (label, color) in [
+    let tree_legend = (!children.is_empty()).then_some(("tree RSS", "#8c564b"));
+    for (label, color) in tree_legend.into_iter().chain([
         ("RSS total", "#1f77b4"),
         ("RSS anon", "#2ca02c"),
         ("RSS file", "#ff7f0e"),
         ("jemalloc allocated", "#9467bd"),
-    ] {
+    ]) {
         s += &format!(
             "<rect x=\"{lx}\" y=\"{0}\" width=\"12\" height=\"4\" fill=\"{color}\"/><text x=\"{1}\" y=\"{2}\">{label}</text>\n",
             h - 14.0,
             lx + 16.0,
             h - 9.0
         );
-        lx += 150.0;
+        lx += if tree_legend.is_some() { 125.0 } else { 150.0 };
     }
     s += &format!(
         "<text x=\"{:.1}\" y=\"{:.1}\">chunks read →</text>\n</svg>\n",
@@ -260,4 +302,10 @@ pub fn render_svg(rows: &[ChunkRow], ceiling: u64, peak_rss: u64) -> String {
         h - 24.0
     );
     s
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

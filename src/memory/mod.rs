@@ -2,10 +2,12 @@
 //! process really holds ([`stats`]).
 
 pub mod budget;
+pub mod encoders;
 pub mod limits;
 pub mod log;
 pub mod plan;
 pub mod stats;
+pub mod tree;
 
 pub use budget::{Budget, Permit};
 pub use stats::{MemorySample, release_freed_pages, sample};

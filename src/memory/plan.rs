@@ -14,7 +14,8 @@
 //!         what is left
 //! ```
 //!
-//! The ffmpeg encoders are child processes: their memory is their own, not this process's.
+//! The ffmpeg encoders are child processes: their share of the ceiling is planned before this
+//! one ([`super::encoders`]), and the monitor holds the whole tree to [`MemoryPlan::tree_ceiling`].
 
 use super::budget::Budget;
 use super::format_bytes;
@@ -45,7 +46,11 @@ pub const DEFAULT_CEILING: u64 = 64 << 20;
 /// The budgets of one conversion run.
 #[derive(Debug, Clone)]
 pub struct MemoryPlan {
+    /// What this plan's budgets were carved from (for video: the ceiling less the encoders).
     pub ceiling: u64,
+    /// What the memory monitor holds the process tree (this process and its children) to:
+    /// the run's whole ceiling.
+    pub tree_ceiling: u64,
     pub baseline: u64,
     /// The chunk being decompressed and walked.
     pub chunk: Budget,
@@ -166,6 +171,7 @@ impl MemoryPlan {
         let share = |per_mille: u64| rest / 1000 * per_mille;
         Ok(MemoryPlan {
             ceiling,
+            tree_ceiling: ceiling,
             baseline,
             chunk: Budget::new("chunk in flight", max_chunk, ceiling),
             samples: Budget::new("samples in flight", share(SAMPLES_PER_MILLE), ceiling),
@@ -237,6 +243,42 @@ impl MemoryPlan {
         }
         // The longest episode's footer metadata (see `for_run`).
         (baseline + RESERVE_BYTES + chunk + rest + footer_metadata).next_multiple_of(1 << 20)
+    }
+}
+
+impl MemoryPlan {
+    /// The smallest ceiling under which [`MemoryPlan::for_run_video`] plans (with `video`) and
+    /// leaves the video frames in flight room for `video_frame_room` bytes; `None` if not even
+    /// `upto` is enough.
+    pub fn smallest_planning(
+        baseline: u64,
+        max_chunk: u64,
+        episode_bytes: u64,
+        leaf_columns: u64,
+        video_frame_room: u64,
+        upto: u64,
+    ) -> Option<u64> {
+        let ok = |c: u64| {
+            Self::for_run_video(
+                c,
+                baseline,
+                max_chunk,
+                "",
+                episode_bytes,
+                leaf_columns,
+                true,
+            )
+            .is_ok_and(|p| p.video.capacity() >= video_frame_room)
+        };
+        if !ok(upto) {
+            return None;
+        }
+        let (mut lo, mut hi) = (1u64 << 20, upto);
+        while hi - lo > (256 << 10) {
+            let mid = lo + (hi - lo) / 2;
+            if ok(mid) { hi = mid } else { lo = mid }
+        }
+        Some(hi.next_multiple_of(1 << 20))
     }
 }
 

@@ -1,0 +1,105 @@
+//! The process tree's memory: this process plus the child processes it started (the ffmpeg
+//! encoders, the stream-copy joins, ffprobe). A Slurm `--mem`, a cgroup or a Kubernetes limit
+//! acts on the whole tree, so the ceiling does too.
+//!
+//! Every child is registered here by whoever spawns it ([`register`]), under a label naming
+//! what it does; the guard unregisters it when the child has been waited for. The memory
+//! monitor reads each registered child's `VmRSS` from `/proc/<pid>/status` ([`children`]), the
+//! same figure an external sampler sums (page cache aside).
+
+use std::sync::Mutex;
+
+/// One registered child.
+#[derive(Debug, Clone)]
+struct Entry {
+    pid: u32,
+    label: String,
+}
+
+static CHILDREN: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+fn lock() -> std::sync::MutexGuard<'static, Vec<Entry>> {
+    // Each update is a single push or retain: a poisoned lock is still consistent.
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps a child registered until dropped.
+#[derive(Debug)]
+pub struct ChildGuard {
+    pid: u32,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        lock().retain(|e| e.pid != self.pid);
+    }
+}
+
+/// Registers child `pid` (labelled e.g. `encoder observation.images.cam_h`) for the monitor.
+pub fn register(pid: u32, label: impl Into<String>) -> ChildGuard {
+    lock().push(Entry {
+        pid,
+        label: label.into(),
+    });
+    ChildGuard { pid }
+}
+
+/// Resident set of process `pid` (`VmRSS`, bytes); 0 when it is gone or not readable.
+pub fn rss_of(pid: u32) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Every registered child's label and resident set now.
+pub fn children() -> Vec<(String, u64)> {
+    let list: Vec<Entry> = lock().clone();
+    list.into_iter()
+        .map(|e| {
+            let rss = rss_of(e.pid);
+            (e.label, rss)
+        })
+        .collect()
+}
+
+/// The summed resident set of the registered children now.
+pub fn children_rss() -> u64 {
+    children().iter().map(|c| c.1).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_child_is_sampled_until_its_guard_drops() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep runs");
+        let guard = register(child.id(), "test sleep");
+        // The child may still be exec'ing: wait until it has a resident set.
+        let mut seen = 0;
+        for _ in 0..200 {
+            seen = children()
+                .iter()
+                .find(|c| c.0 == "test sleep")
+                .map_or(0, |c| c.1);
+            if seen > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(seen > 0, "the child's RSS was read");
+        drop(guard);
+        assert!(!children().iter().any(|c| c.0 == "test sleep"));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -1,0 +1,1091 @@
+//! Video runs under one ceiling for the whole process tree: the converter and its ffmpeg
+//! children. Synthetic bags with three 640x480 cameras are converted by the binary while this
+//! test samples the tree's RSS from outside (`/proc`, every 20 ms, like a cgroup or Slurm
+//! would see it); the results are compared with an unconstrained run. Also: a ceiling too
+//! small for one encoder fails before any work, and an encoder that loses a frame fails the
+//! episode.
+//!
+//! Every test prints `SKIPPED` and passes when `ffmpeg`/`ffprobe` are not installed (`.ci/run`
+//! installs them).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
+use bag2dataset::demo::{
+    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
+pub const W: u32 = 640;
+pub const H: u32 = 480;
+pub const CAMS: [&str; 3] = ["cam_h", "cam_l", "cam_r"];
+
+pub fn ffmpeg_present() -> bool {
+    let ok = |b: &str| {
+        Command::new(b)
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ok("ffmpeg") && ok("ffprobe") {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED: ffmpeg/ffprobe not found on PATH; video tests need them (apt-get install ffmpeg)"
+    );
+    false
+}
+
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("b2d-vtree-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn tri(v: u32) -> u8 {
+    let v = v % 512;
+    if v < 256 { v as u8 } else { (511 - v) as u8 }
+}
+
+/// Frame `k` of camera `cam` of bag `seed`: smooth gradients with a moving square.
+fn frame_jpeg(k: u32, cam: u32, seed: u32) -> Vec<u8> {
+    let mut px = Vec::with_capacity((W * H * 3) as usize);
+    let (sx, sy) = (
+        (k * 9 + cam * 100) % (W - 80),
+        (k * 5 + seed * 50) % (H - 80),
+    );
+    for y in 0..H {
+        for x in 0..W {
+            let inside = x >= sx && x < sx + 80 && y >= sy && y < sy + 80;
+            if inside {
+                px.extend_from_slice(&[230, 40 + 60 * cam as u8, 40]);
+            } else {
+                px.push(tri(x / 2 + k * 5 + seed * 40 + cam * 30));
+                px.push(tri(y / 2 + k * 3 + seed * 70));
+                px.push(tri((x + y) / 3 + k * 7 + cam * 90));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode(&px, W, H, image::ExtendedColorType::Rgb8)
+        .expect("jpeg encodes");
+    out
+}
+
+/// A bag with three 30 Hz 640x480 cameras of `frames` frames and a 100 Hz joint topic.
+pub fn three_camera_bag(path: &Path, frames: u32, seed: u32) {
+    let opts = BagWriterOptions {
+        chunk_threshold: 1024 * 1024,
+        ..BagWriterOptions::with_compression(Compression::None)
+    };
+    let mut w = BagWriter::create(path, opts).unwrap();
+    let cams: Vec<u32> = CAMS
+        .iter()
+        .map(|c| {
+            w.add_connection(
+                &format!("/{c}/color/image_raw/compressed"),
+                "sensor_msgs/CompressedImage",
+                COMPRESSED_IMAGE_MD5,
+                &compressed_image_definition(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let js = w
+        .add_connection(
+            "/joint_states",
+            "sensor_msgs/JointState",
+            JOINT_STATE_MD5,
+            &joint_state_definition(),
+        )
+        .unwrap();
+    let start = 1_700_000_000_000_000_000u64 + u64::from(seed) * 1_000_000_000_000;
+    let names: Vec<String> = (0..4).map(|j| format!("j{j}")).collect();
+    // (time, camera or joint, frame); cameras 2 ms apart so that every tick finds all three.
+    let mut events: Vec<(u64, Option<(u32, u32)>)> = Vec::new();
+    for k in 0..frames {
+        for c in 0..3u32 {
+            events.push((
+                u64::from(k) * 1_000_000_000 / 30 + u64::from(c) * 2_000_000,
+                Some((c, k)),
+            ));
+        }
+    }
+    let span = u64::from(frames) * 1_000_000_000 / 30;
+    events.extend((0..=span / 10_000_000).map(|i| (i * 10_000_000, None)));
+    events.sort();
+    for (i, (t, what)) in events.into_iter().enumerate() {
+        let abs = start + t;
+        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
+        let mut p = Payload::new();
+        p.header(i as u32, sec, nsec, "");
+        match what {
+            Some((c, k)) => {
+                p.string("jpeg").bytes(&frame_jpeg(k, c, seed));
+                w.write(cams[c as usize], abs, p.as_slice()).unwrap();
+            }
+            None => {
+                let pos = [t as f64 / 1e9, 1.0, 2.0, f64::from(seed)];
+                p.string_array(&names)
+                    .f64_array(&pos)
+                    .f64_array(&[])
+                    .f64_array(&[]);
+                w.write(js, abs, p.as_slice()).unwrap();
+            }
+        }
+    }
+    w.finish().unwrap();
+}
+
+/// The conversion config of the three-camera bags, stored as video.
+pub fn config_toml() -> String {
+    let mut s = String::from("timeline = \"/joint_states\"\nfps = 30\nstorage = \"video\"\n");
+    for c in CAMS {
+        s += &format!(
+            "[[features]]\nname = \"observation.images.{c}\"\ntopic = \"/{c}/color/image_raw/compressed\"\n"
+        );
+    }
+    s += "[[features]]\nname = \"observation.state\"\ntopic = \"/joint_states\"\nfield = \"position\"\n";
+    s
+}
+
+/// RSS (`VmRSS`) of a process in bytes, 0 if gone.
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Every descendant of `pid` (through `/proc/<pid>/task/*/children`).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                for c in text.split_whitespace().filter_map(|c| c.parse().ok()) {
+                    out.push(c);
+                    todo.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What a run of the binary did, seen from outside.
+pub struct Outside {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak summed RSS of the binary and its descendants, sampled every 20 ms.
+    pub peak_tree: u64,
+    /// Most descendants alive at one sample.
+    pub max_children: usize,
+}
+
+/// Runs the binary with `args`, sampling its process tree every 20 ms.
+pub fn run_sampled(args: &[&str]) -> Outside {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let pid = child.id();
+    let out_h = child.stdout.take().map(|mut o| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+            s
+        })
+    });
+    let err_h = child.stderr.take().map(|mut o| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+            s
+        })
+    });
+    let (mut peak_tree, mut max_children) = (0u64, 0usize);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        let kids = descendants(pid);
+        let tree = rss(pid) + kids.iter().map(|&k| rss(k)).sum::<u64>();
+        peak_tree = peak_tree.max(tree);
+        max_children = max_children.max(kids.len());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Outside {
+        status,
+        stdout: out_h.map(|h| h.join().unwrap()).unwrap_or_default(),
+        stderr: err_h.map(|h| h.join().unwrap()).unwrap_or_default(),
+        peak_tree,
+        max_children,
+    }
+}
+
+/// Every row of every parquet file under `dir/sub`, by file, as record batches.
+pub fn tables(ds: &Path, sub: &str) -> BTreeMap<String, Vec<RecordBatch>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![ds.join(sub)];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let f = File::open(&p).unwrap();
+                let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f)
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(|b| b.unwrap())
+                    .collect();
+                // One batch per file, so that row-group boundaries do not matter.
+                let schema = batches[0].schema();
+                let one = arrow::compute::concat_batches(&schema, &batches).unwrap();
+                out.insert(p.strip_prefix(ds).unwrap().display().to_string(), vec![one]);
+            }
+        }
+    }
+    out
+}
+
+/// All rows of the parquet files under `ds/sub`, in file order, as one batch.
+fn all_rows(ds: &Path, sub: &str) -> RecordBatch {
+    let t = tables(ds, sub);
+    let batches: Vec<RecordBatch> = t.into_values().flatten().collect();
+    let schema = batches[0].schema();
+    arrow::compute::concat_batches(&schema, &batches).unwrap()
+}
+
+/// Episode rows without the data-file placement columns (which depend on how runs were split:
+/// an append starts a new data file, as for images); the video placement is compared.
+fn episode_rows(ds: &Path) -> RecordBatch {
+    let b = all_rows(ds, "meta/episodes");
+    let keep: Vec<usize> = (0..b.num_columns())
+        .filter(|i| {
+            let n = b.schema().field(*i).name().clone();
+            !n.starts_with("data/") && !n.starts_with("meta/")
+        })
+        .collect();
+    b.project(&keep).unwrap()
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Numbers equal within a relative 1e-9 (stats re-aggregated in another order of additions).
+fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                assert_json_close(u, v, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, u) in x {
+                assert_json_close(u, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// Same data rows (in index order), episode rows (with their video placement), tasks,
+/// info.json totals and features, and stats (within float tolerance); both valid.
+pub fn assert_same_tables(a: &Path, b: &Path) {
+    assert!(
+        all_rows(a, "data") == all_rows(b, "data"),
+        "data rows differ"
+    );
+    assert!(episode_rows(a) == episode_rows(b), "episode rows differ");
+    let tasks = |d: &Path| {
+        let f = File::open(d.join("meta/tasks.parquet")).unwrap();
+        ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(tasks(a) == tasks(b), "tasks differ");
+    let (ia, ib) = (
+        json(&a.join("meta/info.json")),
+        json(&b.join("meta/info.json")),
+    );
+    for k in [
+        "total_episodes",
+        "total_frames",
+        "total_tasks",
+        "features",
+        "fps",
+        "splits",
+        "video_path",
+    ] {
+        assert_eq!(ia[k], ib[k], "info.json {k}");
+    }
+    assert_json_close(
+        &json(&a.join("meta/stats.json")),
+        &json(&b.join("meta/stats.json")),
+        "stats",
+    );
+    for ds in [a, b] {
+        let problems = bag2dataset::dataset::validate(ds).unwrap();
+        assert!(problems.is_empty(), "{}: {problems:?}", ds.display());
+    }
+}
+
+/// Every mp4 under `ds/videos`, relative path → frames decoded as RGB.
+pub fn decoded_videos(ds: &Path) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![ds.join("videos")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "mp4") {
+                let o = Command::new("ffmpeg")
+                    .args(["-v", "error", "-i"])
+                    .arg(&p)
+                    .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "decodes {}", p.display());
+                let frames = o
+                    .stdout
+                    .chunks((W * H * 3) as usize)
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                out.insert(p.strip_prefix(ds).unwrap().display().to_string(), frames);
+            }
+        }
+    }
+    out
+}
+
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+/// Same tables, same video files with the same frame counts, every frame within 38 dB.
+pub fn assert_same_dataset(a: &Path, b: &Path) {
+    assert_same_tables(a, b);
+    let (va, vb) = (decoded_videos(a), decoded_videos(b));
+    assert_eq!(
+        va.keys().collect::<Vec<_>>(),
+        vb.keys().collect::<Vec<_>>(),
+        "same video files"
+    );
+    for (k, fa) in &va {
+        let fb = &vb[k];
+        assert_eq!(fa.len(), fb.len(), "{k}: frame count");
+        for (i, (x, y)) in fa.iter().zip(fb).enumerate() {
+            let p = psnr(x, y);
+            assert!(p >= 38.0, "{k} frame {i}: PSNR {p:.1} dB");
+        }
+    }
+}
+
+fn report(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("json report ({e}): {stdout}"))
+}
+
+/// Two bags of three 640x480 cameras and the config.
+fn inputs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, b) = (dir.join("a.bag"), dir.join("b.bag"));
+    three_camera_bag(&a, 40, 1);
+    three_camera_bag(&b, 30, 2);
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    (a, b, cfg)
+}
+
+#[test]
+fn the_tree_stays_under_a_ceiling_that_admits_one_encoder_and_equals_an_unconstrained_run() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("ceiling");
+    let (a, b, cfg) = inputs(&dir);
+    let (free, tight) = (dir.join("free"), dir.join("tight"));
+    let s = |p: &Path| p.display().to_string();
+    let free_run = run_sampled(&[
+        "convert",
+        &s(&a),
+        &s(&b),
+        "-c",
+        &s(&cfg),
+        "-o",
+        &s(&free),
+        "--max-memory",
+        "2GiB",
+        "--json",
+        "--jobs",
+        "1",
+    ]);
+    assert!(free_run.status.success(), "{}", free_run.stderr);
+    let fr = report(&free_run.stdout);
+    let per = fr["memory"]["video"]["encoder_bytes"].as_u64().unwrap();
+    assert_eq!(fr["memory"]["video"]["encoders_parallel"], 3);
+    // One encoder and the converter fit; three do not.
+    let ceiling = fr["memory"]["smallest_ceiling"]
+        .as_u64()
+        .unwrap()
+        .max(per + (64 << 20));
+    assert!(
+        ceiling < 3 * per,
+        "{ceiling} admits three encoders of {per}"
+    );
+    let tight_run = run_sampled(&[
+        "convert",
+        &s(&a),
+        &s(&b),
+        "-c",
+        &s(&cfg),
+        "-o",
+        &s(&tight),
+        "--max-memory",
+        &ceiling.to_string(),
+        "--json",
+        "--jobs",
+        "1",
+    ]);
+    assert!(tight_run.status.success(), "{}", tight_run.stderr);
+    let tr = report(&tight_run.stdout);
+    assert_eq!(tr["memory"]["video"]["encoders_parallel"], 1, "{tr}");
+    assert_eq!(tr["memory"]["ceiling"].as_u64().unwrap(), ceiling);
+    assert!(
+        tight_run.peak_tree <= ceiling,
+        "tree peak {} over the ceiling {ceiling} (sampled from outside)",
+        tight_run.peak_tree
+    );
+    let reported = tr["memory"]["peak_tree_rss"].as_u64().unwrap();
+    assert!(reported > tr["memory"]["peak_rss"].as_u64().unwrap());
+    assert!(reported <= ceiling);
+    assert!(
+        tr["memory"]["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["label"].as_str().unwrap().contains("encoder")),
+        "{tr}"
+    );
+    // The unconstrained run really ran three encoders at once.
+    assert!(free_run.max_children >= 3, "{}", free_run.max_children);
+    assert_same_dataset(&free, &tight);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_ceiling_too_small_for_one_encoder_fails_before_any_work_naming_the_minimum() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("small");
+    let a = dir.join("a.bag");
+    three_camera_bag(&a, 5, 1);
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    let out = dir.join("ds");
+    let r = Command::new(BIN)
+        .args(["convert", "-q", "-c"])
+        .arg(&cfg)
+        .arg(&a)
+        .arg("-o")
+        .arg(&out)
+        .args(["--max-memory", "100MiB"])
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("encoder") && err.contains("--max-memory"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_max_memory_a_video_run_chooses_a_ceiling_that_holds_and_prints_it() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("default");
+    let a = dir.join("a.bag");
+    three_camera_bag(&a, 20, 1);
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    let out = dir.join("ds");
+    let s = |p: &Path| p.display().to_string();
+    let (log, chart) = (dir.join("mem.csv"), dir.join("mem.svg"));
+    let r = run_sampled(&[
+        "convert",
+        &s(&a),
+        "-c",
+        &s(&cfg),
+        "-o",
+        &s(&out),
+        "--memory-log",
+        &s(&log),
+        "--memory-chart",
+        &s(&chart),
+    ]);
+    assert!(r.status.success(), "{}", r.stderr);
+    // The memory log has the children's RSS per chunk, the chart the tree and each child.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "children_rss").unwrap();
+    assert!(
+        text.lines()
+            .skip(1)
+            .any(|l| l.split(',').nth(col).unwrap().parse::<u64>().unwrap() > 0),
+        "{text}"
+    );
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.contains("tree RSS") && svg.contains("ffmpeg encoder observation.images.cam_h"));
+    assert!(
+        r.stderr.contains("chosen for video") && r.stderr.contains("3 of 3 camera encoders"),
+        "{}",
+        r.stderr
+    );
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("video: ceiling "))
+        .unwrap();
+    let mib: f64 = line
+        .split("video: ceiling ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (r.peak_tree as f64) <= mib * 1048576.0 * 1.001,
+        "{} > {line}",
+        r.peak_tree
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_encoder_that_loses_a_frame_fails_the_episode() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("lost");
+    let (a, b) = (dir.join("a.bag"), dir.join("b.bag"));
+    three_camera_bag(&a, 12, 1);
+    three_camera_bag(&b, 10, 2);
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    // An ffmpeg that drops frame 3 of every encoded stream of bag b (its episodes have 10
+    // frames), and exits 0 as if all went well.
+    let fake = dir.join("ffmpeg");
+    std::fs::write(
+        &fake,
+        "#!/bin/bash\n\
+         if [[ \" $* \" == *\" pipe:0 \"* && \" $* \" == *\" -s 640x480 \"* && -e \"$DROP_FLAG\" ]]; then\n\
+           n=$#; out=${!n}; set -- \"${@:1:$((n-1))}\"\n\
+           exec ffmpeg \"$@\" -vf 'select=not(eq(n\\,3))' -fps_mode passthrough \"$out\"\n\
+         fi\n\
+         exec ffmpeg \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.join("ds");
+    let flag = dir.join("drop");
+    // First bag converts normally; then frames are lost for the second.
+    let r = Command::new(BIN)
+        .args(["convert", "-q", "--json", "-c"])
+        .arg(&cfg)
+        .arg(&a)
+        .arg("-o")
+        .arg(&out)
+        .args(["--max-memory", "1GiB", "--jobs", "1"])
+        .env("BAG2DATASET_FFMPEG", &fake)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    std::fs::write(&flag, b"1").unwrap();
+    let dir_out = dir.join("ds2");
+    let r = Command::new(BIN)
+        .args(["convert", "-q", "--json", "-c"])
+        .arg(&cfg)
+        .arg(&a)
+        .arg(&b)
+        .arg("-o")
+        .arg(&dir_out)
+        .args(["--max-memory", "1GiB", "--jobs", "1"])
+        .env("BAG2DATASET_FFMPEG", &fake)
+        .env("DROP_FLAG", &flag)
+        .output()
+        .unwrap();
+    // Both bags lose a frame: nothing can be converted.
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("rows but") && (err.contains("holds 9") || err.contains("holds 11")),
+        "{err}"
+    );
+    assert!(!dir_out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- Equivalence: append, kill -9 + re-run, --jobs 2, shards + merge each equal one run ----
+
+/// Four small bags of three 640x480 cameras and the config.
+fn four_bags(dir: &Path) -> (Vec<PathBuf>, PathBuf) {
+    let bags: Vec<PathBuf> = (0..4u32)
+        .map(|k| {
+            let p = dir.join(format!("bag-{k}.bag"));
+            three_camera_bag(&p, 12 + 3 * k, k + 1);
+            p
+        })
+        .collect();
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    (bags, cfg)
+}
+
+fn convert(bags: &[PathBuf], cfg: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let o = Command::new(BIN)
+        .arg("convert")
+        .args(bags)
+        .arg("-c")
+        .arg(cfg)
+        .arg("-o")
+        .arg(out)
+        .args(["--json", "-q"])
+        .args(if extra.contains(&"--max-memory") {
+            &[][..]
+        } else {
+            &["--max-memory", "1GiB"][..]
+        })
+        // One process (the sequential run the others are compared with), unless asked.
+        .args(if extra.contains(&"--jobs") {
+            &[][..]
+        } else {
+            &["--jobs", "1"][..]
+        })
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "convert {extra:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    report(&String::from_utf8_lossy(&o.stdout))
+}
+
+#[test]
+fn video_append_and_rerun_equal_one_run() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("append");
+    let (bags, cfg) = four_bags(&dir);
+    let (one, nightly) = (dir.join("one"), dir.join("nightly"));
+    convert(&bags, &cfg, &one, &[]);
+    let r = convert(&bags[..2], &cfg, &nightly, &[]);
+    assert_eq!(r["mode"], "created");
+    let r = convert(&bags[..3], &cfg, &nightly, &[]);
+    assert_eq!(r["mode"], "appended");
+    assert_eq!(r["episodes"], 1);
+    let r = convert(&bags, &cfg, &nightly, &[]);
+    assert_eq!(r["mode"], "appended");
+    // Idempotent: nothing new, nothing changes.
+    let r = convert(&bags, &cfg, &nightly, &[]);
+    assert_eq!(r["mode"], "unchanged");
+    assert_same_dataset(&one, &nightly);
+    // One video file per camera, continued by the appends (not one per run).
+    let files = decoded_videos(&nightly);
+    assert_eq!(files.len(), 3, "{:?}", files.keys());
+    assert!(bag2dataset::dataset::validate(&nightly).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_changed_video_config_is_refused_in_words() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("refuse");
+    let (bags, cfg) = four_bags(&dir);
+    let ds = dir.join("ds");
+    convert(&bags[..1], &cfg, &ds, &[]);
+    let o = Command::new(BIN)
+        .arg("convert")
+        .arg(&bags[1])
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&ds)
+        .args(["-q", "--crf", "23"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("video.crf") && err.contains("23 in this run") && err.contains("--force"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kill_9_during_a_video_append_then_rerun_equals_one_run() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("kill");
+    let (bags, cfg) = four_bags(&dir);
+    let one = dir.join("one");
+    convert(&bags, &cfg, &one, &[]);
+    let base = dir.join("base");
+    convert(&bags[..2], &cfg, &base, &[]);
+    for (k, delay_ms) in [150u64, 700, 1500, 3000].into_iter().enumerate() {
+        let ds = dir.join(format!("ds-{k}"));
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(&base)
+            .arg(&ds)
+            .status()
+            .unwrap();
+        assert!(o.success());
+        let mut child = Command::new(BIN)
+            .arg("convert")
+            .args(&bags)
+            .arg("-c")
+            .arg(&cfg)
+            .arg("-o")
+            .arg(&ds)
+            .args(["-q", "--max-memory", "1GiB"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // The dataset is the old one or the new one, never half of either.
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ds.join("meta/info.json")).unwrap()).unwrap();
+        let eps = info["total_episodes"].as_u64().unwrap();
+        assert!(
+            eps == 2 || eps == 4,
+            "after kill at {delay_ms} ms: {eps} episodes"
+        );
+        assert!(bag2dataset::dataset::validate(&ds).unwrap().is_empty());
+        let r = convert(&bags, &cfg, &ds, &[]);
+        assert!(r["mode"] == "appended" || r["mode"] == "unchanged", "{r}");
+        assert_same_dataset(&one, &ds);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn video_jobs_and_shards_plus_merge_equal_one_run() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("jobs");
+    let (bags, cfg) = four_bags(&dir);
+    let one = dir.join("one");
+    convert(&bags, &cfg, &one, &["--jobs", "1"]);
+    // --jobs 2: two children, each under half the ceiling with its own encoders.
+    let jobs = dir.join("jobs");
+    let o = Command::new(BIN)
+        .arg("convert")
+        .args(&bags)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&jobs)
+        .args(["--json", "--jobs", "2", "--max-memory", "1GiB"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let r = report(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(r["jobs"], 2, "{r}");
+    // Each job's tree (converter and encoders) stayed under its share of the ceiling.
+    let per_job = r["per_job_ceiling"].as_u64().unwrap();
+    for j in r["job_reports"].as_array().unwrap() {
+        let m = &j["memory"];
+        assert!(m["peak_tree_rss"].as_u64().unwrap() <= per_job, "{m}");
+        assert!(m["peak_children_rss"].as_u64().unwrap() > 0, "{m}");
+    }
+    assert!(r["sum_of_job_tree_peak_rss"].as_u64().unwrap() <= 1 << 30);
+    assert_same_dataset(&one, &jobs);
+    // Shards, then merge.
+    let (s1, s2) = (dir.join("s1"), dir.join("s2"));
+    convert(&bags, &cfg, &s1, &["--shard", "1/2"]);
+    convert(&bags, &cfg, &s2, &["--shard", "2/2"]);
+    let merged = dir.join("merged");
+    let o = Command::new(BIN)
+        .arg("merge")
+        .arg(&s1)
+        .arg(&s2)
+        .arg("-o")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_dataset(&one, &merged);
+    // merge's ceiling holds its ffmpeg stream copy too: too small a one is refused up front.
+    let o = Command::new(BIN)
+        .arg("merge")
+        .arg(&s1)
+        .arg(&s2)
+        .arg("-o")
+        .arg(dir.join("merged-small"))
+        .args(["--max-memory", "48MiB"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("stream copy") && err.contains("--max-memory"),
+        "{err}"
+    );
+    assert!(!dir.join("merged-small").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The lerobot venvs to check with: 0.4.x (`LEROBOT_PYTHON`, default /tmp/lerobotvenv) and
+/// 0.6.x (`LEROBOT061_PYTHON`, default /tmp/lerobot061); those absent are reported and skipped.
+fn lerobot_pythons() -> Vec<String> {
+    let mut found = Vec::new();
+    for (var, default) in [
+        ("LEROBOT_PYTHON", "/tmp/lerobotvenv/bin/python"),
+        ("LEROBOT061_PYTHON", "/tmp/lerobot061/bin/python"),
+    ] {
+        let py = std::env::var(var).unwrap_or_else(|_| default.to_string());
+        if Path::new(&py).exists() {
+            found.push(py);
+        } else {
+            eprintln!("SKIPPED for this client: no lerobot venv at {py} (set {var})");
+        }
+    }
+    found
+}
+
+#[test]
+fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let pythons = lerobot_pythons();
+    if pythons.is_empty() {
+        eprintln!("SKIPPED: no lerobot venv (see above)");
+        return;
+    }
+    let dir = tmp("clients");
+    let (bags, cfg) = four_bags(&dir);
+    // Appended in two runs under a ceiling that admits one encoder (the others spill).
+    let nightly = dir.join("nightly");
+    let one = bag2dataset::memory::encoders::encoder_bytes(
+        bag2dataset::dataset::video::VideoCodec::Av1,
+        W,
+        H,
+    );
+    let tight = (one + (80 << 20)).to_string();
+    for n in [2, 4] {
+        let r = convert(
+            &bags[..n],
+            &cfg,
+            &nightly,
+            &["--max-memory", &tight, "--jobs", "1"],
+        );
+        assert_eq!(r["memory"]["video"]["encoders_parallel"], 1, "{r}");
+    }
+    // Shards merged.
+    let (s1, s2, merged) = (dir.join("s1"), dir.join("s2"), dir.join("merged"));
+    convert(&bags, &cfg, &s1, &["--shard", "1/2"]);
+    convert(&bags, &cfg, &s2, &["--shard", "2/2"]);
+    let o = Command::new(BIN)
+        .arg("merge")
+        .arg(&s1)
+        .arg(&s2)
+        .arg("-o")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_video_frames.py");
+    for py in &pythons {
+        for ds in [&nightly, &merged] {
+            let r = Command::new(py)
+                .arg(&script)
+                .arg(ds)
+                .env("HF_HUB_OFFLINE", "1")
+                .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&r.stdout),
+                String::from_utf8_lossy(&r.stderr)
+            );
+            println!(
+                "{py} {}: {}",
+                ds.display(),
+                text.lines().next().unwrap_or("")
+            );
+            assert!(r.status.success(), "{py} on {}: {text}", ds.display());
+            // 4 episodes x (first, middle, last) x 3 cameras.
+            assert!(text.contains("OK: 36 frames decoded"), "{text}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_encoder_growing_past_the_ceiling_stops_the_run_cleanly() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("over");
+    let a = dir.join("a.bag");
+    three_camera_bag(&a, 20, 1);
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    // An "encoder" that first holds ~400 MB (far beyond its planned share), then encodes.
+    let fake = dir.join("ffmpeg");
+    std::fs::write(
+        &fake,
+        "#!/bin/bash\n\
+         if [[ \" $* \" == *\" pipe:0 \"* ]]; then\n\
+           big=$(head -c 400000000 /dev/zero | tr '\\0' a); sleep 1; unset big\n\
+         fi\n\
+         exec ffmpeg \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.join("ds");
+    let one = bag2dataset::memory::encoders::encoder_bytes(
+        bag2dataset::dataset::video::VideoCodec::Av1,
+        W,
+        H,
+    );
+    let r = Command::new(BIN)
+        .args(["convert", "-q", "--json", "-c"])
+        .arg(&cfg)
+        .arg(&a)
+        .arg("-o")
+        .arg(&out)
+        .arg("--max-memory")
+        .arg((one + (100 << 20)).to_string())
+        .env("BAG2DATASET_FFMPEG", &fake)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{err}");
+    assert!(
+        err.contains("resident memory of the process and its children")
+            && err.contains("--max-memory"),
+        "{err}"
+    );
+    // Stopped cleanly: nothing published, no encoder left behind, no staging left over.
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn profile_video_reports_the_smallest_ceiling_with_one_encoder_verified() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("profile");
+    let a = dir.join("a.bag");
+    three_camera_bag(&a, 15, 1);
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    let o = Command::new(BIN)
+        .args(["profile", "--video", "--json", "-c"])
+        .arg(&cfg)
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&String::from_utf8_lossy(&o.stdout));
+    let smallest = r["smallest_ceiling"].as_u64().unwrap();
+    let one = r["profile"]["memory"]["video"]["encoder_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(smallest > one, "{r}");
+    // Verified: converted again at that ceiling, its tree under it.
+    let v = &r["verified"];
+    assert_eq!(v["ceiling"].as_u64().unwrap(), smallest, "{r}");
+    assert!(v["peak_rss"].as_u64().unwrap() <= smallest);
+    let _ = std::fs::remove_dir_all(&dir);
+}
