@@ -11,6 +11,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// ROS 2: a directory of custom message definitions (`<pkg>/msg/<Type>.msg`,
+    /// `<pkg>/srv/<Srv>.srv`) for bags that store none (repeatable).
+    #[arg(long = "msg-path", global = true, value_name = "DIR")]
+    pub msg_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

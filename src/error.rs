@@ -76,6 +76,9 @@ pub enum Error {
     /// Writing the dataset failed.
     #[error("dataset {path}: {what}")]
     Dataset { path: PathBuf, what: String },
+    /// A ROS 2 recording (rosbag2 directory, MCAP or SQLite file) cannot be read.
+    #[error("{path}: {what}")]
+    Recording { path: PathBuf, what: String },
     /// A memory ceiling asked for is above what the scheduler or the container allows.
     #[error("memory limit: {what}")]
     Limit { what: String },
@@ -143,6 +146,10 @@ impl Error {
                 what: what.clone(),
             },
             Error::Config(what) => Error::Config(what.clone()),
+            Error::Recording { path, what } => Error::Recording {
+                path: path.clone(),
+                what: what.clone(),
+            },
             Error::Video { key, what } => Error::Video {
                 key: key.clone(),
                 what: what.clone(),

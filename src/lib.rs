@@ -16,9 +16,11 @@ pub mod demo;
 pub mod diag;
 pub mod error;
 pub mod layout;
+pub mod input;
 pub mod memory;
 pub mod msg;
 pub mod progress;
+pub mod ros2;
 pub mod timefmt;
 
 pub use error::{Error, Result};

@@ -21,6 +21,8 @@ pub enum ChunkCompression {
     None,
     Bz2,
     Lz4,
+    /// MCAP chunks and rosbag2 message compression (never in a ROS1 bag).
+    Zstd,
 }
 
 impl ChunkCompression {
@@ -38,6 +40,7 @@ impl ChunkCompression {
             Self::None => "none",
             Self::Bz2 => "bz2",
             Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
         }
     }
 }

@@ -590,6 +590,11 @@ pub(crate) fn decompress_bounded(
                 }
             }
         }
+        ChunkCompression::Zstd => (
+            out,
+            false,
+            Some("zstd chunks do not occur in ROS1 bags".into()),
+        ),
         ChunkCompression::Lz4 => {
             let mut dec = match lz4::Decoder::new(raw) {
                 Ok(d) => d,

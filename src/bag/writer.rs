@@ -58,6 +58,10 @@ impl Compression {
                 let (out, result) = enc.finish();
                 result.map(|()| out)
             }
+            Compression::Zstd => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "zstd is not a ROS1 bag chunk compression",
+            )),
         }
     }
 }

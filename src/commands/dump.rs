@@ -14,6 +14,7 @@ use crate::bag::record::Record;
 use crate::bag::{BagFile, BagIndex, RecoveryNote};
 use crate::cli::DumpArgs;
 use crate::error::{Error, Result};
+use crate::input::Recording;
 use crate::msg::{MessageSchema, to_golden_json};
 
 /// Decompressed chunks kept while dumping (entries of out-of-order chunks interleave).
@@ -53,6 +54,13 @@ pub fn dump_bag_with(
     on_note: impl FnOnce(&RecoveryNote),
     mut emit: impl FnMut(serde_json::Value) -> bool,
 ) -> Result<u64> {
+    if crate::ros2::is_ros2_path(path) {
+        let rec = Recording::open(path)?;
+        if let Some(why) = rec.recovery() {
+            crate::diag::warn(&format!("{}: read by a scan: {why}", path.display()));
+        }
+        return dump_recording(&rec, filter, emit);
+    }
     let bag = BagFile::open(path)?;
     let (index, note) = BagIndex::open_verified(&bag)?;
     if let Some(note) = &note {
@@ -151,6 +159,119 @@ pub fn dump_bag_with(
     Ok(written)
 }
 
+/// Decompressed units kept while dumping a ROS 2 recording.
+const CACHED_UNITS: usize = 2;
+
+/// [`dump_bag`] of any recording through the input layer: one pass over the units (file
+/// order) lists every message's time, a stable sort puts them in receive-time order (ties in
+/// storage order, as the goldens break them; file order for a recording read by a scan), and
+/// a second pass decodes them with a small cache of units.
+pub fn dump_recording(
+    rec: &Recording,
+    filter: &DumpFilter,
+    mut emit: impl FnMut(serde_json::Value) -> bool,
+) -> Result<u64> {
+    let path = rec.path();
+    let index = rec.index();
+    let mut conns: Vec<u32> = Vec::new();
+    for t in &filter.topics {
+        let ids = index.connections_of(t);
+        if ids.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: no topic {t} (topics: {})",
+                path.display(),
+                index.topics().join(", ")
+            )));
+        }
+        conns.extend(ids);
+    }
+    if filter.topics.is_empty() {
+        conns = index.connections.iter().map(|c| c.id).collect();
+    }
+    let origin = index.time_range().map_or(0, |r| r.0);
+    let bound = |s: Option<f64>, default: u64| {
+        s.map_or(default, |s| {
+            origin.saturating_add((s.max(0.0) * 1e9) as u64)
+        })
+    };
+    let (t0, t1) = (bound(filter.start, 0), bound(filter.end, u64::MAX));
+    // (time, unit, message index in the unit).
+    let mut entries: Vec<(u64, u32, u32)> = Vec::new();
+    for ci in 0..index.chunks.len() {
+        if !index.chunks[ci].holds_any(&conns) {
+            continue;
+        }
+        let unit = rec.read_unit(ci, Some(&conns), false)?;
+        for (k, m) in unit.messages().enumerate() {
+            if m.time_ns >= t0 && m.time_ns <= t1 {
+                entries.push((m.time_ns, ci as u32, k as u32));
+            }
+        }
+        if let Some(e) = &unit.cut {
+            crate::diag::warn(&format!("{e} (the messages before it are kept)"));
+        }
+    }
+    if !rec.is_recovered() {
+        entries.sort_by_key(|e| e.0);
+    }
+    let mut schemas: HashMap<u32, std::result::Result<MessageSchema, String>> = HashMap::new();
+    let mut cache: Vec<(u32, crate::input::Unit<'_>)> = Vec::new();
+    let mut written = 0u64;
+    for (_, ci, k) in entries {
+        if filter.limit.is_some_and(|l| written >= l) {
+            break;
+        }
+        if !cache.iter().any(|(c, _)| *c == ci) {
+            if cache.len() >= CACHED_UNITS {
+                cache.remove(0);
+            }
+            cache.push((ci, rec.read_unit(ci as usize, Some(&conns), false)?));
+        }
+        let Some(m) = cache
+            .iter()
+            .find(|(c, _)| *c == ci)
+            .and_then(|(_, u)| u.message(k as usize))
+        else {
+            continue;
+        };
+        let Some(conn) = index.connection(m.conn) else {
+            continue;
+        };
+        let schema = schemas.entry(m.conn).or_insert_with(|| rec.schema(m.conn));
+        let (local, file) = rec.conn_label(m.conn);
+        let mut line = json!({
+            "topic": conn.topic,
+            "msgtype": conn.msgtype,
+            "conn": local,
+        });
+        if let Some(f) = file {
+            line["file"] = json!(f);
+        }
+        line["time_ns"] = json!(m.time_ns);
+        line["raw_len"] = json!(m.data.len());
+        let fail = |line: &mut serde_json::Value, what: String| {
+            use sha2::{Digest, Sha256};
+            let hex: String = Sha256::digest(m.data)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect();
+            line["raw_sha256"] = json!(hex);
+            line["data"] = serde_json::Value::Null;
+            line["error"] = json!(what);
+        };
+        match schema.as_ref().map(|s| (s, s.decode(m.data))) {
+            Ok((s, Ok(v))) => line["data"] = to_golden_json(s, &v),
+            Ok((_, Err(err))) => fail(&mut line, err.to_string()),
+            Err(what) => fail(&mut line, format!("no decoder: {what}")),
+        }
+        written += 1;
+        if !emit(line) {
+            break;
+        }
+    }
+    Ok(written)
+}
+
 /// Most threads of a decode-only pass.
 const COUNT_THREADS_MAX: usize = 8;
 
@@ -169,6 +290,36 @@ pub fn count_bag(
     path: &Path,
     topics: &[String],
 ) -> Result<std::collections::BTreeMap<String, TopicCount>> {
+    if crate::ros2::is_ros2_path(path) {
+        let rec = Recording::open(path)?;
+        let index = rec.index();
+        let mut counts: std::collections::BTreeMap<String, TopicCount> = Default::default();
+        let mut schemas: HashMap<u32, Option<MessageSchema>> = HashMap::new();
+        let wanted: Vec<u32> = index
+            .connections
+            .iter()
+            .filter(|c| topics.is_empty() || topics.contains(&c.topic))
+            .map(|c| c.id)
+            .collect();
+        for ci in index.chunks_for(&wanted, 0, u64::MAX) {
+            let unit = rec.read_unit(ci, Some(&wanted), false)?;
+            for m in unit.messages() {
+                let Some(conn) = index.connection(m.conn) else {
+                    continue;
+                };
+                let schema = schemas
+                    .entry(m.conn)
+                    .or_insert_with(|| rec.schema(m.conn).ok());
+                let c = counts.entry(conn.topic.clone()).or_default();
+                c.messages += 1;
+                c.payload_bytes += m.data.len() as u64;
+                if schema.as_ref().is_none_or(|s| s.decode(m.data).is_err()) {
+                    c.errors += 1;
+                }
+            }
+        }
+        return Ok(counts);
+    }
     let bag = BagFile::open(path)?;
     let (index, note) = BagIndex::open_verified(&bag)?;
     if let Some(note) = &note {

@@ -43,8 +43,12 @@ pub struct BagInfo {
     pub recovered: Option<String>,
 }
 
-/// Reads the index of `path` (or recovers it by a scan) and summarises it.
+/// Reads the index of `path` (or recovers it by a scan) and summarises it. ROS 2 recordings
+/// (rosbag2 directory, `.mcap`, `.db3`) are described from their summary / topic tables.
 pub fn bag_info(path: &Path) -> Result<BagInfo> {
+    if crate::ros2::is_ros2_path(path) {
+        return ros2_info(path);
+    }
     let bag = BagFile::open(path)?;
     let (index, note) = BagIndex::open_verified(&bag)?;
     let all: Vec<u32> = index.connections.iter().map(|c| c.id).collect();
@@ -106,6 +110,76 @@ pub fn bag_info(path: &Path) -> Result<BagInfo> {
         connections: index.connections.len(),
         topics,
         recovered: note.map(|n| n.to_string()),
+    })
+}
+
+/// `info` of a ROS 2 recording: counts per connection from the MCAP message indexes or the
+/// SQLite index pass; a topic's frequency from the time ranges of the units holding it.
+fn ros2_info(path: &Path) -> Result<BagInfo> {
+    let rec = crate::input::Recording::open(path)?;
+    let index = rec.index();
+    let counts = index.counts_by_connection();
+    let mut topics = Vec::new();
+    for topic in index.topics() {
+        let conns = index.connections_of(topic);
+        let n: u64 = conns
+            .iter()
+            .map(|c| counts.get(c).copied().unwrap_or(0))
+            .sum();
+        let (mut first, mut last) = (u64::MAX, 0u64);
+        for ch in index.chunks.iter().filter(|ch| ch.holds_any(&conns)) {
+            first = first.min(ch.start_ns);
+            last = last.max(ch.end_ns);
+        }
+        let msgtype = index
+            .connection(conns[0])
+            .map(|c| c.msgtype.clone())
+            .unwrap_or_default();
+        let frequency_hz =
+            (n >= 2 && last > first).then(|| (n - 1) as f64 / ((last - first) as f64 / 1e9));
+        topics.push(TopicInfo {
+            topic: topic.to_string(),
+            msgtype,
+            messages: n,
+            frequency_hz,
+            connections: conns.len(),
+        });
+    }
+    let mut compression = BTreeMap::new();
+    for c in &index.chunks {
+        *compression.entry(c.compression.name()).or_insert(0) += 1;
+    }
+    let range = index.time_range();
+    let version = match &rec {
+        crate::input::Recording::Ros2(r) if r.metadata.is_some() => match rec.format() {
+            "mcap" => "rosbag2 (mcap)",
+            _ => "rosbag2 (sqlite3)",
+        },
+        _ => match rec.format() {
+            "mcap" => "mcap",
+            _ => "sqlite3",
+        },
+    };
+    Ok(BagInfo {
+        path: path.display().to_string(),
+        version,
+        size_bytes: index.file_len,
+        start_ns: range.map(|r| r.0),
+        end_ns: range.map(|r| r.1),
+        start: range.map(|r| timefmt::utc(r.0)),
+        end: range.map(|r| timefmt::utc(r.1)),
+        duration_s: range.map(|(a, b)| (b - a) as f64 / 1e9).unwrap_or(0.0),
+        messages: index.message_count(),
+        chunks: index.chunks.len(),
+        compression,
+        uncompressed_bytes: index
+            .chunks
+            .iter()
+            .map(|c| c.uncompressed_size as u64)
+            .sum(),
+        connections: index.connections.len(),
+        topics,
+        recovered: rec.recovery(),
     })
 }
 

@@ -48,14 +48,11 @@ fn first_bag_rate(args: &ConvertArgs, cfg: &ConvertConfig) -> anyhow::Result<Opt
         return Ok(None);
     };
     for b in &bags {
-        let Ok(bag) = crate::bag::BagFile::open(b) else {
+        let Ok(rec) = crate::input::Recording::open(b) else {
             continue;
         };
-        let Ok((index, _)) = crate::bag::BagIndex::open(&bag) else {
-            continue;
-        };
-        let conns = index.connections_of(topic);
-        let Ok(times) = index.topic_times(&bag, &conns) else {
+        let conns = rec.index().connections_of(topic);
+        let Ok(times) = rec.topic_times(&conns) else {
             continue;
         };
         if let (Some(first), Some(last)) = (times.first(), times.last())
@@ -123,6 +120,9 @@ fn run_children(
         cmd.arg("--config").arg(&cfg_path);
         cmd.arg("--max-memory").arg(per_job.to_string());
         cmd.arg("--json").arg("--jobs").arg("1");
+        for dir in crate::ros2::msgdef::msg_paths() {
+            cmd.arg("--msg-path").arg(dir);
+        }
         if let Some(fps) = dataset_fps {
             cmd.arg("--dataset-fps").arg(fps.to_string());
         }

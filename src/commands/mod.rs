@@ -40,6 +40,7 @@ impl From<Exit> for std::process::ExitCode {
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    crate::ros2::msgdef::set_msg_paths(cli.msg_paths.clone());
     match cli.command {
         Command::Info(args) => info_cmd(args),
         Command::Dump(args) => dump::run(args),

@@ -107,7 +107,7 @@ pub fn reindex_bag(
 /// The compression most of the source's chunk records use (loose regions aside); none for a
 /// bag without chunk records.
 fn source_compression(index: &BagIndex) -> Compression {
-    let mut counts = [0usize; 3];
+    let mut counts = [0usize; 4];
     for c in index.chunks.iter().filter(|c| !c.loose) {
         counts[c.compression as usize] += 1;
     }

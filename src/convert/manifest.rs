@@ -176,6 +176,9 @@ pub struct BagIdentity {
 /// section lists every chunk's position and time range and every connection, so a bag whose
 /// messages change almost always changes it; reading it costs milliseconds on multi-GB bags.
 pub fn fingerprint(path: &Path) -> Result<BagIdentity> {
+    if path.is_dir() {
+        return dir_fingerprint(path);
+    }
     let io = |e| Error::io(path, e);
     let mut f = File::open(path).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
@@ -210,6 +213,36 @@ pub fn fingerprint(path: &Path) -> Result<BagIdentity> {
     h.update(b"index");
     if let Some(pos) = index_pos {
         hash_range(pos, (size - pos).min(FINGERPRINT_MAX_INDEX_BYTES), &mut h)?;
+    }
+    Ok(BagIdentity {
+        size,
+        mtime_ns,
+        fingerprint: hex(&h.finalize()),
+    })
+}
+
+/// A rosbag2 directory's fingerprint: its files' fingerprints (sorted by name) hashed
+/// together; size is the sum and mtime the latest.
+fn dir_fingerprint(dir: &Path) -> Result<BagIdentity> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    h.update(b"bag2dataset-dir-fingerprint-v1");
+    let (mut size, mut mtime_ns) = (0u64, 0u64);
+    for f in files {
+        let id = fingerprint(&f)?;
+        h.update(
+            f.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        h.update(id.fingerprint.as_bytes());
+        size += id.size;
+        mtime_ns = mtime_ns.max(id.mtime_ns);
     }
     Ok(BagIdentity {
         size,

@@ -21,12 +21,12 @@ use serde::Serialize;
 use super::image::to_feature_value;
 use super::plan::{BagPlan, SlotKind};
 use crate::align::{Aligner, ImagePayload, Sample, SampleValue, SlotReport, Tick};
-use crate::bag::chunk_reader::{chunk_error, messages, read_chunk_copied};
-use crate::bag::{BagFile, BagIndex, ChunkCompression, ChunkInfo};
+use crate::bag::{BagIndex, ChunkCompression, ChunkInfo};
 use crate::convert::config::TimeSource;
 use crate::dataset::stats::{self, SampledImage};
 use crate::dataset::{DatasetWriter, FeatureValue, Frame, FrameSampler, Presampled};
 use crate::error::{Error, Result};
+use crate::input::Recording;
 use crate::memory::log::MemoryLog;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::{MemorySample, Permit, sample};
@@ -171,8 +171,7 @@ pub fn spawn_monitor(
 /// Converts one bag into the writer's current episode (begun by the caller).
 #[allow(clippy::too_many_arguments)]
 pub fn convert_bag(
-    bag: &BagFile,
-    index: &BagIndex,
+    rec: &Recording,
     plan: &BagPlan,
     mem: &MemoryPlan,
     writer: &mut DatasetWriter,
@@ -189,7 +188,7 @@ pub fn convert_bag(
         let reader = std::thread::Builder::new()
             .name("chunk-reader".into())
             .spawn_scoped(scope, || {
-                let r = read_stage(bag, index, plan, mem, &sample_tx, log, episode, monitor);
+                let r = read_stage(rec, plan, mem, &sample_tx, log, episode, monitor);
                 if r.is_err() {
                     mem.cancel();
                 }
@@ -404,8 +403,7 @@ impl DamageReport {
 /// Reads the planned chunks in file order and sends samples.
 #[allow(clippy::too_many_arguments)]
 fn read_stage(
-    bag: &BagFile,
-    index: &BagIndex,
+    rec: &Recording,
     plan: &BagPlan,
     mem: &MemoryPlan,
     tx: &Sender<ReaderEvent>,
@@ -413,6 +411,8 @@ fn read_stage(
     episode: usize,
     monitor: &Monitor,
 ) -> Result<ReadStats> {
+    let index = rec.index();
+    let wanted = plan.wanted_conns();
     let mut marks = Watermarks::new(index, plan);
     let (mut bytes_read, mut decoded) = (0u64, 0u64);
     let mut damage = DamageReport::default();
@@ -422,14 +422,14 @@ fn read_stage(
         let _held = mem.chunk.acquire(chunk_need(chunk), || {
             format!(
                 "chunk {ci} of {} at offset {} ({} stored, {} decompressed)",
-                bag.path().display(),
+                rec.path().display(),
                 chunk.pos,
                 chunk.data_len,
                 chunk.uncompressed_size
             )
         })?;
         bytes_read += chunk.data_len as u64;
-        let data = match read_chunk_copied(bag, chunk) {
+        let data = match rec.read_unit(ci, Some(&wanted), true) {
             Ok(d) => Some(d),
             Err(e) if !plan.strict => {
                 damage.skip_chunk(
@@ -440,21 +440,21 @@ fn read_stage(
             }
             Err(e) => return Err(e),
         };
-        for m in data.iter().flat_map(|d| messages(d.bytes())) {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) if !plan.strict => {
-                    let e = chunk_error(bag, chunk, e);
-                    damage.skip_rest(format!("skipped the rest of a chunk: {e}"));
-                    break;
-                }
-                Err(e) => return Err(chunk_error(bag, chunk, e)),
-            };
+        let mut data = data;
+        let cut = data.as_mut().and_then(|u| u.cut.take());
+        if let Some(e) = cut {
+            // The messages before the malformed record are used either way.
+            if plan.strict {
+                return Err(e);
+            }
+            damage.skip_rest(format!("skipped the rest of a chunk: {e}"));
+        }
+        for m in data.iter().flat_map(|d| d.messages()) {
             let Some(cp) = plan.conns.get(&m.conn) else {
                 continue;
             };
             let decode_err = |offset: usize, what: String| Error::Decode {
-                path: bag.path().to_path_buf(),
+                path: rec.path().to_path_buf(),
                 topic: cp.topic.clone(),
                 conn: m.conn,
                 time_ns: m.time_ns,
@@ -474,10 +474,17 @@ fn read_stage(
             };
             decoded += 1;
             let time_ns = match cp.stamp {
-                Some(i) => match values[i] {
+                Some(i) => match &values[i] {
                     crate::msg::Value::Time { sec, nsec } => {
-                        sec as u64 * 1_000_000_000 + nsec as u64
+                        *sec as u64 * 1_000_000_000 + *nsec as u64
                     }
+                    // ROS 2: builtin_interfaces/msg/Time {int32 sec, uint32 nanosec}.
+                    crate::msg::Value::Message(f) => match f.as_slice() {
+                        [crate::msg::Value::Int(sec), crate::msg::Value::UInt(ns)] => {
+                            (*sec).max(0) as u64 * 1_000_000_000 + *ns
+                        }
+                        _ => m.time_ns,
+                    },
                     _ => m.time_ns,
                 },
                 None => m.time_ns,

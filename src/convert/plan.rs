@@ -7,10 +7,9 @@ use std::collections::HashMap;
 use super::config::{ConvertConfig, Policy, TimeSource};
 use super::mapping::is_image_type;
 use crate::align::{SlotSpec, Timeline};
-use crate::bag::chunk_reader::{chunk_error, messages, read_chunk};
-use crate::bag::{BagFile, BagIndex};
 use crate::dataset::{DatasetSpec, FeatureKind, FeatureSpec};
 use crate::error::{Error, Result};
+use crate::input::Recording;
 use crate::msg::{FieldPath, MessageSchema, Value};
 
 /// What a slot extracts from its messages.
@@ -90,13 +89,9 @@ fn path_of(schema: &MessageSchema, path: &str, topic: &str) -> Result<FieldPath>
 
 impl BagPlan {
     /// Resolves `cfg` against the bag. `fixed_fps` is the dataset's fps when earlier bags set it.
-    pub fn new(
-        bag: &BagFile,
-        index: &BagIndex,
-        cfg: &ConvertConfig,
-        fixed_fps: Option<u32>,
-    ) -> Result<BagPlan> {
-        let path = bag.path().display().to_string();
+    pub fn new(rec: &Recording, cfg: &ConvertConfig, fixed_fps: Option<u32>) -> Result<BagPlan> {
+        let index = rec.index();
+        let path = rec.path().display().to_string();
         let tol_default = (cfg.tolerance_ms * 1e6) as u64;
         let mut slots = Vec::new();
         let mut feature_slots = Vec::new();
@@ -118,10 +113,12 @@ impl BagPlan {
                     .connection(ids[0])
                     .map(|c| c.msgtype.clone())
                     .unwrap_or_default();
+                // ROS 2 names (`sensor_msgs/msg/Image`) mean the same types.
+                let short_type = crate::msg::normalize_type_name(&msgtype);
                 let image =
-                    is_image_type(&msgtype) && src.field.as_deref().is_none_or(str::is_empty);
+                    is_image_type(&short_type) && src.field.as_deref().is_none_or(str::is_empty);
                 let kind = if image {
-                    if msgtype == "sensor_msgs/Image" {
+                    if short_type == "sensor_msgs/Image" {
                         SlotKind::RawImage
                     } else {
                         SlotKind::CompressedImage
@@ -152,14 +149,9 @@ impl BagPlan {
                     let cp = match conns.entry(id) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::hash_map::Entry::Vacant(e) => {
-                            let schema = MessageSchema::parse(&conn.msgtype, &conn.definition)
-                                .map_err(|err| Error::Definition {
-                                    path: bag.path().to_path_buf(),
-                                    topic: conn.topic.clone(),
-                                    conn: id,
-                                    msgtype: conn.msgtype.clone(),
-                                    what: err.what,
-                                })?;
+                            let schema = rec
+                                .schema(id)
+                                .map_err(|what| rec.definition_error(id, what))?;
                             e.insert(ConnPlan {
                                 topic: conn.topic.clone(),
                                 schema,
@@ -271,7 +263,7 @@ impl BagPlan {
                 "{path}: timeline topic {timeline_topic} has no messages"
             )));
         }
-        let times = index.topic_times(bag, &tl_conns)?;
+        let times = rec.topic_times(&tl_conns)?;
         let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
             return Err(Error::Config(format!(
                 "{path}: the index lists no message times for timeline topic {timeline_topic}"
@@ -334,13 +326,14 @@ impl BagPlan {
             trim_end: cfg.trim_end,
             strict: cfg.strict,
         };
-        plan.probe_shapes(bag, index, cfg)?;
+        plan.probe_shapes(rec, cfg)?;
         Ok(plan)
     }
 
     /// Reads the first message of every slot to learn vector lengths, joint names and image
     /// shapes; fills `spec.features`.
-    fn probe_shapes(&mut self, bag: &BagFile, index: &BagIndex, cfg: &ConvertConfig) -> Result<()> {
+    fn probe_shapes(&mut self, rec: &Recording, cfg: &ConvertConfig) -> Result<()> {
+        let index = rec.index();
         let mut first: Vec<Option<Vec<Value>>> = vec![None; self.slots.len()];
         let mut names_hint: Vec<Option<Vec<String>>> = vec![None; self.slots.len()];
         for &ci in &self.chunks {
@@ -360,9 +353,12 @@ impl BagPlan {
             if !holds {
                 continue;
             }
-            let data = read_chunk(bag, chunk)?;
-            for m in messages(data.bytes()) {
-                let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
+            let wanted = self.wanted_conns();
+            let unit = rec.read_unit(ci, Some(&wanted), false)?;
+            if let Some(e) = unit.cut {
+                return Err(e);
+            }
+            for m in unit.messages() {
                 let Some(cp) = self.conns.get(&m.conn) else {
                     continue;
                 };
@@ -373,7 +369,7 @@ impl BagPlan {
                     cp.schema
                         .decode_fields(m.data, &cp.paths)
                         .map_err(|e| Error::Decode {
-                            path: bag.path().to_path_buf(),
+                            path: rec.path().to_path_buf(),
                             topic: cp.topic.clone(),
                             conn: m.conn,
                             time_ns: m.time_ns,
@@ -408,13 +404,14 @@ impl BagPlan {
                     }
                 }
             }
-            bag.release(chunk.pos, chunk.end() - chunk.pos);
+            drop(unit);
+            rec.release(ci);
         }
         for (s, v) in first.iter().enumerate() {
             if v.is_none() {
                 return Err(Error::Config(format!(
                     "{}: topic {} has no messages",
-                    bag.path().display(),
+                    rec.path().display(),
                     self.slots[s].topic
                 )));
             }

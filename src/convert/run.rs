@@ -23,11 +23,11 @@ use super::mapping::zero_config;
 use super::pipeline::{EpisodeReport, Monitor, chunk_need, convert_bag, spawn_monitor};
 use super::plan::BagPlan;
 use super::select::{Order, Shard, order_bags};
-use crate::bag::{BagFile, BagIndex};
 use crate::dataset::video::VideoCodec;
 use crate::dataset::{DatasetSpec, DatasetWriter, FeatureKind, WriterOptions, recover_staging};
 use crate::diag;
 use crate::error::{Error, Result};
+use crate::input::Recording;
 use crate::memory::encoders::EncoderPlan;
 use crate::memory::log::{MemoryLog, render_svg};
 use crate::memory::plan::{DEFAULT_CEILING, MemoryPlan};
@@ -284,15 +284,21 @@ pub fn collect_inputs(inputs: &[PathBuf], settle: Duration) -> Result<Inputs> {
         _ => out.bags.push(f),
     };
     for p in inputs {
-        if p.is_dir() {
+        if p.is_dir() && crate::ros2::is_ros2_path(p) {
+            // A rosbag2 directory is one recording.
+            out.bags.push(p.clone());
+        } else if p.is_dir() {
             let rd = std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
             let mut found: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "bag"))
+                .filter(|f| {
+                    (f.is_file() && f.extension().is_some_and(|x| x == "bag"))
+                        || crate::ros2::is_ros2_path(f)
+                })
                 .collect();
             if found.is_empty() {
                 return Err(Error::Config(format!(
-                    "{}: no .bag files in this directory",
+                    "{}: no .bag files (nor ROS 2 recordings) in this directory",
                     p.display()
                 )));
             }
@@ -448,10 +454,14 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     }
     let mut last_err = None;
     for b in bags {
-        match BagFile::open(b)
-            .and_then(|bag| BagIndex::open(&bag).map(|(i, _)| i))
-            .and_then(|i| zero_config(&i))
-        {
+        match Recording::open(b).and_then(|r| {
+            // ROS 2 type names (`sensor_msgs/msg/CompressedImage`) map as the ROS1 ones.
+            let mut i = r.index().clone();
+            for c in &mut i.connections {
+                c.msgtype = crate::msg::normalize_type_name(&c.msgtype);
+            }
+            zero_config(&i)
+        }) {
             Ok(c) => return Ok(c),
             Err(e) => last_err = Some(e),
         }
@@ -851,10 +861,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut runnable = Vec::new();
     for job in std::mem::take(&mut prep.todo) {
         let mut need = (0u64, String::new());
-        if let Ok(bag) = BagFile::open(&job.path)
-            && let Ok((index, _)) = BagIndex::open(&bag)
-        {
-            for c in &index.chunks {
+        if let Ok(rec) = Recording::open(&job.path) {
+            for c in &rec.index().chunks {
                 let n = chunk_need(c);
                 if n > need.0 {
                     need = (
@@ -1233,18 +1241,23 @@ fn convert_all(
         run_peak = run_peak.max(monitor.peak_rss.swap(0, Ordering::Relaxed));
         let mut recovered = None;
         let result = (|| -> Result<(EpisodeReport, u64)> {
-            let bag = BagFile::open(path)?;
-            let (index, note) = BagIndex::open_verified(&bag)?;
-            if let Some(note) = note {
+            let rec = Recording::open(path)?;
+            if let Some(note) = rec.recovery() {
                 crate::diag::warn(&format!("{}: {note}", path.display()));
-                recovered = Some(RecoveredReport::new(&note));
+                recovered = Some(match rec.ros1_note() {
+                    Some(n) => RecoveredReport::new(n),
+                    // A ROS 2 file without a usable summary, read by a scan.
+                    None => RecoveredReport {
+                        reason: "scanned".into(),
+                        messages_recovered: rec.index().message_count(),
+                        chunks: rec.index().chunks.len(),
+                        bytes_missing: None,
+                        records_lost: 0,
+                        warnings: vec![note],
+                    },
+                });
             }
-            let plan = BagPlan::new(
-                &bag,
-                &index,
-                cfg,
-                spec.as_ref().map(|s| s.fps).or(opts.dataset_fps),
-            )?;
+            let plan = BagPlan::new(&rec, cfg, spec.as_ref().map(|s| s.fps).or(opts.dataset_fps))?;
             if writer.is_none() {
                 let wopts = WriterOptions {
                     row_group_bytes: mem.row_group_bytes,
@@ -1281,16 +1294,7 @@ fn convert_all(
                 .ok_or_else(|| Error::Config("dataset writer missing".into()))?;
             let episode = w.episodes_done();
             w.begin_episode(&task, plan.expected_frames)?;
-            match convert_bag(
-                &bag,
-                &index,
-                &plan,
-                mem,
-                w,
-                &mut log,
-                episode as usize,
-                &monitor,
-            ) {
+            match convert_bag(&rec, &plan, mem, w, &mut log, episode as usize, &monitor) {
                 Ok(report) => {
                     if report.frames == 0 {
                         w.abort_episode();
@@ -1444,13 +1448,10 @@ fn video_cameras(todo: &[Job], cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32
 /// The video cameras (codec, width, height) `cfg` makes of the first of `bags` that plans.
 pub fn video_cameras_of(bags: &[PathBuf], cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32)> {
     for path in bags {
-        let Ok(bag) = BagFile::open(path) else {
+        let Ok(rec) = Recording::open(path) else {
             continue;
         };
-        let Ok((index, _)) = BagIndex::open(&bag) else {
-            continue;
-        };
-        if let Ok(plan) = BagPlan::new(&bag, &index, cfg, None) {
+        if let Ok(plan) = BagPlan::new(&rec, cfg, None) {
             return plan
                 .spec
                 .features

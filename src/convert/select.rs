@@ -41,6 +41,10 @@ impl Order {
 
 /// Start of a bag's recording (first message time, ns), from its index alone.
 pub fn start_time(bag: &std::path::Path) -> Option<u64> {
+    if crate::ros2::is_ros2_path(bag) {
+        let rec = crate::input::Recording::open(bag).ok()?;
+        return rec.index().time_range().map(|r| r.0);
+    }
     let file = BagFile::open(bag).ok()?;
     let (index, _) = BagIndex::open(&file).ok()?;
     index.time_range().map(|r| r.0)

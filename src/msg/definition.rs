@@ -101,7 +101,7 @@ fn is_separator(trimmed: &str) -> bool {
 }
 
 /// Drops the ROS2-style `/msg/` infix so `pkg/msg/Type` and `pkg/Type` name one type.
-pub(crate) fn normalize_type_name(name: &str) -> String {
+pub fn normalize_type_name(name: &str) -> String {
     match name.split('/').collect::<Vec<_>>().as_slice() {
         [pkg, "msg", ty] => format!("{pkg}/{ty}"),
         _ => name.to_string(),
@@ -165,6 +165,8 @@ fn parse_field(code: &str, line_no: usize) -> Result<RawField, DefinitionError> 
     // `string<=N` is a bounded string; its wire form is an ordinary string.
     let type_name = if type_name.starts_with("string<=") {
         "string"
+    } else if type_name.starts_with("wstring<=") {
+        "wstring"
     } else {
         type_name
     };

@@ -3,7 +3,7 @@
 //! decode plan and runs it on payloads, `value` holds the result and `golden` prints it in the
 //! JSON form of the test corpus.
 
-mod definition;
+pub(crate) mod definition;
 mod golden;
 mod schema;
 mod value;
@@ -11,6 +11,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use definition::normalize_type_name;
 pub use golden::{GOLDEN_HASH_THRESHOLD, to_golden_json};
 pub use schema::{FieldPath, MAX_NESTING_DEPTH, MAX_ZERO_SIZE_ARRAY_LEN, MessageSchema, Primitive};
 pub use value::Value;

@@ -34,11 +34,34 @@ pub enum Primitive {
     Float32,
     Float64,
     String,
+    /// ROS 2 `wstring` (CDR only): a length in characters, then 4 bytes per character.
+    WString,
     Time,
     Duration,
 }
 
 impl Primitive {
+    /// ROS 2 built-in types: `byte` is an unsigned octet, `char` an unsigned 8-bit value, and
+    /// time and duration are messages (`builtin_interfaces/msg/Time`), not built-ins.
+    fn from_ros2_name(name: &str) -> Option<Primitive> {
+        Some(match name {
+            "bool" => Primitive::Bool,
+            "int8" => Primitive::Int8,
+            "uint8" | "byte" | "char" | "octet" => Primitive::UInt8,
+            "int16" => Primitive::Int16,
+            "uint16" => Primitive::UInt16,
+            "int32" => Primitive::Int32,
+            "uint32" => Primitive::UInt32,
+            "int64" => Primitive::Int64,
+            "uint64" => Primitive::UInt64,
+            "float32" => Primitive::Float32,
+            "float64" => Primitive::Float64,
+            "string" => Primitive::String,
+            "wstring" => Primitive::WString,
+            _ => return None,
+        })
+    }
+
     fn from_name(name: &str) -> Option<Primitive> {
         Some(match name {
             "bool" => Primitive::Bool,
@@ -64,7 +87,11 @@ impl Primitive {
         match self {
             Primitive::Bool | Primitive::Int8 | Primitive::UInt8 => 1,
             Primitive::Int16 | Primitive::UInt16 => 2,
-            Primitive::Int32 | Primitive::UInt32 | Primitive::Float32 | Primitive::String => 4,
+            Primitive::Int32
+            | Primitive::UInt32
+            | Primitive::Float32
+            | Primitive::String
+            | Primitive::WString => 4,
             Primitive::Int64
             | Primitive::UInt64
             | Primitive::Float64
@@ -75,12 +102,20 @@ impl Primitive {
 
     /// True when the size never depends on the payload.
     fn is_fixed_size(self) -> bool {
-        self != Primitive::String
+        !matches!(self, Primitive::String | Primitive::WString)
+    }
+
+    /// CDR alignment of the value (of the length prefix for strings).
+    fn cdr_align(self) -> usize {
+        match self {
+            Primitive::Time | Primitive::Duration => 4,
+            p => p.wire_size(),
+        }
     }
 
     /// True for numbers, bool, time and duration: what `Value::to_f64_vec` can flatten.
     pub fn is_numeric(self) -> bool {
-        self != Primitive::String
+        !matches!(self, Primitive::String | Primitive::WString)
     }
 }
 
@@ -116,6 +151,9 @@ pub(crate) struct MsgDef {
 #[derive(Debug, Clone)]
 pub struct MessageSchema {
     msgtype: String,
+    /// ROS 2 CDR payloads (encapsulation header, alignment, either byte order) instead of
+    /// ROS1 serialization.
+    cdr: bool,
     /// Message layouts; `ROOT` is the connection's own type.
     pub(crate) types: Vec<MsgDef>,
 }
@@ -190,11 +228,74 @@ impl MessageSchema {
     pub fn parse(msgtype: &str, definition: &str) -> Result<MessageSchema, DefinitionError> {
         let sections = parse_definition(definition)?;
         let msgtype = normalize_type_name(msgtype.trim());
-        let mut compiler = Compiler::new(&msgtype, &sections);
+        let mut compiler = Compiler::new(&msgtype, &sections, false);
         compiler.compile(&msgtype, 0, 0)?;
         Ok(MessageSchema {
             msgtype,
+            cdr: false,
             types: compiler.types,
+        })
+    }
+
+    /// Compiles the decode plan of a ROS 2 type from `.msg` text: the type's own fields first,
+    /// then the types it uses, each after a `MSG: pkg/msg/Type` line (the `ros2msg` form MCAP
+    /// and rosbag2 store). Payloads are CDR: a 4-byte encapsulation header, then values
+    /// aligned to their size relative to the end of that header, in the byte order it names.
+    pub fn parse_cdr(msgtype: &str, definition: &str) -> Result<MessageSchema, DefinitionError> {
+        let sections = parse_definition(definition)?;
+        let msgtype = normalize_type_name(msgtype.trim());
+        let mut compiler = Compiler::new(&msgtype, &sections, true);
+        compiler.compile(&msgtype, 0, 0)?;
+        Ok(MessageSchema {
+            msgtype,
+            cdr: true,
+            types: compiler.types,
+        })
+    }
+
+    /// Whether payloads are ROS 2 CDR.
+    pub fn is_cdr(&self) -> bool {
+        self.cdr
+    }
+
+    /// The reader over one payload: past the encapsulation header for CDR.
+    fn reader<'a>(&self, data: &'a [u8]) -> Result<Reader<'a>, DecodeError> {
+        if !self.cdr {
+            return Ok(Reader {
+                data,
+                pos: 0,
+                origin: 0,
+                cdr: false,
+                big_endian: false,
+            });
+        }
+        let head = |what: String| DecodeError {
+            offset: 0,
+            what,
+            field: String::new(),
+        };
+        if data.len() < 4 {
+            return Err(head(format!(
+                "CDR payload of {} bytes has no 4-byte encapsulation header",
+                data.len()
+            )));
+        }
+        // Representation id: 0x0000 CDR big endian, 0x0001 CDR little endian (what rmw writes).
+        let big_endian = match (data[0], data[1]) {
+            (0, 0) => true,
+            (0, 1) => false,
+            (a, b) => {
+                return Err(head(format!(
+                    "unsupported CDR representation 0x{a:02x}{b:02x} (only plain CDR, 0x0000/0x0001)"
+                )));
+            }
+        };
+        Ok(Reader {
+            data,
+            pos: 4,
+            origin: 4,
+            cdr: true,
+            big_endian,
         })
     }
 
@@ -211,7 +312,7 @@ impl MessageSchema {
     /// Decodes one payload into a `Value::Message`. The payload must be exactly as long as the
     /// definition says: running short and bytes left over are both errors.
     pub fn decode(&self, data: &[u8]) -> Result<Value, DecodeError> {
-        let mut reader = Reader { data, pos: 0 };
+        let mut reader = self.reader(data)?;
         let value = self
             .decode_msg(ROOT, &mut reader)
             .map_err(DecodeError::finish)?;
@@ -226,7 +327,7 @@ impl MessageSchema {
         data: &[u8],
         paths: &[FieldPath],
     ) -> Result<Vec<Value>, DecodeError> {
-        let mut reader = Reader { data, pos: 0 };
+        let mut reader = self.reader(data)?;
         let mut out: Vec<Option<Value>> = vec![None; paths.len()];
         let wanted: Vec<(usize, &[Step])> = paths
             .iter()
@@ -326,6 +427,11 @@ impl MessageSchema {
 
     fn decode_msg(&self, id: usize, r: &mut Reader<'_>) -> Result<Value, DecodeError> {
         let msg = &self.types[id];
+        if r.cdr && msg.fields.is_empty() {
+            // rosidl gives a type without fields one dummy uint8 on the wire.
+            r.take(1)?;
+            return Ok(Value::Message(Vec::new()));
+        }
         let mut values = Vec::with_capacity(msg.fields.len());
         for field in &msg.fields {
             let value = self
@@ -354,9 +460,16 @@ impl MessageSchema {
             // Fixed-size numbers: one bounds check for the whole array, then a tight loop.
             Kind::Prim(p) if p.is_fixed_size() => {
                 let size = p.wire_size();
+                if count > 0 {
+                    r.align(p.cdr_align());
+                }
                 let bytes = r.take(count * size)?;
+                let be = r.big_endian;
                 Ok(Value::Array(
-                    bytes.chunks_exact(size).map(|b| fixed_prim(p, b)).collect(),
+                    bytes
+                        .chunks_exact(size)
+                        .map(|b| fixed_prim(p, b, be))
+                        .collect(),
                 ))
             }
             _ => {
@@ -401,34 +514,27 @@ impl MessageSchema {
             Kind::Msg(id) => return self.decode_msg(id, r),
         };
         Ok(match p {
-            Primitive::Bool => Value::Bool(r.array::<1>()?[0] != 0),
-            Primitive::Int8 => Value::Int(i8::from_le_bytes(r.array()?).into()),
-            Primitive::UInt8 => Value::UInt(u8::from_le_bytes(r.array()?).into()),
-            Primitive::Int16 => Value::Int(i16::from_le_bytes(r.array()?).into()),
-            Primitive::UInt16 => Value::UInt(u16::from_le_bytes(r.array()?).into()),
-            Primitive::Int32 => Value::Int(i32::from_le_bytes(r.array()?).into()),
-            Primitive::UInt32 => Value::UInt(r.u32()?.into()),
-            Primitive::Int64 => Value::Int(i64::from_le_bytes(r.array()?)),
-            Primitive::UInt64 => Value::UInt(u64::from_le_bytes(r.array()?)),
-            Primitive::Float32 => Value::Float32(f32::from_le_bytes(r.array()?)),
-            Primitive::Float64 => Value::Float64(f64::from_le_bytes(r.array()?)),
             Primitive::String => {
-                let len = r.u32()? as usize;
-                let bytes = r.take(len)?;
+                let bytes = r.string_bytes()?;
                 // ROS does not enforce UTF-8; keep what can be read rather than fail.
                 Value::String(match std::str::from_utf8(bytes) {
                     Ok(text) => text.to_owned(),
                     Err(_) => String::from_utf8_lossy(bytes).into_owned(),
                 })
             }
-            Primitive::Time => Value::Time {
-                sec: r.u32()?,
-                nsec: r.u32()?,
-            },
-            Primitive::Duration => Value::Duration {
-                sec: i32::from_le_bytes(r.array()?),
-                nsec: i32::from_le_bytes(r.array()?),
-            },
+            Primitive::WString => Value::String(r.wstring()?),
+            // Two 4-byte reads, so a short payload is reported where the nsec part starts.
+            Primitive::Time | Primitive::Duration => {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(r.take(4)?);
+                b[4..].copy_from_slice(r.take(4)?);
+                fixed_prim(p, &b, r.big_endian)
+            }
+            p => {
+                r.align(p.cdr_align());
+                let bytes = r.take(p.wire_size())?;
+                fixed_prim(p, bytes, r.big_endian)
+            }
         })
     }
 
@@ -446,8 +552,15 @@ impl MessageSchema {
         };
         self.check_count(kind, count, r)?;
         let fixed = match kind {
-            Kind::Prim(p) if p.is_fixed_size() => Some(p.wire_size()),
+            Kind::Prim(p) if p.is_fixed_size() => {
+                if count > 0 {
+                    r.align(p.cdr_align());
+                }
+                Some(p.wire_size())
+            }
             Kind::Prim(_) => None,
+            // CDR padding inside a message depends on where it starts.
+            Kind::Msg(_) if r.cdr => None,
             Kind::Msg(id) => self.types[id].fixed_size,
         };
         match fixed {
@@ -467,13 +580,19 @@ impl MessageSchema {
     fn skip_one(&self, kind: Kind, r: &mut Reader<'_>) -> Result<(), DecodeError> {
         match kind {
             Kind::Prim(Primitive::String) => {
-                let len = r.u32()? as usize;
-                r.take(len)?;
+                r.string_bytes()?;
+            }
+            Kind::Prim(Primitive::WString) => {
+                r.wstring()?;
             }
             Kind::Prim(p) => {
+                r.align(p.cdr_align());
                 r.take(p.wire_size())?;
             }
-            Kind::Msg(id) => match self.types[id].fixed_size {
+            Kind::Msg(id) if r.cdr && self.types[id].fields.is_empty() => {
+                r.take(1)?;
+            }
+            Kind::Msg(id) => match self.types[id].fixed_size.filter(|_| !r.cdr) {
                 Some(size) => {
                     r.take(size)?;
                 }
@@ -539,6 +658,7 @@ fn primitive_name(p: Primitive) -> &'static str {
         Primitive::Float32 => "float32",
         Primitive::Float64 => "float64",
         Primitive::String => "string",
+        Primitive::WString => "wstring",
         Primitive::Time => "time",
         Primitive::Duration => "duration",
     }
@@ -556,10 +676,12 @@ struct Compiler<'a> {
     /// Sections on the current compile path, to report recursive types.
     in_progress: Vec<usize>,
     types: Vec<MsgDef>,
+    /// ROS 2 built-in type names.
+    ros2: bool,
 }
 
 impl<'a> Compiler<'a> {
-    fn new(msgtype: &str, sections: &'a [RawMessage]) -> Self {
+    fn new(msgtype: &str, sections: &'a [RawMessage], ros2: bool) -> Self {
         let mut by_name = HashMap::new();
         let mut by_short_name: HashMap<String, Option<usize>> = HashMap::new();
         for (index, section) in sections.iter().enumerate() {
@@ -590,6 +712,7 @@ impl<'a> Compiler<'a> {
             compiled: HashMap::new(),
             in_progress: Vec::new(),
             types: Vec::new(),
+            ros2,
         }
     }
 
@@ -656,7 +779,12 @@ impl<'a> Compiler<'a> {
         let mut min_size = 0usize;
         let mut fixed_size = Some(0usize);
         for raw in &sections[section].fields {
-            let kind = match Primitive::from_name(&raw.type_name) {
+            let prim = if self.ros2 {
+                Primitive::from_ros2_name(&raw.type_name)
+            } else {
+                Primitive::from_name(&raw.type_name)
+            };
+            let kind = match prim {
                 Some(p) => Kind::Prim(p),
                 None => {
                     let Some(dep) = self.lookup(&raw.type_name, owner_pkg) else {
@@ -695,6 +823,11 @@ impl<'a> Compiler<'a> {
                 array: raw.array,
             });
         }
+        if self.ros2 && fields.is_empty() {
+            // The dummy uint8 of a type without fields.
+            min_size = 1;
+            fixed_size = None;
+        }
         let def = &mut self.types[id];
         def.fields = fields;
         def.min_size = min_size;
@@ -705,38 +838,61 @@ impl<'a> Compiler<'a> {
     }
 }
 
-/// Bounds-checked little-endian reader over one payload.
+/// Bounds-checked reader over one payload: little-endian ROS1, or CDR (aligned, either order).
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+    /// Where CDR alignment counts from (just past the encapsulation header).
+    origin: usize,
+    cdr: bool,
+    big_endian: bool,
 }
 
 /// Decodes one fixed-size primitive from exactly its wire bytes (the caller sliced them).
-fn fixed_prim(p: Primitive, b: &[u8]) -> Value {
-    let a4 = || [b[0], b[1], b[2], b[3]];
-    let a8 = || [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+fn fixed_prim(p: Primitive, b: &[u8], big_endian: bool) -> Value {
+    let a2 = || {
+        let mut a = [b[0], b[1]];
+        if big_endian {
+            a.reverse();
+        }
+        a
+    };
+    let a4 = |at: usize| {
+        let mut a = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if big_endian {
+            a.reverse();
+        }
+        a
+    };
+    let a8 = || {
+        let mut a = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+        if big_endian {
+            a.reverse();
+        }
+        a
+    };
     match p {
         Primitive::Bool => Value::Bool(b[0] != 0),
         Primitive::Int8 => Value::Int(i64::from(b[0] as i8)),
         Primitive::UInt8 => Value::UInt(u64::from(b[0])),
-        Primitive::Int16 => Value::Int(i16::from_le_bytes([b[0], b[1]]).into()),
-        Primitive::UInt16 => Value::UInt(u16::from_le_bytes([b[0], b[1]]).into()),
-        Primitive::Int32 => Value::Int(i32::from_le_bytes(a4()).into()),
-        Primitive::UInt32 => Value::UInt(u32::from_le_bytes(a4()).into()),
+        Primitive::Int16 => Value::Int(i16::from_le_bytes(a2()).into()),
+        Primitive::UInt16 => Value::UInt(u16::from_le_bytes(a2()).into()),
+        Primitive::Int32 => Value::Int(i32::from_le_bytes(a4(0)).into()),
+        Primitive::UInt32 => Value::UInt(u32::from_le_bytes(a4(0)).into()),
         Primitive::Int64 => Value::Int(i64::from_le_bytes(a8())),
         Primitive::UInt64 => Value::UInt(u64::from_le_bytes(a8())),
-        Primitive::Float32 => Value::Float32(f32::from_le_bytes(a4())),
+        Primitive::Float32 => Value::Float32(f32::from_le_bytes(a4(0))),
         Primitive::Float64 => Value::Float64(f64::from_le_bytes(a8())),
         Primitive::Time => Value::Time {
-            sec: u32::from_le_bytes(a4()),
-            nsec: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            sec: u32::from_le_bytes(a4(0)),
+            nsec: u32::from_le_bytes(a4(4)),
         },
         Primitive::Duration => Value::Duration {
-            sec: i32::from_le_bytes(a4()),
-            nsec: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            sec: i32::from_le_bytes(a4(0)),
+            nsec: i32::from_le_bytes(a4(4)),
         },
         // Not fixed-size: never sliced here.
-        Primitive::String => Value::String(String::new()),
+        Primitive::String | Primitive::WString => Value::String(String::new()),
     }
 }
 
@@ -770,11 +926,69 @@ impl<'a> Reader<'a> {
         Ok(bytes.try_into().expect("take returned exactly N bytes"))
     }
 
+    /// A length prefix: aligned to 4 in CDR, in the payload's byte order.
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.array()?))
+        self.align(4);
+        let a = self.array()?;
+        Ok(if self.big_endian {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        })
+    }
+
+    /// Skips CDR padding up to an `n`-byte boundary (never past the end; a later read fails
+    /// there). Padding bytes are not checked: publishers leave garbage in them.
+    fn align(&mut self, n: usize) {
+        if self.cdr && n > 1 {
+            let pad = (n - (self.pos - self.origin) % n) % n;
+            self.pos = (self.pos + pad).min(self.data.len());
+        }
+    }
+
+    /// A string's bytes: ROS1 `u32 len, bytes`; CDR `u32 len` counting a terminating NUL.
+    fn string_bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        Ok(match bytes.split_last() {
+            Some((0, head)) if self.cdr => head,
+            _ => bytes,
+        })
+    }
+
+    /// A CDR `wstring`: a length in characters, then 4 bytes per character (Fast-CDR's
+    /// `wchar_t`), no terminator. Characters that are not Unicode scalars become U+FFFD.
+    fn wstring(&mut self) -> Result<String, DecodeError> {
+        let len = self.u32()? as usize;
+        if len > self.left() / 4 {
+            return Err(self.error(format!(
+                "wstring of {len} characters needs {} bytes but {} are left",
+                len.saturating_mul(4),
+                self.left()
+            )));
+        }
+        let be = self.big_endian;
+        let bytes = self.take(len * 4)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| {
+                let a = [c[0], c[1], c[2], c[3]];
+                let v = if be {
+                    u32::from_be_bytes(a)
+                } else {
+                    u32::from_le_bytes(a)
+                };
+                char::from_u32(v).unwrap_or('\u{fffd}')
+            })
+            .filter(|&c| c != '\0')
+            .collect())
     }
 
     fn finish(&self) -> Result<(), DecodeError> {
+        // CDR writers pad the payload to a multiple of 4 bytes.
+        if self.cdr && self.left() < 4 {
+            return Ok(());
+        }
         if self.left() > 0 {
             return Err(self.error(format!(
                 "{} bytes left over after the last field",

@@ -523,3 +523,66 @@ fn carriage_returns_and_ros2_bounds_are_tolerated() {
     let data = W::default().i32(-1).str("ab").u32(1).i8(-2).0;
     assert_eq!(golden(&s, &data), json!({"a": -1, "s": "ab", "v": [-2]}));
 }
+
+/// CDR (ROS 2): alignment relative to the encapsulation header, either byte order, strings
+/// with their NUL, wstring, bounded and fixed arrays, constants and default values (not on the
+/// wire), the dummy byte of an empty type, padding bytes skipped unchecked.
+#[test]
+fn cdr_layouts_in_both_byte_orders() {
+    let def = "uint8 A_CONST=7\nuint8 small\nfloat64 big\nstring<=10 name\nint32 answer 42\n\
+               int16[3] fixed\nbyte[<=4] bounded\nwstring w\nEmpty e\nuint32 last\n\
+               ================================================================================\n\
+               MSG: pkg/msg/Empty\n";
+    let schema = MessageSchema::parse_cdr("pkg/msg/T", def).expect("compiles");
+    for be in [false, true] {
+        let u16b = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let u32b = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let f64b = |v: f64| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut p: Vec<u8> = vec![0, if be { 0 } else { 1 }, 0, 0];
+        p.push(5); // small, at offset 0
+        p.extend([0xAA; 7]); // padding to 8 (garbage, not checked)
+        p.extend(f64b(1.5)); // big
+        p.extend(u32b(3)); // name: length with NUL
+        p.extend(b"hi\0");
+        p.push(0xEE); // pad to 4
+        p.extend(u32b(42)); // answer
+        for v in [1u16, 2, 0xFFFF] {
+            p.extend(u16b(v)); // fixed int16[3]
+        }
+        p.extend([0; 2]); // pad to 4
+        p.extend(u32b(2)); // bounded: 2 bytes
+        p.extend([200, 7]);
+        p.extend([0; 2]); // pad to 4
+        p.extend(u32b(2)); // wstring: 2 characters of 4 bytes
+        p.extend(u32b('é' as u32));
+        p.extend(u32b('x' as u32));
+        p.push(0); // e: the dummy byte of an empty type
+        p.extend([0; 3]); // pad to 4
+        p.extend(u32b(9)); // last
+        let v = schema.decode(&p).expect("decodes");
+        let json = crate::msg::to_golden_json(&schema, &v);
+        assert_eq!(
+            json,
+            serde_json::json!({"small": 5, "big": 1.5, "name": "hi", "answer": 42,
+                "fixed": [1, 2, -1], "bounded": [200, 7], "w": "éx", "e": {}, "last": 9}),
+            "big endian: {be}"
+        );
+        // Up to 3 trailing pad bytes are accepted; more are an error.
+        let mut padded = p.clone();
+        padded.extend([0; 3]);
+        assert!(schema.decode(&padded).is_ok());
+        padded.push(0);
+        assert!(schema.decode(&padded).is_err());
+        // Every cut is an error, never a panic.
+        for n in 0..p.len() {
+            assert!(schema.decode(&p[..n]).is_err(), "cut at {n}");
+        }
+    }
+    // Unsupported representations (XCDR2, parameter lists) are refused by name.
+    let e = schema.decode(&[0, 7, 0, 0, 1]).unwrap_err();
+    assert!(
+        e.what.contains("unsupported CDR representation"),
+        "{}",
+        e.what
+    );
+}

@@ -1,0 +1,273 @@
+//! The input layer: one recording, whatever stores it. A ROS1 bag, a rosbag2 directory, an
+//! MCAP file and an SQLite file all look the same from here on:
+//!
+//! - `index()`: connections (topic, type, definition) and read units (ROS1 chunks, MCAP
+//!   chunks, runs of SQLite rows) in file order, each with its byte size, time range and
+//!   per-connection counts;
+//! - `schema(conn)`: the decode plan of a connection (ROS1 serialization or CDR);
+//! - `topic_times(conns)`: receive times from the index, for the timeline;
+//! - `read_unit(i)`: one unit's payloads, read under the caller's budget.
+//!
+//! A fourth format is one more variant here and one more module beside `bag` and `ros2`.
+//! This module depends on `bag` and `ros2`; neither depends on it.
+
+use std::path::Path;
+
+use crate::bag::chunk_reader::{ChunkData, chunk_error, messages, read_chunk, read_chunk_copied};
+use crate::bag::{BagFile, BagIndex, RecoveryNote};
+use crate::error::{Error, Result};
+use crate::msg::MessageSchema;
+use crate::ros2::{Ros2Bag, Storage, UnitMessage, is_ros2_path};
+
+/// An open recording of any supported format.
+#[derive(Debug)]
+pub enum Recording {
+    Ros1 {
+        bag: Box<BagFile>,
+        index: BagIndex,
+        note: Option<RecoveryNote>,
+    },
+    Ros2(Box<Ros2Bag>),
+}
+
+impl std::fmt::Debug for BagFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BagFile({})", self.path().display())
+    }
+}
+
+/// One read unit's bytes and the messages in it.
+pub struct Unit<'a> {
+    data: UnitData<'a>,
+    msgs: Vec<UnitMessage>,
+    /// A malformed record ended the walk of the unit: the messages before it are kept.
+    pub cut: Option<Error>,
+}
+
+enum UnitData<'a> {
+    Ros1(ChunkData<'a>),
+    Owned(Vec<u8>),
+}
+
+/// One message payload of a unit.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMsg<'a> {
+    pub conn: u32,
+    pub time_ns: u64,
+    pub data: &'a [u8],
+}
+
+impl Unit<'_> {
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            UnitData::Ros1(d) => d.bytes(),
+            UnitData::Owned(v) => v,
+        }
+    }
+
+    /// Messages in storage order.
+    pub fn messages(&self) -> impl Iterator<Item = RawMsg<'_>> + '_ {
+        let bytes = self.bytes();
+        self.msgs.iter().filter_map(move |m| {
+            Some(RawMsg {
+                conn: m.conn,
+                time_ns: m.time_ns,
+                data: bytes.get(m.start..m.start.checked_add(m.len)?)?,
+            })
+        })
+    }
+
+    /// Message `k` in storage order.
+    pub fn message(&self, k: usize) -> Option<RawMsg<'_>> {
+        let m = self.msgs.get(k)?;
+        Some(RawMsg {
+            conn: m.conn,
+            time_ns: m.time_ns,
+            data: self.bytes().get(m.start..m.start.checked_add(m.len)?)?,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+}
+
+impl Recording {
+    /// Opens `path` by its form: a directory with `metadata.yaml`, `.mcap`, `.db3` or
+    /// `.db3.zstd` is a ROS 2 recording; anything else a ROS1 bag (recovered by a scan when
+    /// its index is unusable).
+    pub fn open(path: &Path) -> Result<Recording> {
+        if is_ros2_path(path) {
+            return Ok(Recording::Ros2(Box::new(Ros2Bag::open(path)?)));
+        }
+        let bag = BagFile::open(path)?;
+        let (index, note) = BagIndex::open_verified(&bag)?;
+        Ok(Recording::Ros1 {
+            bag: Box::new(bag),
+            index,
+            note,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Recording::Ros1 { bag, .. } => bag.path(),
+            Recording::Ros2(r) => &r.path,
+        }
+    }
+
+    pub fn index(&self) -> &BagIndex {
+        match self {
+            Recording::Ros1 { index, .. } => index,
+            Recording::Ros2(r) => &r.index,
+        }
+    }
+
+    /// `ros1`, `mcap`, `sqlite3` (a split bag of one storage), for reports.
+    pub fn format(&self) -> &'static str {
+        match self {
+            Recording::Ros1 { .. } => "ros1",
+            Recording::Ros2(r) => match r.files.first() {
+                Some(Storage::Mcap(_)) => "mcap",
+                _ => "sqlite3",
+            },
+        }
+    }
+
+    /// Why the recording was recovered by a scan instead of read from its index, if it was.
+    pub fn recovery(&self) -> Option<String> {
+        match self {
+            Recording::Ros1 { note, .. } => note.as_ref().map(|n| n.to_string()),
+            Recording::Ros2(r) => r.recovered.clone(),
+        }
+    }
+
+    /// The recovery note of a ROS1 bag read by a scan.
+    pub fn ros1_note(&self) -> Option<&RecoveryNote> {
+        match self {
+            Recording::Ros1 { note, .. } => note.as_ref(),
+            Recording::Ros2(_) => None,
+        }
+    }
+
+    /// Whether messages come in file order rather than from an index (a recovered bag).
+    pub fn is_recovered(&self) -> bool {
+        match self {
+            Recording::Ros1 { index, .. } => index.is_recovered(),
+            Recording::Ros2(r) => r.recovered.is_some(),
+        }
+    }
+
+    /// The decode plan of connection `conn`, or why it has none.
+    pub fn schema(&self, conn: u32) -> std::result::Result<MessageSchema, String> {
+        match self {
+            Recording::Ros1 { index, .. } => {
+                let c = index
+                    .connection(conn)
+                    .ok_or_else(|| format!("unknown connection {conn}"))?;
+                MessageSchema::parse(&c.msgtype, &c.definition).map_err(|e| e.what)
+            }
+            Recording::Ros2(r) => r.schema(conn),
+        }
+    }
+
+    /// The [`Error::Definition`] of a connection without a decode plan.
+    pub fn definition_error(&self, conn: u32, what: String) -> Error {
+        let c = self.index().connection(conn);
+        Error::Definition {
+            path: self.path().to_path_buf(),
+            topic: c.map(|c| c.topic.clone()).unwrap_or_default(),
+            conn,
+            msgtype: c.map(|c| c.msgtype.clone()).unwrap_or_default(),
+            what,
+        }
+    }
+
+    /// Receive times of the messages of `conns`, sorted.
+    pub fn topic_times(&self, conns: &[u32]) -> Result<Vec<u64>> {
+        match self {
+            Recording::Ros1 { bag, index, .. } => index.topic_times(bag, conns),
+            Recording::Ros2(r) => r.topic_times(conns),
+        }
+    }
+
+    /// Reads unit `ci` (an index into `index().chunks`): the messages of `wanted` connections
+    /// (all when `None`). `copied` reads a ROS1 chunk with a positioned read instead of
+    /// through the map (the converter's way; ROS 2 units are always read).
+    pub fn read_unit(&self, ci: usize, wanted: Option<&[u32]>, copied: bool) -> Result<Unit<'_>> {
+        match self {
+            Recording::Ros1 { bag, index, .. } => {
+                let chunk = index
+                    .chunks
+                    .get(ci)
+                    .ok_or_else(|| Error::Config(format!("no chunk {ci}")))?;
+                let data = if copied {
+                    read_chunk_copied(bag, chunk)?
+                } else {
+                    read_chunk(bag, chunk)?
+                };
+                let bytes = data.bytes();
+                let base = bytes.as_ptr() as usize;
+                let mut msgs = Vec::new();
+                let mut cut = None;
+                for m in messages(bytes) {
+                    match m {
+                        Ok(m) => {
+                            if wanted.is_none_or(|w| w.contains(&m.conn)) {
+                                msgs.push(UnitMessage {
+                                    conn: m.conn,
+                                    time_ns: m.time_ns,
+                                    start: m.data.as_ptr() as usize - base,
+                                    len: m.data.len(),
+                                });
+                            }
+                        }
+                        Err(e) => {
+                            cut = Some(chunk_error(bag, chunk, e));
+                            break;
+                        }
+                    }
+                }
+                Ok(Unit {
+                    data: UnitData::Ros1(data),
+                    msgs,
+                    cut,
+                })
+            }
+            Recording::Ros2(r) => {
+                let (data, msgs, cut) = r.read_unit(ci, wanted)?;
+                Ok(Unit {
+                    data: UnitData::Owned(data),
+                    msgs,
+                    cut,
+                })
+            }
+        }
+    }
+
+    /// Returns the pages of unit `ci` to the kernel (ROS1 maps the file; ROS 2 units are
+    /// read, so there is nothing to release).
+    pub fn release(&self, ci: usize) {
+        if let Recording::Ros1 { bag, index, .. } = self
+            && let Some(c) = index.chunks.get(ci)
+        {
+            bag.release(c.pos, c.end() - c.pos);
+        }
+    }
+
+    /// The `conn` and `file` fields of a dump line: file-local ids for ROS 2 (the goldens'),
+    /// with the storage file's index when the recording has more than one.
+    pub fn conn_label(&self, conn: u32) -> (i64, Option<usize>) {
+        match self {
+            Recording::Ros1 { .. } => (conn as i64, None),
+            Recording::Ros2(r) => match r.source(conn) {
+                Some(s) => (s.local_id, (r.files.len() > 1).then_some(s.file)),
+                None => (conn as i64, None),
+            },
+        }
+    }
+}
