@@ -634,3 +634,48 @@ fn a_full_disk_fails_cleanly_and_leaves_no_dataset() {
     assert!(listing.is_empty(), "left behind: {listing:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// More frames held back for `trim_end` than the frames budget holds: before, the aligner
+/// waited for bytes only those frames could free (a hang); now the run fails at once, naming
+/// the frames and a ceiling that works.
+#[test]
+fn trim_end_frames_over_the_frames_budget_fail_clearly_instead_of_hanging() {
+    let dir = tmp("trim-end-budget");
+    let bag = dir.join("long.bag");
+    synthetic_bag(&bag, 70, Compression::Lz4);
+    let cfg = dir.join("conv.toml");
+    std::fs::write(
+        &cfg,
+        "fps = 30\ntimeline = \"/cam/image/compressed\"\ntrim_end = 1900\n\
+         [[features]]\nname = \"observation.images.cam\"\ntopic = \"/cam/image/compressed\"\n\
+         [[features]]\nname = \"observation.state\"\ntopic = \"/arm/joint_states\"\nfield = \"position\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["convert", bag.to_str().unwrap(), "-o"])
+        .arg(dir.join("out"))
+        .args(["-c", cfg.to_str().unwrap(), "--max-memory", "32MiB", "-q"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("convert hung with trim_end frames over the frames budget");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("held back for trim_end") && err.contains("--max-memory"),
+        "{err}"
+    );
+    assert!(!dir.join("out/meta/info.json").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

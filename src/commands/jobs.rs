@@ -37,35 +37,6 @@ pub fn jobs_that_fit_each(wanted: usize, ceiling: u64, rss: u64, per_job: u64) -
 /// What a video job's converter needs besides its encoders (64 MiB).
 pub const VIDEO_JOB_CONVERTER_BYTES: u64 = 64 << 20;
 
-/// The rounded rate of the timeline topic in the first bag (in path order), as a sequential run
-/// takes it.
-fn first_bag_rate(args: &ConvertArgs, cfg: &ConvertConfig) -> anyhow::Result<Option<u32>> {
-    let bags = crate::convert::run::collect_bags(
-        &args.inputs,
-        std::time::Duration::from_secs(args.settle),
-    )?;
-    let Some(topic) = cfg.timeline.as_deref() else {
-        return Ok(None);
-    };
-    for b in &bags {
-        let Ok(rec) = crate::input::Recording::open(b) else {
-            continue;
-        };
-        let conns = rec.index().connections_of(topic);
-        let Ok(times) = rec.topic_times(&conns) else {
-            continue;
-        };
-        if let (Some(first), Some(last)) = (times.first(), times.last())
-            && times.len() >= 2
-            && last > first
-        {
-            let rate = (times.len() - 1) as f64 / ((last - first) as f64 / 1e9);
-            return Ok(Some((rate.round() as u32).max(1)));
-        }
-    }
-    Ok(None)
-}
-
 /// Runs the conversion as `jobs` children and merges them; `cfg` is the resolved config (the
 /// same for every child, written to a file so zero-config cannot differ between shards).
 pub fn convert_parallel(
@@ -102,7 +73,16 @@ fn run_children(
     // run); every share is told it.
     let dataset_fps = match cfg.fps {
         Some(_) => None,
-        None => first_bag_rate(args, cfg)?,
+        None => match cfg.timeline.as_deref() {
+            Some(topic) => crate::convert::run::first_bag_rate(
+                &crate::convert::run::collect_bags(
+                    &args.inputs,
+                    std::time::Duration::from_secs(args.settle),
+                )?,
+                topic,
+            ),
+            None => None,
+        },
     };
     let per_job = ceiling.saturating_sub(sample().rss()) / jobs as u64;
     diag!(

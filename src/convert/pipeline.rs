@@ -678,6 +678,40 @@ fn align_stage(
                         Error::Config(format!("frame at {} ns: {what}", af.tick_ns))
                     })?;
                     let bytes = frame_bytes(&frame);
+                    // The frames held back for `trim_end` hold permits of the same budget:
+                    // waiting for bytes only they could free would wait forever.
+                    let held: u64 = delay.iter().map(|(_, p)| p.bytes()).sum();
+                    if held + bytes > mem.frames.capacity() {
+                        return Err(Error::OverBudget {
+                            item: format!(
+                                "the {} frames held back for trim_end plus the frame at {} ns \
+                                 (frames in flight)",
+                                delay.len(),
+                                af.tick_ns
+                            ),
+                            needed: held + bytes,
+                            available: mem.frames.capacity(),
+                            ceiling: mem.ceiling,
+                            // The frames budget is a fixed share of what the ceiling leaves.
+                            // It must hold trim_end + 1 frames as large as the largest
+                            // seen, with a quarter to spare.
+                            hint: {
+                                let largest = delay
+                                    .iter()
+                                    .map(|(_, p)| p.bytes())
+                                    .max()
+                                    .unwrap_or(0)
+                                    .max(bytes);
+                                let want = (plan.trim_end as u64 + 1) * largest * 5 / 4;
+                                crate::memory::format_bytes(
+                                    (mem.ceiling as u128 * want as u128
+                                        / mem.frames.capacity().max(1) as u128)
+                                        as u64
+                                        + (1 << 20),
+                                )
+                            },
+                        });
+                    }
                     let permit = mem.frames.acquire(bytes, || {
                         format!("the frame at {} ns ({bytes} bytes)", af.tick_ns)
                     })?;

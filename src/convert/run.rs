@@ -469,6 +469,29 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     Err(last_err.unwrap_or_else(|| Error::Config("no input bags".into())))
 }
 
+/// The rounded rate of `timeline` in the first of `bags` that has two or more of its
+/// messages: the fps a run over `bags` gives a dataset whose timeline runs at its own rate.
+/// Shards and `--jobs` children take it from the whole list, so they write what one run would.
+pub fn first_bag_rate(bags: &[PathBuf], timeline: &str) -> Option<u32> {
+    for b in bags {
+        let Ok(rec) = Recording::open(b) else {
+            continue;
+        };
+        let conns = rec.index().connections_of(timeline);
+        let Ok(times) = rec.topic_times(&conns) else {
+            continue;
+        };
+        if let (Some(first), Some(last)) = (times.first(), times.last())
+            && times.len() >= 2
+            && last > first
+        {
+            let rate = (times.len() - 1) as f64 / ((last - first) as f64 / 1e9);
+            return Some((rate.round() as u32).max(1));
+        }
+    }
+    None
+}
+
 /// Prints the mapping zero-config chose (stderr), so a user sees what a run without --config
 /// does and can save it.
 fn announce_zero_config(cfg: &ConvertConfig, bags: &[PathBuf]) {
@@ -511,6 +534,10 @@ struct Prepared {
     recorded: usize,
     /// The first bag failure, typed (returned as is when no bag could be converted).
     first_error: Option<Error>,
+    /// The dataset's fps when the timeline runs at its own rate and this run's first bag is
+    /// not the input list's first (a shard): `RunOptions::dataset_fps`, or the rate of the
+    /// whole list's first bag, so every shard writes the fps one run would.
+    dataset_fps: Option<u32>,
 }
 
 /// A bag to convert.
@@ -717,6 +744,13 @@ fn prepare(opts: &RunOptions) -> Result<Prepared> {
         ));
         outcomes.push(o);
     }
+    let dataset_fps = match (opts.dataset_fps, &cfg.timeline) {
+        (Some(fps), _) => Some(fps),
+        (None, Some(topic)) if cfg.fps.is_none() && opts.shard.is_some() && !appending => {
+            first_bag_rate(&all_paths, topic)
+        }
+        _ => None,
+    };
     Ok(Prepared {
         cfg,
         manifest,
@@ -726,6 +760,7 @@ fn prepare(opts: &RunOptions) -> Result<Prepared> {
         todo,
         recorded,
         first_error: None,
+        dataset_fps,
     })
 }
 
@@ -1257,7 +1292,7 @@ fn convert_all(
                     },
                 });
             }
-            let plan = BagPlan::new(&rec, cfg, spec.as_ref().map(|s| s.fps).or(opts.dataset_fps))?;
+            let plan = BagPlan::new(&rec, cfg, spec.as_ref().map(|s| s.fps).or(prep.dataset_fps))?;
             if writer.is_none() {
                 let wopts = WriterOptions {
                     row_group_bytes: mem.row_group_bytes,
