@@ -291,6 +291,8 @@ pub struct ConvertFormatArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Ceiling on resident memory (of this process and its ffmpeg children); sizes row groups.
-    #[arg(long, default_value = "64MiB")]
-    pub max_memory: String,
+    /// Default 64MiB, plus one planned ffmpeg stream copy for a video dataset; capped by the
+    /// job's limit (Slurm, cgroup) like `convert`'s.
+    #[arg(long)]
+    pub max_memory: Option<String>,
 }

@@ -1334,3 +1334,42 @@ fn layout_never_holds_an_episode_whole() {
     assert!(peak < ceiling, "peak RSS {peak} over the ceiling {ceiling}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A video dataset's layout plans its ffmpeg stream copy: a ceiling without room for it is
+/// refused before any work, naming the minimum; the default holds it.
+#[test]
+fn video_convert_format_plans_its_ffmpeg_copy() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("videoceiling");
+    let v30 = dir.join("v30");
+    ok(&["convert", s(&demo_bag()), "-o", s(&v30), "--video", "-q"]);
+    let small = dir.join("small");
+    let o = bin(&[
+        "convert-format",
+        s(&v30),
+        "-o",
+        s(&small),
+        "--to",
+        "v2.1",
+        "--max-memory",
+        "40MiB",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("ffmpeg stream copy") && e.contains("pass at least --max-memory"),
+        "{e}"
+    );
+    assert!(!small.exists());
+    ok(&[
+        "convert-format",
+        s(&v30),
+        "-o",
+        s(&dir.join("v21")),
+        "--to",
+        "v2.1",
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,7 +7,7 @@ use crate::convert::lock::OutputLock;
 use crate::dataset::WriterOptions;
 use crate::diag;
 use crate::layout::{Format, LayoutOptions, detect, publish, recover, sibling, to_v21, to_v30};
-use crate::memory::parse_size;
+use crate::memory::encoders::COPY_BYTES;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::sample;
 
@@ -18,8 +18,52 @@ pub fn layout_row_group_bytes(ceiling: u64) -> usize {
         .max(1 << 20) as usize
 }
 
+/// What the layout needs besides the process's baseline: its row groups (at least 1 MiB), the
+/// batches being copied and the Parquet encoder (16 MiB, above the 21-26 MB peaks measured on a
+/// 57 MB episode).
+const LAYOUT_MIN_BYTES: u64 = 16 << 20;
+
+/// Whether the dataset's `info.json` lists a video feature.
+fn has_video(ds: &std::path::Path) -> bool {
+    std::fs::read(ds.join("meta/info.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v["features"]
+                .as_object()
+                .map(|f| f.values().any(|x| x["dtype"].as_str() == Some("video")))
+        })
+        .unwrap_or(false)
+}
+
 pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
-    let ceiling = parse_size(&args.max_memory).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))?;
+    // A video dataset's episodes are cut or joined by an ffmpeg stream copy (one at a time):
+    // the ceiling holds it besides the layout, as `merge` plans it.
+    let video = has_video(&args.input);
+    let copy = if video { COPY_BYTES } else { 0 };
+    let ceiling = super::ceiling_from_arg(
+        args.max_memory.as_deref(),
+        crate::memory::plan::DEFAULT_CEILING + copy,
+    )?
+    .bytes;
+    let least = sample().rss() + LAYOUT_MIN_BYTES + copy;
+    if ceiling < least {
+        anyhow::bail!(
+            "--max-memory {} is too small: the layout needs {}{}; pass at least --max-memory {}",
+            crate::memory::format_bytes(ceiling),
+            crate::memory::format_bytes(least - copy),
+            if video {
+                format!(
+                    " plus one ffmpeg stream copy ({} planned)",
+                    crate::memory::format_bytes(copy)
+                )
+            } else {
+                String::new()
+            },
+            crate::memory::format_bytes(least.next_multiple_of(1 << 20))
+        );
+    }
+    let ceiling = ceiling - copy;
     diag::init(true, None, None)?;
     let to = Format::parse(&args.to)?;
     let from = detect(&args.input)?;
