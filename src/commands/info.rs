@@ -71,24 +71,9 @@ pub fn bag_info(path: &Path) -> Result<BagInfo> {
                 last = last.max(cl);
             }
         }
-        let msgtype = index
-            .connection(conns[0])
-            .map(|c| c.msgtype.clone())
-            .unwrap_or_default();
-        let frequency_hz =
-            (n >= 2 && last > first).then(|| (n - 1) as f64 / ((last - first) as f64 / 1e9));
-        topics.push(TopicInfo {
-            topic: topic.to_string(),
-            msgtype,
-            messages: n,
-            frequency_hz,
-            connections: conns.len(),
-        });
+        topics.push(topic_info(&index, topic, &conns, n, (first, last)));
     }
-    let mut compression = BTreeMap::new();
-    for c in &index.chunks {
-        *compression.entry(c.compression.name()).or_insert(0) += 1;
-    }
+    let compression = chunks_by_compression(&index);
     let range = index.time_range();
     Ok(BagInfo {
         path: path.display().to_string(),
@@ -113,6 +98,40 @@ pub fn bag_info(path: &Path) -> Result<BagInfo> {
     })
 }
 
+/// One topic's line: its type (of its first connection), `n` messages between `first` and
+/// `last` (ns), and the frequency they make.
+fn topic_info(
+    index: &BagIndex,
+    topic: &str,
+    conns: &[u32],
+    n: u64,
+    (first, last): (u64, u64),
+) -> TopicInfo {
+    let msgtype = conns
+        .first()
+        .and_then(|c| index.connection(*c))
+        .map(|c| c.msgtype.clone())
+        .unwrap_or_default();
+    let frequency_hz =
+        (n >= 2 && last > first).then(|| (n - 1) as f64 / ((last - first) as f64 / 1e9));
+    TopicInfo {
+        topic: topic.to_string(),
+        msgtype,
+        messages: n,
+        frequency_hz,
+        connections: conns.len(),
+    }
+}
+
+/// Chunk (read unit) counts per compression.
+fn chunks_by_compression(index: &BagIndex) -> BTreeMap<&'static str, usize> {
+    let mut compression = BTreeMap::new();
+    for c in &index.chunks {
+        *compression.entry(c.compression.name()).or_insert(0) += 1;
+    }
+    compression
+}
+
 /// `info` of a ROS 2 recording: counts per connection from the MCAP message indexes or the
 /// SQLite index pass; a topic's frequency from the time ranges of the units holding it.
 fn ros2_info(path: &Path) -> Result<BagInfo> {
@@ -131,24 +150,9 @@ fn ros2_info(path: &Path) -> Result<BagInfo> {
             first = first.min(ch.start_ns);
             last = last.max(ch.end_ns);
         }
-        let msgtype = index
-            .connection(conns[0])
-            .map(|c| c.msgtype.clone())
-            .unwrap_or_default();
-        let frequency_hz =
-            (n >= 2 && last > first).then(|| (n - 1) as f64 / ((last - first) as f64 / 1e9));
-        topics.push(TopicInfo {
-            topic: topic.to_string(),
-            msgtype,
-            messages: n,
-            frequency_hz,
-            connections: conns.len(),
-        });
+        topics.push(topic_info(index, topic, &conns, n, (first, last)));
     }
-    let mut compression = BTreeMap::new();
-    for c in &index.chunks {
-        *compression.entry(c.compression.name()).or_insert(0) += 1;
-    }
+    let compression = chunks_by_compression(index);
     let range = index.time_range();
     let version = match &rec {
         crate::input::Recording::Ros2(r) if r.metadata.is_some() => match rec.format() {
