@@ -74,13 +74,8 @@ fn run_children(
     let dataset_fps = match cfg.fps {
         Some(_) => None,
         None => match cfg.timeline.as_deref() {
-            Some(topic) => crate::convert::run::first_bag_rate(
-                &crate::convert::run::collect_bags(
-                    &args.inputs,
-                    std::time::Duration::from_secs(args.settle),
-                )?,
-                topic,
-            ),
+            // The same settled list the children get, not a second listing.
+            Some(topic) => crate::convert::run::first_bag_rate(bags, topic),
             None => None,
         },
     };
