@@ -11,23 +11,23 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::convert::config::Policy;
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+use crate::msg::ImagePayload;
 use crate::memory::{Budget, Permit};
 
-/// An image as it came out of the bag.
-#[derive(Debug)]
-pub struct ImagePayload {
-    /// Encoded image (JPEG/PNG of a CompressedImage) or raw pixels (sensor_msgs/Image).
-    pub bytes: Vec<u8>,
-    /// CompressedImage `format`, or Image `encoding` for raw pixels.
-    pub format: String,
-    /// For raw images: width, height, step; zero for compressed ones.
-    pub width: u32,
-    pub height: u32,
-    pub step: u32,
-    pub big_endian: bool,
-    pub raw: bool,
+/// How a feature's value is picked for a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The message closest in time (before or after), within the tolerance.
+    #[default]
+    Nearest,
+    /// The last message at or before the tick (as-of), never one from the future.
+    Latest,
+    /// Linear interpolation between the messages around the tick (numeric features only).
+    Linear,
 }
 
 /// A value extracted from one message for one slot.

@@ -19,6 +19,7 @@ pub mod input;
 pub mod layout;
 pub mod memory;
 pub mod msg;
+pub mod process;
 pub mod progress;
 pub mod ros2;
 pub mod timefmt;

@@ -345,7 +345,7 @@ fn video_of_a_synthetic_bag_has_exact_frames_size_fps_timestamps_and_quality() {
     std::fs::write(&cfg, video_config("").to_toml()).unwrap();
     // A process of its own, so that its peak RSS is the conversion's. The ceiling covers the
     // ffmpeg encoder too: 48 MiB for the converter and one encoder's planned memory.
-    let one_encoder = bag2dataset::memory::encoders::encoder_bytes(VideoCodec::Av1, W, H);
+    let one_encoder = bag2dataset::dataset::video::encoders::encoder_bytes(VideoCodec::Av1, W, H);
     let ceiling = (48 << 20) + one_encoder;
     let r = Command::new(BIN)
         .env("BAG2DATASET_SETTLE", "0")

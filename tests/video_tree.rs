@@ -946,7 +946,7 @@ fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
     let (bags, cfg) = four_bags(&dir);
     // Appended in two runs under a ceiling that admits one encoder (the others spill).
     let nightly = dir.join("nightly");
-    let one = bag2dataset::memory::encoders::encoder_bytes(
+    let one = bag2dataset::dataset::video::encoders::encoder_bytes(
         bag2dataset::dataset::video::VideoCodec::Av1,
         W,
         H,
@@ -1026,7 +1026,7 @@ fn an_encoder_growing_past_the_ceiling_stops_the_run_cleanly() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = dir.join("ds");
-    let one = bag2dataset::memory::encoders::encoder_bytes(
+    let one = bag2dataset::dataset::video::encoders::encoder_bytes(
         bag2dataset::dataset::video::VideoCodec::Av1,
         W,
         H,

@@ -126,11 +126,11 @@ fn convert(
                 );
                 let one = cams
                     .iter()
-                    .map(|&(c, w, h)| crate::memory::encoders::encoder_bytes(c, w, h))
+                    .map(|&(c, w, h)| crate::dataset::video::encoders::encoder_bytes(c, w, h))
                     .max()
                     .unwrap_or(0);
                 if args.max_memory.is_none() {
-                    let video_default = crate::memory::encoders::default_ceiling(
+                    let video_default = crate::dataset::video::encoders::default_ceiling(
                         &cams,
                         crate::memory::plan::DEFAULT_CEILING,
                     );

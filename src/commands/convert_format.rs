@@ -7,14 +7,14 @@ use crate::convert::lock::OutputLock;
 use crate::dataset::WriterOptions;
 use crate::diag;
 use crate::layout::{Format, LayoutOptions, detect, publish, recover, sibling, to_v21, to_v30};
-use crate::memory::encoders::COPY_BYTES;
+use crate::dataset::video::encoders::COPY_BYTES;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::sample;
 
 /// Row group bytes of a v2.1 layout under `ceiling`: an eighth of it, at most the default.
 pub fn layout_row_group_bytes(ceiling: u64) -> usize {
     (ceiling / 8)
-        .min(crate::layout::DEFAULT_ROW_GROUP_BYTES as u64)
+        .min(crate::dataset::DEFAULT_ROW_GROUP_BYTES as u64)
         .max(1 << 20) as usize
 }
 

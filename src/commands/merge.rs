@@ -10,7 +10,7 @@ use crate::memory::plan::MemoryPlan;
 use crate::memory::sample;
 
 pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
-    use crate::memory::encoders::COPY_BYTES;
+    use crate::dataset::video::encoders::COPY_BYTES;
     // Video datasets: the ceiling also holds the ffmpeg that stream-copies each episode (one at
     // a time); the default grows by it.
     let video = args.datasets.first().is_some_and(|d| {

@@ -20,18 +20,7 @@ pub enum TimeSource {
     Header,
 }
 
-/// How a feature's value is picked for a tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// The message closest in time (before or after), within the tolerance.
-    #[default]
-    Nearest,
-    /// The last message at or before the tick (as-of), never one from the future.
-    Latest,
-    /// Linear interpolation between the messages around the tick (numeric features only).
-    Linear,
-}
+pub use crate::align::Policy;
 
 /// How a camera feature is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use image::ExtendedColorType;
 use image::ImageEncoder;
 use image::codecs::png::PngEncoder;
 
-use crate::align::ImagePayload;
+use crate::msg::ImagePayload;
 use crate::dataset::{FeatureValue, ImageFormat};
 
 /// Channels of a raw image encoding we can store, or None.

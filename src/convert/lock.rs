@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::dataset::pid_alive;
+use crate::process::pid_alive;
 use crate::error::{Error, Result};
 
 /// Held while a run writes `OUT`; dropping it removes the lock file.

@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use super::image::to_feature_value;
 use super::plan::{BagPlan, SlotKind};
-use crate::align::{Aligner, ImagePayload, Sample, SampleValue, SlotReport, Tick};
+use crate::align::{Aligner, Sample, SampleValue, SlotReport, Tick};
+use crate::msg::ImagePayload;
 use crate::bag::{BagIndex, ChunkCompression, ChunkInfo};
 use crate::convert::config::TimeSource;
 use crate::dataset::stats::{self, SampledImage};
@@ -559,8 +560,6 @@ fn extract(
     kind: &SlotKind,
     fields: &mut [crate::msg::Value],
 ) -> std::result::Result<SampleValue, String> {
-    use crate::msg::Value;
-    let take = |v: &mut Value| std::mem::replace(v, Value::Bool(false));
     match kind {
         SlotKind::Numeric { range, scale, len } => {
             let all = fields[0].to_f64_vec().ok_or("field is not numeric")?;
@@ -578,43 +577,10 @@ fn extract(
                 all[a..b].iter().map(|x| x * scale).collect(),
             ))
         }
-        SlotKind::CompressedImage => {
-            let format = match take(&mut fields[0]) {
-                Value::String(s) => s,
-                _ => String::new(),
-            };
-            let Value::Bytes(bytes) = take(&mut fields[1]) else {
-                return Err("CompressedImage data is not a byte array".into());
-            };
-            Ok(SampleValue::Image(Arc::new(ImagePayload {
-                bytes,
-                format,
-                width: 0,
-                height: 0,
-                step: 0,
-                big_endian: false,
-                raw: false,
-            })))
-        }
-        SlotKind::RawImage => {
-            let num = |v: &Value| v.to_f64().unwrap_or(0.0) as u32;
-            let encoding = match take(&mut fields[2]) {
-                Value::String(s) => s,
-                _ => String::new(),
-            };
-            let Value::Bytes(bytes) = take(&mut fields[5]) else {
-                return Err("Image data is not a byte array".into());
-            };
-            Ok(SampleValue::Image(Arc::new(ImagePayload {
-                bytes,
-                format: encoding,
-                height: num(&fields[0]),
-                width: num(&fields[1]),
-                big_endian: num(&fields[3]) != 0,
-                step: num(&fields[4]),
-                raw: true,
-            })))
-        }
+        SlotKind::CompressedImage => Ok(SampleValue::Image(Arc::new(
+            ImagePayload::from_compressed(fields)?,
+        ))),
+        SlotKind::RawImage => Ok(SampleValue::Image(Arc::new(ImagePayload::from_raw(fields)?))),
     }
 }
 

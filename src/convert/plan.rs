@@ -48,17 +48,6 @@ pub struct ConnPlan {
     pub stamp: Option<usize>,
 }
 
-/// Image fields extracted per message, in this order.
-pub const COMPRESSED_IMAGE_FIELDS: [&str; 2] = ["format", "data"];
-pub const RAW_IMAGE_FIELDS: [&str; 6] = [
-    "height",
-    "width",
-    "encoding",
-    "is_bigendian",
-    "step",
-    "data",
-];
-
 /// Everything needed to convert one bag.
 pub struct BagPlan {
     pub spec: DatasetSpec,
@@ -163,8 +152,8 @@ impl BagPlan {
                     };
                     let first = cp.paths.len();
                     let fields: Vec<&str> = match kind {
-                        SlotKind::CompressedImage => COMPRESSED_IMAGE_FIELDS.to_vec(),
-                        SlotKind::RawImage => RAW_IMAGE_FIELDS.to_vec(),
+                        SlotKind::CompressedImage => crate::msg::image::COMPRESSED_IMAGE_FIELDS.to_vec(),
+                        SlotKind::RawImage => crate::msg::image::RAW_IMAGE_FIELDS.to_vec(),
                         SlotKind::Numeric { .. } => vec![src.field.as_deref().unwrap_or_default()],
                     };
                     for field in fields {
@@ -382,8 +371,8 @@ impl BagPlan {
                     }
                     let n = match self.slots[slot].kind {
                         SlotKind::Numeric { .. } => 1,
-                        SlotKind::CompressedImage => COMPRESSED_IMAGE_FIELDS.len(),
-                        SlotKind::RawImage => RAW_IMAGE_FIELDS.len(),
+                        SlotKind::CompressedImage => crate::msg::image::COMPRESSED_IMAGE_FIELDS.len(),
+                        SlotKind::RawImage => crate::msg::image::RAW_IMAGE_FIELDS.len(),
                     };
                     first[slot] = Some(values[at..at + n].to_vec());
                     // JointState-like: element names from the sibling `name` field.

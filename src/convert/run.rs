@@ -28,7 +28,7 @@ use crate::dataset::{DatasetSpec, DatasetWriter, FeatureKind, WriterOptions, rec
 use crate::diag;
 use crate::error::{Error, Result};
 use crate::input::Recording;
-use crate::memory::encoders::EncoderPlan;
+use crate::dataset::video::encoders::EncoderPlan;
 use crate::memory::log::{MemoryLog, render_svg};
 use crate::memory::plan::{DEFAULT_CEILING, MemoryPlan};
 use crate::memory::{format_bytes, sample};
@@ -69,7 +69,7 @@ pub struct RunOptions {
     /// (reported as `settling`) and taken by a later run; see [`DEFAULT_SETTLE`].
     pub settle: Duration,
     /// `ceiling` is the tool's default (no `--max-memory`): a video run chooses its own, large
-    /// enough for one encoder per camera (see [`crate::memory::encoders::default_ceiling`]),
+    /// enough for one encoder per camera (see [`crate::dataset::video::encoders::default_ceiling`]),
     /// capped by `ceiling_cap`.
     pub default_ceiling: bool,
     /// What the environment allows a default ceiling (its limit minus the margin), if known.
@@ -199,7 +199,7 @@ pub struct ChildPeak {
     pub peak_rss: u64,
 }
 
-/// How a video run shared its ceiling with the encoders (see [`crate::memory::encoders`]).
+/// How a video run shared its ceiling with the encoders (see [`crate::dataset::video::encoders`]).
 #[derive(Debug, Serialize, Clone, Default)]
 pub struct VideoMemory {
     /// Planned RSS of one encoder (the largest camera's), reserved from the ceiling per slot.
@@ -863,12 +863,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     let one_encoder = cameras
         .iter()
-        .map(|&(c, w, h)| crate::memory::encoders::encoder_bytes(c, w, h))
+        .map(|&(c, w, h)| crate::dataset::video::encoders::encoder_bytes(c, w, h))
         .max()
         .unwrap_or(0);
     if !cameras.is_empty() && !opts.default_ceiling {
         // Not even one encoder besides the converter's smallest possible share: fail now.
-        crate::memory::encoders::plan(
+        crate::dataset::video::encoders::plan(
             opts.ceiling,
             &cameras,
             start.rss()
@@ -882,7 +882,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let chosen_ceiling = if video_default {
         // Enough for every camera's encoder at once; the chunk check below uses the
         // converter's share of it.
-        capped(crate::memory::encoders::default_ceiling(
+        capped(crate::dataset::video::encoders::default_ceiling(
             &cameras,
             DEFAULT_CEILING,
         ))
@@ -972,14 +972,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             .unwrap_or(chosen_ceiling)
                 + CONVERTER_VIDEO_EXTRA;
             let ceiling = if video_default {
-                capped(crate::memory::encoders::default_ceiling(
+                capped(crate::dataset::video::encoders::default_ceiling(
                     &cameras,
                     converter_min,
                 ))
             } else {
                 chosen_ceiling
             };
-            Some(crate::memory::encoders::plan(
+            Some(crate::dataset::video::encoders::plan(
                 ceiling,
                 &cameras,
                 converter_min,

@@ -34,22 +34,19 @@ pub use stats::FeatureStats;
 pub use validate::validate;
 pub use writer::{
     DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage, PlannedSample,
-    Presampled, pid_alive, recover_staging,
+    Presampled, recover_staging,
 };
 
 /// LeRobot format version written into `info.json`.
 pub const CODEBASE_VERSION: &str = "v3.0";
-/// Default encoded size at which a Parquet row group is flushed: 8 MiB. Its pages wait on disk
-/// (`spill`), so this is not a memory figure; it stays small because spilled pages that stay
-/// dirty long enough get written to the disk for nothing (measured: a 4 GB bag converts in
-/// 11.7 s with 8 MiB row groups, 14.9 s with 32 MiB and 35 s with 128 MiB).
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
+/// Row-group sizing is a memory rule (footer metadata held per row group), so it lives in
+/// [`crate::memory::plan`]; re-exported here where the writer's options use it.
+pub use crate::memory::plan::{
+    DEFAULT_ROW_GROUP_BYTES, LARGEST_CHOSEN_ROW_GROUP_BYTES, ROW_GROUPS_PER_LONG_EPISODE,
+    row_group_bytes_for,
+};
 /// Default bytes of raw rows buffered before they are handed to the encoder: 4 MiB.
 pub const DEFAULT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
-/// Row groups per episode [`row_group_bytes_for`] aims at for long episodes: 256.
-pub const ROW_GROUPS_PER_LONG_EPISODE: u64 = 256;
-/// Largest row group [`row_group_bytes_for`] chooses: 32 MiB.
-pub const LARGEST_CHOSEN_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 /// Default size after which a data file is closed and the next episode starts a new one:
 /// 100 MiB (lerobot's `data_files_size_in_mb`).
 pub const DEFAULT_DATA_FILE_BYTES: u64 = 100 * 1024 * 1024;
@@ -63,16 +60,6 @@ pub const MIB: u64 = 1024 * 1024;
 /// Largest accepted `row_group_bytes`: 1 GiB, so one row group's image column stays well inside
 /// Arrow's 2 GiB 32-bit offset limit for readers.
 pub const MAX_ROW_GROUP_BYTES: usize = 1024 * 1024 * 1024;
-
-/// Row group size for a dataset whose longest episode holds about `episode_bytes`: the default,
-/// or 1/256 of the episode when that is larger (at most 32 MiB). The writer keeps ~10 KiB of
-/// footer metadata per row group until the episode's file closes; this holds that memory at
-/// about 2.6 MiB for any episode up to 8 GiB (4 GB: 16 MiB row groups).
-pub fn row_group_bytes_for(episode_bytes: u64) -> usize {
-    let share =
-        (episode_bytes / ROW_GROUPS_PER_LONG_EPISODE).min(LARGEST_CHOSEN_ROW_GROUP_BYTES as u64);
-    DEFAULT_ROW_GROUP_BYTES.max(share as usize)
-}
 
 /// Names of the five default columns every data row carries, in output order.
 pub const DEFAULT_COLUMNS: [&str; 5] = [

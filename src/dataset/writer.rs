@@ -40,6 +40,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::memory::Budget;
+use crate::process::pid_alive;
 
 /// Smallest and largest data page the writer asks for (pages being filled are held in memory,
 /// one per column; finished ones are spilled).
@@ -1276,25 +1277,6 @@ impl DatasetWriter {
             fs::remove_dir_all(&old).map_err(io_err(&old))?;
         }
         Ok(())
-    }
-}
-
-/// Whether process `pid` is running (Linux: `/proc/<pid>/stat` exists and is not a zombie).
-/// Without `/proc` every process is assumed alive, so nothing is ever taken from a live one.
-pub fn pid_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    if !Path::new("/proc/self/stat").exists() {
-        return true;
-    }
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name: `pid (comm) S ...`.
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| state == 'Z' || state == 'X'),
-        Err(_) => false,
     }
 }
 

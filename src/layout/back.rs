@@ -1,7 +1,8 @@
 //! v2.1 → v3.0: the episodes of a v2.1 dataset this crate wrote, read back one batch of rows
 //! at a time and written through the normal [`DatasetWriter`] with their statistics copied
 //! (`begin_copied_episode`), so the v3.0 tables equal the original ones. The conversion log
-//! is carried over. Video features are joined back by `back_video`.
+//! is carried over. Video features are joined back by `back_video`, which uses this for the
+//! other features; [`super::to_v30`] picks between them.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,23 +10,12 @@ use std::path::Path;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::v21::{V21Base, for_each_line, stats_from_json};
-use super::{bad, v21_data_path, video_keys};
+use super::v21::{for_each_line, stats_from_json};
+use super::{bad, v21_data_path};
 use crate::convert::manifest::MANIFEST_NAME;
-use crate::dataset::existing::{READ_BATCH_ROWS, read_spec, value_at};
+use crate::dataset::existing::{READ_BATCH_ROWS, value_at};
 use crate::dataset::{DatasetSummary, DatasetWriter, Frame, WriterOptions};
 use crate::error::{Error, Result};
-
-/// Writes the v2.1 dataset at `src` as a v3.0 dataset at `out` (published by the writer's
-/// rename; `opts.overwrite` to replace an existing one).
-pub fn to_v30(src: &Path, out: &Path, opts: WriterOptions) -> Result<DatasetSummary> {
-    let base = V21Base::open(src)?;
-    if video_keys(&base.info).is_empty() {
-        let (spec, _) = read_spec(src)?;
-        return copy_episodes(src, out, spec, opts);
-    }
-    super::back_video::to_v30_video(src, out, opts, &base)
-}
 
 /// Copies the data rows and the statistics of `spec`'s features (the non-video features) of
 /// every episode of the v2.1 dataset at `src` into a v3.0 dataset at `out`.

@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub use back::to_v30;
 pub use v21::{
     LayoutOptions, LayoutSummary, OLD_SUFFIX, STAGING_SUFFIX, V21Base, publish, recover, to_v21,
 };
@@ -49,8 +48,6 @@ pub const V21_DATA_PATH: &str =
 /// v2.1 `video_path` template.
 pub const V21_VIDEO_PATH: &str =
     "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4";
-/// Default bytes of encoded rows an episode parquet buffers before a row group is flushed: 8 MiB.
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
 
 /// A dataset layout version this crate reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,3 +154,19 @@ pub fn pretty4(v: &Value) -> String {
     s.push('\n');
     s
 }
+
+/// Writes the v2.1 dataset at `src` as a v3.0 dataset at `out` (published by the writer's
+/// rename; `opts.overwrite` to replace an existing one).
+pub fn to_v30(
+    src: &Path,
+    out: &Path,
+    opts: crate::dataset::WriterOptions,
+) -> Result<crate::dataset::DatasetSummary> {
+    let base = v21::V21Base::open(src)?;
+    if video_keys(&base.info).is_empty() {
+        let (spec, _) = crate::dataset::existing::read_spec(src)?;
+        return back::copy_episodes(src, out, spec, opts);
+    }
+    back_video::to_v30_video(src, out, opts, &base)
+}
+

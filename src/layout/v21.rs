@@ -53,7 +53,7 @@ pub struct LayoutOptions {
 impl Default for LayoutOptions {
     fn default() -> Self {
         LayoutOptions {
-            row_group_bytes: super::DEFAULT_ROW_GROUP_BYTES,
+            row_group_bytes: crate::dataset::DEFAULT_ROW_GROUP_BYTES,
             ffmpeg: VideoOptions::default().ffmpeg,
         }
     }

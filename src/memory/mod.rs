@@ -2,7 +2,6 @@
 //! process really holds ([`stats`]).
 
 pub mod budget;
-pub mod encoders;
 pub mod limits;
 pub mod log;
 pub mod plan;

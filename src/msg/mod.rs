@@ -1,10 +1,11 @@
 //! Dynamic ROS1 message decoding from a connection's `message_definition` text, with no ROS
 //! install: `definition` splits the text, `schema` compiles it once per connection into a
-//! decode plan and runs it on payloads, `value` holds the result and `golden` prints it in the
-//! JSON form of the test corpus.
+//! decode plan and runs it on payloads, `value` holds the result, `golden` prints it in the
+//! JSON form of the test corpus and `image` takes image messages out of it.
 
 pub(crate) mod definition;
 mod golden;
+pub mod image;
 mod schema;
 mod value;
 
@@ -13,6 +14,7 @@ mod tests;
 
 pub use definition::normalize_type_name;
 pub use golden::{GOLDEN_HASH_THRESHOLD, to_golden_json};
+pub use image::ImagePayload;
 pub use schema::{FieldPath, MAX_NESTING_DEPTH, MAX_ZERO_SIZE_ARRAY_LEN, MessageSchema, Primitive};
 pub use value::Value;
 

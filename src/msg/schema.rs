@@ -170,6 +170,27 @@ pub(crate) enum Step {
     Index(usize),
 }
 
+/// Field lookup lives beside [`FieldPath`] (not in `value`), so `value` depends on nothing.
+impl Value {
+    /// The value at `path`, which must come from the schema this value was decoded with.
+    /// `None` when an index is past the end of a variable-length array.
+    pub fn get(&self, path: &FieldPath) -> Option<&Value> {
+        self.get_steps(&path.steps)
+    }
+
+    pub(crate) fn get_steps(&self, steps: &[Step]) -> Option<&Value> {
+        let mut value = self;
+        for step in steps {
+            value = match (step, value) {
+                (Step::Field(i), Value::Message(fields)) => fields.get(*i)?,
+                (Step::Index(i), Value::Array(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+}
+
 /// A field path resolved against a schema, e.g. `pose.position.x` or `transforms[0].child_frame_id`.
 /// Use it with [`Value::get`] or [`MessageSchema::decode_fields`].
 #[derive(Debug, Clone, PartialEq, Eq)]

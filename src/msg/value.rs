@@ -1,8 +1,6 @@
 //! Decoded message values. Field names live in the schema, not in each value, so a decoded
 //! message is a plain vector in definition order.
 
-use super::schema::{FieldPath, Step};
-
 /// One decoded value of a ROS1 message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -34,24 +32,6 @@ pub enum Value {
 }
 
 impl Value {
-    /// The value at `path`, which must come from the schema this value was decoded with.
-    /// `None` when an index is past the end of a variable-length array.
-    pub fn get(&self, path: &FieldPath) -> Option<&Value> {
-        self.get_steps(&path.steps)
-    }
-
-    pub(crate) fn get_steps(&self, steps: &[Step]) -> Option<&Value> {
-        let mut value = self;
-        for step in steps {
-            value = match (step, value) {
-                (Step::Field(i), Value::Message(fields)) => fields.get(*i)?,
-                (Step::Index(i), Value::Array(items)) => items.get(*i)?,
-                _ => return None,
-            };
-        }
-        Some(value)
-    }
-
     /// The raw bytes of a `uint8`/`char`/`int8`/`byte` array.
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {

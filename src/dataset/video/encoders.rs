@@ -1,6 +1,6 @@
 //! The ffmpeg encoders' share of the ceiling. An encoder is a child process: its memory is not
 //! in this process's budgets, but a cgroup or Slurm `--mem` counts it, and so does the ceiling
-//! ([`super::tree`]). So it is planned, not hoped for:
+//! ([`crate::memory::tree`]). So it is planned, not hoped for:
 //!
 //! ```text
 //! ceiling = converter (its own MemoryPlan) + slots x encoder_bytes(codec, width, height)
@@ -15,11 +15,11 @@
 //!
 //! Slots: as many encoders as there are cameras when they fit, else as many as fit with the
 //! converter's smallest working share; a camera without a slot waits on disk (see
-//! [`crate::dataset::video`]). A ceiling that leaves no slot fails before any work and names
+//! [`super`]). A ceiling that leaves no slot fails before any work and names
 //! the smallest one that works.
 
-use super::format_bytes;
-use crate::dataset::video::VideoCodec;
+use crate::memory::format_bytes;
+use super::VideoCodec;
 use crate::error::{Error, Result};
 
 /// Measured peak RSS of one encoder, in KiB, at 640x480 and at 1280x720 (see the module docs).
@@ -119,14 +119,14 @@ pub fn plan(
 }
 
 /// The ceiling a video run takes when none is given: the converter's default
-/// ([`super::plan::DEFAULT_CEILING`], or its minimum if larger) plus one encoder per camera.
+/// ([`crate::memory::plan::DEFAULT_CEILING`], or its minimum if larger) plus one encoder per camera.
 pub fn default_ceiling(cameras: &[(VideoCodec, u32, u32)], converter_min: u64) -> u64 {
     let per = cameras
         .iter()
         .map(|&(c, w, h)| encoder_bytes(c, w, h))
         .max()
         .unwrap_or(0);
-    super::plan::DEFAULT_CEILING.max(converter_min) + per * cameras.len() as u64
+    crate::memory::plan::DEFAULT_CEILING.max(converter_min) + per * cameras.len() as u64
 }
 
 #[cfg(test)]
