@@ -14,8 +14,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::msg::ImagePayload;
 use crate::memory::{Budget, Permit};
+use crate::msg::ImagePayload;
 
 /// How a feature's value is picked for a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

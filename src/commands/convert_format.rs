@@ -5,9 +5,9 @@ use super::Exit;
 use crate::cli::ConvertFormatArgs;
 use crate::convert::lock::OutputLock;
 use crate::dataset::WriterOptions;
+use crate::dataset::video::encoders::COPY_BYTES;
 use crate::diag;
 use crate::layout::{Format, LayoutOptions, detect, publish, recover, sibling, to_v21, to_v30};
-use crate::dataset::video::encoders::COPY_BYTES;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::sample;
 

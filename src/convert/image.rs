@@ -8,8 +8,8 @@ use image::ExtendedColorType;
 use image::ImageEncoder;
 use image::codecs::png::PngEncoder;
 
-use crate::msg::ImagePayload;
 use crate::dataset::{FeatureValue, ImageFormat};
+use crate::msg::ImagePayload;
 
 /// Channels of a raw image encoding we can store, or None.
 pub fn raw_channels(encoding: &str) -> Option<u32> {

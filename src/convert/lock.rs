@@ -6,8 +6,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::process::pid_alive;
 use crate::error::{Error, Result};
+use crate::process::pid_alive;
 
 /// Held while a run writes `OUT`; dropping it removes the lock file.
 #[derive(Debug)]

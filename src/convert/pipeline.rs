@@ -21,7 +21,6 @@ use serde::Serialize;
 use super::image::to_feature_value;
 use super::plan::{BagPlan, SlotKind};
 use crate::align::{Aligner, Sample, SampleValue, SlotReport, Tick};
-use crate::msg::ImagePayload;
 use crate::bag::{BagIndex, ChunkCompression, ChunkInfo};
 use crate::convert::config::TimeSource;
 use crate::dataset::stats::{self, SampledImage};
@@ -31,6 +30,7 @@ use crate::input::Recording;
 use crate::memory::log::MemoryLog;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::{MemorySample, Permit, sample};
+use crate::msg::ImagePayload;
 
 /// With `time_source = "header"`, how far a header stamp may trail its record time; slot
 /// watermarks (in record time) are moved back by this much (1 s).
@@ -580,7 +580,9 @@ fn extract(
         SlotKind::CompressedImage => Ok(SampleValue::Image(Arc::new(
             ImagePayload::from_compressed(fields)?,
         ))),
-        SlotKind::RawImage => Ok(SampleValue::Image(Arc::new(ImagePayload::from_raw(fields)?))),
+        SlotKind::RawImage => Ok(SampleValue::Image(Arc::new(ImagePayload::from_raw(
+            fields,
+        )?))),
     }
 }
 

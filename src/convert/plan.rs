@@ -152,7 +152,9 @@ impl BagPlan {
                     };
                     let first = cp.paths.len();
                     let fields: Vec<&str> = match kind {
-                        SlotKind::CompressedImage => crate::msg::image::COMPRESSED_IMAGE_FIELDS.to_vec(),
+                        SlotKind::CompressedImage => {
+                            crate::msg::image::COMPRESSED_IMAGE_FIELDS.to_vec()
+                        }
                         SlotKind::RawImage => crate::msg::image::RAW_IMAGE_FIELDS.to_vec(),
                         SlotKind::Numeric { .. } => vec![src.field.as_deref().unwrap_or_default()],
                     };
@@ -371,7 +373,9 @@ impl BagPlan {
                     }
                     let n = match self.slots[slot].kind {
                         SlotKind::Numeric { .. } => 1,
-                        SlotKind::CompressedImage => crate::msg::image::COMPRESSED_IMAGE_FIELDS.len(),
+                        SlotKind::CompressedImage => {
+                            crate::msg::image::COMPRESSED_IMAGE_FIELDS.len()
+                        }
                         SlotKind::RawImage => crate::msg::image::RAW_IMAGE_FIELDS.len(),
                     };
                     first[slot] = Some(values[at..at + n].to_vec());

@@ -24,11 +24,11 @@ use super::pipeline::{EpisodeReport, Monitor, chunk_need, convert_bag, spawn_mon
 use super::plan::BagPlan;
 use super::select::{Order, Shard, order_bags};
 use crate::dataset::video::VideoCodec;
+use crate::dataset::video::encoders::EncoderPlan;
 use crate::dataset::{DatasetSpec, DatasetWriter, FeatureKind, WriterOptions, recover_staging};
 use crate::diag;
 use crate::error::{Error, Result};
 use crate::input::Recording;
-use crate::dataset::video::encoders::EncoderPlan;
 use crate::memory::log::{MemoryLog, render_svg};
 use crate::memory::plan::{DEFAULT_CEILING, MemoryPlan};
 use crate::memory::{format_bytes, sample};

@@ -169,4 +169,3 @@ pub fn to_v30(
     }
     back_video::to_v30_video(src, out, opts, &base)
 }
-

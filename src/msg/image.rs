@@ -40,7 +40,9 @@ fn at(list: &[&str], name: &str) -> usize {
 
 /// Takes the value out of `fields[i]` (the message is not used again), `None` past the end.
 fn take(fields: &mut [Value], i: usize) -> Option<Value> {
-    fields.get_mut(i).map(|v| std::mem::replace(v, Value::Bool(false)))
+    fields
+        .get_mut(i)
+        .map(|v| std::mem::replace(v, Value::Bool(false)))
 }
 
 impl ImagePayload {
@@ -110,11 +112,17 @@ mod tests {
             Value::Bytes(vec![7; 6]),
         ];
         let p = ImagePayload::from_raw(&mut raw).unwrap();
-        assert_eq!((p.height, p.width, p.step, p.big_endian, p.raw), (2, 3, 3, true, true));
+        assert_eq!(
+            (p.height, p.width, p.step, p.big_endian, p.raw),
+            (2, 3, 3, true, true)
+        );
         assert_eq!((p.format.as_str(), p.bytes.len()), ("mono8", 6));
         let mut jpeg = vec![Value::String("jpeg".into()), Value::Bytes(vec![0xff, 0xd8])];
         let p = ImagePayload::from_compressed(&mut jpeg).unwrap();
-        assert_eq!((p.format.as_str(), p.bytes.as_slice(), p.raw), ("jpeg", &[0xff, 0xd8][..], false));
+        assert_eq!(
+            (p.format.as_str(), p.bytes.as_slice(), p.raw),
+            ("jpeg", &[0xff, 0xd8][..], false)
+        );
         let mut short = vec![Value::String("jpeg".into())];
         assert!(ImagePayload::from_compressed(&mut short).is_err());
     }

@@ -290,4 +290,3 @@ mod tests {
         assert!(e.contains("apt-get install ffmpeg"), "{e}");
     }
 }
-

@@ -6,7 +6,6 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::dataset::ImageFormat;
 use crate::memory::Permit;
 
-
 /// A frame on its way to a decode thread.
 pub(super) struct Job {
     pub(super) seq: u64,

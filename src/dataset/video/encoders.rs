@@ -18,9 +18,9 @@
 //! [`super`]). A ceiling that leaves no slot fails before any work and names
 //! the smallest one that works.
 
-use crate::memory::format_bytes;
 use super::VideoCodec;
 use crate::error::{Error, Result};
+use crate::memory::format_bytes;
 
 /// Measured peak RSS of one encoder, in KiB, at 640x480 and at 1280x720 (see the module docs).
 pub const MEASURED_KIB: [(VideoCodec, u64, u64); 3] = [

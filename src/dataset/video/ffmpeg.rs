@@ -15,7 +15,6 @@ use crossbeam_channel::{Receiver, Sender};
 use super::codec::{INSTALL_HINT, STDERR_TAIL_BYTES};
 use super::decode::Decoded;
 
-
 /// The first failure of an encoder, shared by its feeder and the writer.
 pub(super) type Failure = Arc<Mutex<Option<String>>>;
 
@@ -147,4 +146,3 @@ pub(super) fn tail_of(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(STDERR_TAIL_BYTES);
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
 }
-

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use crate::dataset::ImageFormat;
 use crate::error::{Error, Result};
 
-
 /// A camera's compressed frames of one episode, on disk until an encoder is free: records of
 /// `u32` length (LE), one format byte (0 JPEG, 1 PNG) and the bytes.
 pub(super) struct Spill {
@@ -85,4 +84,3 @@ impl SpillReader {
         Ok(Some((bytes::Bytes::from(buf), format)))
     }
 }
-

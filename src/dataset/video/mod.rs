@@ -29,15 +29,14 @@
 
 mod codec;
 mod decode;
+pub mod encoders;
 mod ffmpeg;
 mod frame_spill;
 mod set;
-pub mod encoders;
 
 pub use codec::*;
 pub use ffmpeg::count_frames;
 pub use set::VideoSet;
-
 
 /// Where one episode of one camera is: its video file and its time range in it, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,15 +11,14 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, unbounded};
 
+use super::VideoSpan;
 use super::codec::*;
 use super::decode::{Decoded, Job, decode_worker};
 use super::ffmpeg::*;
 use super::frame_spill::{Spill, SpillReader};
-use super::VideoSpan;
 use crate::dataset::{DatasetSpec, FeatureKind, ImageFormat};
 use crate::error::{Error, Result};
 use crate::memory::{Budget, Permit};
-
 
 /// One video feature.
 struct Camera {
