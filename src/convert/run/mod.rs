@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 
 use super::config::ConvertConfig;
 use super::lock::OutputLock;
@@ -31,8 +30,8 @@ mod inputs;
 mod prepare;
 mod report;
 
-pub use budgets::*;
-pub use episodes::*;
+use budgets::*;
+use episodes::*;
 pub use inputs::*;
 pub use prepare::*;
 pub use report::*;
