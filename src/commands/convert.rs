@@ -14,6 +14,7 @@ use super::{Exit, write_stdout};
 use crate::cli::ConvertArgs;
 use crate::convert::config::ConvertConfig;
 use crate::convert::run::{RunOptions, collect_bags, render_summary, resolve_config, run};
+use crate::convert::source::FirstBag;
 use crate::convert::select::{Order, Shard};
 use crate::diag;
 
@@ -109,10 +110,12 @@ fn convert(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wanted = args.jobs.unwrap_or(cores);
     if wanted > 1 {
+        // Listed once: the jobs count, the first bag's facts and the children's bags all come
+        // from this one settled list. A listing error is reported by the sequential run below.
+        let listed = collect_bags(&args.inputs, settle(args)).unwrap_or_default();
         // No more jobs than bags.
-        let bags = collect_bags(&args.inputs, settle(args))
-            .map(|b| b.len())
-            .unwrap_or(1);
+        let bags = listed.len().max(1);
+        let mut first: Option<FirstBag> = None;
         let rss = crate::memory::sample().rss();
         let video = config.as_ref().filter(|c| c.wants_video());
         let jobs = match video {
@@ -120,10 +123,9 @@ fn convert(
             // ceiling is what one video run would choose (every camera's encoder at once),
             // capped by the environment's limit.
             Some(cfg) => {
-                let cams = crate::convert::run::video_cameras_of(
-                    &collect_bags(&args.inputs, settle(args))?,
-                    cfg,
-                );
+                let measured = FirstBag::measure(&listed, Some(cfg), true)?;
+                let cams = measured.cameras.clone();
+                first = Some(measured);
                 let one = cams
                     .iter()
                     .map(|&(c, w, h)| crate::dataset::video::encoders::encoder_bytes(c, w, h))
@@ -161,12 +163,14 @@ fn convert(
                 }
             );
         } else if parallel {
-            let bags = collect_bags(&args.inputs, settle(args))?;
-            let mut cfg = resolve_config(&bags, config)?;
-            if let Some(fps) = args.fps {
+            let mut first = match first {
+                Some(f) => f,
+                None => FirstBag::measure(&listed, config.as_ref(), false)?,
+            };
+            if let (Some(fps), Some(cfg)) = (args.fps, first.config.as_mut()) {
                 cfg.fps = Some(fps);
             }
-            return super::jobs::convert_parallel(args, ceiling.bytes, jobs, &cfg);
+            return super::jobs::convert_parallel(args, ceiling.bytes, jobs, &listed, &first);
         }
     }
     let opts = RunOptions {

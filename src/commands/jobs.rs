@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use super::{Exit, write_stdout};
 use crate::cli::ConvertArgs;
-use crate::convert::config::ConvertConfig;
+use crate::convert::source::FirstBag;
 use crate::convert::merge::{MergeOptions, merge};
 use crate::diag;
 use crate::memory::plan::MemoryPlan;
@@ -43,16 +43,13 @@ pub fn convert_parallel(
     args: &ConvertArgs,
     ceiling: u64,
     jobs: usize,
-    cfg: &ConvertConfig,
+    bags: &[PathBuf],
+    first: &FirstBag,
 ) -> anyhow::Result<Exit> {
     let work = PathBuf::from(format!("{}.jobs", args.output.display()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let bags = crate::convert::run::collect_bags(
-        &args.inputs,
-        std::time::Duration::from_secs(args.settle),
-    )?;
-    let result = run_children(args, &bags, ceiling, jobs, cfg, &work);
+    let result = run_children(args, bags, ceiling, jobs, first, &work);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
@@ -62,22 +59,22 @@ fn run_children(
     bags: &[PathBuf],
     ceiling: u64,
     jobs: usize,
-    cfg: &ConvertConfig,
+    first: &FirstBag,
     work: &Path,
 ) -> anyhow::Result<Exit> {
+    let cfg = first
+        .config
+        .as_ref()
+        .context("no config was resolved for the jobs")?;
     let cfg_path = work.join("config.toml");
     std::fs::write(&cfg_path, cfg.to_toml())
         .with_context(|| format!("writing {}", cfg_path.display()))?;
     let exe = std::env::current_exe().context("locating the bag2dataset binary")?;
     // Without a configured fps the first bag's rate is the dataset's (as in one sequential
-    // run); every share is told it.
+    // run, by the same rule: `plan::TimelineTimes::fps`); every share is told it.
     let dataset_fps = match cfg.fps {
         Some(_) => None,
-        None => match cfg.timeline.as_deref() {
-            // The same settled list the children get, not a second listing.
-            Some(topic) => crate::convert::run::first_bag_rate(bags, topic),
-            None => None,
-        },
+        None => first.rate,
     };
     let per_job = ceiling.saturating_sub(sample().rss()) / jobs as u64;
     diag!(

@@ -11,3 +11,4 @@ pub mod plan;
 pub mod replace;
 pub mod run;
 pub mod select;
+pub mod source;

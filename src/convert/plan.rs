@@ -48,6 +48,44 @@ pub struct ConnPlan {
     pub stamp: Option<usize>,
 }
 
+/// The timeline's messages in one recording: how many the index lists and when the first and
+/// the last were recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineTimes {
+    pub count: usize,
+    pub first: u64,
+    pub last: u64,
+}
+
+impl TimelineTimes {
+    /// The timeline's own rate, rounded (at least 1): `(count - 1) / span`, or 1 without a
+    /// span. The one rule for a dataset's fps when the timeline runs at its own rate, whether a
+    /// plan, a shard or a `--jobs` parent computes it.
+    pub fn fps(&self) -> u32 {
+        let span_s = (self.last - self.first) as f64 / 1e9;
+        let rate = if self.count >= 2 && span_s > 0.0 {
+            (self.count - 1) as f64 / span_s
+        } else {
+            1.0
+        };
+        (rate.round() as u32).max(1)
+    }
+}
+
+/// The times of the timeline connections `conns` in `rec`, from its index; `None` when it
+/// lists none.
+pub fn timeline_rate(rec: &Recording, conns: &[u32]) -> Result<Option<TimelineTimes>> {
+    let times = rec.topic_times(conns)?;
+    Ok(match (times.first(), times.last()) {
+        (Some(&first), Some(&last)) => Some(TimelineTimes {
+            count: times.len(),
+            first,
+            last,
+        }),
+        _ => None,
+    })
+}
+
 /// Everything needed to convert one bag.
 pub struct BagPlan {
     pub spec: DatasetSpec,
@@ -254,19 +292,12 @@ impl BagPlan {
                 "{path}: timeline topic {timeline_topic} has no messages"
             )));
         }
-        let times = rec.topic_times(&tl_conns)?;
-        let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
+        let Some(times) = timeline_rate(rec, &tl_conns)? else {
             return Err(Error::Config(format!(
                 "{path}: the index lists no message times for timeline topic {timeline_topic}"
             )));
         };
-        let span_s = (last - first) as f64 / 1e9;
-        let rate = if times.len() >= 2 && span_s > 0.0 {
-            (times.len() - 1) as f64 / span_s
-        } else {
-            1.0
-        };
-        drop(times);
+        let (first, last, rate) = (times.first, times.last, times.fps());
         // A configured fps resamples every bag to that grid. Without one, every bag keeps its
         // timeline topic's own ticks (the same rule for every bag, whichever comes first), and
         // the dataset's fps is the first bag's rate (`fixed_fps` for the later ones).
@@ -287,7 +318,7 @@ impl BagPlan {
                 Timeline::Own {
                     slot: timeline_slot,
                 },
-                fixed_fps.unwrap_or((rate.round() as u32).max(1)),
+                fixed_fps.unwrap_or(rate),
                 tl_count as usize,
             ),
         };

@@ -2,9 +2,7 @@
 //! the index) and the deterministic shard subset (`--shard K/N`, or the scheduler's
 //! environment).
 
-use std::path::PathBuf;
 
-use crate::bag::{BagFile, BagIndex};
 use crate::error::{Error, Result};
 
 /// Episode order of a run.
@@ -39,37 +37,8 @@ impl Order {
     }
 }
 
-/// Start of a bag's recording (first message time, ns), from its index alone.
-pub fn start_time(bag: &std::path::Path) -> Option<u64> {
-    if crate::ros2::is_ros2_path(bag) {
-        let rec = crate::input::Recording::open(bag).ok()?;
-        return rec.index().time_range().map(|r| r.0);
-    }
-    let file = BagFile::open(bag).ok()?;
-    let (index, _) = BagIndex::open(&file).ok()?;
-    index.time_range().map(|r| r.0)
-}
-
-/// Sorts bags into episode order; returns each bag with its start time.
-pub fn order_bags(bags: Vec<PathBuf>, order: Order) -> Vec<(PathBuf, Option<u64>)> {
-    let mut v: Vec<(PathBuf, Option<u64>)> = bags
-        .into_iter()
-        .map(|b| {
-            let t = start_time(&b);
-            (b, t)
-        })
-        .collect();
-    match order {
-        Order::Path => v.sort_by(|a, b| a.0.cmp(&b.0)),
-        Order::StartTime => {
-            v.sort_by(|a, b| (a.1.is_none(), a.1, &a.0).cmp(&(b.1.is_none(), b.1, &b.0)))
-        }
-    }
-    v
-}
-
-/// One of `count` disjoint subsets of the ordered inputs: the bags whose position `i` (0-based)
-/// satisfies `i % count == index - 1`.
+/// One of `count` disjoint subsets of the ordered inputs: a contiguous block of them
+/// ([`Shard::holds`]), so a shard's episodes are contiguous in the merged dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     /// 1-based.

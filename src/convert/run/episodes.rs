@@ -52,7 +52,7 @@ pub(super) fn convert_all(
             if opts.progress {
                 diag!(
                     "interrupted: stopping before {} ({} of {n} bags not started)",
-                    job.path.display(),
+                    job.source.path.display(),
                     n - i
                 );
             }
@@ -68,22 +68,21 @@ pub(super) fn convert_all(
             let p = monitor.progress.get_or_init(|| {
                 let total = todo
                     .iter()
-                    .filter_map(|j| std::fs::metadata(&j.path).ok())
-                    .map(|m| m.len())
+                    .map(|j| j.source.bytes())
                     .sum();
                 crate::progress::Progress::new(total, true)
             });
             p.set_label(&format!(
                 "[{}/{n}] {}",
                 i + 1,
-                job.path
+                job.source.path
                     .file_name()
                     .map(|f| f.to_string_lossy())
                     .unwrap_or_default()
             ));
         }
         let t0 = Instant::now();
-        let path = &job.path;
+        let path = &job.source.path;
         let task = task_for(path, opts, cfg);
         if opts.progress {
             diag!("[{}/{n}] {}", i + 1, path.display());
@@ -170,7 +169,7 @@ pub(super) fn convert_all(
         let wall_s = t0.elapsed().as_secs_f64();
         let bag_peak = monitor.peak_rss.load(Ordering::Relaxed);
         run_peak = run_peak.max(bag_peak);
-        let mut en = entry(path, &job.id, &hash, job.start_time_ns);
+        let mut en = entry(path, &job.id, &hash, job.source.start_time_ns);
         en.wall_s = (wall_s * 1000.0).round() / 1000.0;
         en.task = Some(task.clone());
         let o = &mut prep.outcomes[job.slot];

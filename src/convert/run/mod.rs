@@ -14,12 +14,10 @@ use std::time::{Duration, Instant};
 
 use super::config::ConvertConfig;
 use super::lock::OutputLock;
-use super::pipeline::chunk_need;
 use super::select::{Order, Shard};
 use crate::dataset::recover_staging;
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::input::Recording;
 use crate::memory::log::render_svg;
 use crate::memory::plan::{DEFAULT_CEILING, MemoryPlan};
 use crate::memory::{format_bytes, sample};
@@ -95,11 +93,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut prep = prepare(opts)?;
     let cfg = prep.cfg.clone();
     // Video: the cameras' encoders take their planned share of the ceiling first.
-    let cameras = if cfg.wants_video() {
-        video_cameras(&prep.todo, &cfg)
-    } else {
-        Vec::new()
-    };
+    let cameras = std::mem::take(&mut prep.cameras);
     let one_encoder = cameras
         .iter()
         .map(|&(c, w, h)| crate::dataset::video::encoders::encoder_bytes(c, w, h))
@@ -134,29 +128,15 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut max_chunk = (0u64, String::new());
     let mut runnable = Vec::new();
     for job in std::mem::take(&mut prep.todo) {
-        let mut need = (0u64, String::new());
-        if let Ok(rec) = Recording::open(&job.path) {
-            for c in &rec.index().chunks {
-                let n = chunk_need(c);
-                if n > need.0 {
-                    need = (
-                        n,
-                        format!(
-                            "chunk at offset {} of {} ({n} bytes in flight)",
-                            c.pos,
-                            job.path.display()
-                        ),
-                    );
-                }
-            }
-        }
+        // Measured once with the bag (`BagSource::measure`), not by opening it again.
+        let need = job.source.largest_chunk.clone();
         let converter = chosen_ceiling.saturating_sub(one_encoder);
         if let Err(e) = MemoryPlan::new(converter, start.rss(), need.0, &need.1) {
             let mut en = entry(
-                &job.path,
+                &job.source.path,
                 &job.id,
                 &prep.manifest.config_hash,
-                job.start_time_ns,
+                job.source.start_time_ns,
             );
             en.error = Some(e.to_string());
             prep.manifest.record(en);
@@ -185,8 +165,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         let longest_bag = prep
             .todo
             .iter()
-            .filter_map(|j| std::fs::metadata(&j.path).ok())
-            .map(|m| m.len())
+            .map(|j| j.source.bytes())
             .max()
             .unwrap_or(0);
         let leaf_columns = 5 + 2 * cfg.features.len() as u64;

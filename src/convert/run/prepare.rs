@@ -7,15 +7,12 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::convert::config::ConvertConfig;
 use crate::convert::manifest::{
-    BagEntry, BagIdentity, FAILED, MANIFEST_NAME, Manifest, TOOL_VERSION, config_hash, fingerprint,
+    BagEntry, BagIdentity, FAILED, MANIFEST_NAME, Manifest, TOOL_VERSION, config_hash,
 };
-use crate::convert::mapping::zero_config;
-use crate::convert::plan::BagPlan;
-use crate::convert::select::order_bags;
-use crate::dataset::FeatureKind;
+use crate::convert::select::Order;
+use crate::convert::source::{BagSource, FirstBag, ordered_sources};
 use crate::dataset::video::VideoCodec;
 use crate::error::{Error, Result};
-use crate::input::Recording;
 
 /// Task text of a bag: `--task`, else a `<bag>.task.txt` sidecar, else the config's.
 pub(super) fn task_for(bag: &Path, opts: &RunOptions, cfg: &ConvertConfig) -> String {
@@ -31,49 +28,13 @@ pub(super) fn task_for(bag: &Path, opts: &RunOptions, cfg: &ConvertConfig) -> St
     cfg.task.clone()
 }
 
-/// The config a run uses: the given one, or zero-config from the first readable bag.
+/// The config a run uses: the given one, or zero-config from the first readable bag (see
+/// [`FirstBag::measure`]).
 pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<ConvertConfig> {
-    if let Some(c) = given {
-        return Ok(c);
-    }
-    let mut last_err = None;
-    for b in bags {
-        match Recording::open(b).and_then(|r| {
-            // ROS 2 type names (`sensor_msgs/msg/CompressedImage`) map as the ROS1 ones.
-            let mut i = r.index().clone();
-            for c in &mut i.connections {
-                c.msgtype = crate::msg::normalize_type_name(&c.msgtype);
-            }
-            zero_config(&i)
-        }) {
-            Ok(c) => return Ok(c),
-            Err(e) => last_err = Some(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| Error::Config("no input bags".into())))
-}
-
-/// The rounded rate of `timeline` in the first of `bags` that has two or more of its
-/// messages: the fps a run over `bags` gives a dataset whose timeline runs at its own rate.
-/// Shards and `--jobs` children take it from the whole list, so they write what one run would.
-pub fn first_bag_rate(bags: &[PathBuf], timeline: &str) -> Option<u32> {
-    for b in bags {
-        let Ok(rec) = Recording::open(b) else {
-            continue;
-        };
-        let conns = rec.index().connections_of(timeline);
-        let Ok(times) = rec.topic_times(&conns) else {
-            continue;
-        };
-        if let (Some(first), Some(last)) = (times.first(), times.last())
-            && times.len() >= 2
-            && last > first
-        {
-            let rate = (times.len() - 1) as f64 / ((last - first) as f64 / 1e9);
-            return Some((rate.round() as u32).max(1));
-        }
-    }
-    None
+    let first = FirstBag::measure(bags, given.as_ref(), false)?;
+    first
+        .config
+        .ok_or_else(|| Error::Config("no input bags".into()))
 }
 
 /// Prints the mapping zero-config chose (stderr), so a user sees what a run without --config
@@ -122,12 +83,13 @@ pub(super) struct Prepared {
     /// not the input list's first (a shard): `RunOptions::dataset_fps`, or the rate of the
     /// whole list's first bag, so every shard writes the fps one run would.
     pub(super) dataset_fps: Option<u32>,
+    /// Video features (codec, width, height) of the whole list's first bag that plans.
+    pub(super) cameras: Vec<(VideoCodec, u32, u32)>,
 }
 
-/// A bag to convert.
+/// A bag to convert: its measured source, its identity for the log, its row in the report.
 pub(super) struct Job {
-    pub(super) path: PathBuf,
-    pub(super) start_time_ns: Option<u64>,
+    pub(super) source: BagSource,
     pub(super) id: BagIdentity,
     /// Position in `Prepared::outcomes`.
     pub(super) slot: usize,
@@ -174,17 +136,31 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let mut abs: Vec<PathBuf> = listed.iter().map(|b| absolute(b)).collect();
     abs.sort();
     abs.dedup();
-    let ordered = order_bags(abs, opts.order);
-    // Zero-config is resolved from the whole ordered list, not from this shard's part, so every
-    // shard (and every --jobs child) of one input list chooses the same mapping.
-    let all_paths: Vec<PathBuf> = ordered.iter().map(|b| b.0.clone()).collect();
-    let total = ordered.len();
-    let selected: Vec<(PathBuf, Option<u64>)> = ordered
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| opts.shard.is_none_or(|s| s.holds(*i, total)))
-        .map(|(_, b)| b)
-        .collect();
+    // Each bag is measured once (start time, largest chunk, identity): in path order only this
+    // shard's bags, in start-time order all of them (the order needs every start time).
+    let total = abs.len();
+    let (all_paths, selected): (Vec<PathBuf>, Vec<BagSource>) = match opts.order {
+        Order::Path => {
+            let picked = abs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| opts.shard.is_none_or(|s| s.holds(*i, total)))
+                .map(|(_, p)| BagSource::measure(p))
+                .collect();
+            (abs, picked)
+        }
+        Order::StartTime => {
+            let ordered = ordered_sources(abs, opts.order);
+            let paths = ordered.iter().map(|s| s.path.clone()).collect();
+            let picked = ordered
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| opts.shard.is_none_or(|s| s.holds(*i, total)))
+                .map(|(_, s)| s)
+                .collect();
+            (paths, picked)
+        }
+    };
 
     let out = &opts.output;
     let fresh = opts.overwrite || opts.force;
@@ -205,25 +181,42 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
     } else {
         None
     };
-    let bag_paths: Vec<PathBuf> = selected.iter().map(|b| b.0.clone()).collect();
-    let mut cfg = match (&opts.config, &existing) {
-        (Some(c), _) => c.clone(),
-        (None, Some(m)) => ConvertConfig::from_toml(&m.config, "the dataset's conversion log")?,
+    // Zero-config, the dataset's fps and the video cameras come from the first bag of the whole
+    // ordered list, not from this shard's part, so every shard (and every --jobs child) of one
+    // input list writes the same dataset.
+    let given = match (&opts.config, &existing) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(m)) => Some(ConvertConfig::from_toml(
+            &m.config,
+            "the dataset's conversion log",
+        )?),
         // Nothing to convert (an empty shard): no config is needed.
-        (None, None) if bag_paths.is_empty() => toml::from_str("features = []")
-            .map_err(|e| Error::Config(format!("empty config: {e}")))?,
-        (None, None) => {
-            let cfg = resolve_config(&all_paths, None)?;
-            if opts.progress {
-                announce_zero_config(&cfg, &all_paths);
-            }
-            cfg
-        }
+        (None, None) if selected.is_empty() => Some(
+            toml::from_str("features = []")
+                .map_err(|e| Error::Config(format!("empty config: {e}")))?,
+        ),
+        (None, None) => None,
     };
+    let zero_config = given.is_none();
+    let first = if selected.is_empty() {
+        FirstBag {
+            config: given,
+            ..FirstBag::default()
+        }
+    } else {
+        FirstBag::measure(&all_paths, given.as_ref(), true)?
+    };
+    let mut cfg = first
+        .config
+        .clone()
+        .ok_or_else(|| Error::Config("no input bags".into()))?;
+    if zero_config && opts.progress {
+        announce_zero_config(&cfg, &all_paths);
+    }
     if let Some(fps) = opts.fps {
         cfg.fps = Some(fps);
     }
-    if !bag_paths.is_empty() {
+    if !selected.is_empty() {
         cfg.check()?;
     }
     let hash = config_hash(&cfg);
@@ -265,12 +258,14 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let mut outcomes = Vec::new();
     let mut todo = Vec::new();
     let mut recorded = 0;
-    for (path, start) in selected {
-        let id = match fingerprint(&path) {
+    for source in selected {
+        let path = source.path.clone();
+        let start = source.start_time_ns;
+        let id = match source.identity.clone() {
             Ok(id) => id,
             Err(e) => {
                 let mut o = outcome(&path, "failed");
-                o.error = Some(e.to_string());
+                o.error = Some(e);
                 outcomes.push(o);
                 continue;
             }
@@ -299,8 +294,7 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
             outcomes.push(o);
         } else {
             todo.push(Job {
-                path: path.clone(),
-                start_time_ns: start,
+                source,
                 id,
                 slot: outcomes.len(),
             });
@@ -319,9 +313,7 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
     }
     let dataset_fps = match (opts.dataset_fps, &cfg.timeline) {
         (Some(fps), _) => Some(fps),
-        (None, Some(topic)) if cfg.fps.is_none() && opts.shard.is_some() && !appending => {
-            first_bag_rate(&all_paths, topic)
-        }
+        (None, Some(_)) if cfg.fps.is_none() && opts.shard.is_some() && !appending => first.rate,
         _ => None,
     };
     Ok(Prepared {
@@ -334,41 +326,10 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
         recorded,
         first_error: None,
         dataset_fps,
+        cameras: first.cameras,
     })
 }
 
 /// Extra room the converter keeps in video mode beyond its smallest plan, for the encoders'
 /// pipe and stderr threads and the spill files' buffers: 8 MiB.
 pub const CONVERTER_VIDEO_EXTRA: u64 = 8 << 20;
-
-/// The video cameras (codec, width, height) of the first bag that plans.
-pub(super) fn video_cameras(todo: &[Job], cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32)> {
-    let paths: Vec<PathBuf> = todo.iter().map(|j| j.path.clone()).collect();
-    video_cameras_of(&paths, cfg)
-}
-
-/// The video cameras (codec, width, height) `cfg` makes of the first of `bags` that plans.
-pub fn video_cameras_of(bags: &[PathBuf], cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32)> {
-    for path in bags {
-        let Ok(rec) = Recording::open(path) else {
-            continue;
-        };
-        if let Ok(plan) = BagPlan::new(&rec, cfg, None) {
-            return plan
-                .spec
-                .features
-                .iter()
-                .filter_map(|f| match f.kind {
-                    FeatureKind::Video {
-                        codec,
-                        width,
-                        height,
-                        ..
-                    } => Some((codec, width, height)),
-                    _ => None,
-                })
-                .collect();
-        }
-    }
-    Vec::new()
-}

@@ -1,0 +1,192 @@
+//! One input bag as a run knows it. Opening a recording costs a read of its index (and, for an
+//! unindexed or truncated bag, a scan of the whole file), so each bag is measured once, here:
+//! ordering, sharding, the memory pre-pass and the conversion log all use these figures, and
+//! the conversion opens the bag once more to read its chunks. The run-level facts that come
+//! from one bag (zero-config mapping, the dataset's fps, the video cameras) are taken from the
+//! first bag of the whole ordered list by [`FirstBag::measure`], in one more open.
+//!
+//! A source holds figures, not the index: a nightly run over thousands of bags keeps a few
+//! hundred bytes per bag, never their indexes.
+
+use std::path::{Path, PathBuf};
+
+use super::config::ConvertConfig;
+use super::manifest::{BagIdentity, fingerprint};
+use super::mapping::zero_config;
+use super::pipeline::chunk_need;
+use super::plan::{BagPlan, timeline_rate};
+use super::select::Order;
+use crate::dataset::FeatureKind;
+use crate::dataset::video::VideoCodec;
+use crate::error::{Error, Result};
+use crate::input::Recording;
+
+/// One bag of a run, measured once (see the module docs).
+#[derive(Debug, Clone)]
+pub struct BagSource {
+    pub path: PathBuf,
+    /// Size, mtime and fingerprint for the conversion log, or why the file cannot be read.
+    pub identity: std::result::Result<BagIdentity, String>,
+    /// First message time (ns), from the index.
+    pub start_time_ns: Option<u64>,
+    /// Bytes its largest chunk holds in flight (read + decompressed), and where it is.
+    pub largest_chunk: (u64, String),
+    /// Why the recording cannot be opened (its conversion fails with this error).
+    pub open_error: Option<String>,
+}
+
+impl BagSource {
+    /// Measures `path`: one open of the recording (index, or a recovery scan), one read of
+    /// its fingerprint.
+    pub fn measure(path: &Path) -> BagSource {
+        let identity = fingerprint(path).map_err(|e| e.to_string());
+        let mut source = BagSource {
+            path: path.to_path_buf(),
+            identity,
+            start_time_ns: None,
+            largest_chunk: (0, String::new()),
+            open_error: None,
+        };
+        match Recording::open(path) {
+            Ok(rec) => {
+                let index = rec.index();
+                source.start_time_ns = index.time_range().map(|r| r.0);
+                for c in &index.chunks {
+                    let n = chunk_need(c);
+                    if n > source.largest_chunk.0 {
+                        source.largest_chunk = (
+                            n,
+                            format!(
+                                "chunk at offset {} of {} ({n} bytes in flight)",
+                                c.pos,
+                                path.display()
+                            ),
+                        );
+                    }
+                }
+            }
+            Err(e) => source.open_error = Some(e.to_string()),
+        }
+        source
+    }
+
+    /// Size of the bag file (0 when unreadable): an episode's data is at most about this big.
+    pub fn bytes(&self) -> u64 {
+        self.identity.as_ref().map_or(0, |id| id.size)
+    }
+}
+
+/// Measures `paths` and puts them in episode order (path, or start time with bags without one
+/// last, ties by path).
+pub fn ordered_sources(paths: Vec<PathBuf>, order: Order) -> Vec<BagSource> {
+    let mut v: Vec<BagSource> = paths.iter().map(|p| BagSource::measure(p)).collect();
+    match order {
+        Order::Path => v.sort_by(|a, b| a.path.cmp(&b.path)),
+        Order::StartTime => v.sort_by(|a, b| {
+            let key = |s: &BagSource| (s.start_time_ns.is_none(), s.start_time_ns);
+            (key(a), &a.path).cmp(&(key(b), &b.path))
+        }),
+    }
+    v
+}
+
+/// What a run takes from the first bag of its whole ordered list (every shard and every
+/// `--jobs` child of one list takes it from the same bag, so they write one dataset).
+#[derive(Debug, Clone, Default)]
+pub struct FirstBag {
+    /// The config: the one given, or zero-config from the bag.
+    pub config: Option<ConvertConfig>,
+    /// The rounded rate of the config's timeline in the bag: the dataset's fps when the
+    /// timeline runs at its own rate.
+    pub rate: Option<u32>,
+    /// Video features (codec, width, height) the config makes of the bag.
+    pub cameras: Vec<(VideoCodec, u32, u32)>,
+}
+
+impl FirstBag {
+    /// Takes from the first of `bags` that opens what `given` leaves open: the zero-config
+    /// mapping when no config is given, the timeline's rate (from the first bag that has the
+    /// timeline, as the first converted episode would set it), and the video cameras when
+    /// `want_cameras` and the config has video features (from the first bag that plans). Usually one open of one bag. Fails only
+    /// when no config is given and no bag yields one.
+    pub fn measure(
+        bags: &[PathBuf],
+        given: Option<&ConvertConfig>,
+        want_cameras: bool,
+    ) -> Result<FirstBag> {
+        let mut first = FirstBag {
+            config: given.cloned(),
+            ..FirstBag::default()
+        };
+        let mut last_err = None;
+        for path in bags {
+            let rec = match Recording::open(path) {
+                Ok(r) => r,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            if first.config.is_none() {
+                match zero_config_of(&rec) {
+                    Ok(c) => first.config = Some(c),
+                    Err(e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                }
+            }
+            let Some(config) = &first.config else {
+                continue;
+            };
+            if first.rate.is_none()
+                && let Some(topic) = config.timeline.as_deref()
+            {
+                let conns = rec.index().connections_of(topic);
+                first.rate = timeline_rate(&rec, &conns).ok().flatten().map(|t| t.fps());
+            }
+            let want_cameras = want_cameras && config.wants_video();
+            if want_cameras && first.cameras.is_empty() {
+                first.cameras = cameras_of(&rec, config);
+            }
+            let rate_done = first.rate.is_some() || config.timeline.is_none();
+            if rate_done && (!want_cameras || !first.cameras.is_empty()) {
+                break;
+            }
+        }
+        if first.config.is_none() {
+            return Err(last_err.unwrap_or_else(|| Error::Config("no input bags".into())));
+        }
+        Ok(first)
+    }
+}
+
+/// Zero-config of one recording; ROS 2 type names (`sensor_msgs/msg/CompressedImage`) map as
+/// the ROS1 ones.
+fn zero_config_of(rec: &Recording) -> Result<ConvertConfig> {
+    let mut index = rec.index().clone();
+    for c in &mut index.connections {
+        c.msgtype = crate::msg::normalize_type_name(&c.msgtype);
+    }
+    zero_config(&index)
+}
+
+/// The video cameras (codec, width, height) `cfg` makes of `rec`; none when it does not plan.
+pub fn cameras_of(rec: &Recording, cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32)> {
+    let Ok(plan) = BagPlan::new(rec, cfg, None) else {
+        return Vec::new();
+    };
+    plan.spec
+        .features
+        .iter()
+        .filter_map(|f| match f.kind {
+            FeatureKind::Video {
+                codec,
+                width,
+                height,
+                ..
+            } => Some((codec, width, height)),
+            _ => None,
+        })
+        .collect()
+}
