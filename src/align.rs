@@ -230,16 +230,17 @@ impl Aligner {
         if self.budget.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let permit = self.budget.try_acquire(bytes).ok_or_else(|| Error::OverBudget {
-            item: format!(
-                "aligner windows (adding {} to {label}; tolerance or out-of-order chunks keep {} buffered)",
-                crate::memory::format_bytes(bytes),
-                crate::memory::format_bytes(self.budget.used())
-            ),
-            needed: self.budget.used() + bytes,
-            available: self.budget.capacity(),
-            ceiling: self.budget.capacity(),
-            hint: crate::memory::format_bytes((self.budget.used() + bytes) * 4),
+        let permit = self.budget.try_acquire(bytes).ok_or_else(|| {
+            Error::over_budget(
+                format!(
+                    "aligner windows (adding {} to {label}; tolerance or out-of-order chunks keep {} buffered)",
+                    crate::memory::format_bytes(bytes),
+                    crate::memory::format_bytes(self.budget.used())
+                ),
+                self.budget.used() + bytes,
+                self.budget.capacity(),
+                self.budget.ceiling(),
+            )
         })?;
         sample.permit = permit;
         let t = sample.time_ns;

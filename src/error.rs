@@ -70,6 +70,40 @@ pub enum Error {
     /// The conversion configuration is invalid or does not match the bag.
     #[error("configuration: {0}")]
     Config(String),
+    /// The command line asks for something that cannot be done (no inputs, a bad shard, ...).
+    #[error("{0}")]
+    Usage(String),
+    /// A recording holds nothing the run can use (e.g. no frame survives alignment).
+    #[error("{path}: {what}")]
+    Content { path: PathBuf, what: String },
+    /// Every input of a run failed; each error is listed.
+    #[error("no bag could be converted:\n  {}", .errors.join("\n  "))]
+    NoneConverted { errors: Vec<String> },
+    /// Reading or writing a Parquet file failed.
+    #[error("{path}: parquet: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// Building or reading Arrow arrays failed.
+    #[error("{path}: arrow: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// A worker thread could not be started or panicked.
+    #[error("the {stage} thread {what}")]
+    Thread {
+        stage: String,
+        what: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// A state the code rules out was reached: a bug in bag2dataset, not in the input.
+    #[error("internal error (a bug in bag2dataset, please report it): {0}")]
+    Internal(String),
     /// Another stage failed or the run was interrupted; this stage stopped without its own error.
     #[error("cancelled")]
     Cancelled,
@@ -96,66 +130,84 @@ impl Error {
         }
     }
 
-    /// A copy of this error (errors are not `Clone`: they hold `io::Error`); variants without
-    /// their own copy become `Config` with the same message.
-    pub fn duplicate(&self) -> Error {
-        match self {
-            Error::OverBudget {
-                item,
-                needed,
-                available,
-                ceiling,
-                hint,
-            } => Error::OverBudget {
-                item: item.clone(),
-                needed: *needed,
-                available: *available,
-                ceiling: *ceiling,
-                hint: hint.clone(),
-            },
-            Error::Decode {
-                path,
-                topic,
-                conn,
-                time_ns,
-                offset,
-                what,
-            } => Error::Decode {
-                path: path.clone(),
-                topic: topic.clone(),
-                conn: *conn,
-                time_ns: *time_ns,
-                offset: *offset,
-                what: what.clone(),
-            },
-            Error::Malformed { path, offset, what } => Error::Malformed {
-                path: path.clone(),
-                offset: *offset,
-                what: what.clone(),
-            },
-            Error::Io { path, source } => Error::Io {
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            Error::NotABag { path, reason } => Error::NotABag {
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-            Error::Dataset { path, what } => Error::Dataset {
-                path: path.clone(),
-                what: what.clone(),
-            },
-            Error::Config(what) => Error::Config(what.clone()),
-            Error::Recording { path, what } => Error::Recording {
-                path: path.clone(),
-                what: what.clone(),
-            },
-            Error::Video { key, what } => Error::Video {
-                key: key.clone(),
-                what: what.clone(),
-            },
-            Error::Cancelled => Error::Cancelled,
-            other => Error::Config(other.to_string()),
+    /// One indivisible item does not fit: `needed` bytes where the ceiling `ceiling` leaves
+    /// `available`. The hint is [`rerun_ceiling`], the one formula for "rerun with more".
+    pub fn over_budget(item: impl Into<String>, needed: u64, available: u64, ceiling: u64) -> Self {
+        Error::OverBudget {
+            item: item.into(),
+            needed,
+            available,
+            ceiling,
+            hint: crate::units::format_bytes(rerun_ceiling(needed, available, ceiling)),
         }
+    }
+
+    /// A thread that panicked, with the panic's message when it carried one.
+    pub fn thread_panicked(stage: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned());
+        Error::Thread {
+            stage: stage.to_string(),
+            what: match msg {
+                Some(m) => format!("panicked: {m}"),
+                None => "panicked".to_string(),
+            },
+            source: None,
+        }
+    }
+
+    /// A thread that could not be started.
+    pub fn thread_start(stage: &str, source: std::io::Error) -> Self {
+        Error::Thread {
+            stage: stage.to_string(),
+            what: "could not be started".to_string(),
+            source: Some(source),
+        }
+    }
+
+    /// Maps a Parquet error on `path`.
+    pub fn parquet(path: &std::path::Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
+        move |source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Maps an Arrow error on `path`.
+    pub fn arrow(path: &std::path::Path) -> impl Fn(arrow::error::ArrowError) -> Error + '_ {
+        move |source| Error::Arrow {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The `--max-memory` to suggest when `needed` bytes did not fit where a ceiling of `ceiling`
+/// left `available`: shares of the ceiling grow with it, so scale by `needed / available`,
+/// add an eighth for what the measurement cannot see, round up to a MiB.
+pub fn rerun_ceiling(needed: u64, available: u64, ceiling: u64) -> u64 {
+    let scaled = (u128::from(ceiling.max(1)) * u128::from(needed) / u128::from(available.max(1)))
+        .max(u128::from(needed));
+    let with_margin = scaled + scaled / 8;
+    u64::try_from(with_margin.min(u128::from(u64::MAX / 2)))
+        .unwrap_or(u64::MAX / 2)
+        .next_multiple_of(1 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rerun_hint_holds_the_item() {
+        // The whole ceiling was available: the hint is the need plus a margin.
+        let h = rerun_ceiling(100 << 20, 64 << 20, 64 << 20);
+        assert!(h >= 100 << 20 && h % (1 << 20) == 0, "{h}");
+        // A quarter share of a 64 MiB ceiling held 16 MiB; 32 MiB need twice the ceiling.
+        let h = rerun_ceiling(32 << 20, 16 << 20, 64 << 20);
+        assert!(h >= 128 << 20, "{h}");
+        assert_eq!(rerun_ceiling(u64::MAX, 1, u64::MAX) % (1 << 20), 0);
     }
 }

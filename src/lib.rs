@@ -23,5 +23,6 @@ pub mod process;
 pub mod progress;
 pub mod ros2;
 pub mod timefmt;
+pub mod units;
 
 pub use error::{Error, Result};

@@ -60,7 +60,7 @@ pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
             } else {
                 String::new()
             },
-            crate::memory::format_bytes(least.next_multiple_of(1 << 20))
+            crate::memory::format_bytes(crate::error::rerun_ceiling(least, ceiling, ceiling))
         );
     }
     let ceiling = ceiling - copy;

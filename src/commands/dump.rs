@@ -70,7 +70,7 @@ pub fn dump_bag_with(
     for t in &filter.topics {
         let ids = index.connections_of(t);
         if ids.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::Usage(format!(
                 "{}: no topic {t} (topics: {})",
                 path.display(),
                 index.topics().join(", ")
@@ -177,7 +177,7 @@ pub fn dump_recording(
     for t in &filter.topics {
         let ids = index.connections_of(t);
         if ids.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::Usage(format!(
                 "{}: no topic {t} (topics: {})",
                 path.display(),
                 index.topics().join(", ")
@@ -378,7 +378,7 @@ pub fn count_bag(
                 .into_iter()
                 .map(|h| {
                     h.join()
-                        .unwrap_or_else(|_| Err(Error::Config("a decode thread panicked".into())))
+                        .unwrap_or_else(|p| Err(Error::thread_panicked("decode", p.as_ref())))
                 })
                 .collect()
         });

@@ -43,7 +43,11 @@ pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
                  besides the merge itself ({}): pass at least --max-memory {}",
                 crate::memory::format_bytes(COPY_BYTES),
                 crate::memory::format_bytes(merge_min),
-                crate::memory::format_bytes((merge_min + COPY_BYTES).next_multiple_of(1 << 20))
+                crate::memory::format_bytes(crate::error::rerun_ceiling(
+                    merge_min + COPY_BYTES,
+                    ceiling,
+                    ceiling
+                ))
             );
         }
         Err(e) => return Err(e.into()),

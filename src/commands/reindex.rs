@@ -38,7 +38,7 @@ pub fn reindex_bag(
     if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize())
         && a == b
     {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "{}: the repaired copy must not overwrite its source",
             output.display()
         )));

@@ -103,7 +103,7 @@ fn shard_difference(
 /// Merges `opts.inputs` into `opts.output`.
 pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
     if opts.inputs.is_empty() {
-        return Err(Error::Config("merge: no input datasets".into()));
+        return Err(Error::Usage("merge: no input datasets".into()));
     }
     let _lock = OutputLock::acquire(&opts.output)?;
     recover_staging(&opts.output)?;

@@ -136,15 +136,16 @@ impl Monitor {
     /// The error of a run stopped by the monitor: the tree's RSS passed the ceiling.
     pub fn over_ceiling_error(&self, ceiling: u64) -> Option<Error> {
         let rss = self.over_ceiling.load(Ordering::Relaxed);
-        (rss > 0).then(|| Error::OverBudget {
-            item: format!(
-                "the resident memory of the process and its children ({})",
-                crate::memory::format_bytes(rss)
-            ),
-            needed: rss,
-            available: ceiling,
-            ceiling,
-            hint: crate::memory::format_bytes(rss + rss / 4),
+        (rss > 0).then(|| {
+            Error::over_budget(
+                format!(
+                    "the resident memory of the process and its children ({})",
+                    crate::memory::format_bytes(rss)
+                ),
+                rss,
+                ceiling,
+                ceiling,
+            )
         })
     }
 }
@@ -218,7 +219,8 @@ pub fn convert_bag(
             });
         let w = match (&reader, &aligner, &stats) {
             (Ok(_), Ok(_), Ok(_)) => write_stage(writer, sampled_rx, monitor),
-            _ => Err(Error::Config("cannot start the pipeline threads".into())),
+            // The stage that failed to start reports why when it is joined below.
+            _ => Err(Error::Cancelled),
         };
         if w.is_err() {
             mem.cancel();
@@ -235,26 +237,18 @@ pub fn convert_bag(
         (reader, aligner, w)
     });
     // The first real error wins over the Cancelled it caused in the other stages.
-    let results = [
-        reader_result.as_ref().err(),
-        aligner_result.as_ref().err(),
-        writer_result.as_ref().err(),
-    ];
-    if let Some(e) = results
-        .iter()
-        .flatten()
-        .find(|e| !matches!(e, Error::Cancelled))
-    {
-        return Err(e.duplicate());
-    }
-    if results.iter().any(Option::is_some) {
-        if let Some(e) = monitor.over_ceiling_error(mem.tree_ceiling) {
-            return Err(e);
+    let (reader, aligned) = match (reader_result, aligner_result, writer_result) {
+        (Ok(reader), Ok(aligned), Ok(())) => (reader, aligned),
+        (r, a, w) => {
+            let real = [r.err(), a.err(), w.err()]
+                .into_iter()
+                .flatten()
+                .find(|e| !matches!(e, Error::Cancelled));
+            return Err(real
+                .or_else(|| monitor.over_ceiling_error(mem.tree_ceiling))
+                .unwrap_or(Error::Cancelled));
         }
-        return Err(Error::Cancelled);
-    }
-    let reader = reader_result.unwrap_or_default();
-    let aligned = aligner_result.unwrap_or_default();
+    };
     report.chunks_read = reader.chunks;
     report.bytes_read = reader.bytes_read;
     report.messages_decoded = reader.decoded;
@@ -276,10 +270,8 @@ fn join_stage<T>(
     match h {
         Ok(h) => h
             .join()
-            .unwrap_or_else(|_| Err(Error::Config(format!("the {name} thread panicked")))),
-        Err(e) => Err(Error::Config(format!(
-            "cannot start the {name} thread: {e}"
-        ))),
+            .unwrap_or_else(|payload| Err(Error::thread_panicked(name, payload.as_ref()))),
+        Err(e) => Err(Error::thread_start(name, e)),
     }
 }
 
@@ -650,35 +642,25 @@ fn align_stage(
                     // waiting for bytes only they could free would wait forever.
                     let held: u64 = delay.iter().map(|(_, p)| p.bytes()).sum();
                     if held + bytes > mem.frames.capacity() {
-                        return Err(Error::OverBudget {
-                            item: format!(
+                        // The frames budget must hold trim_end + 1 frames as large as the
+                        // largest seen.
+                        let largest = delay
+                            .iter()
+                            .map(|(_, p)| p.bytes())
+                            .max()
+                            .unwrap_or(0)
+                            .max(bytes);
+                        return Err(Error::over_budget(
+                            format!(
                                 "the {} frames held back for trim_end plus the frame at {} ns \
                                  (frames in flight)",
                                 delay.len(),
                                 af.tick_ns
                             ),
-                            needed: held + bytes,
-                            available: mem.frames.capacity(),
-                            ceiling: mem.ceiling,
-                            // The frames budget is a fixed share of what the ceiling leaves.
-                            // It must hold trim_end + 1 frames as large as the largest
-                            // seen, with a quarter to spare.
-                            hint: {
-                                let largest = delay
-                                    .iter()
-                                    .map(|(_, p)| p.bytes())
-                                    .max()
-                                    .unwrap_or(0)
-                                    .max(bytes);
-                                let want = (plan.trim_end as u64 + 1) * largest * 5 / 4;
-                                crate::memory::format_bytes(
-                                    (mem.ceiling as u128 * want as u128
-                                        / mem.frames.capacity().max(1) as u128)
-                                        as u64
-                                        + (1 << 20),
-                                )
-                            },
-                        });
+                            (plan.trim_end as u64 + 1) * largest,
+                            mem.frames.capacity(),
+                            mem.ceiling,
+                        ));
                     }
                     let permit = mem.frames.acquire(bytes, || {
                         format!("the frame at {} ns ({bytes} bytes)", af.tick_ns)

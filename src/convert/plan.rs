@@ -166,7 +166,7 @@ impl BagPlan {
                 for id in ids {
                     let conn = index
                         .connection(id)
-                        .ok_or_else(|| Error::Config(format!("connection {id} missing")))?;
+                        .ok_or_else(|| Error::Internal(format!("connection {id} missing")))?;
                     if conn.msgtype != msgtype {
                         return Err(Error::Config(format!(
                             "{path}: topic {} has connections of two types ({} and {})",
@@ -448,7 +448,7 @@ impl BagPlan {
             {
                 let vals = first[s]
                     .as_ref()
-                    .ok_or_else(|| Error::Config("probe missing".into()))?;
+                    .ok_or_else(|| Error::Internal("probe missing".into()))?;
                 let (h0, w0, c, deep) = image_shape(&self.slots[s].kind, vals).map_err(|what| {
                     Error::Config(format!(
                         "feature '{}' (topic {}): {what}",
@@ -463,7 +463,7 @@ impl BagPlan {
                 for &s in slots {
                     let vals = first[s]
                         .as_ref()
-                        .ok_or_else(|| Error::Config("probe missing".into()))?;
+                        .ok_or_else(|| Error::Internal("probe missing".into()))?;
                     let SlotKind::Numeric { range, scale, .. } = self.slots[s].kind else {
                         return Err(Error::Config(format!(
                             "feature '{}' mixes images and numbers",

@@ -91,11 +91,13 @@ pub fn replace_changed(opts: &RunOptions) -> Result<Vec<PathBuf>> {
         };
         let report = run(&sub)?;
         if let Some(b) = report.bags.iter().find(|b| b.status == "failed") {
-            return Err(Error::Config(format!(
-                "{}: the changed bag could not be reconverted ({}); its old episode stays",
-                b.bag,
-                b.error.as_deref().unwrap_or("failed")
-            )));
+            return Err(Error::Content {
+                path: b.bag.clone().into(),
+                what: format!(
+                    "the changed bag could not be reconverted ({}); its old episode stays",
+                    b.error.as_deref().unwrap_or("failed")
+                ),
+            });
         }
         let plan = MemoryPlan::new(opts.ceiling, crate::memory::sample().rss(), 0, "nothing")?;
         merge(&MergeOptions {

@@ -30,7 +30,7 @@ impl Order {
         match s {
             "path" => Ok(Order::Path),
             "start-time" => Ok(Order::StartTime),
-            _ => Err(Error::Config(format!(
+            _ => Err(Error::Usage(format!(
                 "order {s:?}: expected \"path\" or \"start-time\""
             ))),
         }
@@ -52,7 +52,7 @@ pub const SHARD_COUNT_ENV: &str = "BAG2DATASET_SHARD_COUNT";
 impl Shard {
     /// Parses `K/N` (1 ≤ K ≤ N).
     pub fn parse(s: &str) -> Result<Shard> {
-        let bad = || Error::Config(format!("shard {s:?}: expected K/N with 1 <= K <= N"));
+        let bad = || Error::Usage(format!("shard {s:?}: expected K/N with 1 <= K <= N"));
         let (k, n) = s.split_once('/').ok_or_else(bad)?;
         let (index, count) = (
             k.trim().parse::<usize>().map_err(|_| bad())?,
@@ -74,13 +74,13 @@ impl Shard {
             match get(name) {
                 None => Ok(None),
                 Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| {
-                    Error::Config(format!("{name}={v:?} is not a non-negative integer"))
+                    Error::Usage(format!("{name}={v:?} is not a non-negative integer"))
                 }),
             }
         };
         let checked = |index0: usize, count: usize, from: &str| {
             if count == 0 || index0 >= count {
-                Err(Error::Config(format!(
+                Err(Error::Usage(format!(
                     "{from}: shard {} of {count} does not exist",
                     index0 + 1
                 )))
@@ -95,18 +95,18 @@ impl Shard {
             let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let n = count
                 .or(num("SLURM_ARRAY_TASK_COUNT")?)
-                .ok_or_else(|| Error::Config("SLURM_ARRAY_TASK_COUNT is not set".into()))?;
+                .ok_or_else(|| Error::Usage("SLURM_ARRAY_TASK_COUNT is not set".into()))?;
             return checked(id.saturating_sub(min), n, "SLURM_ARRAY_TASK_ID");
         }
         if let Some(idx) = num("JOB_COMPLETION_INDEX")? {
             let n = count.or(num(SHARD_COUNT_ENV)?).ok_or_else(|| {
-                Error::Config(format!(
+                Error::Usage(format!(
                     "JOB_COMPLETION_INDEX needs the shard count: --shard-count N or {SHARD_COUNT_ENV}"
                 ))
             })?;
             return checked(idx, n, "JOB_COMPLETION_INDEX");
         }
-        Err(Error::Config(
+        Err(Error::Usage(
             "--shard auto: neither SLURM_ARRAY_TASK_ID nor JOB_COMPLETION_INDEX is set".into(),
         ))
     }

@@ -155,7 +155,7 @@ impl FirstBag {
             }
         }
         if first.config.is_none() {
-            return Err(last_err.unwrap_or_else(|| Error::Config("no input bags".into())));
+            return Err(last_err.unwrap_or_else(|| Error::Usage("no input bags".into())));
         }
         Ok(first)
     }

@@ -130,7 +130,7 @@ pub fn read_spec(dataset: &Path) -> Result<(DatasetSpec, usize)> {
 
 fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(path, format!("parquet: {e}")))
+    ParquetRecordBatchReaderBuilder::try_new(f).map_err(Error::parquet(path))
 }
 
 /// `meta/tasks.parquet`, in `task_index` order.
@@ -139,9 +139,9 @@ pub fn read_tasks(dataset: &Path) -> Result<Vec<String>> {
     let mut rows: Vec<(i64, String)> = Vec::new();
     for b in open(&p)?
         .build()
-        .map_err(|e| bad(&p, format!("parquet: {e}")))?
+        .map_err(Error::parquet(&p))?
     {
-        let b = b.map_err(|e| bad(&p, format!("arrow: {e}")))?;
+        let b = b.map_err(Error::arrow(&p))?;
         let (Some(i), Some(t)) = (
             b.column_by_name("task_index")
                 .and_then(|c| c.as_any().downcast_ref::<Int64Array>()),
@@ -205,9 +205,9 @@ pub fn for_each_episode(
     for b in open(&p)?
         .with_batch_size(EPISODE_BATCH_ROWS)
         .build()
-        .map_err(|e| bad(&p, format!("parquet: {e}")))?
+        .map_err(Error::parquet(&p))?
     {
-        let b = b.map_err(|e| bad(&p, format!("arrow: {e}")))?;
+        let b = b.map_err(Error::arrow(&p))?;
         let tasks = b
             .column_by_name("tasks")
             .and_then(|c| c.as_any().downcast_ref::<ListArray>())
@@ -370,10 +370,10 @@ impl StoredDataset {
             .with_row_selection(selection)
             .with_batch_size(READ_BATCH_ROWS)
             .build()
-            .map_err(|e| bad(&p, format!("parquet: {e}")))?;
+            .map_err(Error::parquet(&p))?;
         let mut seen = 0u64;
         for b in reader {
-            let b = b.map_err(|e| bad(&p, format!("arrow: {e}")))?;
+            let b = b.map_err(Error::arrow(&p))?;
             if b.num_columns() != n_feat {
                 return Err(bad(&p, "data columns do not match info.json"));
             }

@@ -140,20 +140,6 @@ pub fn pandas_tasks_metadata() -> String {
     .to_string()
 }
 
-fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
-    move |e| Error::Dataset {
-        path: path.to_path_buf(),
-        what: format!("parquet: {e}"),
-    }
-}
-
-fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> Error + '_ {
-    move |e| Error::Dataset {
-        path: path.to_path_buf(),
-        what: format!("arrow: {e}"),
-    }
-}
-
 /// Writes `meta/tasks.parquet` (task_index, task) with the pandas index metadata.
 pub fn write_tasks(path: &Path, tasks: &[String]) -> Result<()> {
     let mut md = std::collections::HashMap::new();
@@ -172,7 +158,7 @@ pub fn write_tasks(path: &Path, tasks: &[String]) -> Result<()> {
             Arc::new(StringArray::from_iter_values(tasks)),
         ],
     )
-    .map_err(arrow_err(path))?;
+    .map_err(Error::arrow(path))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -181,9 +167,9 @@ pub fn write_tasks(path: &Path, tasks: &[String]) -> Result<()> {
         )]))
         .build();
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq_err(path))?;
-    w.write(&batch).map_err(pq_err(path))?;
-    w.finish().map_err(pq_err(path))?;
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(Error::parquet(path))?;
+    w.write(&batch).map_err(Error::parquet(path))?;
+    w.finish().map_err(Error::parquet(path))?;
     w.inner().sync_all().map_err(|e| Error::io(path, e))
 }
 
@@ -363,7 +349,7 @@ impl EpisodesWriter {
             .build();
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let writer =
-            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(pq_err(path))?;
+            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(Error::parquet(path))?;
         Ok(EpisodesWriter {
             path: path.to_path_buf(),
             schema,
@@ -412,14 +398,14 @@ impl EpisodesWriter {
         }
         cols.push(int(0));
         cols.push(int(0));
-        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(arrow_err(&path))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(Error::arrow(&path))?;
         let w = self.writer.as_mut().ok_or_else(|| Error::Dataset {
             path: path.clone(),
             what: "episodes writer already closed".into(),
         })?;
-        w.write(&batch).map_err(pq_err(&path))?;
+        w.write(&batch).map_err(Error::parquet(&path))?;
         if w.in_progress_size() >= EPISODES_ROW_GROUP_BYTES {
-            w.flush().map_err(pq_err(&path))?;
+            w.flush().map_err(Error::parquet(&path))?;
         }
         Ok(())
     }
@@ -427,7 +413,7 @@ impl EpisodesWriter {
     /// Writes the footer and fsyncs.
     pub fn close(&mut self) -> Result<()> {
         if let Some(mut w) = self.writer.take() {
-            w.finish().map_err(pq_err(&self.path))?;
+            w.finish().map_err(Error::parquet(&self.path))?;
             w.inner().sync_all().map_err(|e| Error::io(&self.path, e))?;
         }
         Ok(())

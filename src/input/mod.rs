@@ -204,7 +204,7 @@ impl Recording {
                 let chunk = index
                     .chunks
                     .get(ci)
-                    .ok_or_else(|| Error::Config(format!("no chunk {ci}")))?;
+                    .ok_or_else(|| Error::Internal(format!("no chunk {ci}")))?;
                 let data = if copied {
                     read_chunk_copied(bag, chunk)?
                 } else {

@@ -106,17 +106,17 @@ fn read_episode(
     let p = src.join(v21_data_path(i));
     let f = File::open(&p).map_err(|e| Error::io(&p, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(f)
-        .map_err(|e| bad(&p, format!("parquet: {e}")))?;
+        .map_err(Error::parquet(&p))?;
     let n_feat = spec.features.len();
     let mask = ProjectionMask::roots(builder.parquet_schema(), 0..n_feat);
     let reader = builder
         .with_projection(mask)
         .with_batch_size(READ_BATCH_ROWS)
         .build()
-        .map_err(|e| bad(&p, format!("parquet: {e}")))?;
+        .map_err(Error::parquet(&p))?;
     let mut seen = 0u64;
     for b in reader {
-        let b = b.map_err(|e| bad(&p, format!("arrow: {e}")))?;
+        let b = b.map_err(Error::arrow(&p))?;
         if b.num_columns() != n_feat {
             return Err(bad(&p, "data columns do not match info.json"));
         }

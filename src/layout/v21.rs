@@ -239,12 +239,12 @@ impl DataCursor {
         let path = root.join(data_file_path(file.0 as usize, file.1 as usize));
         let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(f)
-            .map_err(|e| bad(&path, format!("parquet: {e}")))?;
+            .map_err(Error::parquet(&path))?;
         let schema = v21_schema(builder.schema());
         let reader = builder
             .with_batch_size(batch_rows)
             .build()
-            .map_err(|e| bad(&path, format!("parquet: {e}")))?;
+            .map_err(Error::parquet(&path))?;
         Ok(DataCursor {
             file,
             schema,
@@ -259,7 +259,7 @@ impl DataCursor {
         let b = match self.pending.take() {
             Some(b) => b,
             None => match self.reader.next() {
-                Some(b) => b.map_err(|e| bad(&self.path, format!("arrow: {e}")))?,
+                Some(b) => b.map_err(Error::arrow(&self.path))?,
                 None => return Ok(None),
             },
         };
@@ -360,7 +360,7 @@ fn renumber(
             cols[i] = a;
         }
     }
-    RecordBatch::try_new(schema.clone(), cols).map_err(|e| bad(path, format!("arrow: {e}")))
+    RecordBatch::try_new(schema.clone(), cols).map_err(Error::arrow(path))
 }
 
 /// Lays the v3.0 dataset at `src` out as v2.1 in `staging` (which must not exist), after the

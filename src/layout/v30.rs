@@ -69,7 +69,7 @@ pub fn stats_features(info: &Value) -> Vec<(String, bool)> {
 
 fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(path, format!("parquet: {e}")))
+    ParquetRecordBatchReaderBuilder::try_new(f).map_err(Error::parquet(path))
 }
 
 /// Every leaf number of a (nested) list value.
@@ -150,9 +150,9 @@ impl V30 {
             for b in open(&p)?
                 .with_batch_size(EPISODE_BATCH_ROWS)
                 .build()
-                .map_err(|e| bad(&p, format!("parquet: {e}")))?
+                .map_err(Error::parquet(&p))?
             {
-                let b = b.map_err(|e| bad(&p, format!("arrow: {e}")))?;
+                let b = b.map_err(Error::arrow(&p))?;
                 for row in 0..b.num_rows() {
                     let e = self.episode_at(&p, &b, row)?;
                     if e.index != next {

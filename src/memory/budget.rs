@@ -65,6 +65,11 @@ impl Budget {
         self.0.capacity
     }
 
+    /// The run's whole ceiling, of which this budget is a share.
+    pub fn ceiling(&self) -> u64 {
+        self.0.ceiling
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the counters inconsistent (each update
         // is a single assignment), so a poisoned lock is still usable.
@@ -86,19 +91,7 @@ impl Budget {
     }
 
     fn too_big(&self, bytes: u64, item: &str) -> Error {
-        let extra = bytes.saturating_sub(self.0.capacity);
-        Error::OverBudget {
-            item: item.to_string(),
-            needed: bytes,
-            available: self.0.capacity,
-            ceiling: self.0.ceiling,
-            hint: crate::memory::format_bytes(
-                self.0
-                    .ceiling
-                    .saturating_add(extra)
-                    .saturating_add(extra / 2),
-            ),
-        }
+        Error::over_budget(item, bytes, self.0.capacity, self.0.ceiling)
     }
 
     /// Checks that an item of `bytes` could ever fit, without taking anything.

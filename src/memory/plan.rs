@@ -146,20 +146,18 @@ impl MemoryPlan {
         };
         let fixed = baseline + RESERVE_BYTES;
         let needed_min = fixed + max_chunk + MIN_BUFFER_BYTES;
-        let hint = |needed: u64| format_bytes(needed.next_multiple_of(1 << 20));
         if ceiling < needed_min {
-            return Err(Error::OverBudget {
-                item: format!(
+            return Err(Error::over_budget(
+                format!(
                     "{chunk_label} plus the process baseline ({}) and reserve ({}) and the smallest buffers ({})",
                     format_bytes(baseline),
                     format_bytes(RESERVE_BYTES),
                     format_bytes(MIN_BUFFER_BYTES)
                 ),
-                needed: needed_min,
-                available: ceiling,
+                needed_min,
                 ceiling,
-                hint: hint(needed_min),
-            });
+                ceiling,
+            ));
         }
         // Row groups wait on disk while they are written (`dataset::spill`), so their size is
         // chosen for the file, and only their footer metadata stays in memory.
@@ -169,8 +167,8 @@ impl MemoryPlan {
         let rest = ceiling.saturating_sub(fixed + max_chunk + footer);
         if rest < MIN_BUFFER_BYTES {
             let needed = fixed + max_chunk + footer + MIN_BUFFER_BYTES;
-            return Err(Error::OverBudget {
-                item: format!(
+            return Err(Error::over_budget(
+                format!(
                     "{chunk_label} plus the process baseline ({}), reserve ({}), the footer \
                      metadata of a {} episode ({}) and the smallest buffers ({})",
                     format_bytes(baseline),
@@ -180,10 +178,9 @@ impl MemoryPlan {
                     format_bytes(MIN_BUFFER_BYTES)
                 ),
                 needed,
-                available: ceiling,
                 ceiling,
-                hint: hint(needed),
-            });
+                ceiling,
+            ));
         }
         let video_bytes = video_share(rest);
         let rest = rest - video_bytes;

@@ -140,20 +140,20 @@ pub(super) fn convert_all(
             }
             let w = writer
                 .as_mut()
-                .ok_or_else(|| Error::Config("dataset writer missing".into()))?;
+                .ok_or_else(|| Error::Internal("dataset writer missing".into()))?;
             let episode = w.episodes_done();
             w.begin_episode(&task, plan.expected_frames)?;
             match convert_bag(&rec, &plan, mem, w, &mut log, episode as usize, &monitor) {
                 Ok(report) => {
                     if report.frames == 0 {
                         w.abort_episode();
-                        return Err(Error::Config(format!(
-                            "{}: no frame survived alignment ({} ticks, {} dropped, {} trimmed)",
-                            path.display(),
-                            report.ticks,
-                            report.dropped,
-                            report.trimmed
-                        )));
+                        return Err(Error::Content {
+                            path: path.to_path_buf(),
+                            what: format!(
+                                "no frame survived alignment ({} ticks, {} dropped, {} trimmed)",
+                                report.ticks, report.dropped, report.trimmed
+                            ),
+                        });
                     }
                     // The spilled cameras are encoded here: the monitor may stop them too.
                     w.end_episode()
@@ -209,17 +209,16 @@ pub(super) fn convert_all(
                 o.status = "failed";
                 o.error = Some(e.to_string());
                 en.error = Some(e.to_string());
-                if prep.first_error.is_none() {
-                    prep.first_error = Some(e.duplicate());
-                }
                 prep.manifest.record(en);
                 prep.recorded += 1;
-                // A broken writer cannot go on; --fail-fast stops at any failure. Either way
-                // nothing is published: the previous dataset stays as it was.
-                if opts.fail_fast || matches!(e, Error::Dataset { .. }) {
+                // A writer that could not restore its files after the failure cannot go on;
+                // --fail-fast stops at any failure. Either way nothing is published: the
+                // previous dataset stays as it was.
+                if opts.fail_fast || writer.as_ref().is_some_and(DatasetWriter::has_failed) {
                     drop(writer.take());
                     return Err(e);
                 }
+                prep.first_error.get_or_insert(e);
             }
         }
     }
@@ -269,10 +268,7 @@ pub(super) fn convert_all(
         {
             return Err(e);
         }
-        return Err(Error::Config(format!(
-            "no bag could be converted:\n  {}",
-            errors.join("\n  ")
-        )));
+        return Err(Error::NoneConverted { errors });
     }
     Ok(Converted {
         log,

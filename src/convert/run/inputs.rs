@@ -55,7 +55,7 @@ pub fn collect_inputs(inputs: &[PathBuf], settle: Duration) -> Result<Inputs> {
                 })
                 .collect();
             if found.is_empty() {
-                return Err(Error::Config(format!(
+                return Err(Error::Usage(format!(
                     "{}: no .bag files (nor ROS 2 recordings) in this directory",
                     p.display()
                 )));
@@ -107,7 +107,7 @@ pub fn collect_bags(inputs: &[PathBuf], settle: Duration) -> Result<Vec<PathBuf>
     if found.bags.is_empty()
         && let Some(u) = found.unsettled.first()
     {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "every input is still being written or copied (e.g. {} changed {:.0} s ago, under \
              --settle {} s); run again later, or name the files one by one",
             u.path.display(),
@@ -160,7 +160,7 @@ pub(super) fn expand_glob(p: &Path) -> Result<Option<Vec<PathBuf>>> {
     }
     let files: Vec<PathBuf> = current.into_iter().filter(|f| f.is_file()).collect();
     if files.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "{}: the pattern matches no file",
             p.display()
         )));

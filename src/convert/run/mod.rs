@@ -354,7 +354,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
              the memory monitor; rerun with a larger --max-memory (at least {})",
             format_bytes(over),
             format_bytes(memory.ceiling),
-            format_bytes((over + over / 8).next_multiple_of(1 << 20))
+            format_bytes(crate::error::rerun_ceiling(over, memory.ceiling, memory.ceiling))
         ));
     }
     if let Some(chart) = &opts.memory_chart {

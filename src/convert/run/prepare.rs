@@ -34,7 +34,7 @@ pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<
     let first = FirstBag::measure(bags, given.as_ref(), false)?;
     first
         .config
-        .ok_or_else(|| Error::Config("no input bags".into()))
+        .ok_or_else(|| Error::Usage("no input bags".into()))
 }
 
 /// Prints the mapping zero-config chose (stderr), so a user sees what a run without --config
@@ -193,7 +193,7 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
         // Nothing to convert (an empty shard): no config is needed.
         (None, None) if selected.is_empty() => Some(
             toml::from_str("features = []")
-                .map_err(|e| Error::Config(format!("empty config: {e}")))?,
+                .map_err(|e| Error::Internal(format!("empty config: {e}")))?,
         ),
         (None, None) => None,
     };
@@ -209,7 +209,7 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let mut cfg = first
         .config
         .clone()
-        .ok_or_else(|| Error::Config("no input bags".into()))?;
+        .ok_or_else(|| Error::Usage("no input bags".into()))?;
     if zero_config && opts.progress {
         announce_zero_config(&cfg, &all_paths);
     }

@@ -96,18 +96,17 @@ pub fn plan(
     let slots = ((room / per.max(1)) as usize).min(cameras.len());
     if slots == 0 {
         let needed = converter_min + per;
-        return Err(Error::OverBudget {
-            item: format!(
+        return Err(Error::over_budget(
+            format!(
                 "one video encoder ({} planned for the largest camera) besides the converter's \
                  smallest share ({})",
                 format_bytes(per),
                 format_bytes(converter_min)
             ),
             needed,
-            available: ceiling,
             ceiling,
-            hint: format_bytes(needed.next_multiple_of(1 << 20)),
-        });
+            ceiling,
+        ));
     }
     Ok(EncoderPlan {
         encoder_bytes: per,

@@ -203,7 +203,7 @@ impl VideoSet {
             let h = std::thread::Builder::new()
                 .name(format!("video-decode-{i}"))
                 .spawn(move || decode_worker(rx))
-                .map_err(|e| Error::Config(format!("cannot start a video decode thread: {e}")))?;
+                .map_err(|e| Error::thread_start("video decode", e))?;
             workers.push(h);
         }
         Ok(VideoSet {
@@ -254,7 +254,7 @@ impl VideoSet {
         frames: u64,
     ) -> Result<()> {
         let Some(cam) = self.cameras.iter().position(|c| c.feature == feature) else {
-            return Err(Error::Config(format!("feature {feature} is not a video")));
+            return Err(Error::Internal(format!("feature {feature} is not a video")));
         };
         let segment = self.segment_path(cam);
         let c = &self.cameras[cam];
@@ -415,7 +415,7 @@ impl VideoSet {
     /// encoding. Blocks while the video budget is full; fails if the camera's encoder failed.
     pub fn push(&mut self, feature: usize, bytes: bytes::Bytes, format: ImageFormat) -> Result<()> {
         let Some(cam) = self.cameras.iter().position(|c| c.feature == feature) else {
-            return Err(Error::Config(format!("feature {feature} is not a video")));
+            return Err(Error::Internal(format!("feature {feature} is not a video")));
         };
         if let Some(sp) = self.cameras[cam].spill.as_mut() {
             return sp.write(&bytes, format);
@@ -463,7 +463,7 @@ impl VideoSet {
         let tx = enc
             .tx
             .clone()
-            .ok_or_else(|| Error::Config("encoder already closed".into()))?;
+            .ok_or_else(|| Error::Internal("encoder already closed".into()))?;
         let job = Job {
             seq,
             bytes,
@@ -474,9 +474,17 @@ impl VideoSet {
         };
         self.jobs
             .as_ref()
-            .ok_or_else(|| Error::Config("video decode threads stopped".into()))?
+            .ok_or_else(|| Error::Thread {
+                stage: "video decode".into(),
+                what: "stopped".into(),
+                source: None,
+            })?
             .send(job)
-            .map_err(|_| Error::Config("video decode threads stopped".into()))?;
+            .map_err(|_| Error::Thread {
+                stage: "video decode".into(),
+                what: "stopped".into(),
+                source: None,
+            })?;
         enc.pushed += 1;
         Ok(())
     }
@@ -661,7 +669,7 @@ impl VideoSet {
     /// as one run converting every bag would. Call before the first episode.
     pub fn resume(&mut self, feature: usize, chunk: usize, file: usize, frames: u64) -> Result<()> {
         let Some(c) = self.cameras.iter_mut().find(|c| c.feature == feature) else {
-            return Err(Error::Config(format!("feature {feature} is not a video")));
+            return Err(Error::Internal(format!("feature {feature} is not a video")));
         };
         let rel = crate::dataset::video_file_path(&c.key, chunk, file);
         let path = self.staging.join(&rel);

@@ -103,7 +103,7 @@ impl DatasetWriter {
                 .with_properties(self.props.clone())
                 .with_page_store_factory(self.spill.clone());
             let writer = ArrowWriter::try_new_with_options(f, self.schema.clone(), options)
-                .map_err(pq_err(&path))?;
+                .map_err(Error::parquet(&path))?;
             self.file = Some(DataFile {
                 chunk,
                 file,
@@ -114,7 +114,7 @@ impl DatasetWriter {
         }
         self.file
             .as_mut()
-            .ok_or_else(|| Error::Config("data file vanished".into()))
+            .ok_or_else(|| Error::Internal("data file vanished".into()))
     }
 
     /// Moves the buffered rows into the encoder's in-progress row group.
@@ -124,12 +124,12 @@ impl DatasetWriter {
         }
         let batch = self.take_batch()?;
         let file = self.ensure_file()?;
-        file.writer.write(&batch).map_err(pq_err(&file.path))
+        file.writer.write(&batch).map_err(Error::parquet(&file.path))
     }
 
     pub(super) fn flush_row_group(&mut self) -> Result<()> {
         if let Some(f) = &mut self.file {
-            f.writer.flush().map_err(pq_err(&f.path))?;
+            f.writer.flush().map_err(Error::parquet(&f.path))?;
         }
         Ok(())
     }
@@ -137,7 +137,7 @@ impl DatasetWriter {
     /// Writes the footer of the open data file, fsyncs it and moves on to the next file name.
     pub(super) fn close_file(&mut self) -> Result<()> {
         if let Some(mut f) = self.file.take() {
-            f.writer.finish().map_err(pq_err(&f.path))?;
+            f.writer.finish().map_err(Error::parquet(&f.path))?;
             f.writer.inner().sync_all().map_err(io_err(&f.path))?;
             self.data_files
                 .push(crate::dataset::data_file_path(f.chunk, f.file));
@@ -180,10 +180,10 @@ impl DatasetWriter {
         let src = File::open(&f.path).map_err(io_err(&f.path))?;
         let dst = File::create(&tmp).map_err(io_err(&tmp))?;
         let aw = ArrowWriter::try_new(dst, self.schema.clone(), Some(self.props.clone()))
-            .map_err(pq_err(&tmp))?;
-        let (mut fw, _) = aw.into_serialized_writer().map_err(pq_err(&tmp))?;
+            .map_err(Error::parquet(&tmp))?;
+        let (mut fw, _) = aw.into_serialized_writer().map_err(Error::parquet(&tmp))?;
         for rg in &kept {
-            let mut rgw = fw.next_row_group().map_err(pq_err(&tmp))?;
+            let mut rgw = fw.next_row_group().map_err(Error::parquet(&tmp))?;
             for col in rg.columns() {
                 let close = ColumnCloseResult {
                     bytes_written: col.compressed_size() as u64,
@@ -193,11 +193,11 @@ impl DatasetWriter {
                     column_index: None,
                     offset_index: None,
                 };
-                rgw.append_column(&src, close).map_err(pq_err(&tmp))?;
+                rgw.append_column(&src, close).map_err(Error::parquet(&tmp))?;
             }
-            rgw.close().map_err(pq_err(&tmp))?;
+            rgw.close().map_err(Error::parquet(&tmp))?;
         }
-        fw.finish().map_err(pq_err(&tmp))?;
+        fw.finish().map_err(Error::parquet(&tmp))?;
         fw.inner().sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &f.path).map_err(io_err(&f.path))?;
         // The cut file is complete; the next episode starts a new one.

@@ -136,13 +136,6 @@ pub struct DatasetWriter {
     copying: bool,
 }
 
-fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
-    move |e| Error::Dataset {
-        path: path.to_path_buf(),
-        what: format!("parquet: {e}"),
-    }
-}
-
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
@@ -226,6 +219,12 @@ impl DatasetWriter {
             path: self.out.clone(),
             what: what.into(),
         }
+    }
+
+    /// Whether a write failed in a way the writer could not undo (the data file could not be
+    /// cut back to its completed episodes): nothing more may be written or published.
+    pub fn has_failed(&self) -> bool {
+        self.failed
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -392,7 +391,7 @@ impl DatasetWriter {
                 (ColumnBuf::Video, FeatureValue::Image { bytes, format }) => {
                     let pushed = match &mut self.video {
                         Some(video) => video.push(i, bytes, format),
-                        None => Err(Error::Config("video encoders missing".into())),
+                        None => Err(Error::Internal("video encoders missing".into())),
                     };
                     if let Err(e) = pushed {
                         ep.broken = true;
@@ -481,7 +480,7 @@ impl DatasetWriter {
         let file = self
             .file
             .as_mut()
-            .ok_or_else(|| Error::Config("episode has rows but no data file".into()))?;
+            .ok_or_else(|| Error::Internal("episode has rows but no data file".into()))?;
         file.kept_row_groups = file.writer.flushed_row_groups().len();
         let (chunk, file_idx) = (file.chunk, file.file);
 

@@ -128,6 +128,8 @@ impl DatasetWriter {
     /// Builds a record batch from the buffers and empties them.
     pub(super) fn take_batch(&mut self) -> Result<RecordBatch> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        let out = self.out.clone();
+        let arrow_err = Error::arrow(&out);
         for col in &mut self.columns {
             arrays.push(match col {
                 ColumnBuf::Video => continue,
@@ -139,7 +141,7 @@ impl DatasetWriter {
                         let item = Arc::new(Field::new_list_field(DataType::Float32, true));
                         Arc::new(
                             FixedSizeListArray::try_new(item, *len as i32, Arc::new(values), None)
-                                .map_err(|e| Error::Config(format!("arrow: {e}")))?,
+                                .map_err(&arrow_err)?,
                         )
                     }
                 }
@@ -149,7 +151,7 @@ impl DatasetWriter {
                         vec![Arc::new(bytes.finish()), Arc::new(paths.finish())],
                         None,
                     )
-                    .map_err(|e| Error::Config(format!("arrow: {e}")))?,
+                    .map_err(&arrow_err)?,
                 ),
             });
         }
@@ -162,6 +164,6 @@ impl DatasetWriter {
         self.buffered_rows = 0;
         self.buffered_bytes = 0;
         RecordBatch::try_new(self.schema.clone(), arrays)
-            .map_err(|e| self.err(format!("arrow: {e}")))
+            .map_err(arrow_err)
     }
 }
