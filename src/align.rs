@@ -343,11 +343,6 @@ impl Aligner {
         }
     }
 
-    /// Ticks waiting for data.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
     /// Per-slot figures so far.
     pub fn reports(&self) -> Vec<SlotReport> {
         self.slots

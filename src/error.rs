@@ -204,10 +204,10 @@ mod tests {
     fn the_rerun_hint_holds_the_item() {
         // The whole ceiling was available: the hint is the need plus a margin.
         let h = rerun_ceiling(100 << 20, 64 << 20, 64 << 20);
-        assert!(h >= 100 << 20 && h % (1 << 20) == 0, "{h}");
+        assert!(h >= 100 << 20 && h.is_multiple_of(1 << 20), "{h}");
         // A quarter share of a 64 MiB ceiling held 16 MiB; 32 MiB need twice the ceiling.
         let h = rerun_ceiling(32 << 20, 16 << 20, 64 << 20);
         assert!(h >= 128 << 20, "{h}");
-        assert_eq!(rerun_ceiling(u64::MAX, 1, u64::MAX) % (1 << 20), 0);
+        assert!(rerun_ceiling(u64::MAX, 1, u64::MAX).is_multiple_of(1 << 20));
     }
 }

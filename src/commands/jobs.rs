@@ -122,10 +122,11 @@ fn run_children(
         {
             diag!("[job {k}] {line}");
         }
-        match o.status.code() {
-            Some(0) => {}
-            Some(3) => worst = Exit::Partial,
-            Some(130) => worst = Exit::Interrupted,
+        // A failed or killed part makes the whole run partial (the other parts are merged).
+        match Exit::from_code(o.status.code()) {
+            Some(Exit::Ok) => {}
+            Some(Exit::Partial) => worst = Exit::Partial,
+            Some(Exit::Interrupted) => worst = Exit::Interrupted,
             _ => {
                 if worst == Exit::Ok {
                     worst = Exit::Partial;

@@ -32,6 +32,15 @@ pub enum Exit {
     Interrupted = 130,
 }
 
+impl Exit {
+    /// The status of a child `bag2dataset` (a `--jobs` part), if it is one of ours.
+    pub fn from_code(code: Option<i32>) -> Option<Exit> {
+        [Exit::Ok, Exit::Error, Exit::Usage, Exit::Partial, Exit::Interrupted]
+            .into_iter()
+            .find(|e| code == Some(*e as i32))
+    }
+}
+
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
         std::process::ExitCode::from(e as u8)

@@ -17,8 +17,7 @@ use super::config::ConvertConfig;
 use crate::bag::BagFile;
 use crate::error::{Error, Result};
 
-/// File name of the log inside `meta/`.
-pub const MANIFEST_NAME: &str = "conversion_log.json";
+pub use crate::dataset::MANIFEST_NAME;
 /// Version of the log's layout.
 pub const MANIFEST_FORMAT: u32 = 1;
 /// Bytes hashed at each end of a bag for its fingerprint: 1 MiB.

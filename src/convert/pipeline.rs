@@ -1,21 +1,20 @@
-//! One bag → one episode, in three stages on their own threads joined by byte-bounded
-//! channels:
+//! One bag → one episode, in four stages on their own threads joined by byte-bounded
+//! channels ([`BudgetedSender`]):
 //!
 //! ```text
-//! chunk reader ──samples──► aligner ──frames──► writer (caller's thread)
-//!  one chunk at a time       per-slot windows     Arrow builders → Parquet
+//! chunk reader ──samples──► aligner ──frames──► image stats ──frames──► writer (caller's thread)
+//!  one chunk at a time       per-slot windows    sampled JPEG decodes    Arrow builders → Parquet
 //! ```
 //!
-//! Every sample and frame owns a permit from its budget ([`MemoryPlan`]); dropping it at the
-//! next stage returns the bytes. A stage that fails cancels every budget, so no other stage
+//! Every sample and frame travels with a permit from its budget ([`MemoryPlan`]); the channel
+//! type admits no item without one, and dropping it at the next stage returns the bytes. A stage that fails cancels every budget, so no other stage
 //! waits forever, and the episode is aborted (nothing of it reaches the dataset).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
 use serde::Serialize;
 
 use super::image::to_feature_value;
@@ -26,18 +25,19 @@ use crate::convert::config::TimeSource;
 use crate::dataset::stats::{self, SampledImage};
 use crate::dataset::{DatasetWriter, FeatureValue, Frame, FrameSampler, Presampled};
 use crate::error::{Error, Result};
+pub use super::damage::{DamageReport, MAX_DAMAGE_WARNINGS};
+pub use super::monitor::{MONITOR_INTERVAL, Monitor, spawn_monitor};
 use crate::input::Recording;
 use crate::memory::log::MemoryLog;
 use crate::memory::plan::MemoryPlan;
-use crate::memory::{MemorySample, Permit, sample};
+use crate::memory::{
+    Budgeted, BudgetedReceiver, BudgetedSender, Permit, budgeted, sample,
+};
 use crate::msg::ImagePayload;
 
 /// With `time_source = "header"`, how far a header stamp may trail its record time; slot
 /// watermarks (in record time) are moved back by this much (1 s).
 pub const HEADER_LATENCY_ALLOWANCE_NS: u64 = 1_000_000_000;
-
-/// How often the memory monitor samples the process (10 ms).
-pub const MONITOR_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Fixed bytes counted per frame on top of its values.
 const FRAME_OVERHEAD_BYTES: u64 = 128;
@@ -64,8 +64,8 @@ enum ReaderEvent {
 }
 
 enum FrameEvent {
-    /// A frame, its image-statistics sample (filled in by the image-stats stage), its bytes.
-    Frame(Frame, Option<Presampled>, Permit),
+    /// A frame and its image-statistics sample (filled in by the image-stats stage).
+    Frame(Frame, Option<Presampled>),
     End,
 }
 
@@ -86,90 +86,6 @@ pub struct EpisodeReport {
     pub damage: DamageReport,
 }
 
-/// Memory seen while the pipeline ran (sampled every [`MONITOR_INTERVAL`]).
-#[derive(Debug, Default)]
-pub struct Monitor {
-    pub peak_anon: AtomicU64,
-    pub peak_file: AtomicU64,
-    pub peak_rss: AtomicU64,
-    pub peak_allocated: AtomicU64,
-    /// Peak summed RSS of this process and its children (the ffmpeg encoders).
-    pub peak_tree: AtomicU64,
-    /// Peak summed RSS of the children alone.
-    pub peak_children: AtomicU64,
-    /// Peak RSS per kind of child (its label), for the report.
-    pub child_peaks: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
-    /// First reading of the tree's RSS over the ceiling, 0 if none.
-    pub over_ceiling: AtomicU64,
-    pub frames_written: AtomicU64,
-    /// The terminal progress line, when shown.
-    pub progress: std::sync::OnceLock<crate::progress::Progress>,
-}
-
-impl Monitor {
-    pub fn observe(&self, s: &MemorySample) {
-        self.peak_anon.fetch_max(s.rss_anon, Ordering::Relaxed);
-        self.peak_file.fetch_max(s.rss_file, Ordering::Relaxed);
-        self.peak_rss.fetch_max(s.rss(), Ordering::Relaxed);
-        self.peak_allocated
-            .fetch_max(s.allocated, Ordering::Relaxed);
-        self.peak_tree.fetch_max(s.rss(), Ordering::Relaxed);
-    }
-
-    /// Records the children's readings (label, RSS) taken with `s`; returns the tree's RSS.
-    pub fn observe_tree(&self, s: &MemorySample, children: &[(String, u64)]) -> u64 {
-        self.observe(s);
-        let kids: u64 = children.iter().map(|c| c.1).sum();
-        let tree = s.rss() + kids;
-        self.peak_tree.fetch_max(tree, Ordering::Relaxed);
-        self.peak_children.fetch_max(kids, Ordering::Relaxed);
-        if !children.is_empty() {
-            let mut peaks = self.child_peaks.lock().unwrap_or_else(|p| p.into_inner());
-            for (label, rss) in children {
-                let e = peaks.entry(label.clone()).or_insert(0);
-                *e = (*e).max(*rss);
-            }
-        }
-        tree
-    }
-
-    /// The error of a run stopped by the monitor: the tree's RSS passed the ceiling.
-    pub fn over_ceiling_error(&self, ceiling: u64) -> Option<Error> {
-        let rss = self.over_ceiling.load(Ordering::Relaxed);
-        (rss > 0).then(|| {
-            Error::over_budget(
-                format!(
-                    "the resident memory of the process and its children ({})",
-                    crate::memory::format_bytes(rss)
-                ),
-                rss,
-                ceiling,
-                ceiling,
-            )
-        })
-    }
-}
-
-/// Runs the monitor thread until `stop`; cancels the budgets if the tree's RSS (this process
-/// plus its registered children, see [`crate::memory::tree`]) passes the ceiling.
-pub fn spawn_monitor(
-    monitor: Arc<Monitor>,
-    stop: Arc<AtomicBool>,
-    mem: MemoryPlan,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let s = sample();
-            let tree = monitor.observe_tree(&s, &crate::memory::tree::children());
-            if tree > mem.tree_ceiling && monitor.over_ceiling.load(Ordering::Relaxed) == 0 {
-                monitor.over_ceiling.store(tree, Ordering::Relaxed);
-                mem.cancel();
-            }
-            std::thread::sleep(MONITOR_INTERVAL);
-        }
-    })
-}
-
 /// Converts one bag into the writer's current episode (begun by the caller).
 #[allow(clippy::too_many_arguments)]
 pub fn convert_bag(
@@ -181,9 +97,11 @@ pub fn convert_bag(
     episode: usize,
     monitor: &Monitor,
 ) -> Result<EpisodeReport> {
-    let (sample_tx, sample_rx) = unbounded::<ReaderEvent>();
-    let (frame_tx, frame_rx) = unbounded::<FrameEvent>();
-    let (sampled_tx, sampled_rx) = unbounded::<FrameEvent>();
+    // Samples count in the samples budget; a frame holds its frames-budget bytes from the
+    // aligner through the image statistics to the writer.
+    let (sample_tx, sample_rx) = budgeted::<ReaderEvent>(mem.samples.clone());
+    let (frame_tx, frame_rx) = budgeted::<FrameEvent>(mem.frames.clone());
+    let (sampled_tx, sampled_rx) = budgeted::<FrameEvent>(mem.frames.clone());
     let mut report = EpisodeReport::default();
     let sampler = writer.sampler()?;
     let (reader_result, aligner_result, writer_result) = std::thread::scope(|scope| {
@@ -210,7 +128,7 @@ pub fn convert_bag(
         let stats = std::thread::Builder::new()
             .name("image-stats".into())
             .spawn_scoped(scope, || {
-                let r = image_stats_stage(frame_rx, &sampled_tx, sampler);
+                let r = image_stats_stage(rec.path(), frame_rx, &sampled_tx, sampler);
                 if r.is_err() {
                     mem.cancel();
                 }
@@ -347,51 +265,6 @@ struct ReadStats {
     damage: DamageReport,
 }
 
-/// Most damage warnings kept in a report (all are counted).
-pub const MAX_DAMAGE_WARNINGS: usize = 20;
-
-/// Data skipped because it was damaged (see `strict` in the config to make it fatal instead).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DamageReport {
-    pub chunks_skipped: u64,
-    /// Chunks whose walk stopped at a malformed record (the records before it were used).
-    pub chunks_cut: u64,
-    pub messages_skipped: u64,
-    /// Messages of all topics in the skipped chunks, from the index.
-    pub messages_in_skipped_chunks: u64,
-    /// The first [`MAX_DAMAGE_WARNINGS`] warnings, naming file, offset, topic and time.
-    pub warnings: Vec<String>,
-}
-
-impl DamageReport {
-    fn note(&mut self, msg: String) {
-        crate::diag::warn(&msg);
-        if self.warnings.len() < MAX_DAMAGE_WARNINGS {
-            self.warnings.push(msg);
-        }
-    }
-
-    fn skip_chunk(&mut self, messages: u64, msg: String) {
-        self.chunks_skipped += 1;
-        self.messages_in_skipped_chunks += messages;
-        self.note(format!("{msg} ({messages} messages lost)"));
-    }
-
-    fn skip_rest(&mut self, msg: String) {
-        self.chunks_cut += 1;
-        self.note(msg);
-    }
-
-    fn skip_message(&mut self, msg: String) {
-        self.messages_skipped += 1;
-        self.note(msg);
-    }
-
-    /// Whether anything was lost.
-    pub fn any(&self) -> bool {
-        self.chunks_skipped + self.chunks_cut + self.messages_skipped > 0
-    }
-}
 
 /// Reads the planned chunks in file order and sends samples.
 #[allow(clippy::too_many_arguments)]
@@ -399,7 +272,7 @@ fn read_stage(
     rec: &Recording,
     plan: &BagPlan,
     mem: &MemoryPlan,
-    tx: &Sender<ReaderEvent>,
+    tx: &BudgetedSender<ReaderEvent>,
     log: &mut MemoryLog,
     episode: usize,
     monitor: &Monitor,
@@ -409,7 +282,6 @@ fn read_stage(
     let mut marks = Watermarks::new(index, plan);
     let (mut bytes_read, mut decoded) = (0u64, 0u64);
     let mut damage = DamageReport::default();
-    let send = |ev| tx.send(ev).map_err(|_| Error::Cancelled);
     for (k, &ci) in plan.chunks.iter().enumerate() {
         let chunk = &index.chunks[ci];
         let _held = mem.chunk.acquire(chunk_need(chunk), || {
@@ -503,25 +375,30 @@ fn read_stage(
             }
             for (slot, value) in extracted {
                 let bytes = value.heap_bytes() + crate::align::SAMPLE_OVERHEAD_BYTES;
-                let permit = mem.samples.acquire(bytes, || {
-                    format!(
-                        "a message of {} at {} ns ({bytes} bytes)",
-                        cp.topic, m.time_ns
-                    )
-                })?;
-                send(ReaderEvent::Sample(Sample {
-                    slot,
-                    time_ns,
-                    value,
-                    permit,
-                }))?;
+                // The channel's permit travels in the envelope; the aligner swaps it for
+                // window bytes.
+                tx.send(
+                    ReaderEvent::Sample(Sample {
+                        slot,
+                        time_ns,
+                        value,
+                        permit: Permit::none(),
+                    }),
+                    bytes,
+                    || {
+                        format!(
+                            "a message of {} at {} ns ({bytes} bytes)",
+                            cp.topic, m.time_ns
+                        )
+                    },
+                )?;
             }
         }
         drop(data);
         if let Some(p) = monitor.progress.get() {
             p.advance(chunk.data_len as u64);
         }
-        send(ReaderEvent::ChunkDone {
+        tx.send_marker(ReaderEvent::ChunkDone {
             watermarks: marks.after(k, plan.time_source),
         })?;
         let s = sample();
@@ -538,7 +415,7 @@ fn read_stage(
             tree - s.rss(),
         )?;
     }
-    send(ReaderEvent::End)?;
+    tx.send_marker(ReaderEvent::End)?;
     Ok(ReadStats {
         chunks: plan.chunks.len() as u64,
         bytes_read,
@@ -594,8 +471,8 @@ const DROP_EXAMPLES: usize = 5;
 fn align_stage(
     plan: &BagPlan,
     mem: &MemoryPlan,
-    rx: Receiver<ReaderEvent>,
-    tx: &Sender<FrameEvent>,
+    rx: BudgetedReceiver<ReaderEvent>,
+    tx: &BudgetedSender<FrameEvent>,
 ) -> Result<AlignStats> {
     let specs = plan.slots.iter().map(|s| s.spec.clone()).collect();
     let mut aligner = Aligner::new(specs, plan.timeline, mem.window.clone());
@@ -604,14 +481,17 @@ fn align_stage(
     let mut delay: VecDeque<(Frame, Permit)> = VecDeque::new();
     let mut ended = false;
     while !ended {
-        match rx.recv() {
-            Ok(ReaderEvent::Sample(s)) => aligner.push(s)?,
-            Ok(ReaderEvent::ChunkDone { watermarks }) => {
+        match rx.recv().map(|b| (b.item, b.permit)) {
+            Ok((ReaderEvent::Sample(mut s), permit)) => {
+                s.permit = permit;
+                aligner.push(s)?
+            }
+            Ok((ReaderEvent::ChunkDone { watermarks }, _)) => {
                 for (slot, w) in watermarks.into_iter().enumerate() {
                     aligner.set_watermark(slot, w);
                 }
             }
-            Ok(ReaderEvent::End) => {
+            Ok((ReaderEvent::End, _)) => {
                 aligner.end();
                 ended = true;
             }
@@ -662,7 +542,7 @@ fn align_stage(
                             mem.ceiling,
                         ));
                     }
-                    let permit = mem.frames.acquire(bytes, || {
+                    let permit = tx.reserve(bytes, || {
                         format!("the frame at {} ns ({bytes} bytes)", af.tick_ns)
                     })?;
                     delay.push_back((frame, permit));
@@ -670,8 +550,10 @@ fn align_stage(
                         && let Some((f, p)) = delay.pop_front()
                     {
                         stats.frames += 1;
-                        tx.send(FrameEvent::Frame(f, None, p))
-                            .map_err(|_| Error::Cancelled)?;
+                        tx.forward(Budgeted {
+                            item: FrameEvent::Frame(f, None),
+                            permit: p,
+                        })?;
                     }
                 }
             }
@@ -680,7 +562,7 @@ fn align_stage(
     stats.trimmed += delay.len() as u64;
     drop(delay);
     stats.slots = aligner.reports();
-    tx.send(FrameEvent::End).map_err(|_| Error::Cancelled)?;
+    tx.send_marker(FrameEvent::End)?;
     Ok(stats)
 }
 
@@ -725,14 +607,15 @@ fn build_frame(plan: &BagPlan, values: Vec<SampleValue>) -> std::result::Result<
 /// four threads already keep both busy, and the per-frame hand-off waits for a descheduled
 /// helper.)
 fn image_stats_stage(
-    rx: Receiver<FrameEvent>,
-    tx: &Sender<FrameEvent>,
+    bag: &std::path::Path,
+    rx: BudgetedReceiver<FrameEvent>,
+    tx: &BudgetedSender<FrameEvent>,
     mut sampler: FrameSampler,
 ) -> Result<()> {
     loop {
-        let (frame, permit) = match rx.recv() {
-            Ok(FrameEvent::Frame(frame, _, permit)) => (frame, permit),
-            Ok(FrameEvent::End) => return tx.send(FrameEvent::End).map_err(|_| Error::Cancelled),
+        let (frame, permit) = match rx.recv().map(|b| (b.item, b.permit)) {
+            Ok((FrameEvent::Frame(frame, _), permit)) => (frame, permit),
+            Ok((FrameEvent::End, _)) => return tx.send_marker(FrameEvent::End),
             Err(_) => return Err(Error::Cancelled),
         };
         let (frame_index, slots, planned) = sampler.plan(&frame);
@@ -740,24 +623,29 @@ fn image_stats_stage(
         for p in &planned {
             if let FeatureValue::Image { bytes, format } = &frame.values[p.value] {
                 let s = stats::sample_image(bytes, *format, p.expect, p.hits)
-                    .map_err(|what| Error::Config(format!("image statistics: {what}")))?;
+                    .map_err(|what| Error::Content {
+                        path: bag.to_path_buf(),
+                        what: format!("image statistics of frame {frame_index}: {what}"),
+                    })?;
                 images[p.slot] = Some(s);
             }
         }
         let sampled = Presampled::new(frame_index, images);
-        tx.send(FrameEvent::Frame(frame, Some(sampled), permit))
-            .map_err(|_| Error::Cancelled)?;
+        tx.forward(Budgeted {
+            item: FrameEvent::Frame(frame, Some(sampled)),
+            permit,
+        })?;
     }
 }
 
 fn write_stage(
     writer: &mut DatasetWriter,
-    rx: Receiver<FrameEvent>,
+    rx: BudgetedReceiver<FrameEvent>,
     monitor: &Monitor,
 ) -> Result<()> {
     loop {
-        match rx.recv() {
-            Ok(FrameEvent::Frame(frame, sampled, permit)) => {
+        match rx.recv().map(|b| (b.item, b.permit)) {
+            Ok((FrameEvent::Frame(frame, sampled), permit)) => {
                 match sampled {
                     Some(s) => writer.push_presampled(frame, s)?,
                     None => writer.push_frame(frame)?,
@@ -765,7 +653,7 @@ fn write_stage(
                 drop(permit);
                 monitor.frames_written.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(FrameEvent::End) => return Ok(()),
+            Ok((FrameEvent::End, _)) => return Ok(()),
             Err(_) => return Err(Error::Cancelled),
         }
     }

@@ -24,8 +24,9 @@ use crate::error::{Error, Result};
 /// 1 MiB (a row is a few KiB of stats, so memory stays flat however many episodes there are).
 pub const EPISODES_ROW_GROUP_BYTES: usize = 1024 * 1024;
 
-/// Writes `value` as pretty JSON whose objects keep the given key order (serde_json's map
-/// sorts keys; `info.json` feature order is the camera/column order users see).
+/// Writes `entries` as pretty JSON in exactly the given key order (`info.json`'s feature order
+/// is the camera/column order users see; the output bytes must not depend on how a map was
+/// built).
 pub fn ordered_json(entries: &[(String, Value)], indent: usize) -> String {
     let pad = " ".repeat(indent + 2);
     let mut s = String::from("{\n");

@@ -39,6 +39,10 @@ pub use writer::{
 
 /// LeRobot format version written into `info.json`.
 pub const CODEBASE_VERSION: &str = "v3.0";
+
+/// File name, inside `meta/`, of the conversion log a run writes beside lerobot's files (its
+/// content is `convert::manifest`'s; the dataset layer only carries the file along).
+pub const MANIFEST_NAME: &str = "conversion_log.json";
 /// Row-group sizing is a memory rule (footer metadata held per row group), so it lives in
 /// [`crate::memory::plan`]; re-exported here where the writer's options use it.
 pub use crate::memory::plan::{

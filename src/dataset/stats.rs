@@ -24,14 +24,14 @@ use serde_json::{Value, json};
 
 use super::{ImageFormat, QUANTILES};
 
-/// Values held per sketch level (and exactly, before the first compaction): 4096 values, i.e.
-/// 16 KiB of f32 per level per vector element.
+/// Values held per sketch level (and exactly, before the first compaction): 1024 values, i.e.
+/// 4 KiB of f32 per level per vector element.
 ///
 /// Error bound: a compaction at level `h` (items of weight `2^h`) moves any rank by at most
 /// `2^h` and happens at most `n / (K·2^h)` times, so after `n` values spread over `H` levels
 /// the rank error is at most `(H−1)·n/K`: a relative rank error of `(H−1)/K` with
 /// `H − 1 = ⌈log2(n/K)⌉`. Below `K` values the quantiles are exact; at 100 000 values the error
-/// is at most 5/4096 ≈ 0.12 % of rank. Memory: `H·K·4` bytes per element.
+/// is at most 7/1024 ≈ 0.7 % of rank. Memory: `H·K·4` bytes per element.
 pub const SKETCH_LEVEL_CAPACITY: usize = 1024;
 
 /// Target longest side of a sampled image before statistics, in pixels (lerobot's

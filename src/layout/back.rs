@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::v21::{for_each_line, stats_from_json};
 use super::{bad, v21_data_path};
-use crate::convert::manifest::MANIFEST_NAME;
+use crate::dataset::MANIFEST_NAME;
 use crate::dataset::existing::{READ_BATCH_ROWS, value_at};
 use crate::dataset::{DatasetSummary, DatasetWriter, Frame, WriterOptions};
 use crate::error::{Error, Result};

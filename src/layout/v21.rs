@@ -579,7 +579,7 @@ pub fn to_v21(
     });
     write_text(&meta.join("info.json"), &pretty4(&info))?;
 
-    let manifest = crate::convert::manifest::MANIFEST_NAME;
+    let manifest = crate::dataset::MANIFEST_NAME;
     let log = match log {
         Some(l) => Some(l),
         None => std::fs::read_to_string(src.join("meta").join(manifest)).ok(),

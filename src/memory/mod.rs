@@ -2,6 +2,7 @@
 //! process really holds ([`stats`]).
 
 pub mod budget;
+pub mod channel;
 pub mod limits;
 pub mod log;
 pub mod plan;
@@ -9,6 +10,7 @@ pub mod stats;
 pub mod tree;
 
 pub use budget::{Budget, Permit};
+pub use channel::{Budgeted, BudgetedReceiver, BudgetedSender, budgeted};
 pub use stats::{MemorySample, release_freed_pages, sample};
 
 pub use crate::units::{format_bytes, parse_size};

@@ -36,7 +36,7 @@ pub(crate) struct RawConstant {
 
 /// One message type of the definition text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct RawMessage {
+pub(crate) struct MessageSection {
     /// `pkg/Type` from the `MSG:` line; `None` for the top-level section.
     pub name: Option<String>,
     pub fields: Vec<RawField>,
@@ -44,15 +44,15 @@ pub(crate) struct RawMessage {
 }
 
 /// Splits a definition into its sections. The first element is the top-level message.
-pub(crate) fn parse_definition(text: &str) -> Result<Vec<RawMessage>, DefinitionError> {
-    let mut sections = vec![RawMessage::default()];
+pub(crate) fn parse_definition(text: &str) -> Result<Vec<MessageSection>, DefinitionError> {
+    let mut sections = vec![MessageSection::default()];
     // After a separator line the next section has not received its `MSG:` line yet.
     let mut awaiting_name = false;
     for (index, line) in text.lines().enumerate() {
         let line_no = index + 1;
         let trimmed = line.trim();
         if is_separator(trimmed) {
-            sections.push(RawMessage::default());
+            sections.push(MessageSection::default());
             awaiting_name = true;
             continue;
         }
@@ -66,7 +66,7 @@ pub(crate) fn parse_definition(text: &str) -> Result<Vec<RawMessage>, Definition
             // A `MSG:` line without a separator before it still starts a new section.
             let current = sections.last_mut().expect("sections starts non-empty");
             if !(awaiting_name && current.fields.is_empty() && current.constants.is_empty()) {
-                sections.push(RawMessage::default());
+                sections.push(MessageSection::default());
             }
             sections.last_mut().expect("just ensured").name = Some(name);
             awaiting_name = false;
@@ -257,6 +257,6 @@ mod tests {
     #[test]
     fn empty_definition_has_one_empty_section() {
         let secs = parse_definition("").expect("valid");
-        assert_eq!(secs, vec![RawMessage::default()]);
+        assert_eq!(secs, vec![MessageSection::default()]);
     }
 }

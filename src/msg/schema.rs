@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::definition::{ArraySpec, RawMessage, normalize_type_name, parse_definition};
+use super::definition::{ArraySpec, MessageSection, normalize_type_name, parse_definition};
 use super::value::Value;
 use super::{DecodeError, DefinitionError};
 
@@ -687,7 +687,7 @@ fn primitive_name(p: Primitive) -> &'static str {
 
 /// Resolves type names across the sections of one definition and lays out each type once.
 struct Compiler<'a> {
-    sections: &'a [RawMessage],
+    sections: &'a [MessageSection],
     /// `pkg/Type` → section index. The top-level section is registered under the msgtype.
     by_name: HashMap<String, usize>,
     /// `Type` → section index, or `None` when two packages define that short name.
@@ -702,7 +702,7 @@ struct Compiler<'a> {
 }
 
 impl<'a> Compiler<'a> {
-    fn new(msgtype: &str, sections: &'a [RawMessage], ros2: bool) -> Self {
+    fn new(msgtype: &str, sections: &'a [MessageSection], ros2: bool) -> Self {
         let mut by_name = HashMap::new();
         let mut by_short_name: HashMap<String, Option<usize>> = HashMap::new();
         for (index, section) in sections.iter().enumerate() {

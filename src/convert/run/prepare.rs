@@ -74,7 +74,7 @@ pub(super) struct Prepared {
     /// The output exists but is an empty directory (or `--overwrite`/`--force`): replace it.
     pub(super) replace: bool,
     pub(super) outcomes: Vec<BagOutcome>,
-    pub(super) todo: Vec<Job>,
+    pub(super) todo: Vec<QueuedBag>,
     /// Log entries changed by this run (a publish is needed even without new episodes).
     pub(super) recorded: usize,
     /// The first bag failure, typed (returned as is when no bag could be converted).
@@ -88,7 +88,7 @@ pub(super) struct Prepared {
 }
 
 /// A bag to convert: its measured source, its identity for the log, its row in the report.
-pub(super) struct Job {
+pub(super) struct QueuedBag {
     pub(super) source: BagSource,
     pub(super) id: BagIdentity,
     /// Position in `Prepared::outcomes`.
@@ -293,7 +293,7 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
             o.error = Some(what);
             outcomes.push(o);
         } else {
-            todo.push(Job {
+            todo.push(QueuedBag {
                 source,
                 id,
                 slot: outcomes.len(),

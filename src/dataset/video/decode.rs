@@ -7,7 +7,7 @@ use crate::dataset::ImageFormat;
 use crate::memory::Permit;
 
 /// A frame on its way to a decode thread.
-pub(super) struct Job {
+pub(super) struct DecodeJob {
     pub(super) seq: u64,
     pub(super) bytes: bytes::Bytes,
     pub(super) format: ImageFormat,
@@ -25,9 +25,9 @@ pub(super) struct Decoded {
 }
 
 /// Decodes frames until the queue closes.
-pub(super) fn decode_worker(rx: Receiver<Job>) {
+pub(super) fn decode_worker(rx: Receiver<DecodeJob>) {
     for job in rx {
-        let Job {
+        let DecodeJob {
             seq,
             bytes,
             format,

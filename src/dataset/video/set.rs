@@ -13,7 +13,7 @@ use crossbeam_channel::{Sender, unbounded};
 
 use super::VideoSpan;
 use super::codec::*;
-use super::decode::{Decoded, Job, decode_worker};
+use super::decode::{Decoded, DecodeJob, decode_worker};
 use super::ffmpeg::*;
 use super::frame_spill::{Spill, SpillReader};
 use crate::dataset::{DatasetSpec, FeatureKind, ImageFormat};
@@ -70,7 +70,7 @@ pub struct VideoSet {
     opts: VideoOptions,
     budget: Budget,
     cameras: Vec<Camera>,
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<DecodeJob>>,
     workers: Vec<JoinHandle<()>>,
     /// Decode scratch of the worker threads, held while they live.
     _scratch: Vec<Permit>,
@@ -196,7 +196,7 @@ impl VideoSet {
         for _ in 0..threads {
             scratch.push(budget.acquire(frame, || "video decode scratch".into())?);
         }
-        let (jobs_tx, jobs_rx) = unbounded::<Job>();
+        let (jobs_tx, jobs_rx) = unbounded::<DecodeJob>();
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let rx = jobs_rx.clone();
@@ -464,7 +464,7 @@ impl VideoSet {
             .tx
             .clone()
             .ok_or_else(|| Error::Internal("encoder already closed".into()))?;
-        let job = Job {
+        let job = DecodeJob {
             seq,
             bytes,
             format,
