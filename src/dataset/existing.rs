@@ -14,8 +14,8 @@ use arrow::array::{
 use arrow::datatypes::Float32Type;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
-use serde_json::Value;
 
+use super::info::InfoJson;
 use super::meta::stats_features;
 use super::stats::FeatureStats;
 use super::{
@@ -63,69 +63,9 @@ fn bad(path: &Path, what: impl Into<String>) -> Error {
 
 /// The spec a dataset's `info.json` declares (user features in column order).
 pub fn read_spec(dataset: &Path) -> Result<(DatasetSpec, usize)> {
-    let p = dataset.join("meta/info.json");
-    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    let info: Value = serde_json::from_str(&text).map_err(|e| bad(&p, format!("json: {e}")))?;
-    let fps = info["fps"]
-        .as_u64()
-        .filter(|f| *f > 0 && *f <= u64::from(u32::MAX))
-        .ok_or_else(|| bad(&p, "fps missing or not a positive integer"))? as u32;
-    let robot_type = info["robot_type"].as_str().map(str::to_string);
-    let chunks_size = info["chunks_size"].as_u64().unwrap_or(1000) as usize;
-    let feats = info["features"]
-        .as_object()
-        .ok_or_else(|| bad(&p, "features missing"))?;
-    let mut features = Vec::new();
-    for (name, f) in feats {
-        if super::DEFAULT_COLUMNS.contains(&name.as_str()) {
-            continue;
-        }
-        let shape: Vec<u64> = f["shape"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default();
-        let kind = match (f["dtype"].as_str(), shape.as_slice()) {
-            (Some("image"), [h, w, c]) => FeatureKind::Image {
-                height: *h as u32,
-                width: *w as u32,
-                channels: *c as u32,
-            },
-            (Some("video"), [h, w, c]) => FeatureKind::Video {
-                height: *h as u32,
-                width: *w as u32,
-                channels: *c as u32,
-                codec: super::video::VideoCodec::parse(
-                    f["info"]["video.codec"].as_str().unwrap_or("av1"),
-                )?,
-            },
-            (Some("float32"), [len]) => FeatureKind::Vector {
-                len: *len as usize,
-                names: f["names"].as_array().map(|a| {
-                    a.iter()
-                        .map(|n| n.as_str().unwrap_or_default().to_string())
-                        .collect()
-                }),
-            },
-            _ => {
-                return Err(bad(
-                    &p,
-                    format!("feature {name}: dtype/shape this tool does not write: {f}"),
-                ));
-            }
-        };
-        features.push(FeatureSpec {
-            name: name.clone(),
-            kind,
-        });
-    }
-    Ok((
-        DatasetSpec {
-            fps,
-            robot_type,
-            features,
-        },
-        chunks_size,
-    ))
+    let info = InfoJson::read(dataset)?;
+    let spec = info.spec(&dataset.join("meta/info.json"))?;
+    Ok((spec, info.chunks_size as usize))
 }
 
 fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {

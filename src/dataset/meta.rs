@@ -24,21 +24,6 @@ use crate::error::{Error, Result};
 /// 1 MiB (a row is a few KiB of stats, so memory stays flat however many episodes there are).
 pub const EPISODES_ROW_GROUP_BYTES: usize = 1024 * 1024;
 
-/// Writes `entries` as pretty JSON in exactly the given key order (`info.json`'s feature order
-/// is the camera/column order users see; the output bytes must not depend on how a map was
-/// built).
-pub fn ordered_json(entries: &[(String, Value)], indent: usize) -> String {
-    let pad = " ".repeat(indent + 2);
-    let mut s = String::from("{\n");
-    for (i, (k, v)) in entries.iter().enumerate() {
-        let v = serde_json::to_string(v).unwrap_or_else(|_| "null".into());
-        let comma = if i + 1 < entries.len() { "," } else { "" };
-        s.push_str(&format!("{pad}{}: {v}{comma}\n", json!(k)));
-    }
-    s.push_str(&" ".repeat(indent));
-    s.push('}');
-    s
-}
 
 /// Writes a file fully and fsyncs it.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -47,68 +32,13 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(|e| Error::io(path, e))
 }
 
-/// Everything `info.json` says beyond the spec.
-pub struct InfoTotals {
-    pub total_episodes: u64,
-    pub total_frames: u64,
-    pub total_tasks: u64,
-    pub chunks_size: usize,
-    pub data_files_size_in_mb: Value,
-}
+pub use super::info::{InfoTotals, ordered_json};
 
-/// The text of `meta/info.json`.
+/// The text of `meta/info.json` for `spec` with these totals.
 pub fn info_json(spec: &DatasetSpec, t: &InfoTotals) -> String {
-    let features = super::schema::info_features(spec);
-    let feature_entries: Vec<(String, Value)> = spec
-        .features
-        .iter()
-        .map(|f| f.name.clone())
-        .chain(DEFAULT_COLUMNS.iter().map(|s| s.to_string()))
-        .map(|k| {
-            let v = features[&k].clone();
-            (k, v)
-        })
-        .collect();
-    let head: Vec<(String, Value)> = vec![
-        ("codebase_version".into(), json!(super::CODEBASE_VERSION)),
-        ("robot_type".into(), json!(spec.robot_type)),
-        ("total_episodes".into(), json!(t.total_episodes)),
-        ("total_frames".into(), json!(t.total_frames)),
-        ("total_tasks".into(), json!(t.total_tasks)),
-        ("chunks_size".into(), json!(t.chunks_size)),
-        (
-            "data_files_size_in_mb".into(),
-            t.data_files_size_in_mb.clone(),
-        ),
-        (
-            "video_files_size_in_mb".into(),
-            json!(super::VIDEO_FILES_SIZE_IN_MB),
-        ),
-        ("fps".into(), json!(spec.fps)),
-        (
-            "splits".into(),
-            json!({"train": format!("0:{}", t.total_episodes)}),
-        ),
-        ("data_path".into(), json!(super::DATA_PATH_TEMPLATE)),
-        ("video_path".into(), video_path(spec)),
-    ];
-    let mut s = ordered_json(&head, 0);
-    s.pop(); // the closing brace
-    s.pop(); // its newline
-    s.push_str(",\n  \"features\": ");
-    s.push_str(&ordered_json(&feature_entries, 2));
-    s.push_str("\n}\n");
-    s
+    super::info::InfoJson::new(spec, t).to_text()
 }
 
-/// `info.json` `video_path`: the template when there are video features, else null.
-fn video_path(spec: &DatasetSpec) -> Value {
-    if super::video::VideoSet::needed(spec) {
-        json!(super::VIDEO_PATH_TEMPLATE)
-    } else {
-        Value::Null
-    }
-}
 
 /// The text of `meta/stats.json`: one object per feature, in column order.
 pub fn stats_json(stats: &[(String, FeatureStats)]) -> String {

@@ -21,6 +21,7 @@
 //! | `existing`  | read a written dataset back: spec, tasks, episode rows + stats, frames |
 
 pub mod existing;
+pub mod info;
 pub(crate) mod meta;
 mod schema;
 mod spill;
@@ -30,6 +31,7 @@ mod validate_video;
 pub mod video;
 mod writer;
 
+pub use info::InfoJson;
 pub use stats::FeatureStats;
 pub use validate::validate;
 pub use writer::{

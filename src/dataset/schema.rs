@@ -164,49 +164,6 @@ pub fn huggingface_metadata(spec: &DatasetSpec) -> String {
     json!({"info": {"features": Value::Object(feats)}}).to_string()
 }
 
-/// The `features` object of `info.json`, user features first, then the defaults.
-pub fn info_features(spec: &DatasetSpec) -> Value {
-    let mut feats = serde_json::Map::new();
-    for f in &spec.features {
-        let v = match &f.kind {
-            FeatureKind::Vector { len, names } => json!({
-                "dtype": "float32",
-                "shape": [len],
-                "names": names,
-            }),
-            FeatureKind::Image {
-                height,
-                width,
-                channels,
-            } => json!({
-                "dtype": "image",
-                "shape": [height, width, channels],
-                "names": ["height", "width", "channels"],
-            }),
-            FeatureKind::Video {
-                height,
-                width,
-                channels,
-                codec,
-            } => json!({
-                "dtype": "video",
-                "shape": [height, width, channels],
-                "names": ["height", "width", "channels"],
-                "info": super::video::info_block(*codec, spec.fps, *height, *width),
-            }),
-        };
-        feats.insert(f.name.clone(), v);
-    }
-    for n in DEFAULT_COLUMNS {
-        let dtype = if n == "timestamp" { "float32" } else { "int64" };
-        feats.insert(
-            n.to_string(),
-            json!({"dtype": dtype, "shape": [1], "names": null}),
-        );
-    }
-    Value::Object(feats)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

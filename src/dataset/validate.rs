@@ -17,6 +17,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
+use super::info::{InfoJson, Names};
 use super::schema::HUGGINGFACE_META_KEY;
 use super::{CODEBASE_VERSION, DATA_PATH_TEMPLATE, DEFAULT_COLUMNS, STAT_KEYS};
 use crate::error::{Error, Result};
@@ -76,15 +77,14 @@ pub fn validate(dataset: &Path) -> Result<Vec<String>> {
         root: dataset.to_path_buf(),
         problems: Vec::new(),
     };
-    let Some(info) = check_info(&mut c) else {
+    let Some((info, features, totals)) = check_info(&mut c) else {
         return Ok(c.problems);
     };
-    let (features, totals) = info;
     let spans = check_data(&mut c, &features, &totals);
     let tasks = check_tasks(&mut c, &totals);
     check_episodes(&mut c, &features, &totals, &spans, tasks.as_deref());
     check_stats(&mut c, &features, &totals);
-    c.problems.extend(super::validate_video::check(dataset));
+    c.problems.extend(super::validate_video::check(dataset, &info));
     Ok(c.problems)
 }
 
@@ -98,105 +98,78 @@ struct Totals {
     chunks_size: u64,
 }
 
-fn check_info(c: &mut Checker) -> Option<(Vec<Feat>, Totals)> {
-    let path = c.root.join("meta/info.json");
+fn check_info(c: &mut Checker) -> Option<(InfoJson, Vec<Feat>, Totals)> {
+    let f = "meta/info.json";
+    let path = c.root.join(f);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => {
-            c.problem(format!("meta/info.json: cannot read: {e}"));
+            c.problem(format!("{f}: cannot read: {e}"));
             return None;
         }
     };
-    let info: Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
+    // One reading of the file (`InfoJson`), shared with the writer and append: a key missing
+    // or of the wrong type is a problem named by serde (key, line, column).
+    let info = match InfoJson::parse(&path, &text) {
+        Ok(i) => i,
         Err(e) => {
-            c.problem(format!("meta/info.json: not valid JSON: {e}"));
+            c.problem(e.to_string());
             return None;
         }
     };
-    let f = "meta/info.json";
-    if info["codebase_version"] != CODEBASE_VERSION {
+    if info.codebase_version != CODEBASE_VERSION {
         c.problem(format!(
-            "{f}: codebase_version is {}, expected \"{CODEBASE_VERSION}\"",
-            info["codebase_version"]
+            "{f}: codebase_version is {:?}, expected \"{CODEBASE_VERSION}\"",
+            info.codebase_version
         ));
     }
-    let uint = |c: &mut Checker, key: &str| -> u64 {
-        match info[key].as_u64() {
-            Some(v) => v,
-            None => {
-                c.problem(format!(
-                    "{f}: {key} must be a non-negative integer, found {}",
-                    info[key]
-                ));
-                0
-            }
-        }
-    };
-    let fps = uint(c, "fps");
-    if fps == 0 {
+    if info.fps == 0 {
         c.problem(format!("{f}: fps must be > 0"));
     }
     let totals = Totals {
-        fps: fps as f64,
-        episodes: uint(c, "total_episodes"),
-        frames: uint(c, "total_frames"),
-        tasks: uint(c, "total_tasks"),
-        chunks_size: uint(c, "chunks_size").max(1),
+        fps: f64::from(info.fps),
+        episodes: info.total_episodes,
+        frames: info.total_frames,
+        tasks: info.total_tasks,
+        chunks_size: info.chunks_size.max(1),
     };
-    for key in ["data_files_size_in_mb", "video_files_size_in_mb"] {
-        if !info[key].is_number() {
-            c.problem(format!("{f}: {key} must be a number"));
-        }
-    }
-    if !(info["robot_type"].is_null() || info["robot_type"].is_string()) {
-        c.problem(format!("{f}: robot_type must be a string or null"));
-    }
     let want_split = format!("0:{}", totals.episodes);
-    if info["splits"]["train"] != want_split.as_str() {
+    if info.splits.get("train") != Some(&want_split) {
         c.problem(format!(
-            "{f}: splits.train is {}, expected \"{want_split}\"",
-            info["splits"]["train"]
+            "{f}: splits.train is {:?}, expected \"{want_split}\"",
+            info.splits.get("train")
         ));
     }
-    if info["data_path"] != DATA_PATH_TEMPLATE {
+    if info.data_path != DATA_PATH_TEMPLATE {
         c.problem(format!(
-            "{f}: data_path is {}, expected \"{DATA_PATH_TEMPLATE}\"",
-            info["data_path"]
+            "{f}: data_path is {:?}, expected \"{DATA_PATH_TEMPLATE}\"",
+            info.data_path
         ));
     }
-    let Some(fobj) = info["features"].as_object() else {
-        c.problem(format!("{f}: features must be an object"));
-        return None;
-    };
     let mut feats = Vec::new();
-    for (name, v) in fobj {
-        let dtype = v["dtype"].as_str().unwrap_or_default().to_string();
-        if dtype.is_empty() {
+    for (name, v) in &info.features {
+        if v.dtype.is_empty() {
             c.problem(format!("{f}: feature {name}: missing dtype"));
         }
-        let shape: Option<Vec<u64>> = v["shape"]
-            .as_array()
-            .and_then(|a| a.iter().map(Value::as_u64).collect());
-        let Some(shape) = shape.filter(|s| !s.is_empty() && s.iter().all(|d| *d > 0)) else {
+        if v.shape.is_empty() || v.shape.contains(&0) {
             c.problem(format!(
-                "{f}: feature {name}: shape must be a list of positive integers, found {}",
-                v["shape"]
+                "{f}: feature {name}: shape must be a list of positive integers, found {:?}",
+                v.shape
             ));
             continue;
-        };
+        }
         if name.contains('/') {
             c.problem(format!("{f}: feature {name}: names must not contain '/'"));
         }
-        if v.get("names").is_none() {
+        if v.names == Names::Absent {
             c.problem(format!(
                 "{f}: feature {name}: missing \"names\" (null allowed)"
             ));
         }
         let feat = Feat {
             name: name.clone(),
-            dtype,
-            shape,
+            dtype: v.dtype.clone(),
+            shape: v.shape.clone(),
         };
         if feat.is_visual() {
             if feat.shape.len() != 3 {
@@ -205,13 +178,14 @@ fn check_info(c: &mut Checker) -> Option<(Vec<Feat>, Totals)> {
                     feat.dtype, feat.shape
                 ));
             }
-            if v["names"] != serde_json::json!(["height", "width", "channels"]) {
+            let hwc = ["height", "width", "channels"].map(String::from).to_vec();
+            if v.names != Names::List(hwc) {
                 c.problem(format!(
-                    "{f}: feature {name}: names must be [\"height\", \"width\", \"channels\"], found {}",
-                    v["names"]
+                    "{f}: feature {name}: names must be [\"height\", \"width\", \"channels\"], found {:?}",
+                    v.names
                 ));
             }
-        } else if let Some(names) = v["names"].as_array()
+        } else if let Names::List(names) = &v.names
             && feat.shape.len() == 1
             && names.len() as u64 != feat.shape[0]
         {
@@ -235,17 +209,17 @@ fn check_info(c: &mut Checker) -> Option<(Vec<Feat>, Totals)> {
         }
     }
     let has_video = feats.iter().any(|x| x.dtype == "video");
-    if !has_video && !info["video_path"].is_null() {
+    if !has_video && info.video_path.is_some() {
         c.problem(format!(
             "{f}: video_path must be null without video features"
         ));
     }
-    if has_video && !info["video_path"].is_string() {
+    if has_video && info.video_path.is_none() {
         c.problem(format!(
             "{f}: video_path must be a template with video features"
         ));
     }
-    Some((feats, totals))
+    Some((info, feats, totals))
 }
 
 /// Arrow type expected for a declared numeric dtype.

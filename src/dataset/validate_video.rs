@@ -15,6 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 use super::VIDEO_PATH_TEMPLATE;
+use super::info::{InfoFeature, InfoJson};
 use super::video::SEGMENTS_DIR;
 
 /// Largest accepted gap or overlap between timestamps, in seconds (lerobot's tolerance): 1e-4.
@@ -29,23 +30,15 @@ struct Placed {
     to: f64,
 }
 
-/// Problems of the video layout of the dataset at `root` (empty when it has no videos or they
-/// are fine).
-pub fn check(root: &Path) -> Vec<String> {
+/// Problems of the video layout of the dataset at `root` whose `info.json` is `info` (empty
+/// when it has no videos or they are fine).
+pub fn check(root: &Path, info: &InfoJson) -> Vec<String> {
     let mut problems = Vec::new();
-    let Ok(text) = std::fs::read_to_string(root.join("meta/info.json")) else {
-        return problems;
-    };
-    let Ok(info) = serde_json::from_str::<Value>(&text) else {
-        return problems;
-    };
-    let fps = info["fps"].as_f64().unwrap_or(0.0);
-    let Some(features) = info["features"].as_object() else {
-        return problems;
-    };
-    let keys: Vec<(String, &Value)> = features
+    let fps = f64::from(info.fps);
+    let keys: Vec<(String, &InfoFeature)> = info
+        .features
         .iter()
-        .filter(|(_, f)| f["dtype"] == "video")
+        .filter(|(_, f)| f.dtype == "video")
         .map(|(k, f)| (k.clone(), f))
         .collect();
     if root.join(SEGMENTS_DIR).exists() {
@@ -59,16 +52,16 @@ pub fn check(root: &Path) -> Vec<String> {
         }
         return problems;
     }
-    if info["video_path"].as_str() != Some(VIDEO_PATH_TEMPLATE) {
+    if info.video_path.as_deref() != Some(VIDEO_PATH_TEMPLATE) {
         problems.push(format!(
-            "meta/info.json: video_path is {}, expected {VIDEO_PATH_TEMPLATE:?}",
-            info["video_path"]
+            "meta/info.json: video_path is {:?}, expected {VIDEO_PATH_TEMPLATE:?}",
+            info.video_path
         ));
     }
     for (k, f) in &keys {
         check_info_block(&mut problems, k, f, fps);
     }
-    let chunks_size = info["chunks_size"].as_u64().unwrap_or(1000).max(1);
+    let chunks_size = info.chunks_size.max(1);
     let rows = match read_rows(root, &keys) {
         Ok(r) => r,
         Err(p) => {
@@ -135,20 +128,16 @@ pub fn check(root: &Path) -> Vec<String> {
     problems
 }
 
-fn check_info_block(problems: &mut Vec<String>, key: &str, f: &Value, fps: f64) {
+fn check_info_block(problems: &mut Vec<String>, key: &str, f: &InfoFeature, fps: f64) {
     let at = format!("meta/info.json: feature {key}");
-    let shape: Vec<u64> = f["shape"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
+    let shape = &f.shape;
     if shape.len() != 3 || shape[2] != 3 {
         problems.push(format!("{at}: video shape must be [H, W, 3]"));
     }
-    let info = &f["info"];
-    if !info.is_object() {
+    let Some(info) = &f.info else {
         problems.push(format!("{at}: video feature without an `info` block"));
         return;
-    }
+    };
     for k in [
         "video.height",
         "video.width",
@@ -163,15 +152,16 @@ fn check_info_block(problems: &mut Vec<String>, key: &str, f: &Value, fps: f64) 
             problems.push(format!("{at}: info.{k} missing"));
         }
     }
-    if info["video.fps"].as_f64().is_some_and(|v| v != fps) {
+    let get = |k: &str| info.get(k).unwrap_or(&Value::Null);
+    if get("video.fps").as_f64().is_some_and(|v| v != fps) {
         problems.push(format!(
             "{at}: info.video.fps {} differs from the dataset fps {fps}",
-            info["video.fps"]
+            get("video.fps")
         ));
     }
     if shape.len() == 3
-        && (info["video.height"].as_u64() != Some(shape[0])
-            || info["video.width"].as_u64() != Some(shape[1]))
+        && (get("video.height").as_u64() != Some(shape[0])
+            || get("video.width").as_u64() != Some(shape[1]))
     {
         problems.push(format!("{at}: info video size differs from its shape"));
     }
@@ -180,7 +170,7 @@ fn check_info_block(problems: &mut Vec<String>, key: &str, f: &Value, fps: f64) 
 /// Per episode: (episode, length, -, -) and per video key (chunk, file, from, to).
 type Row = (Placed, Vec<(i64, i64, f64, f64)>);
 
-fn read_rows(root: &Path, keys: &[(String, &Value)]) -> Result<Vec<Row>, String> {
+fn read_rows(root: &Path, keys: &[(String, &InfoFeature)]) -> Result<Vec<Row>, String> {
     let dir = root.join("meta/episodes");
     let mut paths = Vec::new();
     for chunk in std::fs::read_dir(&dir)

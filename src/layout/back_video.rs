@@ -298,17 +298,15 @@ fn finish_video(
     w.close()?;
     std::fs::rename(&new_path, &ep_path).map_err(|e| Error::io(&ep_path, e))?;
 
-    let tmp_info = super::read_info(tmp)?;
+    let tmp_info = crate::dataset::InfoJson::read(tmp)?;
     let info = info_json(
         spec,
         &InfoTotals {
             total_episodes: summary.total_episodes,
             total_frames: summary.total_frames,
             total_tasks: summary.total_tasks,
-            chunks_size: tmp_info["chunks_size"]
-                .as_u64()
-                .map_or(DEFAULT_CHUNKS_SIZE, |c| c as usize),
-            data_files_size_in_mb: tmp_info["data_files_size_in_mb"].clone(),
+            chunks_size: tmp_info.chunks_size as usize,
+            data_files_size_in_mb: tmp_info.data_files_size_in_mb.clone(),
         },
     );
     write_synced(&tmp.join("meta/info.json"), info.as_bytes())?;

@@ -247,13 +247,9 @@ pub(super) fn convert_all(
     }
     if !published
         && prep.appending
-        && let Ok(info) = std::fs::read_to_string(opts.output.join("meta/info.json"))
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&info)
+        && let Ok(info) = crate::dataset::InfoJson::read(&opts.output)
     {
-        totals = (
-            v["total_episodes"].as_u64().unwrap_or(0),
-            v["total_frames"].as_u64().unwrap_or(0),
-        );
+        totals = (info.total_episodes, info.total_frames);
     }
     let nothing = totals.0 == 0;
     if nothing && !stopped && prep.outcomes.iter().any(|o| o.status == "failed") {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use parquet::file::properties::WriterProperties;
-use serde_json::json;
 
 use super::meta::{self, EpisodeRow, EpisodesWriter, InfoTotals};
 use super::spill::SpillStoreFactory;
@@ -638,9 +637,9 @@ impl DatasetWriter {
         )?;
         let mb = self.opts.data_file_bytes as f64 / MIB as f64;
         let data_files_size_in_mb = if mb.fract() == 0.0 {
-            json!(mb as u64)
+            serde_json::Number::from(mb as u64)
         } else {
-            json!(mb)
+            serde_json::Number::from_f64(mb).unwrap_or_else(|| serde_json::Number::from(0))
         };
         let info = meta::info_json(
             &self.spec,
