@@ -23,8 +23,11 @@ pub struct InfoJson {
     pub total_frames: u64,
     pub total_tasks: u64,
     pub chunks_size: u64,
-    pub data_files_size_in_mb: Number,
-    pub video_files_size_in_mb: Number,
+    /// Always written; absent from v2.1 datasets, whose spec is read through this type too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_files_size_in_mb: Option<Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_files_size_in_mb: Option<Number>,
     pub fps: u32,
     pub splits: BTreeMap<String, String>,
     pub data_path: String,
@@ -174,8 +177,8 @@ impl InfoJson {
             total_frames: t.total_frames,
             total_tasks: t.total_tasks,
             chunks_size: t.chunks_size as u64,
-            data_files_size_in_mb: t.data_files_size_in_mb.clone(),
-            video_files_size_in_mb: Number::from(super::VIDEO_FILES_SIZE_IN_MB),
+            data_files_size_in_mb: Some(t.data_files_size_in_mb.clone()),
+            video_files_size_in_mb: Some(Number::from(super::VIDEO_FILES_SIZE_IN_MB)),
             fps: spec.fps,
             splits: BTreeMap::from([("train".into(), format!("0:{}", t.total_episodes))]),
             data_path: DATA_PATH_TEMPLATE.into(),

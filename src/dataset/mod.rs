@@ -27,7 +27,6 @@ mod schema;
 mod spill;
 pub mod stats;
 mod validate;
-mod validate_video;
 pub mod video;
 mod writer;
 

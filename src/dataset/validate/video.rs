@@ -14,9 +14,9 @@ use arrow::array::{Array, Float64Array, Int64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use super::VIDEO_PATH_TEMPLATE;
-use super::info::{InfoFeature, InfoJson};
-use super::video::SEGMENTS_DIR;
+use crate::dataset::VIDEO_PATH_TEMPLATE;
+use crate::dataset::info::{InfoFeature, InfoJson};
+use crate::dataset::video::SEGMENTS_DIR;
 
 /// Largest accepted gap or overlap between timestamps, in seconds (lerobot's tolerance): 1e-4.
 pub const VIDEO_TIMESTAMP_TOLERANCE_S: f64 = 1e-4;
@@ -91,7 +91,7 @@ pub fn check(root: &Path, info: &InfoJson) -> Vec<String> {
         }
         let mut want = (0i64, 0i64);
         for ((chunk, file), eps) in &files {
-            let rel = super::video_file_path(key, *chunk as usize, *file as usize);
+            let rel = crate::dataset::video_file_path(key, *chunk as usize, *file as usize);
             if (*chunk, *file) != want {
                 problems.push(format!(
                     "videos/{key}: expected chunk-{:03}/file-{:03}.mp4 next, found {rel}",
@@ -263,7 +263,7 @@ fn stray_files(
             );
             let known = files
                 .keys()
-                .any(|(c, fi)| super::video_file_path(key, *c as usize, *fi as usize) == rel);
+                .any(|(c, fi)| crate::dataset::video_file_path(key, *c as usize, *fi as usize) == rel);
             if !known {
                 problems.push(format!("{rel}: not named by any episode"));
             }
