@@ -3,10 +3,10 @@
 //! chunk are released once the chunk is decompressed or consumed; the converter reads chunks
 //! with positioned reads instead ([`read_chunk_copied`]).
 
+use super::decompress::decompress_bounded;
 use super::file::BagFile;
 use super::index::{ChunkCompression, ChunkInfo};
 use super::record::{Record, RecordError, op};
-use super::recover::decompress_bounded;
 use crate::error::{Error, Result};
 
 /// The decompressed bytes of one chunk: borrowed straight from the map when stored
