@@ -65,6 +65,7 @@ pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'
         .get(start..end)
         .ok_or_else(|| past_end(bag, chunk))?;
     bag.will_need(chunk.data_offset, chunk.data_len as u64);
+    bag.note_mapped_read(chunk.data_offset, chunk.data_len as u64);
     if chunk.compression == ChunkCompression::None {
         check_stored_size(bag, chunk, raw.len())?;
         return Ok(ChunkData::Mapped(raw));
