@@ -265,9 +265,16 @@ impl BagIndex {
 
     /// Reads every chunk record's header (compression, decompressed size, where its data is):
     /// one positioned read of [`CHUNK_HEADER_READ`] bytes per chunk, in file order.
+    ///
+    /// The pages are asked for first, all at once (`madvise(WILLNEED)`, which starts their
+    /// reads without mapping them into this process): the disk then serves them in parallel
+    /// instead of one small read waiting for the last.
     pub fn read_chunk_headers(&mut self, bag: &BagFile) -> Result<()> {
         let mut order: Vec<usize> = (0..self.chunks.len()).collect();
         order.sort_by_key(|&i| self.chunks[i].pos);
+        for &i in &order {
+            bag.will_need(self.chunks[i].pos, CHUNK_HEADER_READ as u64);
+        }
         for i in order {
             read_chunk_header(bag, &mut self.chunks[i])?;
         }
@@ -449,6 +456,14 @@ impl BagIndex {
                 }
             }
             return Ok(());
+        }
+        // As for the chunk headers: ask for every window at once, then read them in order.
+        for (ci, chunk) in self.chunks.iter().enumerate() {
+            if chunk.holds_any(conns) {
+                let end = self.index_data_ends.get(ci).copied().unwrap_or(chunk.end());
+                let len = end.saturating_sub(chunk.end()).min(INDEX_DATA_WINDOW as u64);
+                bag.will_need(chunk.end(), len);
+            }
         }
         for (ci, chunk) in self.chunks.iter().enumerate() {
             if !chunk.holds_any(conns) {
