@@ -127,8 +127,9 @@ impl BagFile {
             offset: e.offset as u64,
             what: format!("bag header record: {}", e.what),
         })?;
-        // Indexing touches one page per chunk all over the file: no read-ahead around them.
-        // The chunk reader asks for each chunk it reads ([`BagFile::will_need`]).
+        // Readers of the map (dump's chunks, the shape probe, a recovery scan) jump around the
+        // file: no read-ahead around their faults. The chunk reader asks for each chunk it
+        // reads ([`BagFile::will_need`]); the index is read with positioned reads.
         let _ = map.advise(Advice::Random);
         trace::record(path, 0, header.data_start, ReadKind::Mapped);
         Ok(BagFile {

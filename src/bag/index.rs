@@ -602,8 +602,10 @@ impl BagIndex {
             let mut times = Vec::new();
             match &self.scanned {
                 Some(scanned) => times.extend(
-                    scanned[ci]
-                        .iter()
+                    scanned
+                        .get(ci)
+                        .into_iter()
+                        .flatten()
                         .filter(|e| conns.contains(&e.conn))
                         .map(|e| e.time_ns),
                 ),
