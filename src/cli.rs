@@ -50,6 +50,11 @@ pub struct InfoArgs {
     /// One JSON object per bag (JSON Lines) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also read every chunk header and the index data after each chunk (ROS1): adds the
+    /// chunks per compression and the decompressed bytes, and exact first/last times per
+    /// topic, at the cost of reads all over the file.
+    #[arg(long)]
+    pub chunks: bool,
 }
 
 #[derive(Debug, Args)]

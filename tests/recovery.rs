@@ -595,3 +595,205 @@ fn convert_of_a_bag_with_unlisted_index_data_keeps_every_frame() {
     assert!(a.frames > 0);
     assert_eq!(a.frames, b.frames);
 }
+
+/// The offsets of the top-level records of `bytes` from the first chunk to the index section,
+/// with their op codes.
+fn top_records(bytes: &[u8]) -> Vec<(usize, usize, u8)> {
+    let index_pos = index_pos_of(bytes);
+    let mut at = DATA_START;
+    let mut out = Vec::new();
+    while at < index_pos {
+        let rec = Record::parse(bytes, at).expect("a record");
+        out.push((at, rec.end, rec.fields().op().expect("op")));
+        at = rec.end;
+    }
+    out
+}
+
+/// Offset of the value of header field `name` in the record header at `at`.
+fn field_value_at(bytes: &[u8], at: usize, name: &str) -> usize {
+    let rec = Record::parse(bytes, at).expect("a record");
+    let header_at = at + 4;
+    let key = format!("{name}=");
+    let p = rec
+        .header
+        .windows(key.len())
+        .position(|w| w == key.as_bytes())
+        .expect("field present");
+    header_at + p + key.len()
+}
+
+fn index_pos_of(bytes: &[u8]) -> usize {
+    let v = field_value_at(bytes, 13, "index_pos");
+    u64::from_le_bytes(bytes[v..v + 8].try_into().unwrap()) as usize
+}
+
+/// The bag without its index-data records (the chunks and the index section intact, every
+/// offset moved to match): a writer that left them out.
+fn strip_index_data(bytes: &[u8]) -> Vec<u8> {
+    let index_pos = index_pos_of(bytes);
+    let mut out = bytes[..DATA_START].to_vec();
+    let mut moved = HashMap::new();
+    for (at, end, op) in top_records(bytes) {
+        if op == 0x04 {
+            continue;
+        }
+        moved.insert(at as u64, out.len() as u64);
+        out.extend_from_slice(&bytes[at..end]);
+    }
+    let new_index_pos = out.len();
+    let mut at = index_pos;
+    while at < bytes.len() {
+        let rec = Record::parse(bytes, at).expect("index record");
+        let start = out.len();
+        out.extend_from_slice(&bytes[at..rec.end]);
+        if rec.fields().op().unwrap() == 0x06 {
+            let v = field_value_at(bytes, at, "chunk_pos") - at + start;
+            let old = u64::from_le_bytes(out[v..v + 8].try_into().unwrap());
+            out[v..v + 8].copy_from_slice(&moved[&old].to_le_bytes());
+        }
+        at = rec.end;
+    }
+    let v = field_value_at(&out, 13, "index_pos");
+    out[v..v + 8].copy_from_slice(&(new_index_pos as u64).to_le_bytes());
+    out
+}
+
+/// Makes the index-data records at `which` (positions among them) unreadable: their `count`
+/// no longer matches the entries they hold. Returns how many were spoilt.
+fn spoil_index_data(bytes: &mut [u8], which: impl Fn(usize, usize) -> bool) -> usize {
+    let records: Vec<usize> = top_records(bytes)
+        .into_iter()
+        .filter(|r| r.2 == 0x04)
+        .map(|r| r.0)
+        .collect();
+    let mut n = 0;
+    for (k, &at) in records.iter().enumerate() {
+        if which(k, records.len()) {
+            let v = field_value_at(bytes, at, "count");
+            let count = u32::from_le_bytes(bytes[v..v + 4].try_into().unwrap());
+            bytes[v..v + 4].copy_from_slice(&(count + 1).to_le_bytes());
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Runs the binary; returns exit code, stdout and the `warning:` lines of stderr.
+fn run_bin(args: &[&str]) -> (Option<i32>, String, Vec<String>) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_bag2dataset"))
+        .env("BAG2DATASET_SETTLE", "0")
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let warnings = err
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .map(str::to_string)
+        .collect();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        warnings,
+    )
+}
+
+/// Bags whose index data is missing, unreadable or contradicts the chunk infos, throughout
+/// or in one chunk only, while every chunk is intact: `info` counts every message from the
+/// chunk infos alone (it reads no index data; `info --chunks` reads them and falls back to a
+/// scan), and `info --chunks`, `dump` and `convert` recover every message, each with exactly
+/// one warning.
+#[test]
+fn damaged_index_data_loses_no_message_and_warns_once() {
+    let dir = tmpdir("damaged-index-data");
+    let good = dir.join("good.bag");
+    common::SyntheticBag {
+        compression: Compression::Lz4,
+        chunk_threshold: 16 << 10,
+        seconds: 3,
+        ..common::SyntheticBag::default()
+    }
+    .write(&good);
+    let bytes = std::fs::read(&good).unwrap();
+    let chunks = top_records(&bytes).iter().filter(|r| r.2 == 0x05).count();
+    assert!(chunks >= 10, "{chunks} chunks");
+    let mut variants: Vec<(&str, Vec<u8>, bool)> = Vec::new();
+    variants.push(("missing", strip_index_data(&bytes), true));
+    let mut b = bytes.clone();
+    assert!(spoil_index_data(&mut b, |_, _| true) > 0);
+    variants.push(("unreadable", b, true));
+    let mut b = bytes.clone();
+    assert!(unlist_index_data(&mut b) > 0);
+    variants.push(("unlisted", b, true));
+    // One chunk in the middle: `open` does not see it, the converter finds it in its pass.
+    let mut b = bytes.clone();
+    assert_eq!(spoil_index_data(&mut b, |k, n| k == n / 2), 1);
+    variants.push(("one chunk", b, false));
+
+    let cfg = dir.join("conv.toml");
+    std::fs::write(
+        &cfg,
+        "fps = 10\ntimeline = \"/cam/image/compressed\"\n[[features]]\nname = \"observation.images.cam\"\ntopic = \"/cam/image/compressed\"\n[[features]]\nname = \"observation.state\"\ntopic = \"/arm/joint_states\"\nfield = \"position\"\n",
+    )
+    .unwrap();
+    // Without --json, which keeps stderr quiet; frames from the dataset's info.json.
+    let convert = |bag: &Path, out: &str| {
+        let out = dir.join(out);
+        let (code, _, warnings) = run_bin(&[
+            "convert",
+            bag.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{}: {warnings:?}", bag.display());
+        let info = std::fs::read_to_string(out.join("meta/info.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+        (v["total_frames"].clone(), warnings)
+    };
+    let (want, good_warnings) = convert(&good, "good");
+    assert!(want.as_u64().unwrap() > 0);
+    assert!(good_warnings.is_empty(), "{good_warnings:?}");
+    let (_, stdout, w) = run_bin(&["info", "--json", good.to_str().unwrap()]);
+    assert!(w.is_empty());
+    let messages = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["messages"]
+        .as_u64()
+        .unwrap();
+    let (_, dumped, _) = run_bin(&["dump", good.to_str().unwrap()]);
+    assert_eq!(dumped.lines().count() as u64, messages);
+
+    for (name, damaged, at_open) in variants {
+        let path = dir.join(format!("{}.bag", name.replace(' ', "-")));
+        std::fs::write(&path, &damaged).unwrap();
+        let p = path.to_str().unwrap();
+        // info: the index section alone, which is intact.
+        let (code, stdout, warnings) = run_bin(&["info", "--json", p]);
+        assert_eq!(code, Some(0), "{name}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["messages"], messages, "{name}");
+        assert!(warnings.is_empty(), "{name}: {warnings:?}");
+        // info --chunks reads the index data: a scan, one warning.
+        let (code, stdout, warnings) = run_bin(&["info", "--json", "--chunks", p]);
+        assert_eq!(code, Some(0), "{name}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["messages"], messages, "{name}");
+        assert!(v["recovered"].is_string(), "{name}: {v:#}");
+        assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+        // dump: every message, one warning.
+        let (code, stdout, warnings) = run_bin(&["dump", p]);
+        assert_eq!(code, Some(0), "{name}");
+        assert_eq!(stdout.lines().count() as u64, messages, "{name}");
+        assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+        // convert: the same frames as from the intact bag, one warning.
+        let (got, warnings) = convert(&path, &format!("out-{}", name.replace(' ', "-")));
+        assert_eq!(got, want, "{name}");
+        assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+        // Found when the bag is opened: read by a recovery scan. Found in the pass: the
+        // chunk's messages come from the chunk.
+        let scanned = warnings[0].contains("by scanning");
+        assert!(scanned && warnings[0].contains("index"), "{name}: {warnings:?}");
+        assert_eq!(warnings[0].contains("recovered"), at_open, "{name}: {warnings:?}");
+    }
+}

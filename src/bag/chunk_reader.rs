@@ -3,10 +3,10 @@
 //! chunk are released once the chunk is decompressed or consumed; the converter reads chunks
 //! with positioned reads instead ([`read_chunk_copied`]).
 
+use super::decompress::decompress_bounded;
 use super::file::BagFile;
 use super::index::{ChunkCompression, ChunkInfo};
 use super::record::{Record, RecordError, op};
-use super::recover::decompress_bounded;
 use crate::error::{Error, Result};
 
 /// The decompressed bytes of one chunk: borrowed straight from the map when stored
@@ -65,6 +65,7 @@ pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'
         .get(start..end)
         .ok_or_else(|| past_end(bag, chunk))?;
     bag.will_need(chunk.data_offset, chunk.data_len as u64);
+    bag.note_mapped_read(chunk.data_offset, chunk.data_len as u64);
     if chunk.compression == ChunkCompression::None {
         check_stored_size(bag, chunk, raw.len())?;
         return Ok(ChunkData::Mapped(raw));

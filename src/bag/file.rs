@@ -3,6 +3,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::{Advice, Mmap, UncheckedAdvice};
 
@@ -14,6 +16,58 @@ use crate::error::{Error, Result};
 /// (like xfs before it) caches files in large folios, and a fault maps the whole folio, up to
 /// the PMD size (2 MiB on x86-64): touching one chunk header then keeps up to 2 MiB resident.
 pub const FAULT_AROUND_BYTES: u64 = 2 << 20;
+
+/// How a traced read reached the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    /// A positioned read (`pread64`) into a buffer.
+    Positioned,
+    /// A range read through the memory map (page faults, invisible to `strace`).
+    Mapped,
+}
+
+/// One read of a bag recorded by [`trace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracedRead {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
+    pub kind: ReadKind,
+}
+
+/// A record of every read made of any bag while tracing is on, for tests that check a
+/// command's read pattern (e.g. that a cold convert reads the file front to back once). Off by
+/// default: then a read costs one relaxed atomic load more.
+pub mod trace {
+    use super::*;
+
+    pub(super) static ON: AtomicBool = AtomicBool::new(false);
+    pub(super) static READS: Mutex<Vec<TracedRead>> = Mutex::new(Vec::new());
+
+    /// Starts recording (clearing what was recorded before).
+    pub fn start() {
+        READS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        ON.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops recording and returns the reads made since [`start`], in the order they were made
+    /// (reads of every bag, by every thread: filter by path).
+    pub fn stop() -> Vec<TracedRead> {
+        ON.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *READS.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(super) fn record(path: &Path, offset: u64, len: u64, kind: ReadKind) {
+        if ON.load(Ordering::Relaxed) {
+            READS.lock().unwrap_or_else(|e| e.into_inner()).push(TracedRead {
+                path: path.to_path_buf(),
+                offset,
+                len,
+                kind,
+            });
+        }
+    }
+}
 
 /// What the bag header record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +127,11 @@ impl BagFile {
             offset: e.offset as u64,
             what: format!("bag header record: {}", e.what),
         })?;
-        // Indexing touches one page per chunk all over the file: no read-ahead around them.
-        // The chunk reader asks for each chunk it reads ([`BagFile::will_need`]).
+        // Readers of the map (dump's chunks, the shape probe, a recovery scan) jump around the
+        // file: no read-ahead around their faults. The chunk reader asks for each chunk it
+        // reads ([`BagFile::will_need`]); the index is read with positioned reads.
         let _ = map.advise(Advice::Random);
+        trace::record(path, 0, header.data_start, ReadKind::Mapped);
         Ok(BagFile {
             path: path.to_path_buf(),
             file,
@@ -143,8 +199,24 @@ impl BagFile {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         let mut buf = vec![0u8; len];
+        trace::record(&self.path, offset, len as u64, ReadKind::Positioned);
         self.file.read_exact_at(&mut buf, offset)?;
         Ok(buf)
+    }
+
+    /// Reads up to `max` bytes at `offset` (fewer at the end of the file) with one positioned
+    /// read. An offset past the end gives an empty buffer.
+    pub fn read_up_to(&self, offset: u64, max: usize) -> std::io::Result<Vec<u8>> {
+        let len = (self.len().saturating_sub(offset)).min(max as u64) as usize;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.read_exact_at(offset, len)
+    }
+
+    /// Records, for [`trace`], that `[offset, offset + len)` is read through the map.
+    pub fn note_mapped_read(&self, offset: u64, len: u64) {
+        trace::record(&self.path, offset, len, ReadKind::Mapped);
     }
 
     /// Drops the mapped pages of `[offset, offset + len)` from this process's resident set.

@@ -2,8 +2,8 @@
 //! (`index_pos` 0, a zero-size placeholder chunk followed by loose records), a copy cut short
 //! (`index_pos` past the end, the last chunk cut), or an index section that does not parse.
 //!
-//! [`BagIndex::open`] reads the index and falls back to [`recover`], which rebuilds a
-//! [`BagIndex`] by scanning the chunk section from `data_start`, like `rosbag reindex`, but also
+//! [`recover`] is the other way to build a [`BagIndex`] ([`super::open`] reads the index and
+//! falls back to it): it rebuilds one by scanning the chunk section from `data_start`, like `rosbag reindex`, but also
 //! keeps the loose connection and message records after a placeholder chunk and every complete
 //! record in the readable part of a cut chunk (decompressing bz2/lz4 as far as the stream goes).
 //!
@@ -19,26 +19,18 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Read;
 
+use super::decompress::decompress_bounded;
 use super::file::BagFile;
 use super::index::{
     BagIndex, ChunkCompression, ChunkInfo, Connection, ScanEntry, connection_from_record,
 };
 use super::record::{Fields, Record, op};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Largest decompressed chunk the scan accepts: 512 MiB. A chunk record declaring more is
 /// skipped with a warning naming its offset; its declared size is never allocated.
 pub const MAX_RECOVERED_CHUNK_BYTES: u64 = 512 << 20;
-
-/// Compression ratio up to which a chunk's declared size is believed when sizing the first
-/// buffer (16x the compressed length plus [`TRUSTED_SLACK`]); beyond it the buffer starts
-/// there and grows only as the stream really produces output.
-pub const TRUSTED_RATIO: u64 = 16;
-
-/// Slack added to [`TRUSTED_RATIO`] times the compressed length: 64 KiB.
-pub const TRUSTED_SLACK: u64 = 64 << 10;
 
 /// Warnings listed in a [`RecoveryNote`]'s one-line summary; the rest are counted.
 const LISTED_WARNINGS: usize = 3;
@@ -110,42 +102,6 @@ impl fmt::Display for RecoveryNote {
     }
 }
 
-impl BagIndex {
-    /// The one way commands open a bag's index: read it, or, when the bag has no usable index,
-    /// rebuild it by a recovery scan and say so in the returned note.
-    ///
-    /// A scan that finds nothing does not replace an index section that is in the file but does
-    /// not parse (e.g. a 90-byte file claiming 600 chunks): the index error is returned. An
-    /// unclosed recording (`index_pos` 0) or a copy cut before its first complete record is an
-    /// empty bag, with a note.
-    pub fn open(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
-        let header = bag.header();
-        let err = match BagIndex::read(bag) {
-            Ok(index) => return Ok((index, None)),
-            Err(e) => e,
-        };
-        let reason = if header.index_pos == 0 {
-            RecoveryReason::NotClosed
-        } else if header.index_pos > bag.len() {
-            RecoveryReason::IndexPastEnd {
-                index_pos: header.index_pos,
-                file_len: bag.len(),
-            }
-        } else {
-            RecoveryReason::Damaged(match &err {
-                Error::Malformed { offset, what, .. } => format!("at offset {offset}: {what}"),
-                other => other.to_string(),
-            })
-        };
-        let (index, note) = recover(bag, reason)?;
-        let index_in_file = header.index_pos != 0 && header.index_pos <= bag.len();
-        if index_in_file && index.chunks.is_empty() && index.connections.is_empty() {
-            return Err(err);
-        }
-        Ok((index, Some(note)))
-    }
-}
-
 /// Rebuilds the index of `bag` by scanning its chunk section (see the module docs). Never fails
 /// on damage inside the chunk section: what cannot be read is skipped or cut, with a warning.
 pub fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, RecoveryNote)> {
@@ -208,31 +164,6 @@ pub fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, Recov
     };
     let index = BagIndex::from_scan(header, bag.len(), scan.connections, chunks, scanned);
     Ok((index, note))
-}
-
-impl BagIndex {
-    /// [`BagIndex::open`], then every index-data record checked against the chunk infos (the
-    /// same reads a reader of the message times makes anyway, done once up front). When they
-    /// disagree, the index cannot be trusted to find every message, so the bag is read by a
-    /// recovery scan instead, and the note says why: messages are never silently lost.
-    pub fn open_verified(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
-        let (index, note) = BagIndex::open(bag)?;
-        if note.is_some() {
-            return Ok((index, note));
-        }
-        let all: Vec<u32> = index.connections.iter().map(|c| c.id).collect();
-        match index.visit_index_data(bag, &all, |_, _, _, _| {}) {
-            Ok(()) => Ok((index, None)),
-            Err(Error::IndexMismatch { offset, what, .. }) => {
-                let (index, note) = recover(
-                    bag,
-                    RecoveryReason::Damaged(format!("at offset {offset}: {what}")),
-                )?;
-                Ok((index, Some(note)))
-            }
-            Err(e) => Err(e),
-        }
-    }
 }
 
 /// The state of one scan over `bytes` (the file up to the end of the chunk section).
@@ -545,79 +476,9 @@ impl Scan<'_> {
     }
 }
 
-/// Decompresses `raw` as far as the stream goes, to at most `limit` bytes. The buffer starts at
-/// the smaller of `limit` and [`TRUSTED_RATIO`] x `raw.len()` + [`TRUSTED_SLACK`] and doubles
-/// only when the stream fills it. Returns the output, whether the stream ended, and the damage
-/// that stopped it, if any.
-pub(crate) fn decompress_bounded(
-    raw: &[u8],
-    compression: ChunkCompression,
-    limit: usize,
-) -> (Vec<u8>, bool, Option<String>) {
-    let believable = (raw.len() as u64)
-        .saturating_mul(TRUSTED_RATIO)
-        .saturating_add(TRUSTED_SLACK);
-    let initial = (limit as u64).min(believable) as usize;
-    let mut out = Vec::with_capacity(initial);
-    match compression {
-        ChunkCompression::None => {
-            let n = raw.len().min(limit);
-            out.extend_from_slice(&raw[..n]);
-            (out, true, None)
-        }
-        ChunkCompression::Bz2 => {
-            let mut dec = bzip2::Decompress::new(false);
-            loop {
-                // At the limit the call still runs, with no room: it can only reach the end.
-                if out.len() == out.capacity() && out.len() < limit {
-                    let grow = out
-                        .capacity()
-                        .max(TRUSTED_SLACK as usize)
-                        .min(limit - out.len());
-                    out.reserve_exact(grow);
-                }
-                let (in_before, out_before) = (dec.total_in(), out.len());
-                let consumed = (in_before as usize).min(raw.len());
-                match dec.decompress_vec(&raw[consumed..], &mut out) {
-                    Ok(bzip2::Status::StreamEnd) => return (out, true, None),
-                    Ok(_) => {
-                        if dec.total_in() == in_before && out.len() == out_before {
-                            // Input exhausted mid-stream (cut), or output pending past the limit.
-                            return (out, false, None);
-                        }
-                    }
-                    Err(e) => return (out, false, Some(format!("bz2 stream is damaged: {e}"))),
-                }
-            }
-        }
-        ChunkCompression::Zstd => (
-            out,
-            false,
-            Some("zstd chunks do not occur in ROS1 bags".into()),
-        ),
-        ChunkCompression::Lz4 => {
-            let mut dec = match lz4::Decoder::new(raw) {
-                Ok(d) => d,
-                Err(e) => return (out, false, Some(format!("lz4 stream is damaged: {e}"))),
-            };
-            // One byte past the limit lets the decoder reach the end of a frame of exactly
-            // `limit` bytes (and tells a longer stream apart).
-            let read = (&mut dec).take(limit as u64 + 1).read_to_end(&mut out);
-            let (_, ended) = dec.finish();
-            let longer = out.len() > limit;
-            out.truncate(limit);
-            match read {
-                Ok(_) => (out, ended.is_ok() && !longer, None),
-                Err(e) => (out, false, Some(format!("lz4 stream is damaged: {e}"))),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bag::writer::Compression;
 
     #[test]
     fn the_note_is_one_line_listing_a_few_problems() {
@@ -641,31 +502,5 @@ mod tests {
             file_len: 400,
         };
         assert!(past.to_string().contains("index_pos 900 is past the end"));
-    }
-
-    #[test]
-    fn bounded_decompression_never_exceeds_its_limit() {
-        let data = vec![7u8; 200_000];
-        for (c, kind) in [
-            (Compression::Bz2, ChunkCompression::Bz2),
-            (Compression::Lz4, ChunkCompression::Lz4),
-        ] {
-            let z = c.compress(&data).expect("compress");
-            let (out, ended, damage) = decompress_bounded(&z, kind, 1000);
-            assert!(
-                out.len() <= 1000 && out.capacity() <= 2000,
-                "{c:?}: {}",
-                out.capacity()
-            );
-            assert!(!ended || out.len() < 1000);
-            assert!(damage.is_none());
-            let (out, ended, damage) = decompress_bounded(&z, kind, data.len());
-            assert_eq!(out, data);
-            assert!(ended && damage.is_none(), "{c:?}");
-            // cut stream: no error, no panic, a prefix
-            let (out, ended, _) = decompress_bounded(&z[..z.len() / 2], kind, data.len());
-            assert!(!ended);
-            assert!(data.starts_with(&out));
-        }
     }
 }

@@ -30,10 +30,26 @@ pub const DEFAULT_CHUNK_THRESHOLD: usize = 768 * 1024;
 
 pub use super::record::op;
 
-/// Chunk compression: the reader's enum, named as in the chunk record's `compression` field.
-pub use super::index::ChunkCompression as Compression;
+/// How the writer compresses chunks: the three a ROS1 bag can hold (the reader's
+/// `index::ChunkCompression` also names MCAP's zstd, which a bag writer never writes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Compression {
+    #[default]
+    None,
+    Bz2,
+    Lz4,
+}
 
 impl Compression {
+    /// The value of the chunk record's `compression` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Bz2 => "bz2",
+            Compression::Lz4 => "lz4",
+        }
+    }
+
     /// Compresses one chunk's data: bz2 at level 9 like rosbag; lz4 as an LZ4 frame like
     /// `roslz4` writes (independent 1 MiB blocks, content checksum).
     pub fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
@@ -58,10 +74,6 @@ impl Compression {
                 let (out, result) = enc.finish();
                 result.map(|()| out)
             }
-            Compression::Zstd => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "zstd is not a ROS1 bag chunk compression",
-            )),
         }
     }
 }

@@ -78,7 +78,10 @@ fn info_cmd(args: crate::cli::InfoArgs) -> anyhow::Result<Exit> {
     let mut out = io::stdout().lock();
     let mut status = Exit::Ok;
     for (i, path) in args.bags.iter().enumerate() {
-        match info::bag_info(path) {
+        let depth = info::InfoDepth {
+            chunks: args.chunks,
+        };
+        match info::bag_info_with(path, depth) {
             Ok(bag) => {
                 if let Some(note) = &bag.recovered {
                     eprintln!("warning: {}: {note}", path.display());

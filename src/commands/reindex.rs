@@ -107,18 +107,22 @@ pub fn reindex_bag(
 /// The compression most of the source's chunk records use (loose regions aside); none for a
 /// bag without chunk records.
 fn source_compression(index: &BagIndex) -> Compression {
-    let mut counts = [0usize; 4];
-    for c in index.chunks.iter().filter(|c| !c.loose) {
-        counts[c.compression as usize] += 1;
-    }
+    let count = |c: ChunkCompression| {
+        index
+            .chunks
+            .iter()
+            .filter(|k| !k.loose && k.compression == c)
+            .count()
+    };
     [
-        ChunkCompression::None,
-        ChunkCompression::Bz2,
-        ChunkCompression::Lz4,
+        (Compression::None, count(ChunkCompression::None)),
+        (Compression::Bz2, count(ChunkCompression::Bz2)),
+        (Compression::Lz4, count(ChunkCompression::Lz4)),
     ]
     .into_iter()
-    .max_by_key(|&c| (counts[c as usize], std::cmp::Reverse(c as usize)))
-    .unwrap_or(ChunkCompression::None)
+    .enumerate()
+    .max_by_key(|&(i, (_, n))| (n, std::cmp::Reverse(i)))
+    .map_or(Compression::None, |(_, (c, _))| c)
 }
 
 pub fn run(args: ReindexArgs) -> anyhow::Result<Exit> {

@@ -72,18 +72,15 @@ impl TimelineTimes {
     }
 }
 
-/// The times of the timeline connections `conns` in `rec`, from its index; `None` when it
-/// lists none.
+/// The count, first and last time of the timeline connections `conns` in `rec`, from its
+/// index (the chunk infos and the index data of the edge chunks only,
+/// [`Recording::topic_span`]); `None` when it lists none.
 pub fn timeline_rate(rec: &Recording, conns: &[u32]) -> Result<Option<TimelineTimes>> {
-    let times = rec.topic_times(conns)?;
-    Ok(match (times.first(), times.last()) {
-        (Some(&first), Some(&last)) => Some(TimelineTimes {
-            count: times.len(),
-            first,
-            last,
-        }),
-        _ => None,
-    })
+    Ok(rec.topic_span(conns)?.map(|s| TimelineTimes {
+        count: s.count,
+        first: s.first,
+        last: s.last,
+    }))
 }
 
 /// Everything needed to convert one bag.

@@ -5,19 +5,75 @@
 //!   chunks, runs of SQLite rows) in file order, each with its byte size, time range and
 //!   per-connection counts;
 //! - `schema(conn)`: the decode plan of a connection (ROS1 serialization or CDR);
-//! - `topic_times(conns)`: receive times from the index, for the timeline;
+//! - `topic_times(conns)`: receive times from the index; `topic_span(conns)`: how many and
+//!   the first and last of them, for the timeline, from the index's edges alone;
 //! - `read_unit(i)`: one unit's payloads, read under the caller's budget.
 //!
 //! A fourth format is one more variant here and one more module beside `bag` and `ros2`.
 //! This module depends on `bag` and `ros2`; neither depends on it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::bag::chunk_reader::{ChunkData, chunk_error, messages, read_chunk, read_chunk_copied};
 use crate::bag::{BagFile, BagIndex, RecoveryNote};
 use crate::error::{Error, Result};
 use crate::msg::MessageSchema;
 use crate::ros2::{Ros2Bag, Storage, UnitMessage, is_ros2_path};
+
+/// How many messages some connections have and when the first and the last were recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpan {
+    pub count: usize,
+    pub first: u64,
+    pub last: u64,
+}
+
+/// Bags whose index data was found to disagree with their chunks, warned about once each.
+static WARNED_INDEX_DATA: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Warns that `path`'s index data cannot be trusted, the first time only.
+fn warn_index_data_once(path: &Path, e: &Error) {
+    let mut warned = WARNED_INDEX_DATA.lock().unwrap_or_else(|p| p.into_inner());
+    if !warned.iter().any(|p| p == path) {
+        warned.push(path.to_path_buf());
+        crate::diag::warn(&format!(
+            "{e}; messages are read from the chunks themselves, by scanning them (further \
+             disagreements of this bag's index are not reported)"
+        ));
+    }
+}
+
+/// Checks the index data after chunk `ci` against its chunk info and against `found`, the
+/// messages per connection the chunk really holds; warns (once per bag) when they disagree.
+fn check_index_data(bag: &BagFile, index: &BagIndex, ci: usize, found: &[(u32, u32)]) {
+    let chunk = &index.chunks[ci];
+    let result = index.index_data(bag, ci, &[], |_, _, _| {}).and_then(|()| {
+        let mut declared = chunk.counts.clone();
+        let mut found = found.to_vec();
+        declared.retain(|&(_, n)| n > 0);
+        declared.sort_unstable();
+        found.sort_unstable();
+        if declared == found {
+            return Ok(());
+        }
+        Err(Error::IndexMismatch {
+            path: bag.path().to_path_buf(),
+            offset: chunk.pos,
+            what: format!(
+                "the chunk info and index data of the chunk at offset {} list messages {:?} \
+                 (connection, count), the chunk holds {:?}",
+                chunk.pos, declared, found
+            ),
+        })
+    });
+    match result {
+        Ok(()) => {}
+        Err(e @ Error::IndexMismatch { .. }) => warn_index_data_once(bag.path(), &e),
+        // An unreadable stretch of the file: the chunk reader reports it when it matters.
+        Err(_) => {}
+    }
+}
 
 /// An open recording of any supported format.
 #[derive(Debug)]
@@ -105,7 +161,7 @@ impl Recording {
             return Ok(Recording::Ros2(Box::new(Ros2Bag::open(path)?)));
         }
         let bag = BagFile::open(path)?;
-        let (index, note) = BagIndex::open_verified(&bag)?;
+        let (index, note) = BagIndex::open_checked(&bag)?;
         Ok(Recording::Ros1 {
             bag: Box::new(bag),
             index,
@@ -195,9 +251,62 @@ impl Recording {
         }
     }
 
+    /// How many messages `conns` have (from the chunk infos, or the units' counts) and when
+    /// the first and the last were recorded, reading no more than the index needs: for a ROS1
+    /// bag, the index data of the chunks at the edges of the connections' time range (see
+    /// [`BagIndex::edge_span`]). Index data that is missing or disagrees with its chunk info
+    /// is replaced by the chunk's own messages, with one warning per bag.
+    /// `None` when no message of `conns` is listed.
+    pub fn topic_span(&self, conns: &[u32]) -> Result<Option<TopicSpan>> {
+        match self {
+            Recording::Ros1 { bag, index, .. } => {
+                let counts = index.counts_by_connection();
+                let count: u64 = conns.iter().filter_map(|c| counts.get(c)).sum();
+                let span = match index.topic_span(bag, conns) {
+                    Err(e @ Error::IndexMismatch { .. }) => {
+                        warn_index_data_once(bag.path(), &e);
+                        index.edge_span(conns, |ci| {
+                            let chunk = &index.chunks[ci];
+                            let data = read_chunk_copied(bag, chunk)?;
+                            let mut times = Vec::new();
+                            for m in messages(data.bytes()) {
+                                let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
+                                if conns.contains(&m.conn) {
+                                    times.push(m.time_ns);
+                                }
+                            }
+                            Ok(times)
+                        })?
+                    }
+                    other => other?,
+                };
+                Ok(span.map(|(first, last)| TopicSpan {
+                    count: count as usize,
+                    first,
+                    last,
+                }))
+            }
+            Recording::Ros2(r) => {
+                let times = r.topic_times(conns)?;
+                Ok(times
+                    .first()
+                    .zip(times.last())
+                    .map(|(&first, &last)| TopicSpan {
+                        count: times.len(),
+                        first,
+                        last,
+                    }))
+            }
+        }
+    }
+
     /// Reads unit `ci` (an index into `index().chunks`): the messages of `wanted` connections
     /// (all when `None`). `copied` reads a ROS1 chunk with a positioned read instead of
-    /// through the map (the converter's way; ROS 2 units are always read).
+    /// through the map (the converter's way; ROS 2 units are always read), and then takes the
+    /// index data that follows the chunk in the file, checking it against the chunk info and
+    /// the messages found: the check [`BagIndex::open_verified`] would make in a pass of its
+    /// own, made as the chunks go by. A disagreement costs nothing (the messages come from
+    /// the chunk) but is reported, once per bag.
     pub fn read_unit(&self, ci: usize, wanted: Option<&[u32]>, copied: bool) -> Result<Unit<'_>> {
         match self {
             Recording::Ros1 { bag, index, .. } => {
@@ -214,9 +323,14 @@ impl Recording {
                 let base = bytes.as_ptr() as usize;
                 let mut msgs = Vec::new();
                 let mut cut = None;
+                let mut found: Vec<(u32, u32)> = Vec::new();
                 for m in messages(bytes) {
                     match m {
                         Ok(m) => {
+                            match found.iter_mut().find(|(c, _)| *c == m.conn) {
+                                Some(f) => f.1 += 1,
+                                None => found.push((m.conn, 1)),
+                            }
                             if wanted.is_none_or(|w| w.contains(&m.conn)) {
                                 msgs.push(UnitMessage {
                                     conn: m.conn,
@@ -231,6 +345,9 @@ impl Recording {
                             break;
                         }
                     }
+                }
+                if copied && !index.is_recovered() && cut.is_none() {
+                    check_index_data(bag, index, ci, &found);
                 }
                 Ok(Unit {
                     data: UnitData::Ros1(data),

@@ -1,0 +1,284 @@
+//! The read pattern of a conversion, from the bag reader's read trace (`bag::file::trace`):
+//! a convert reads the bag's chunks front to back once, taking each chunk's index data right
+//! after the chunk, with no scattered pre-pass. What is read up front, per open of the bag
+//! (a run opens each bag to measure it, once more for the run-level facts of the first bag,
+//! and once to convert it): the bag header, the index section (one read), a sweep of the
+//! chunk headers in file order (one small read per chunk), and the index data of a few edge
+//! chunks (the first and last chunk in the file, the first and last chunk of the timeline
+//! topic). The plan's shape probe reads the first chunk(s) holding each feature's topic
+//! through the map before the pass. (`manifest::fingerprint` reads the file's edges and its
+//! index section with plain reads, outside this trace; see the strace cross-check in
+//! docs/benchmarks.md.)
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use bag2dataset::bag::file::{ReadKind, TracedRead, trace};
+use bag2dataset::bag::index::CHUNK_HEADER_READ;
+use bag2dataset::bag::writer::Compression;
+use bag2dataset::bag::{BagFile, BagIndex};
+
+/// The trace is process-wide: one test at a time uses it.
+static TRACE_USER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    TRACE_USER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("b2d-reads-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// What each read of a bag was, as far as its index tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Region {
+    BagHeader,
+    IndexSection,
+    ChunkHeader(usize),
+    /// The chunk's stored data, by a positioned read or through the map.
+    Chunk(usize, ReadKind),
+    IndexData(usize),
+}
+
+/// Names every read of `path` in `reads`; a read of anything else fails the test.
+fn classify(index: &BagIndex, path: &Path, reads: &[TracedRead]) -> Vec<Region> {
+    let mut order: Vec<usize> = (0..index.chunks.len()).collect();
+    order.sort_by_key(|&i| index.chunks[i].pos);
+    reads
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| {
+            let c = |i: usize| &index.chunks[i];
+            if r.offset == 0 && r.kind == ReadKind::Mapped && r.len == index.header.data_start {
+                Region::BagHeader
+            } else if r.offset == index.header.index_pos
+                && r.offset + r.len == index.file_len
+            {
+                Region::IndexSection
+            } else if let Some(i) = order
+                .iter()
+                .copied()
+                .find(|&i| c(i).pos == r.offset && r.len <= CHUNK_HEADER_READ as u64)
+            {
+                Region::ChunkHeader(i)
+            } else if let Some(i) = order
+                .iter()
+                .copied()
+                .find(|&i| c(i).data_offset == r.offset && c(i).data_len as u64 == r.len)
+            {
+                Region::Chunk(i, r.kind)
+            } else if let Some(i) = order.iter().copied().find(|&i| c(i).end() == r.offset) {
+                Region::IndexData(i)
+            } else {
+                panic!("a read of no known region: {r:?}")
+            }
+        })
+        .collect()
+}
+
+/// What a read pattern is made of, checked against "one forward pass".
+#[derive(Debug)]
+struct Pattern {
+    opens: usize,
+    /// The chunks read by positioned reads, in the order read.
+    pass: Vec<usize>,
+    /// Chunks whose index data was read right after the chunk itself, in the pass.
+    index_data_in_pass: usize,
+    /// Chunks whose index data was read anywhere else.
+    index_data_elsewhere: BTreeSet<usize>,
+    /// Chunks read through the map (the shape probe).
+    mapped: BTreeSet<usize>,
+}
+
+fn pattern(index: &BagIndex, regions: &[Region]) -> Pattern {
+    let mut p = Pattern {
+        opens: 0,
+        pass: Vec::new(),
+        index_data_in_pass: 0,
+        index_data_elsewhere: BTreeSet::new(),
+        mapped: BTreeSet::new(),
+    };
+    let mut sweep_at: Option<u64> = None;
+    for (k, r) in regions.iter().enumerate() {
+        match *r {
+            Region::IndexSection => {
+                p.opens += 1;
+                sweep_at = None;
+            }
+            Region::ChunkHeader(i) => {
+                // Each open sweeps the chunk headers in file order.
+                let pos = index.chunks[i].pos;
+                assert!(sweep_at.is_none_or(|a| a < pos), "chunk headers out of order");
+                sweep_at = Some(pos);
+            }
+            Region::Chunk(i, ReadKind::Positioned) => p.pass.push(i),
+            Region::Chunk(i, ReadKind::Mapped) => {
+                p.mapped.insert(i);
+            }
+            Region::IndexData(i) => {
+                if k > 0 && regions[k - 1] == Region::Chunk(i, ReadKind::Positioned) {
+                    p.index_data_in_pass += 1;
+                } else {
+                    p.index_data_elsewhere.insert(i);
+                }
+            }
+            Region::BagHeader => {}
+        }
+    }
+    p
+}
+
+/// Whether `pass` visits chunks strictly forward in the file, each once.
+fn forward(index: &BagIndex, pass: &[usize]) -> bool {
+    pass.windows(2)
+        .all(|w| index.chunks[w[0]].pos < index.chunks[w[1]].pos)
+}
+
+fn open_index(path: &Path) -> BagIndex {
+    let bag = BagFile::open(path).expect("bag opens");
+    BagIndex::read(&bag).expect("index reads")
+}
+
+#[test]
+fn a_convert_reads_the_chunks_front_to_back_once() {
+    let _serial = serial();
+    let dir = tmp("convert");
+    for compression in [Compression::None, Compression::Lz4] {
+        let bag = dir.join(format!("{}.bag", compression.name()));
+        common::SyntheticBag {
+            seconds: 8,
+            compression,
+            chunk_threshold: 8 << 10,
+            ..common::SyntheticBag::default()
+        }
+        .write(&bag);
+        let index = open_index(&bag);
+        let n = index.chunks.len();
+        assert!(n >= 40, "{n} chunks: too few to tell a pass from scattered reads");
+
+        trace::start();
+        let report = bag2dataset::convert::run::run(&bag2dataset::convert::run::RunOptions {
+            inputs: vec![bag.clone()],
+            output: dir.join(format!("ds-{}", compression.name())),
+            ceiling: 256 << 20,
+            ..Default::default()
+        });
+        let reads = trace::stop();
+        let report = report.expect("convert");
+        assert!(report.frames > 0);
+
+        let regions = classify(&index, &bag, &reads);
+        let p = pattern(&index, &regions);
+        eprintln!(
+            "{compression:?}: {n} chunks, {} reads; {} opens; pass {} chunks, index data in \
+             pass {}; index data elsewhere {:?}; probe (mapped) {:?}",
+            regions.len(),
+            p.opens,
+            p.pass.len(),
+            p.index_data_in_pass,
+            p.index_data_elsewhere,
+            p.mapped
+        );
+        // One pass: every chunk once, strictly forward, each with its index data after it.
+        let mut all: Vec<usize> = (0..n).collect();
+        all.sort_by_key(|&i| index.chunks[i].pos);
+        assert_eq!(p.pass, all, "{compression:?}: the pass is not every chunk in file order");
+        assert!(forward(&index, &p.pass));
+        assert_eq!(p.index_data_in_pass, n, "{compression:?}: index data taken in the pass");
+        // Up front, per open: the index section and a header sweep; index data only of a
+        // few edge chunks, however many chunks the bag has.
+        assert!((1..=3).contains(&p.opens), "{compression:?}: {} opens", p.opens);
+        let edges: BTreeSet<usize> = [all[0], all[n - 1]].into_iter().collect();
+        assert!(
+            p.index_data_elsewhere.len() <= 4,
+            "{compression:?}: index data read outside the pass for chunks {:?}",
+            p.index_data_elsewhere
+        );
+        assert!(edges.is_subset(&p.index_data_elsewhere), "{p:?}");
+        let headers = regions
+            .iter()
+            .filter(|r| matches!(r, Region::ChunkHeader(_)))
+            .count();
+        assert_eq!(headers, p.opens * n, "one header sweep per open");
+        // The shape probe reads only the first chunks.
+        assert!(
+            p.mapped.iter().all(|i| all[..4].contains(i)),
+            "{compression:?}: probe read chunks {:?}",
+            p.mapped
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The checks above can fail: `dump` verifies every chunk's index data before it reads any
+/// chunk, a pre-pass the converter no longer makes, and the pattern shows it.
+#[test]
+fn the_pattern_check_sees_a_scattered_pre_pass() {
+    let _serial = serial();
+    let dir = tmp("dump");
+    let bag = dir.join("b.bag");
+    common::SyntheticBag {
+        seconds: 3,
+        compression: Compression::None,
+        chunk_threshold: 16 << 10,
+        ..common::SyntheticBag::default()
+    }
+    .write(&bag);
+    let index = open_index(&bag);
+    trace::start();
+    let lines = bag2dataset::commands::dump::dump_bag(
+        &bag,
+        &bag2dataset::commands::dump::DumpFilter::default(),
+        |_| true,
+    );
+    let reads = trace::stop();
+    assert!(lines.expect("dump") > 0);
+    let p = pattern(&index, &classify(&index, &bag, &reads));
+    assert!(p.pass.is_empty(), "dump reads chunks through the map");
+    assert_eq!(p.index_data_elsewhere.len(), index.chunks.len(), "{p:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `info` reads the bag header and the index section: two reads, whatever the bag's size.
+#[test]
+fn info_reads_only_the_index_section() {
+    let _serial = serial();
+    let dir = tmp("info");
+    let bag = dir.join("b.bag");
+    common::SyntheticBag {
+        seconds: 3,
+        chunk_threshold: 16 << 10,
+        ..common::SyntheticBag::default()
+    }
+    .write(&bag);
+    let index = open_index(&bag);
+    trace::start();
+    let info = bag2dataset::commands::info::bag_info(&bag);
+    let reads = trace::stop();
+    let info = info.expect("info");
+    assert_eq!(info.messages, index.message_count());
+    assert!(info.compression.is_none() && info.uncompressed_bytes.is_none());
+    let regions = classify(&index, &bag, &reads);
+    assert_eq!(regions, [Region::BagHeader, Region::IndexSection]);
+    // --chunks reads every chunk header and every chunk's index data too.
+    trace::start();
+    let deep = bag2dataset::commands::info::bag_info_with(
+        &bag,
+        bag2dataset::commands::info::InfoDepth { chunks: true },
+    );
+    let reads = trace::stop();
+    let deep = deep.expect("info --chunks");
+    assert_eq!(deep.messages, info.messages);
+    assert_eq!(
+        deep.compression.as_ref().and_then(|c| c.get("lz4")).copied(),
+        Some(index.chunks.len())
+    );
+    let p = pattern(&index, &classify(&index, &bag, &reads));
+    assert_eq!(p.index_data_elsewhere.len(), index.chunks.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
