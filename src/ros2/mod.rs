@@ -303,9 +303,9 @@ impl Ros2Bag {
                         let counts = u
                             .counts
                             .iter()
-                            .filter_map(|&(tid, n)| {
-                                let k = f.topics.iter().position(|t| t.id == tid)?;
-                                Some((first_conn + k as u32, n))
+                            .filter_map(|c| {
+                                let k = f.topics.iter().position(|t| t.id == c.topic)?;
+                                Some((first_conn + k as u32, c.messages))
                             })
                             .collect();
                         chunks.push(ChunkInfo {
