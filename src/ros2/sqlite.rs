@@ -276,7 +276,8 @@ fn read_topics(path: &Path, db: &Connection, tables: &[String]) -> Result<Vec<Sq
 fn has_time_index(db: &Connection) -> rusqlite::Result<bool> {
     let names: Vec<String> = {
         let mut st = db.prepare("SELECT name FROM pragma_index_list('messages')")?;
-        st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+        st.query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
     };
     let mut st = db.prepare("SELECT name FROM pragma_index_info(?1) WHERE seqno = 0")?;
     for n in names {
@@ -288,11 +289,16 @@ fn has_time_index(db: &Connection) -> rusqlite::Result<bool> {
     Ok(false)
 }
 
-/// The topics of one storage file, for a summary that reads no message rows.
-pub fn storage_topics(path: &Path, file_compressed: bool) -> Result<Vec<SqlTopic>> {
+/// The topics of one storage file and its row count (`count(*)`, which SQLite answers from
+/// its smallest index), for a summary that reads no message.
+pub fn storage_tables(path: &Path, file_compressed: bool) -> Result<(Vec<SqlTopic>, u64)> {
     let (db, _temp) = open_bounded(path, file_compressed)?;
     let tables = table_names(&db).map_err(|e| sql_err(path, e))?;
-    read_topics(path, &db, &tables)
+    let topics = read_topics(path, &db, &tables)?;
+    let rows = db
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| sql_err(path, e))?;
+    Ok((topics, rows.max(0) as u64))
 }
 
 /// Per-topic `(topic id, count, first, last)` and the file's topics by aggregate SQL: one
@@ -324,14 +330,6 @@ pub fn storage_aggregates(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| sql_err(path, e))?;
     Ok((topics, rows))
-}
-
-/// Rows of `messages`: `count(*)`, which SQLite answers from its smallest index.
-pub fn storage_count(path: &Path) -> Result<u64> {
-    let (db, _temp) = open_bounded(path, false)?;
-    db.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))
-        .map(|n| n.max(0) as u64)
-        .map_err(|e| sql_err(path, e))
 }
 
 impl SqliteFile {
@@ -448,7 +446,11 @@ impl SqliteFile {
     /// The plans SQLite chose for the index pass and a unit read (`EXPLAIN QUERY PLAN` text),
     /// so tests can check that no query sorts.
     pub fn query_plans(&self) -> Result<Vec<String>> {
-        let sqls = [self.index_sql(), self.unit_sql(None), self.unit_sql(Some(&[1]))];
+        let sqls = [
+            self.index_sql(),
+            self.unit_sql(None),
+            self.unit_sql(Some(&[1])),
+        ];
         self.with_db(|db| {
             let mut out = Vec::new();
             for sql in &sqls {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-
 use super::config::ConvertConfig;
 use super::lock::OutputLock;
 use super::select::{Order, Shard};
