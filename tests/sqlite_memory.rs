@@ -73,7 +73,12 @@ fn run_measured(cmd: &mut Command) -> (std::process::ExitStatus, String, u64) {
         if let Some((main_rss, hwm)) = rss(pid) {
             let mut kids = Vec::new();
             descendants(pid, &mut kids);
-            let tree = main_rss + kids.iter().filter_map(|&k| rss(k)).map(|r| r.0).sum::<u64>();
+            let tree = main_rss
+                + kids
+                    .iter()
+                    .filter_map(|&k| rss(k))
+                    .map(|r| r.0)
+                    .sum::<u64>();
             peak = peak.max(tree).max(hwm);
         }
         if let Some(status) = child.try_wait().expect("wait") {
@@ -95,7 +100,11 @@ fn run_measured(cmd: &mut Command) -> (std::process::ExitStatus, String, u64) {
 /// first, so row order is not time order either.
 fn write_large_db3(path: &Path) -> u64 {
     let db = Db3::create(path, true);
-    db.topic(1, "/cam/image/compressed", "sensor_msgs/msg/CompressedImage");
+    db.topic(
+        1,
+        "/cam/image/compressed",
+        "sensor_msgs/msg/CompressedImage",
+    );
     db.topic(2, "/arm/joint_states", "sensor_msgs/msg/JointState");
     let tx = db.db.unchecked_transaction().unwrap();
     let mut row = 0i64;

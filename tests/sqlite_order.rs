@@ -105,7 +105,10 @@ fn check_time_ordered(path: &Path, want: &[(u64, String)], order: TimeOrder) {
     }
     let read = unit_order(&rec);
     assert_eq!(read.len(), want.len());
-    assert!(read.windows(2).all(|p| p[0].0 <= p[1].0), "unit reads by time");
+    assert!(
+        read.windows(2).all(|p| p[0].0 <= p[1].0),
+        "unit reads by time"
+    );
     assert_eq!(
         read.iter().map(|m| m.0).collect::<Vec<_>>(),
         want.iter().map(|m| m.0).collect::<Vec<_>>()
@@ -166,7 +169,12 @@ fn a_split_bag_merges_its_files_by_time() {
             let step = k * 2 + fi as u64;
             let t = if k % 10 == 0 { T0 + k * 2 } else { T0 + step };
             let text = format!("f{fi}-{k}");
-            db.message(row as i64 + 1, if k % 3 == 0 { a } else { b }, t, &string_msg(&text));
+            db.message(
+                row as i64 + 1,
+                if k % 3 == 0 { a } else { b },
+                t,
+                &string_msg(&text),
+            );
             want.push((t, fi, text));
         }
         tx.commit().unwrap();
@@ -252,7 +260,12 @@ fn a_shuffled_db3_converts_like_the_same_rows_in_time_order() {
         collect(&out.join("data"), &mut files);
         files.sort();
         assert!(!files.is_empty());
-        digests.push(files.iter().map(|f| std::fs::read(f).unwrap()).collect::<Vec<_>>());
+        digests.push(
+            files
+                .iter()
+                .map(|f| std::fs::read(f).unwrap())
+                .collect::<Vec<_>>(),
+        );
     }
     assert_eq!(digests[0], digests[1], "same data from shuffled rows");
     let _ = std::fs::remove_dir_all(&dir);

@@ -289,16 +289,36 @@ fn has_time_index(db: &Connection) -> rusqlite::Result<bool> {
     Ok(false)
 }
 
-/// The topics of one storage file and its row count (`count(*)`, which SQLite answers from
-/// its smallest index), for a summary that reads no message.
-pub fn storage_tables(path: &Path, file_compressed: bool) -> Result<(Vec<SqlTopic>, u64)> {
+/// What a summary reads of one storage file without reading a message.
+#[derive(Debug, Clone)]
+pub struct StorageTables {
+    pub topics: Vec<SqlTopic>,
+    /// `count(*)`, which SQLite answers from its smallest index.
+    pub rows: u64,
+    /// `min(timestamp)`, `max(timestamp)`: two seeks in the timestamp index (a scan without it).
+    pub range: Option<(u64, u64)>,
+}
+
+/// The topics of one storage file, its row count and time range.
+pub fn storage_tables(path: &Path, file_compressed: bool) -> Result<StorageTables> {
     let (db, _temp) = open_bounded(path, file_compressed)?;
     let tables = table_names(&db).map_err(|e| sql_err(path, e))?;
     let topics = read_topics(path, &db, &tables)?;
     let rows = db
         .query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))
         .map_err(|e| sql_err(path, e))?;
-    Ok((topics, rows.max(0) as u64))
+    let (lo, hi) = db
+        .query_row(
+            "SELECT min(timestamp), max(timestamp) FROM messages",
+            [],
+            |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )
+        .map_err(|e| sql_err(path, e))?;
+    Ok(StorageTables {
+        topics,
+        rows: rows.max(0) as u64,
+        range: lo.zip(hi).map(|(a, b)| (a.max(0) as u64, b.max(0) as u64)),
+    })
 }
 
 /// Per-topic `(topic id, count, first, last)` and the file's topics by aggregate SQL: one

@@ -4,8 +4,11 @@
 //! times from one aggregate query per file.
 //!
 //! Opening a recording for reading ([`super::Ros2Bag`]) walks every row's key to cut read
-//! units; a summary needs none of that. The metadata path reads the yaml, each file's topics
-//! and its `count(*)` (answered from the timestamp index): milliseconds for a GB-sized file.
+//! units; a summary needs none of that. The metadata path reads the yaml, each file's topics,
+//! its `count(*)` and `min`/`max(timestamp)` (answered from the timestamp index):
+//! milliseconds for a GB-sized file. The time range is the storage's (rosbag2 has written
+//! yaml ranges that miss the messages by minutes), except for FILE-compressed storage, which
+//! would have to be decompressed: there topics, counts and range are the yaml's.
 
 use std::path::{Path, PathBuf};
 
@@ -189,19 +192,33 @@ fn from_metadata(
         return Ok(None);
     }
     let mut topics: Vec<TopicSummary> = Vec::new();
+    // The yaml's range, unless the storage gives its own (rosbag2's FILE-compressed fixture
+    // says 1604357089.9 + 60 s for messages of 1604356909.4 .. 1604357100.4).
+    let mut range = (m.message_count > 0).then(|| {
+        (
+            m.starting_time_ns,
+            m.starting_time_ns.saturating_add(m.duration_ns),
+        )
+    });
     if paths.iter().any(|p| file_compressed(p)) {
         for t in &m.topics {
             add_topic(&mut topics, &t.name, &t.msgtype, 0, None);
         }
     } else {
         let mut rows = 0u64;
+        let mut storage_range: Option<(u64, u64)> = None;
         for p in paths {
-            let (file_topics, n) = storage_tables(p, false)?;
-            rows += n;
-            for t in &file_topics {
+            let st = storage_tables(p, false)?;
+            rows += st.rows;
+            storage_range = match (storage_range, st.range) {
+                (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+                (a, b) => a.or(b),
+            };
+            for t in &st.topics {
                 add_topic(&mut topics, &t.name, &t.msgtype, 0, None);
             }
         }
+        range = storage_range;
         if rows != m.message_count {
             crate::diag::warn(&format!(
                 "{}: metadata.yaml says {} messages, the storage holds {rows}; counting the storage",
@@ -232,12 +249,6 @@ fn from_metadata(
         ));
         return Ok(None);
     }
-    let range = (m.message_count > 0).then(|| {
-        (
-            m.starting_time_ns,
-            m.starting_time_ns.saturating_add(m.duration_ns),
-        )
-    });
     Ok(Some(SqliteSummary {
         with_metadata: true,
         files: Vec::new(),
