@@ -307,13 +307,13 @@ pub fn storage_tables(path: &Path, file_compressed: bool) -> Result<StorageTable
     let rows = db
         .query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))
         .map_err(|e| sql_err(path, e))?;
-    let (lo, hi) = db
-        .query_row(
-            "SELECT min(timestamp), max(timestamp) FROM messages",
-            [],
-            |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
-        )
-        .map_err(|e| sql_err(path, e))?;
+    // One aggregate per query: SQLite answers a lone min() or max() with one index seek.
+    let bound = |sql: &str| {
+        db.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+            .map_err(|e| sql_err(path, e))
+    };
+    let lo = bound("SELECT min(timestamp) FROM messages")?;
+    let hi = bound("SELECT max(timestamp) FROM messages")?;
     Ok(StorageTables {
         topics,
         rows: rows.max(0) as u64,
