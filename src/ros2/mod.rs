@@ -3,8 +3,8 @@
 //!
 //! `Ros2Bag` describes the recording the way the rest of the crate knows a ROS1 bag: a
 //! [`BagIndex`] whose connections are the storage files' topics/channels (numbered across the
-//! files of a split bag) and whose chunks are read units (MCAP chunks, runs of SQLite rows) in
-//! file order. `read_unit` turns one unit into payloads; `msgdef` gives the CDR decode plans.
+//! files of a split bag) and whose chunks are read units (MCAP chunks in file order; runs of
+//! SQLite rows in `(timestamp, id)` order), file after file. `read_unit` turns one unit into payloads; `msgdef` gives the CDR decode plans.
 
 pub mod mcap;
 pub mod metadata;
