@@ -167,11 +167,11 @@ fn a_split_bag_merges_its_files_by_time() {
         for (row, k) in shuffled(200).into_iter().enumerate() {
             // File 0 has even steps, file 1 odd ones; every tenth step both (a tie).
             let step = k * 2 + fi as u64;
-            let t = if k % 10 == 0 { T0 + k * 2 } else { T0 + step };
+            let t = if k.is_multiple_of(10) { T0 + k * 2 } else { T0 + step };
             let text = format!("f{fi}-{k}");
             db.message(
                 row as i64 + 1,
-                if k % 3 == 0 { a } else { b },
+                if k.is_multiple_of(3) { a } else { b },
                 t,
                 &string_msg(&text),
             );
@@ -180,11 +180,11 @@ fn a_split_bag_merges_its_files_by_time() {
         tx.commit().unwrap();
     }
     // Ties: file order, then row id; within a file no two rows share a time except across files.
-    want.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
+    want.sort_by_key(|x| (x.0, x.1));
     let counts = {
         let a = want.iter().filter(|w| {
             let k: u64 = w.2.split('-').nth(1).unwrap().parse().unwrap();
-            k % 3 == 0
+            k.is_multiple_of(3)
         });
         a.count() as u64
     };

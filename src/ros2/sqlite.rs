@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 
 /// Payload bytes per read unit, 512 KiB: a unit closes before a message would take it past
 /// this, so a unit is at most this or one larger message alone. Below rosbag record's 768 KiB
-/// chunk threshold because a unit is held twice for a moment (SQLite's copy of a blob and ours).
+/// chunk threshold: besides the unit, SQLite holds its own copy of the blob being read.
 pub const UNIT_BYTES: u64 = 512 << 10;
 
 /// Most messages per read unit.
