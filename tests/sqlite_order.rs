@@ -167,7 +167,11 @@ fn a_split_bag_merges_its_files_by_time() {
         for (row, k) in shuffled(200).into_iter().enumerate() {
             // File 0 has even steps, file 1 odd ones; every tenth step both (a tie).
             let step = k * 2 + fi as u64;
-            let t = if k.is_multiple_of(10) { T0 + k * 2 } else { T0 + step };
+            let t = if k.is_multiple_of(10) {
+                T0 + k * 2
+            } else {
+                T0 + step
+            };
             let text = format!("f{fi}-{k}");
             db.message(
                 row as i64 + 1,
