@@ -56,9 +56,7 @@ fn classify(index: &BagIndex, path: &Path, reads: &[TracedRead]) -> Vec<Region> 
             let c = |i: usize| &index.chunks[i];
             if r.offset == 0 && r.kind == ReadKind::Mapped && r.len == index.header.data_start {
                 Region::BagHeader
-            } else if r.offset == index.header.index_pos
-                && r.offset + r.len == index.file_len
-            {
+            } else if r.offset == index.header.index_pos && r.offset + r.len == index.file_len {
                 Region::IndexSection
             } else if let Some(i) = order
                 .iter()
@@ -113,7 +111,10 @@ fn pattern(index: &BagIndex, regions: &[Region]) -> Pattern {
             Region::ChunkHeader(i) => {
                 // Each open sweeps the chunk headers in file order.
                 let pos = index.chunks[i].pos;
-                assert!(sweep_at.is_none_or(|a| a < pos), "chunk headers out of order");
+                assert!(
+                    sweep_at.is_none_or(|a| a < pos),
+                    "chunk headers out of order"
+                );
                 sweep_at = Some(pos);
             }
             Region::Chunk(i, ReadKind::Positioned) => p.pass.push(i),
@@ -159,7 +160,10 @@ fn a_convert_reads_the_chunks_front_to_back_once() {
         .write(&bag);
         let index = open_index(&bag);
         let n = index.chunks.len();
-        assert!(n >= 40, "{n} chunks: too few to tell a pass from scattered reads");
+        assert!(
+            n >= 40,
+            "{n} chunks: too few to tell a pass from scattered reads"
+        );
 
         trace::start();
         let report = bag2dataset::convert::run::run(&bag2dataset::convert::run::RunOptions {
@@ -187,12 +191,22 @@ fn a_convert_reads_the_chunks_front_to_back_once() {
         // One pass: every chunk once, strictly forward, each with its index data after it.
         let mut all: Vec<usize> = (0..n).collect();
         all.sort_by_key(|&i| index.chunks[i].pos);
-        assert_eq!(p.pass, all, "{compression:?}: the pass is not every chunk in file order");
+        assert_eq!(
+            p.pass, all,
+            "{compression:?}: the pass is not every chunk in file order"
+        );
         assert!(forward(&index, &p.pass));
-        assert_eq!(p.index_data_in_pass, n, "{compression:?}: index data taken in the pass");
+        assert_eq!(
+            p.index_data_in_pass, n,
+            "{compression:?}: index data taken in the pass"
+        );
         // Up front, per open: the index section and a header sweep; index data only of a
         // few edge chunks, however many chunks the bag has.
-        assert!((1..=3).contains(&p.opens), "{compression:?}: {} opens", p.opens);
+        assert!(
+            (1..=3).contains(&p.opens),
+            "{compression:?}: {} opens",
+            p.opens
+        );
         let edges: BTreeSet<usize> = [all[0], all[n - 1]].into_iter().collect();
         assert!(
             p.index_data_elsewhere.len() <= 4,
@@ -275,7 +289,10 @@ fn info_reads_only_the_index_section() {
     let deep = deep.expect("info --chunks");
     assert_eq!(deep.messages, info.messages);
     assert_eq!(
-        deep.compression.as_ref().and_then(|c| c.get("lz4")).copied(),
+        deep.compression
+            .as_ref()
+            .and_then(|c| c.get("lz4"))
+            .copied(),
         Some(index.chunks.len())
     );
     let p = pattern(&index, &classify(&index, &bag, &reads));

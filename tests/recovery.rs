@@ -793,7 +793,14 @@ fn damaged_index_data_loses_no_message_and_warns_once() {
         // Found when the bag is opened: read by a recovery scan. Found in the pass: the
         // chunk's messages come from the chunk.
         let scanned = warnings[0].contains("by scanning");
-        assert!(scanned && warnings[0].contains("index"), "{name}: {warnings:?}");
-        assert_eq!(warnings[0].contains("recovered"), at_open, "{name}: {warnings:?}");
+        assert!(
+            scanned && warnings[0].contains("index"),
+            "{name}: {warnings:?}"
+        );
+        assert_eq!(
+            warnings[0].contains("recovered"),
+            at_open,
+            "{name}: {warnings:?}"
+        );
     }
 }

@@ -59,12 +59,15 @@ pub mod trace {
 
     pub(super) fn record(path: &Path, offset: u64, len: u64, kind: ReadKind) {
         if ON.load(Ordering::Relaxed) {
-            READS.lock().unwrap_or_else(|e| e.into_inner()).push(TracedRead {
-                path: path.to_path_buf(),
-                offset,
-                len,
-                kind,
-            });
+            READS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(TracedRead {
+                    path: path.to_path_buf(),
+                    offset,
+                    len,
+                    kind,
+                });
         }
     }
 }

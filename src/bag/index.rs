@@ -231,8 +231,7 @@ impl BagIndex {
                     connection_from_record(&rec).map_err(|e| in_section(e, "connection record"))?,
                 ),
                 op::CHUNK_INFO if chunks.len() < want_chunks => chunks.push(
-                    chunk_info_from_record(&rec)
-                        .map_err(|e| in_section(e, "chunk info record"))?,
+                    chunk_info_from_record(&rec).map_err(|e| in_section(e, "chunk info record"))?,
                 ),
                 other => {
                     return Err(Error::Malformed {
@@ -461,7 +460,9 @@ impl BagIndex {
         for (ci, chunk) in self.chunks.iter().enumerate() {
             if chunk.holds_any(conns) {
                 let end = self.index_data_ends.get(ci).copied().unwrap_or(chunk.end());
-                let len = end.saturating_sub(chunk.end()).min(INDEX_DATA_WINDOW as u64);
+                let len = end
+                    .saturating_sub(chunk.end())
+                    .min(INDEX_DATA_WINDOW as u64);
                 bag.will_need(chunk.end(), len);
             }
         }
@@ -521,7 +522,8 @@ impl BagIndex {
             let Some(prefix) = window.slice(bag, at, 4, end)? else {
                 return Err(cut("cut short"));
             };
-            let header_len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as u64;
+            let header_len =
+                u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as u64;
             if header_len > MAX_CHUNK_HEADER_BYTES {
                 return Err(cut("not a record (header length out of range)"));
             }
@@ -529,7 +531,8 @@ impl BagIndex {
                 return Err(cut("cut short"));
             };
             let fields = Fields::new(&head[4..4 + header_len as usize], 0);
-            let unreadable = |e: RecordError| mismatch(at, format!("the record at offset {at}: {}", e.what));
+            let unreadable =
+                |e: RecordError| mismatch(at, format!("the record at offset {at}: {}", e.what));
             if fields.op().map_err(unreadable)? != op::INDEX_DATA {
                 break;
             }
@@ -661,7 +664,11 @@ fn index_data_ends(chunks: &[ChunkInfo], index_pos: u64) -> Vec<u64> {
         .map(|c| {
             let next = starts.partition_point(|&p| p <= c.pos);
             match starts.get(next) {
-                Some(&p) => p.min(if index_pos > c.pos { index_pos } else { u64::MAX }),
+                Some(&p) => p.min(if index_pos > c.pos {
+                    index_pos
+                } else {
+                    u64::MAX
+                }),
                 None if index_pos > c.pos => index_pos,
                 None => u64::MAX,
             }

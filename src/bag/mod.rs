@@ -69,7 +69,10 @@ mod tests {
                 }
                 let stmt: String = stmt.split_whitespace().collect();
                 let stmt = stmt.trim_start_matches("pub").trim_start_matches("use");
-                let rest = match (stmt.strip_prefix("super::"), stmt.strip_prefix("crate::bag::")) {
+                let rest = match (
+                    stmt.strip_prefix("super::"),
+                    stmt.strip_prefix("crate::bag::"),
+                ) {
                     (Some(r), _) if top => Some(r),
                     (_, Some(r)) => Some(r),
                     _ => None,
@@ -109,7 +112,10 @@ mod tests {
                 continue;
             };
             let items = items.trim_start_matches('{').trim_end_matches('}');
-            if top_level(items).iter().any(|i| i.rsplit("::").next() == Some(name)) {
+            if top_level(items)
+                .iter()
+                .any(|i| i.rsplit("::").next() == Some(name))
+            {
                 return Some(module.to_string());
             }
         }
@@ -146,7 +152,10 @@ mod tests {
             }
         }
         assert!(seen > 10, "the parser found only {seen} imports");
-        assert!(wrong.is_empty(), "imports at or above their own layer: {wrong:?}");
+        assert!(
+            wrong.is_empty(),
+            "imports at or above their own layer: {wrong:?}"
+        );
     }
 
     #[test]

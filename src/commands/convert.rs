@@ -14,8 +14,8 @@ use super::{Exit, write_stdout};
 use crate::cli::ConvertArgs;
 use crate::convert::config::ConvertConfig;
 use crate::convert::run::{RunOptions, collect_bags, render_summary, resolve_config, run};
-use crate::convert::source::FirstBag;
 use crate::convert::select::{Order, Shard};
+use crate::convert::source::FirstBag;
 use crate::diag;
 
 /// `--settle` as a duration.

@@ -52,6 +52,11 @@ pub struct BagInfo {
     /// Set when the bag had no usable index and was read by a recovery scan: what it found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovered: Option<String>,
+    /// Set for an SQLite recording summarised without reading its messages: where the counts
+    /// come from (`metadata.yaml` or `storage (aggregate SQL)`). `chunks` and `compression`
+    /// then count storage files, and `uncompressed_bytes` is their size on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counted_from: Option<&'static str>,
 }
 
 /// What `info` reads of a ROS1 bag.
@@ -149,11 +154,17 @@ fn summary(
         messages: index.message_count(),
         chunks: index.chunks.len(),
         compression: with_chunks.then(|| chunks_by_compression(index)),
-        uncompressed_bytes: with_chunks
-            .then(|| index.chunks.iter().map(|c| c.uncompressed_size as u64).sum()),
+        uncompressed_bytes: with_chunks.then(|| {
+            index
+                .chunks
+                .iter()
+                .map(|c| c.uncompressed_size as u64)
+                .sum()
+        }),
         connections: index.connections.len(),
         topics,
         recovered,
+        counted_from: None,
     }
 }
 
@@ -191,9 +202,13 @@ fn chunks_by_compression(index: &BagIndex) -> BTreeMap<&'static str, usize> {
     compression
 }
 
-/// `info` of a ROS 2 recording: counts per connection from the MCAP message indexes or the
-/// SQLite index pass; a topic's frequency from the time ranges of the units holding it.
+/// `info` of a ROS 2 recording: an SQLite one from [`crate::ros2::summary`] (no message
+/// read); an MCAP one with counts per connection from its message indexes and a topic's
+/// frequency from the time ranges of the chunks holding it.
 fn ros2_info(path: &Path) -> Result<BagInfo> {
+    if let Some(s) = crate::ros2::summary::sqlite_summary(path)? {
+        return Ok(sqlite_info(path, &s));
+    }
     let rec = crate::input::Recording::open(path)?;
     let index = rec.index();
     let counts = index.counts_by_connection();
@@ -245,7 +260,57 @@ fn ros2_info(path: &Path) -> Result<BagInfo> {
         connections: index.connections.len(),
         topics,
         recovered: rec.recovery(),
+        counted_from: None,
     })
+}
+
+/// `info` of an SQLite recording from its summary. A topic counted from metadata.yaml (no
+/// per-topic times) has its frequency over the recording's time range.
+fn sqlite_info(path: &Path, s: &crate::ros2::summary::SqliteSummary) -> BagInfo {
+    let mut topics: Vec<TopicInfo> = s
+        .topics
+        .iter()
+        .map(|t| {
+            let (first, last) = t.range.or(s.range).unwrap_or((0, 0));
+            let n = t.messages;
+            TopicInfo {
+                topic: t.name.clone(),
+                msgtype: t.msgtype.clone(),
+                messages: n,
+                frequency_hz: (n >= 2 && last > first)
+                    .then(|| (n - 1) as f64 / ((last - first) as f64 / 1e9)),
+                connections: 1,
+            }
+        })
+        .collect();
+    topics.sort_by(|a, b| a.topic.cmp(&b.topic));
+    let mut compression = BTreeMap::new();
+    for f in &s.files {
+        *compression.entry(f.compression).or_insert(0) += 1;
+    }
+    let size: u64 = s.files.iter().map(|f| f.size_bytes).sum();
+    BagInfo {
+        path: path.display().to_string(),
+        version: if s.with_metadata {
+            "rosbag2 (sqlite3)"
+        } else {
+            "sqlite3"
+        },
+        size_bytes: size,
+        start_ns: s.range.map(|r| r.0),
+        end_ns: s.range.map(|r| r.1),
+        start: s.range.map(|r| timefmt::utc(r.0)),
+        end: s.range.map(|r| timefmt::utc(r.1)),
+        duration_s: s.range.map(|(a, b)| (b - a) as f64 / 1e9).unwrap_or(0.0),
+        messages: s.messages,
+        chunks: s.files.len(),
+        compression: Some(compression),
+        uncompressed_bytes: Some(size),
+        connections: s.topics.len(),
+        topics,
+        recovered: None,
+        counted_from: Some(s.counted_from.name()),
+    }
 }
 
 /// The `rosbag info`-like text.
@@ -307,6 +372,9 @@ pub fn render_text(info: &BagInfo) -> String {
             .unwrap_or_default()
     );
     let _ = writeln!(s, "connections: {}", info.connections);
+    if let Some(from) = info.counted_from {
+        let _ = writeln!(s, "counted from: {from} (chunks = storage files)");
+    }
     let w_topic = info.topics.iter().map(|t| t.topic.len()).max().unwrap_or(0);
     let w_type = info
         .topics

@@ -12,8 +12,8 @@ use anyhow::Context;
 
 use super::{Exit, write_stdout};
 use crate::cli::ConvertArgs;
-use crate::convert::source::FirstBag;
 use crate::convert::merge::{MergeOptions, merge};
+use crate::convert::source::FirstBag;
 use crate::diag;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::{format_bytes, sample};

@@ -35,9 +35,15 @@ pub enum Exit {
 impl Exit {
     /// The status of a child `bag2dataset` (a `--jobs` part), if it is one of ours.
     pub fn from_code(code: Option<i32>) -> Option<Exit> {
-        [Exit::Ok, Exit::Error, Exit::Usage, Exit::Partial, Exit::Interrupted]
-            .into_iter()
-            .find(|e| code == Some(*e as i32))
+        [
+            Exit::Ok,
+            Exit::Error,
+            Exit::Usage,
+            Exit::Partial,
+            Exit::Interrupted,
+        ]
+        .into_iter()
+        .find(|e| code == Some(*e as i32))
     }
 }
 

@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub use super::damage::{DamageReport, MAX_DAMAGE_WARNINGS};
 use super::image::to_feature_value;
+pub use super::monitor::{MONITOR_INTERVAL, Monitor, spawn_monitor};
 use super::plan::{BagPlan, SlotKind};
 use crate::align::{Aligner, Sample, SampleValue, SlotReport, Tick};
 use crate::bag::{BagIndex, ChunkCompression, ChunkInfo};
@@ -25,14 +27,10 @@ use crate::convert::config::TimeSource;
 use crate::dataset::stats::{self, SampledImage};
 use crate::dataset::{DatasetWriter, FeatureValue, Frame, FrameSampler, Presampled};
 use crate::error::{Error, Result};
-pub use super::damage::{DamageReport, MAX_DAMAGE_WARNINGS};
-pub use super::monitor::{MONITOR_INTERVAL, Monitor, spawn_monitor};
 use crate::input::Recording;
 use crate::memory::log::MemoryLog;
 use crate::memory::plan::MemoryPlan;
-use crate::memory::{
-    Budgeted, BudgetedReceiver, BudgetedSender, Permit, budgeted, sample,
-};
+use crate::memory::{Budgeted, BudgetedReceiver, BudgetedSender, Permit, budgeted, sample};
 use crate::msg::ImagePayload;
 
 /// With `time_source = "header"`, how far a header stamp may trail its record time; slot
@@ -264,7 +262,6 @@ struct ReadStats {
     decoded: u64,
     damage: DamageReport,
 }
-
 
 /// Reads the planned chunks in file order and sends samples.
 #[allow(clippy::too_many_arguments)]
@@ -622,11 +619,12 @@ fn image_stats_stage(
         let mut images: Vec<Option<SampledImage>> = (0..slots).map(|_| None).collect();
         for p in &planned {
             if let FeatureValue::Image { bytes, format } = &frame.values[p.value] {
-                let s = stats::sample_image(bytes, *format, p.expect, p.hits)
-                    .map_err(|what| Error::Content {
+                let s = stats::sample_image(bytes, *format, p.expect, p.hits).map_err(|what| {
+                    Error::Content {
                         path: bag.to_path_buf(),
                         what: format!("image statistics of frame {frame_index}: {what}"),
-                    })?;
+                    }
+                })?;
                 images[p.slot] = Some(s);
             }
         }

@@ -2,7 +2,6 @@
 //! the index) and the deterministic shard subset (`--shard K/N`, or the scheduler's
 //! environment).
 
-
 use crate::error::{Error, Result};
 
 /// Episode order of a run.

@@ -77,10 +77,7 @@ fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
 pub fn read_tasks(dataset: &Path) -> Result<Vec<String>> {
     let p = dataset.join("meta/tasks.parquet");
     let mut rows: Vec<(i64, String)> = Vec::new();
-    for b in open(&p)?
-        .build()
-        .map_err(Error::parquet(&p))?
-    {
+    for b in open(&p)?.build().map_err(Error::parquet(&p))? {
         let b = b.map_err(Error::arrow(&p))?;
         let (Some(i), Some(t)) = (
             b.column_by_name("task_index")

@@ -10,8 +10,8 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value, json};
 
-use super::{FeatureKind, FeatureSpec};
 use super::{CODEBASE_VERSION, DATA_PATH_TEMPLATE, DEFAULT_COLUMNS, DatasetSpec};
+use super::{FeatureKind, FeatureSpec};
 use crate::error::{Error, Result};
 
 /// The file, in lerobot's key order.
@@ -287,7 +287,10 @@ impl InfoJson {
 
     /// The entry of feature `name`.
     pub fn feature(&self, name: &str) -> Option<&InfoFeature> {
-        self.features.iter().find(|(k, _)| k == name).map(|(_, f)| f)
+        self.features
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, f)| f)
     }
 }
 
@@ -377,7 +380,11 @@ mod tests {
         // Key order is lerobot's, features in column order, one feature per line.
         assert!(text.starts_with("{\n  \"codebase_version\": \"v3.0\",\n  \"robot_type\""));
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines.iter().any(|l| l.starts_with("    \"observation.state\": {\"dtype\"")));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("    \"observation.state\": {\"dtype\""))
+        );
         assert_eq!(back.features.last().unwrap().0, "task_index");
         assert_eq!(back.splits["train"], "0:2");
     }

@@ -24,7 +24,6 @@ use crate::error::{Error, Result};
 /// 1 MiB (a row is a few KiB of stats, so memory stays flat however many episodes there are).
 pub const EPISODES_ROW_GROUP_BYTES: usize = 1024 * 1024;
 
-
 /// Writes a file fully and fsyncs it.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
@@ -38,7 +37,6 @@ pub use super::info::{InfoTotals, ordered_json};
 pub fn info_json(spec: &DatasetSpec, t: &InfoTotals) -> String {
     super::info::InfoJson::new(spec, t).to_text()
 }
-
 
 /// The text of `meta/stats.json`: one object per feature, in column order.
 pub fn stats_json(stats: &[(String, FeatureStats)]) -> String {
@@ -279,8 +277,8 @@ impl EpisodesWriter {
             )]))
             .build();
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        let writer =
-            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(Error::parquet(path))?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .map_err(Error::parquet(path))?;
         Ok(EpisodesWriter {
             path: path.to_path_buf(),
             schema,

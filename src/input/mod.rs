@@ -2,8 +2,8 @@
 //! MCAP file and an SQLite file all look the same from here on:
 //!
 //! - `index()`: connections (topic, type, definition) and read units (ROS1 chunks, MCAP
-//!   chunks, runs of SQLite rows) in file order, each with its byte size, time range and
-//!   per-connection counts;
+//!   chunks, runs of SQLite rows in time order) in storage order, each with its byte size,
+//!   time range and per-connection counts;
 //! - `schema(conn)`: the decode plan of a connection (ROS1 serialization or CDR);
 //! - `topic_times(conns)`: receive times from the index; `topic_span(conns)`: how many and
 //!   the first and last of them, for the timeline, from the index's edges alone;

@@ -105,8 +105,7 @@ fn read_episode(
 ) -> Result<()> {
     let p = src.join(v21_data_path(i));
     let f = File::open(&p).map_err(|e| Error::io(&p, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
-        .map_err(Error::parquet(&p))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(Error::parquet(&p))?;
     let n_feat = spec.features.len();
     let mask = ProjectionMask::roots(builder.parquet_schema(), 0..n_feat);
     let reader = builder

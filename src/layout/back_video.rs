@@ -306,10 +306,9 @@ fn finish_video(
             total_frames: summary.total_frames,
             total_tasks: summary.total_tasks,
             chunks_size: tmp_info.chunks_size as usize,
-            data_files_size_in_mb: tmp_info
-                .data_files_size_in_mb
-                .clone()
-                .unwrap_or_else(|| serde_json::Number::from(crate::dataset::DEFAULT_DATA_FILE_BYTES >> 20)),
+            data_files_size_in_mb: tmp_info.data_files_size_in_mb.clone().unwrap_or_else(|| {
+                serde_json::Number::from(crate::dataset::DEFAULT_DATA_FILE_BYTES >> 20)
+            }),
         },
     );
     write_synced(&tmp.join("meta/info.json"), info.as_bytes())?;

@@ -62,9 +62,7 @@ impl Format {
         match s.trim_start_matches('v') {
             "2.1" | "21" => Ok(Format::V21),
             "3.0" | "30" | "3" => Ok(Format::V30),
-            _ => Err(Error::Usage(format!(
-                "format {s:?}: expected v2.1 or v3.0"
-            ))),
+            _ => Err(Error::Usage(format!("format {s:?}: expected v2.1 or v3.0"))),
         }
     }
 

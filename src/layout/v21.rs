@@ -238,8 +238,7 @@ impl DataCursor {
     fn open(root: &Path, file: (u64, u64), batch_rows: usize) -> Result<DataCursor> {
         let path = root.join(data_file_path(file.0 as usize, file.1 as usize));
         let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(f)
-            .map_err(Error::parquet(&path))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(Error::parquet(&path))?;
         let schema = v21_schema(builder.schema());
         let reader = builder
             .with_batch_size(batch_rows)

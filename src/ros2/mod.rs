@@ -3,13 +3,14 @@
 //!
 //! `Ros2Bag` describes the recording the way the rest of the crate knows a ROS1 bag: a
 //! [`BagIndex`] whose connections are the storage files' topics/channels (numbered across the
-//! files of a split bag) and whose chunks are read units (MCAP chunks, runs of SQLite rows) in
-//! file order. `read_unit` turns one unit into payloads; `msgdef` gives the CDR decode plans.
+//! files of a split bag) and whose chunks are read units (MCAP chunks in file order; runs of
+//! SQLite rows in `(timestamp, id)` order), file after file. `read_unit` turns one unit into payloads; `msgdef` gives the CDR decode plans.
 
 pub mod mcap;
 pub mod metadata;
 pub mod msgdef;
 pub mod sqlite;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 
@@ -97,6 +98,43 @@ pub fn is_ros2_path(path: &Path) -> bool {
     name.ends_with(".mcap") || name.ends_with(".db3") || name.ends_with(".db3.zstd")
 }
 
+/// The metadata.yaml of a rosbag2 directory (None for a bare file) and its storage files, in
+/// the order of `relative_file_paths`.
+pub fn storage_files(path: &Path) -> Result<(Option<Metadata>, Vec<PathBuf>)> {
+    Ok(if path.is_dir() {
+        let meta = Metadata::read(&path.join("metadata.yaml"))?;
+        let mut files = Vec::new();
+        for rel in &meta.relative_file_paths {
+            // Paths may carry the bag directory's own name as a prefix: resolve by base name.
+            let direct = path.join(rel);
+            let by_name = Path::new(rel).file_name().map(|n| path.join(n));
+            let p = if direct.is_file() {
+                direct
+            } else {
+                match by_name {
+                    Some(p) if p.is_file() => p,
+                    _ => {
+                        return Err(recording_err(
+                            path,
+                            format!("storage file {rel} named in metadata.yaml is missing"),
+                        ));
+                    }
+                }
+            };
+            files.push(p);
+        }
+        if files.is_empty() {
+            return Err(recording_err(
+                path,
+                "metadata.yaml names no storage files".into(),
+            ));
+        }
+        (Some(meta), files)
+    } else {
+        (None, vec![path.to_path_buf()])
+    })
+}
+
 fn recording_err(path: &Path, what: String) -> Error {
     Error::Recording {
         path: path.to_path_buf(),
@@ -111,38 +149,7 @@ impl Ros2Bag {
     }
 
     pub fn open_with(path: &Path, store: DefinitionStore) -> Result<Ros2Bag> {
-        let (metadata, file_paths) = if path.is_dir() {
-            let meta = Metadata::read(&path.join("metadata.yaml"))?;
-            let mut files = Vec::new();
-            for rel in &meta.relative_file_paths {
-                // Paths may carry the bag directory's own name as a prefix: resolve by base name.
-                let direct = path.join(rel);
-                let by_name = Path::new(rel).file_name().map(|n| path.join(n));
-                let p = if direct.is_file() {
-                    direct
-                } else {
-                    match by_name {
-                        Some(p) if p.is_file() => p,
-                        _ => {
-                            return Err(recording_err(
-                                path,
-                                format!("storage file {rel} named in metadata.yaml is missing"),
-                            ));
-                        }
-                    }
-                };
-                files.push(p);
-            }
-            if files.is_empty() {
-                return Err(recording_err(
-                    path,
-                    "metadata.yaml names no storage files".into(),
-                ));
-            }
-            (Some(meta), files)
-        } else {
-            (None, vec![path.to_path_buf()])
-        };
+        let (metadata, file_paths) = storage_files(path)?;
         let file_compressed = metadata.as_ref().is_some_and(Metadata::file_compressed);
         let message_compressed = metadata.as_ref().is_some_and(Metadata::message_compressed);
         if let Some(m) = &metadata
@@ -303,9 +310,9 @@ impl Ros2Bag {
                         let counts = u
                             .counts
                             .iter()
-                            .filter_map(|&(tid, n)| {
-                                let k = f.topics.iter().position(|t| t.id == tid)?;
-                                Some((first_conn + k as u32, n))
+                            .filter_map(|c| {
+                                let k = f.topics.iter().position(|t| t.id == c.topic)?;
+                                Some((first_conn + k as u32, c.messages))
                             })
                             .collect();
                         chunks.push(ChunkInfo {

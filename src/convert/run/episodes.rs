@@ -66,16 +66,14 @@ pub(super) fn convert_all(
         let b = &*b;
         if opts.progress {
             let p = monitor.progress.get_or_init(|| {
-                let total = todo
-                    .iter()
-                    .map(|j| j.source.bytes())
-                    .sum();
+                let total = todo.iter().map(|j| j.source.bytes()).sum();
                 crate::progress::Progress::new(total, true)
             });
             p.set_label(&format!(
                 "[{}/{n}] {}",
                 i + 1,
-                job.source.path
+                job.source
+                    .path
                     .file_name()
                     .map(|f| f.to_string_lossy())
                     .unwrap_or_default()

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-
 use super::config::ConvertConfig;
 use super::lock::OutputLock;
 use super::select::{Order, Shard};
@@ -354,7 +353,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
              the memory monitor; rerun with a larger --max-memory (at least {})",
             format_bytes(over),
             format_bytes(memory.ceiling),
-            format_bytes(crate::error::rerun_ceiling(over, memory.ceiling, memory.ceiling))
+            format_bytes(crate::error::rerun_ceiling(
+                over,
+                memory.ceiling,
+                memory.ceiling
+            ))
         ));
     }
     if let Some(chart) = &opts.memory_chart {

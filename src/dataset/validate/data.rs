@@ -65,7 +65,11 @@ pub(super) fn type_problem(feat: &Feat, dt: &DataType) -> Option<String> {
 }
 
 /// Checks the data files; returns where each episode lives, in order of appearance.
-pub(super) fn check_data(c: &mut Checker, feats: &[Feat], t: &Totals) -> BTreeMap<i64, EpisodeSpan> {
+pub(super) fn check_data(
+    c: &mut Checker,
+    feats: &[Feat],
+    t: &Totals,
+) -> BTreeMap<i64, EpisodeSpan> {
     let files = list_files(c, "data", t.chunks_size);
     let expected_cols: Vec<&Feat> = feats.iter().filter(|f| f.dtype != "video").collect();
     let mut spans: BTreeMap<i64, EpisodeSpan> = BTreeMap::new();

@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 pub(super) fn check_info(c: &mut Checker) -> Option<(InfoJson, Vec<Feat>, Totals)> {
     let f = "meta/info.json";
     let path = c.root.join(f);

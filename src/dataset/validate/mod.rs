@@ -22,17 +22,17 @@ use super::schema::HUGGINGFACE_META_KEY;
 use super::{CODEBASE_VERSION, DATA_PATH_TEMPLATE, DEFAULT_COLUMNS, STAT_KEYS};
 use crate::error::{Error, Result};
 
-mod info;
 mod data;
-mod tasks;
 mod episodes;
+mod info;
 mod stats;
+mod tasks;
 mod video;
-use info::*;
 use data::*;
-use tasks::*;
 use episodes::*;
+use info::*;
 use stats::*;
+use tasks::*;
 
 /// Row-level problems reported per file and kind before the rest are summarised: 5.
 pub const MAX_ROW_PROBLEMS: usize = 5;

@@ -261,9 +261,9 @@ fn stray_files(
                 chunk.file_name().to_string_lossy(),
                 f.file_name().to_string_lossy()
             );
-            let known = files
-                .keys()
-                .any(|(c, fi)| crate::dataset::video_file_path(key, *c as usize, *fi as usize) == rel);
+            let known = files.keys().any(|(c, fi)| {
+                crate::dataset::video_file_path(key, *c as usize, *fi as usize) == rel
+            });
             if !known {
                 problems.push(format!("{rel}: not named by any episode"));
             }

@@ -13,7 +13,7 @@ use crossbeam_channel::{Sender, unbounded};
 
 use super::VideoSpan;
 use super::codec::*;
-use super::decode::{Decoded, DecodeJob, decode_worker};
+use super::decode::{DecodeJob, Decoded, decode_worker};
 use super::ffmpeg::*;
 use super::frame_spill::{Spill, SpillReader};
 use crate::dataset::{DatasetSpec, FeatureKind, ImageFormat};

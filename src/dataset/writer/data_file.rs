@@ -124,7 +124,9 @@ impl DatasetWriter {
         }
         let batch = self.take_batch()?;
         let file = self.ensure_file()?;
-        file.writer.write(&batch).map_err(Error::parquet(&file.path))
+        file.writer
+            .write(&batch)
+            .map_err(Error::parquet(&file.path))
     }
 
     pub(super) fn flush_row_group(&mut self) -> Result<()> {
@@ -193,7 +195,8 @@ impl DatasetWriter {
                     column_index: None,
                     offset_index: None,
                 };
-                rgw.append_column(&src, close).map_err(Error::parquet(&tmp))?;
+                rgw.append_column(&src, close)
+                    .map_err(Error::parquet(&tmp))?;
             }
             rgw.close().map_err(Error::parquet(&tmp))?;
         }

@@ -163,7 +163,6 @@ impl DatasetWriter {
         arrays.push(Arc::new(Int64Array::from(d.task_index)));
         self.buffered_rows = 0;
         self.buffered_bytes = 0;
-        RecordBatch::try_new(self.schema.clone(), arrays)
-            .map_err(arrow_err)
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(arrow_err)
     }
 }
