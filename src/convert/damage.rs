@@ -12,6 +12,9 @@ pub struct DamageReport {
     /// Chunks whose walk stopped at a malformed record (the records before it were used).
     pub chunks_cut: u64,
     pub messages_skipped: u64,
+    /// Chunks whose index data disagrees with them (nothing lost: their messages are read
+    /// from the chunks themselves); warned about once per bag.
+    pub index_mismatches: u64,
     /// Messages of all topics in the skipped chunks, from the index.
     pub messages_in_skipped_chunks: u64,
     /// The first [`MAX_DAMAGE_WARNINGS`] warnings, naming file, offset, topic and time.
@@ -40,6 +43,16 @@ impl DamageReport {
     pub(super) fn skip_message(&mut self, msg: String) {
         self.messages_skipped += 1;
         self.note(msg);
+    }
+
+    pub(super) fn index_mismatch(&mut self, e: &crate::error::Error) {
+        self.index_mismatches += 1;
+        if self.index_mismatches == 1 {
+            self.note(format!(
+                "{e}; messages are read from the chunks themselves, by scanning them (further \
+                 disagreements of this bag's index are counted, not warned about)"
+            ));
+        }
     }
 
     /// Whether anything was lost.

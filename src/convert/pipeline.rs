@@ -303,6 +303,9 @@ fn read_stage(
             Err(e) => return Err(e),
         };
         let mut data = data;
+        if let Some(e) = data.as_mut().and_then(|u| u.index_mismatch.take()) {
+            damage.index_mismatch(&e);
+        }
         let cut = data.as_mut().and_then(|u| u.cut.take());
         if let Some(e) = cut {
             // The messages before the malformed record are used either way.

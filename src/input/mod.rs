@@ -12,8 +12,7 @@
 //! A fourth format is one more variant here and one more module beside `bag` and `ros2`.
 //! This module depends on `bag` and `ros2`; neither depends on it.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use crate::bag::chunk_reader::{ChunkData, chunk_error, messages, read_chunk, read_chunk_copied};
 use crate::bag::{BagFile, BagIndex, RecoveryNote};
@@ -29,24 +28,14 @@ pub struct TopicSpan {
     pub last: u64,
 }
 
-/// Bags whose index data was found to disagree with their chunks, warned about once each.
-static WARNED_INDEX_DATA: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-/// Warns that `path`'s index data cannot be trusted, the first time only.
-fn warn_index_data_once(path: &Path, e: &Error) {
-    let mut warned = WARNED_INDEX_DATA.lock().unwrap_or_else(|p| p.into_inner());
-    if !warned.iter().any(|p| p == path) {
-        warned.push(path.to_path_buf());
-        crate::diag::warn(&format!(
-            "{e}; messages are read from the chunks themselves, by scanning them (further \
-             disagreements of this bag's index are not reported)"
-        ));
-    }
-}
-
 /// Checks the index data after chunk `ci` against its chunk info and against `found`, the
-/// messages per connection the chunk really holds; warns (once per bag) when they disagree.
-fn check_index_data(bag: &BagFile, index: &BagIndex, ci: usize, found: &[(u32, u32)]) {
+/// messages per connection the chunk really holds: the disagreement, if they disagree.
+fn check_index_data(
+    bag: &BagFile,
+    index: &BagIndex,
+    ci: usize,
+    found: &[(u32, u32)],
+) -> Option<Error> {
     let chunk = &index.chunks[ci];
     let result = index.index_data(bag, ci, &[], |_, _, _| {}).and_then(|()| {
         let mut declared = chunk.counts.clone();
@@ -68,10 +57,9 @@ fn check_index_data(bag: &BagFile, index: &BagIndex, ci: usize, found: &[(u32, u
         })
     });
     match result {
-        Ok(()) => {}
-        Err(e @ Error::IndexMismatch { .. }) => warn_index_data_once(bag.path(), &e),
+        Err(e @ Error::IndexMismatch { .. }) => Some(e),
         // An unreadable stretch of the file: the chunk reader reports it when it matters.
-        Err(_) => {}
+        _ => None,
     }
 }
 
@@ -98,6 +86,9 @@ pub struct Unit<'a> {
     msgs: Vec<UnitMessage>,
     /// A malformed record ended the walk of the unit: the messages before it are kept.
     pub cut: Option<Error>,
+    /// The index data after the chunk disagrees with it (checked on positioned reads): the
+    /// messages come from the chunk either way; the caller reports it.
+    pub index_mismatch: Option<Error>,
 }
 
 enum UnitData<'a> {
@@ -255,7 +246,8 @@ impl Recording {
     /// the first and the last were recorded, reading no more than the index needs: for a ROS1
     /// bag, the index data of the chunks at the edges of the connections' time range (see
     /// [`BagIndex::edge_span`]). Index data that is missing or disagrees with its chunk info
-    /// is replaced by the chunk's own messages, with one warning per bag.
+    /// is replaced by the chunk's own messages (without a warning: the pass that converts the
+    /// chunk reports it).
     /// `None` when no message of `conns` is listed.
     pub fn topic_span(&self, conns: &[u32]) -> Result<Option<TopicSpan>> {
         match self {
@@ -263,8 +255,9 @@ impl Recording {
                 let counts = index.counts_by_connection();
                 let count: u64 = conns.iter().filter_map(|c| counts.get(c)).sum();
                 let span = match index.topic_span(bag, conns) {
-                    Err(e @ Error::IndexMismatch { .. }) => {
-                        warn_index_data_once(bag.path(), &e);
+                    // Answered from the chunks; the conversion's pass, which reads them,
+                    // reports the disagreement (once, in the bag's damage report).
+                    Err(Error::IndexMismatch { .. }) => {
                         index.edge_span(conns, |ci| {
                             let chunk = &index.chunks[ci];
                             let data = read_chunk_copied(bag, chunk)?;
@@ -346,13 +339,14 @@ impl Recording {
                         }
                     }
                 }
-                if copied && !index.is_recovered() && cut.is_none() {
-                    check_index_data(bag, index, ci, &found);
-                }
+                let index_mismatch = (copied && !index.is_recovered() && cut.is_none())
+                    .then(|| check_index_data(bag, index, ci, &found))
+                    .flatten();
                 Ok(Unit {
                     data: UnitData::Ros1(data),
                     msgs,
                     cut,
+                    index_mismatch,
                 })
             }
             Recording::Ros2(r) => {
@@ -361,6 +355,7 @@ impl Recording {
                     data: UnitData::Owned(data),
                     msgs,
                     cut,
+                    index_mismatch: None,
                 })
             }
         }
