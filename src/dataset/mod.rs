@@ -21,6 +21,7 @@
 //! | `existing`  | read a written dataset back: spec, tasks, episode rows + stats, frames |
 
 pub mod existing;
+pub mod raw_copy;
 pub(crate) mod meta;
 mod schema;
 mod spill;
@@ -33,7 +34,7 @@ mod writer;
 pub use stats::FeatureStats;
 pub use validate::validate;
 pub use writer::{
-    DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage, PlannedSample,
+    Adopted, DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage, PlannedSample,
     Presampled, recover_staging,
 };
 
