@@ -185,7 +185,12 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
         entries,
     } = prepared;
     let (first, first_log) = (&stores[0], &logs[0]);
-    let mut writer = DatasetWriter::create(
+    let create = if whole.is_some() {
+        DatasetWriter::create_adopting
+    } else {
+        DatasetWriter::create
+    };
+    let mut writer = create(
         &opts.output,
         first.spec.clone(),
         WriterOptions {

@@ -136,6 +136,9 @@ pub struct DatasetWriter {
     video_carried: Vec<(usize, String)>,
     /// The episode being begun is copied (no encoders are started for it).
     copying: bool,
+    /// ffmpeg was checked for the video features (at creation, or deferred to the first
+    /// episode by [`DatasetWriter::create_adopting`]).
+    video_checked: bool,
 }
 
 fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
@@ -203,6 +206,22 @@ impl DatasetWriter {
     /// Starts a dataset at `out` (which must not exist unless `opts.overwrite`), staging it in
     /// a sibling `.partial-…` directory.
     pub fn create(out: &Path, spec: DatasetSpec, opts: WriterOptions) -> Result<Self> {
+
+        Self::refuse_existing(out, &opts)?;
+        Self::start(out, spec, opts, false, true)
+    }
+
+    /// Like [`Self::create`], for a writer that may only [`Self::adopt`] datasets: the check
+    /// that ffmpeg can encode the video features (a child process of 40-50 MiB) runs at the
+    /// first episode that needs it, not now, so a merge that only links video files starts
+    /// no ffmpeg at all.
+    pub fn create_adopting(out: &Path, spec: DatasetSpec, opts: WriterOptions) -> Result<Self> {
+        Self::refuse_existing(out, &opts)?;
+        Self::start(out, spec, opts, false, false)
+    }
+
+    /// Refuses an existing output unless `overwrite` and it is replaceable.
+    fn refuse_existing(out: &Path, opts: &WriterOptions) -> Result<()> {
         if out.exists() {
             let dataset_err = |what: &str| Error::Dataset {
                 path: out.to_path_buf(),
@@ -217,7 +236,7 @@ impl DatasetWriter {
                 ));
             }
         }
-        Self::start(out, spec, opts, false)
+        Ok(())
     }
 
     /// The dataset's spec (for an appending writer: the one read from `info.json`).
