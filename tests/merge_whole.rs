@@ -87,13 +87,24 @@ fn run_opts(inputs: &Path, out: &Path, cfg: ConvertConfig, shard: Option<&str>) 
 }
 
 /// One sequential run and `k` shards of the bags in `inputs`.
-fn one_and_shards(dir: &Path, inputs: &Path, cfg: &ConvertConfig, k: usize) -> (PathBuf, Vec<PathBuf>) {
+fn one_and_shards(
+    dir: &Path,
+    inputs: &Path,
+    cfg: &ConvertConfig,
+    k: usize,
+) -> (PathBuf, Vec<PathBuf>) {
     let one = dir.join("one");
     run(&run_opts(inputs, &one, cfg.clone(), None)).unwrap();
     let shards = (1..=k)
         .map(|s| {
             let out = dir.join(format!("shard-{s}"));
-            run(&run_opts(inputs, &out, cfg.clone(), Some(&format!("{s}/{k}")))).unwrap();
+            run(&run_opts(
+                inputs,
+                &out,
+                cfg.clone(),
+                Some(&format!("{s}/{k}")),
+            ))
+            .unwrap();
             out
         })
         .collect();
@@ -155,7 +166,13 @@ fn image_shards_adopted_whole_equal_one_run_first_shard_linked_others_renumbered
     let merged_files = files_under(&merged.join("data"), "parquet");
     assert_eq!(merged_files.len(), first_files.len() + later);
     for (m, s) in merged_files.iter().zip(&first_files) {
-        assert_eq!(inode(m), inode(s), "{} is a link of {}", m.display(), s.display());
+        assert_eq!(
+            inode(m),
+            inode(s),
+            "{} is a link of {}",
+            m.display(),
+            s.display()
+        );
         assert!(std::fs::metadata(m).unwrap().nlink() >= 2);
     }
     for m in &merged_files[first_files.len()..] {
@@ -232,11 +249,8 @@ fn jpeg_frame(k: u32, seed: u32) -> Vec<u8> {
 /// A bag with a 30 Hz camera of `frames` varying JPEG frames and a 100 Hz joint topic, starting
 /// `start_s` seconds after the shared start.
 fn camera_bag(path: &Path, frames: u32, seed: u32, start_s: u64) {
-    let mut w = BagWriter::create(
-        path,
-        BagWriterOptions::with_compression(Compression::None),
-    )
-    .unwrap();
+    let mut w =
+        BagWriter::create(path, BagWriterOptions::with_compression(Compression::None)).unwrap();
     let cam = w
         .add_connection(
             "/cam/image/compressed",
@@ -311,7 +325,12 @@ fn video_shards_adopted_whole_equal_one_run_in_any_layout_with_linked_videos() {
     let inputs = dir.join("in");
     std::fs::create_dir_all(&inputs).unwrap();
     for (k, frames) in [24u32, 30, 18, 27].into_iter().enumerate() {
-        camera_bag(&inputs.join(format!("v-{k}.bag")), frames, k as u32, k as u64 * 100);
+        camera_bag(
+            &inputs.join(format!("v-{k}.bag")),
+            frames,
+            k as u32,
+            k as u64 * 100,
+        );
     }
     let (one, shards) = one_and_shards(&dir, &inputs, &video_config(), 2);
     // Through the binary, as a user merges: no ffmpeg runs, so the default ceiling does not
@@ -328,7 +347,10 @@ fn video_shards_adopted_whole_equal_one_run_in_any_layout_with_linked_videos() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // An ffmpeg (even `-encoders`) would add 40-50 MiB: the tree stayed at the merge's own.
-    assert!(outside < 30 << 20, "tree peak from outside {outside}: {rep}");
+    assert!(
+        outside < 30 << 20,
+        "tree peak from outside {outside}: {rep}"
+    );
     assert_eq!(rep["episodes"], 4, "{rep}");
     let videos: Vec<PathBuf> = shards
         .iter()
@@ -336,7 +358,10 @@ fn video_shards_adopted_whole_equal_one_run_in_any_layout_with_linked_videos() {
         .collect();
     assert_eq!(rep["whole"]["videos_linked"], videos.len(), "{rep}");
     assert_eq!(rep["whole"]["videos_copied"], 0, "{rep}");
-    assert_eq!(rep["memory"]["peak_children_rss"], 0, "no ffmpeg ran: {rep}");
+    assert_eq!(
+        rep["memory"]["peak_children_rss"], 0,
+        "no ffmpeg ran: {rep}"
+    );
     assert_same_in_any_layout(&one, &merged);
     // Every video file of the merge is one of the shards' files (same inode), in shard order.
     let merged_videos = files_under(&merged.join("videos"), "mp4");
@@ -379,7 +404,11 @@ fn a_failed_or_killed_merge_leaves_no_half_dataset_and_a_rerun_completes() {
     assert!(!out.exists(), "nothing published");
     assert!(!staging_left(&dir), "staging removed");
     // The shards were not touched by the failed merge.
-    assert!(bag2dataset::dataset::validate(&shards[0]).unwrap().is_empty());
+    assert!(
+        bag2dataset::dataset::validate(&shards[0])
+            .unwrap()
+            .is_empty()
+    );
 
     // Kill -9 at several points: the output is absent or complete, never half; a rerun
     // (recovering what the killed one left) gives the full dataset.
@@ -412,7 +441,10 @@ fn a_failed_or_killed_merge_leaves_no_half_dataset_and_a_rerun_completes() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_same_in_any_layout(&one, &out);
-        assert!(!staging_left(&dir), "the rerun removed the killed run's staging");
+        assert!(
+            !staging_left(&dir),
+            "the rerun removed the killed run's staging"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -499,7 +531,10 @@ fn merge_stays_under_a_small_ceiling_sampled_from_outside() {
     let inside = rep["memory"]["peak_tree_rss"].as_u64().unwrap();
     assert!(inside <= ceiling, "{rep}");
     assert_eq!(rep["memory"]["ceiling"], ceiling, "{rep}");
-    assert!(rep["whole"]["data_renumbered"].as_u64().unwrap() >= 3, "{rep}");
+    assert!(
+        rep["whole"]["data_renumbered"].as_u64().unwrap() >= 3,
+        "{rep}"
+    );
     assert_same_in_any_layout(&one, &out);
     // Too small a ceiling is refused before any work, naming it.
     let o = Command::new(BIN)
@@ -523,7 +558,10 @@ fn across_filesystems_files_are_copied_instead_of_linked() {
     if !shm.is_dir()
         || std::fs::metadata(shm).unwrap().dev() == std::fs::metadata(&tmpd).unwrap().dev()
     {
-        eprintln!("SKIPPED: no second filesystem (/dev/shm on another device than {})", tmpd.display());
+        eprintln!(
+            "SKIPPED: no second filesystem (/dev/shm on another device than {})",
+            tmpd.display()
+        );
         return;
     }
     let src = tmp_in(shm, "xfs-src");
@@ -534,7 +572,11 @@ fn across_filesystems_files_are_copied_instead_of_linked() {
     let r = merge(&merge_opts(&shards, &out)).unwrap();
     let whole = r.whole.expect("adopted whole");
     let first = files_under(&shards[0].join("data"), "parquet").len();
-    assert_eq!((whole.data_linked, whole.data_copied), (0, first), "{whole:?}");
+    assert_eq!(
+        (whole.data_linked, whole.data_copied),
+        (0, first),
+        "{whole:?}"
+    );
     assert!(whole.data_renumbered > 0, "{whole:?}");
     for f in files_under(&out.join("data"), "parquet") {
         assert_eq!(std::fs::metadata(&f).unwrap().nlink(), 1);
@@ -575,18 +617,33 @@ fn lerobot_0_4_and_0_6_load_merged_image_and_video_datasets_like_one_run() {
     let inputs = image_bags(&image_dir, 5, 3);
     let (one, shards) = one_and_shards(&image_dir, &inputs, &image_config(), 2);
     let merged = image_dir.join("merged");
-    assert!(merge(&merge_opts(&shards, &merged)).unwrap().whole.is_some());
+    assert!(
+        merge(&merge_opts(&shards, &merged))
+            .unwrap()
+            .whole
+            .is_some()
+    );
     cases.push((merged, one));
     if ffmpeg_present() {
         let video_dir = dir.join("video");
         let inputs = video_dir.join("in");
         std::fs::create_dir_all(&inputs).unwrap();
         for (k, frames) in [24u32, 30, 18].into_iter().enumerate() {
-            camera_bag(&inputs.join(format!("v-{k}.bag")), frames, k as u32, k as u64 * 100);
+            camera_bag(
+                &inputs.join(format!("v-{k}.bag")),
+                frames,
+                k as u32,
+                k as u64 * 100,
+            );
         }
         let (one, shards) = one_and_shards(&video_dir, &inputs, &video_config(), 2);
         let merged = video_dir.join("merged");
-        assert!(merge(&merge_opts(&shards, &merged)).unwrap().whole.is_some());
+        assert!(
+            merge(&merge_opts(&shards, &merged))
+                .unwrap()
+                .whole
+                .is_some()
+        );
         cases.push((merged, one));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_merge_check.py");
@@ -605,9 +662,16 @@ fn lerobot_0_4_and_0_6_load_merged_image_and_video_datasets_like_one_run() {
                 String::from_utf8_lossy(&r.stdout),
                 String::from_utf8_lossy(&r.stderr)
             );
-            println!("{py} {}: {}", merged.display(), text.lines().next().unwrap_or(""));
+            println!(
+                "{py} {}: {}",
+                merged.display(),
+                text.lines().next().unwrap_or("")
+            );
             assert!(r.status.success(), "{py} on {}: {text}", merged.display());
-            assert!(text.contains("OK: ") && text.contains("items checked"), "{text}");
+            assert!(
+                text.contains("OK: ") && text.contains("items checked"),
+                "{text}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

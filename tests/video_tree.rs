@@ -947,7 +947,10 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
     let rep = report(&String::from_utf8_lossy(&o.stdout));
     assert!(rep.get("whole").is_none(), "{rep}");
     // The stream copies are children of merge, sampled like a conversion's.
-    assert!(rep["memory"]["peak_children_rss"].as_u64().unwrap() > 0, "{rep}");
+    assert!(
+        rep["memory"]["peak_children_rss"].as_u64().unwrap() > 0,
+        "{rep}"
+    );
     assert_same_dataset(&one, &interleaved);
     let _ = std::fs::remove_dir_all(&dir);
 }

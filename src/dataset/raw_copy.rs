@@ -208,7 +208,10 @@ fn renumber_file(
                 }
                 Some(kind) => {
                     let at = |what: String| {
-                        bad(src, format!("row group {g}, column {}: {what}", col.column_path()))
+                        bad(
+                            src,
+                            format!("row group {g}, column {}: {what}", col.column_path()),
+                        )
                     };
                     let mut input = get_typed_column_reader::<Int64Type>(
                         group.get_column_reader(c).map_err(pq(src))?,

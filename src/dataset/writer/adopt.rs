@@ -42,7 +42,10 @@ impl DatasetWriter {
                 src.path.display()
             )));
         }
-        let (here, there) = (self.out.display().to_string(), src.path.display().to_string());
+        let (here, there) = (
+            self.out.display().to_string(),
+            src.path.display().to_string(),
+        );
         if let Some(diff) = self.spec.first_difference(&src.spec, &here, &there) {
             return Err(self.err(format!("cannot adopt {there}: {diff}")));
         }

@@ -31,9 +31,9 @@ mod sampling;
 mod staging;
 mod videos;
 
+pub use adopt::Adopted;
 use data_file::*;
 use rows::*;
-pub use adopt::Adopted;
 pub use sampling::{FrameSampler, PlannedSample, Presampled};
 pub use staging::recover_staging;
 use staging::*;
@@ -206,7 +206,6 @@ impl DatasetWriter {
     /// Starts a dataset at `out` (which must not exist unless `opts.overwrite`), staging it in
     /// a sibling `.partial-…` directory.
     pub fn create(out: &Path, spec: DatasetSpec, opts: WriterOptions) -> Result<Self> {
-
         Self::refuse_existing(out, &opts)?;
         Self::start(out, spec, opts, false, true)
     }
@@ -540,8 +539,9 @@ impl DatasetWriter {
             stats.push((f.name.clone(), s));
         }
         let n = ep.frames;
-        let defaults = default_column_stats(self.spec.fps, n, ep.from_index, ep.index, ep.task_index)
-            .ok_or_else(|| self.err("empty episode"))?;
+        let defaults =
+            default_column_stats(self.spec.fps, n, ep.from_index, ep.index, ep.task_index)
+                .ok_or_else(|| self.err("empty episode"))?;
         stats.extend(defaults);
         let only_stats: Vec<FeatureStats> = stats.iter().map(|x| x.1.clone()).collect();
         self.episodes_meta.push(&EpisodeRow {
