@@ -114,13 +114,15 @@ pub fn link_or_copy(src: &Path, dst: &Path) -> Result<bool> {
 
 /// Puts the data file `src` at `dst` with its numbering changed by `renumber`: linked (or
 /// copied whole) when nothing changes, else rewritten with the feature chunks spliced raw.
-/// `schema` and `props` are the destination's (the source must have the same columns).
+/// `schema` and `props` are the destination's (the source must have the same columns). A
+/// rewritten file is complete but not yet fsynced: it is handed to `syncs`.
 pub fn copy_data_file(
     src: &Path,
     dst: &Path,
     schema: &SchemaRef,
     props: &WriterProperties,
     renumber: &Renumber,
+    syncs: &mut SyncBehind,
 ) -> Result<Copied> {
     if renumber.is_identity() {
         return Ok(if link_or_copy(src, dst)? {
@@ -132,11 +134,60 @@ pub fn copy_data_file(
     if let Some(dir) = dst.parent() {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let r = renumber_file(src, dst, schema, props, renumber);
-    if r.is_err() {
-        let _ = fs::remove_file(dst);
+    match renumber_file(src, dst, schema, props, renumber) {
+        Ok(file) => {
+            syncs.push(dst.to_path_buf(), file)?;
+            Ok(Copied::Renumbered)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(dst);
+            Err(e)
+        }
     }
-    r.map(|()| Copied::Renumbered)
+}
+
+/// fsyncs written files one behind: the previous file's fsync runs on a thread of its own
+/// while the next file is written, so the disk flush overlaps the copying (one thread and one
+/// file handle at a time). [`SyncBehind::wait`] before publishing.
+#[derive(Default)]
+pub struct SyncBehind {
+    pending: Option<(
+        std::path::PathBuf,
+        std::thread::JoinHandle<std::io::Result<()>>,
+    )>,
+}
+
+impl SyncBehind {
+    /// Waits for the previous file's fsync, then starts `file`'s.
+    pub fn push(&mut self, path: std::path::PathBuf, file: File) -> Result<()> {
+        self.wait()?;
+        let handle = std::thread::Builder::new()
+            .name("fsync".into())
+            .spawn(move || file.sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+        self.pending = Some((path, handle));
+        Ok(())
+    }
+
+    /// Waits until every pushed file is on disk.
+    pub fn wait(&mut self) -> Result<()> {
+        if let Some((path, handle)) = self.pending.take() {
+            match handle.join() {
+                Ok(r) => r.map_err(|e| Error::io(&path, e))?,
+                Err(_) => return Err(bad(&path, "the fsync thread panicked")),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SyncBehind {
+    /// No thread outlives its owner (an error path that did not wait).
+    fn drop(&mut self) {
+        if let Some((_, h)) = self.pending.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// Which numbering column a top-level column is, if any.
@@ -153,7 +204,7 @@ fn renumber_file(
     schema: &SchemaRef,
     props: &WriterProperties,
     renumber: &Renumber,
-) -> Result<()> {
+) -> Result<File> {
     let file = File::open(src).map_err(|e| Error::io(src, e))?;
     let reader = SerializedFileReader::new(file.try_clone().map_err(|e| Error::io(src, e))?)
         .map_err(pq(src))?;
@@ -270,6 +321,5 @@ fn renumber_file(
         rgw.close().map_err(pq(dst))?;
     }
     fw.finish().map_err(pq(dst))?;
-    fw.inner().sync_all().map_err(|e| Error::io(dst, e))?;
-    Ok(())
+    fw.inner().try_clone().map_err(|e| Error::io(dst, e))
 }

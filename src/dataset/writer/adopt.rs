@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::dataset::existing::{self, StoredDataset};
-use crate::dataset::raw_copy::{Copied, Renumber, copy_data_file};
+use crate::dataset::raw_copy::{Copied, Renumber, SyncBehind, copy_data_file};
 use crate::dataset::video::adopt::{adopt_video_files, next_file_name};
 
 /// What [`DatasetWriter::adopt`] did with one dataset.
@@ -123,6 +123,7 @@ impl DatasetWriter {
             }
         }
         let mut renamed: BTreeMap<(usize, usize), (usize, usize)> = BTreeMap::new();
+        let mut syncs = SyncBehind::default();
         for (key, rel) in &files {
             let at = self.next_file;
             let new_rel = crate::dataset::data_file_path(at.0, at.1);
@@ -132,6 +133,7 @@ impl DatasetWriter {
                 &self.schema,
                 &self.props,
                 &renumber,
+                &mut syncs,
             )?;
             match how {
                 Copied::Linked => done.data_linked += 1,
@@ -142,6 +144,7 @@ impl DatasetWriter {
             self.data_files.push(new_rel);
             self.advance_file_name(at.0, at.1);
         }
+        syncs.wait()?;
 
         // Video files, linked whole after each camera's last one.
         let mut next_video: BTreeMap<usize, (usize, usize)> = self
