@@ -10,6 +10,9 @@
 
 #![allow(dead_code)]
 
+#[path = "common/same.rs"]
+mod same;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -878,7 +881,9 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
         assert!(m["peak_children_rss"].as_u64().unwrap() > 0, "{m}");
     }
     assert!(r["sum_of_job_tree_peak_rss"].as_u64().unwrap() <= 1 << 30);
-    assert_same_dataset(&one, &jobs);
+    // The children's datasets are adopted whole: each job's video files are linked, so the
+    // files are laid out per job, and the frames are the same.
+    same::assert_same_in_any_layout(&one, &jobs);
     // Shards, then merge.
     let (s1, s2) = (dir.join("s1"), dir.join("s2"));
     convert(&bags, &cfg, &s1, &["--shard", "1/2"]);
@@ -893,8 +898,8 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_same_dataset(&one, &merged);
-    // merge's ceiling holds its ffmpeg stream copy too: too small a one is refused up front.
+    same::assert_same_in_any_layout(&one, &merged);
+    // Contiguous shards are linked, no ffmpeg runs: a small ceiling is enough.
     let o = Command::new(BIN)
         .arg("merge")
         .arg(&s1)
@@ -904,13 +909,49 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
         .args(["--max-memory", "48MiB"])
         .output()
         .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    same::assert_same_in_any_layout(&one, &dir.join("merged-small"));
+    // Interleaved inputs (bags 0, 2 | 1, 3) cannot be adopted whole: each episode is
+    // stream-copied, and merge's ceiling holds that ffmpeg too: too small a one is refused
+    // up front; the default one merges them into the same dataset.
+    let (i1, i2) = (dir.join("i1"), dir.join("i2"));
+    convert(&[bags[0].clone(), bags[2].clone()], &cfg, &i1, &[]);
+    convert(&[bags[1].clone(), bags[3].clone()], &cfg, &i2, &[]);
+    let o = Command::new(BIN)
+        .arg("merge")
+        .arg(&i1)
+        .arg(&i2)
+        .arg("-o")
+        .arg(dir.join("interleaved-small"))
+        .args(["--max-memory", "48MiB"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
         err.contains("stream copy") && err.contains("--max-memory"),
         "{err}"
     );
-    assert!(!dir.join("merged-small").exists());
+    assert!(!dir.join("interleaved-small").exists());
+    let interleaved = dir.join("interleaved");
+    let o = Command::new(BIN)
+        .arg("merge")
+        .arg(&i1)
+        .arg(&i2)
+        .arg("-o")
+        .arg(&interleaved)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep = report(&String::from_utf8_lossy(&o.stdout));
+    assert!(rep.get("whole").is_none(), "{rep}");
+    // The stream copies are children of merge, sampled like a conversion's.
+    assert!(
+        rep["memory"]["peak_children_rss"].as_u64().unwrap() > 0,
+        "{rep}"
+    );
+    assert_same_dataset(&one, &interleaved);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

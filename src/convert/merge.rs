@@ -2,8 +2,14 @@
 //! if every bag had been converted in one run: episodes ordered by their bags (path or start
 //! time, as the shards were made, from their conversion logs), renumbered, global `index`
 //! contiguous, tasks merged by first appearance, per-episode statistics copied and the dataset
-//! statistics re-aggregated. Frames are streamed episode by episode through the normal
-//! [`DatasetWriter`] (batches of a few rows), so memory stays flat.
+//! statistics re-aggregated.
+//!
+//! Shards of one input list are contiguous, so each one's episodes land in the merged order as
+//! one block: then each shard is adopted whole ([`DatasetWriter::adopt`]): its data files are
+//! hard-linked (the first) or rewritten with the feature chunks copied raw and only the
+//! numbering columns re-encoded, its video files hard-linked. Otherwise (interleaved inputs,
+//! replaced bags) frames are streamed episode by episode through the writer (batches of a few
+//! rows) and videos stream-copied per episode. Memory stays flat either way.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +18,7 @@ use serde::Serialize;
 use super::lock::OutputLock;
 use super::manifest::{BagEntry, CONVERTED, MANIFEST_NAME, Manifest, TOOL_VERSION};
 use crate::dataset::existing::StoredDataset;
-use crate::dataset::{DatasetWriter, WriterOptions, recover_staging};
+use crate::dataset::{Adopted, DatasetWriter, WriterOptions, recover_staging};
 use crate::diag;
 use crate::error::{Error, Result};
 
@@ -40,6 +46,24 @@ pub struct MergeReport {
     pub tasks: u64,
     /// Failed bags carried over from the inputs' logs.
     pub failed: usize,
+    /// The inputs were adopted whole (their files linked or copied raw); `None` when episodes
+    /// were streamed through the writer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whole: Option<WholeFiles>,
+}
+
+/// How the files of inputs adopted whole were placed.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct WholeFiles {
+    /// Data files hard-linked (their numbering did not change: the first input's).
+    pub data_linked: usize,
+    /// Data files copied whole (numbering unchanged but linking not possible).
+    pub data_copied: usize,
+    /// Data files rewritten with their feature chunks copied raw and only `episode_index`,
+    /// `index` and `task_index` re-encoded.
+    pub data_renumbered: usize,
+    pub videos_linked: usize,
+    pub videos_copied: usize,
 }
 
 fn bad(path: &Path, what: impl Into<String>) -> Error {
@@ -100,13 +124,194 @@ fn shard_difference(
     None
 }
 
+/// The inputs read and checked, their episodes in merged order.
+struct Prepared {
+    stores: Vec<StoredDataset>,
+    logs: Vec<Manifest>,
+    /// Sorted by key: the merged episode order.
+    entries: Vec<(usize, BagEntry)>,
+}
+
+impl Prepared {
+    /// Whether every input's episodes form one block of the merged order, in their own order
+    /// (all of them, none left out): then each input can be adopted whole.
+    fn whole_inputs(&self) -> Option<Vec<usize>> {
+        let mut order: Vec<usize> = Vec::new();
+        let mut next_of = vec![0u64; self.stores.len()];
+        for (k, e) in &self.entries {
+            if order.last() != Some(k) {
+                if order.contains(k) {
+                    return None;
+                }
+                order.push(*k);
+            }
+            if e.episode_index != Some(next_of[*k]) {
+                return None;
+            }
+            next_of[*k] += 1;
+        }
+        let complete = self
+            .stores
+            .iter()
+            .enumerate()
+            .all(|(k, d)| next_of[k] == d.episodes.len() as u64);
+        (complete && order.len() == self.stores.len()).then_some(order)
+    }
+}
+
+/// Whether merging `opts.inputs` stream-copies videos with ffmpeg (video datasets whose
+/// episodes cannot be adopted whole, see the module docs); `false` for image datasets. The
+/// command plans that child's memory only when it runs.
+pub fn stream_copies_video(opts: &MergeOptions) -> Result<bool> {
+    let p = prepare(opts)?;
+    let video = p.stores[0]
+        .spec
+        .features
+        .iter()
+        .any(|f| matches!(f.kind, crate::dataset::FeatureKind::Video { .. }));
+    Ok(video && p.whole_inputs().is_none())
+}
+
 /// Merges `opts.inputs` into `opts.output`.
 pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
+    let _lock = OutputLock::acquire(&opts.output)?;
+    recover_staging(&opts.output)?;
+    let prepared = prepare(opts)?;
+    let whole = prepared.whole_inputs();
+    let adopting = whole.is_some();
+    let Prepared {
+        stores,
+        logs,
+        entries,
+    } = prepared;
+    let (first, first_log) = (&stores[0], &logs[0]);
+    let create = if whole.is_some() {
+        DatasetWriter::create_adopting
+    } else {
+        DatasetWriter::create
+    };
+    let mut writer = create(
+        &opts.output,
+        first.spec.clone(),
+        WriterOptions {
+            buffer_bytes: opts.buffer_bytes,
+            overwrite: opts.overwrite,
+            chunks_size: first.chunks_size,
+            ..WriterOptions::default()
+        },
+    )?;
+    let mut adopted = Adopted::default();
+    match whole {
+        Some(order) => {
+            for k in order {
+                if opts.progress {
+                    diag!(
+                        "adopting {} ({} episodes)",
+                        stores[k].path.display(),
+                        stores[k].episodes.len()
+                    );
+                }
+                let a = writer.adopt(&stores[k])?;
+                adopted.episodes += a.episodes;
+                adopted.frames += a.frames;
+                adopted.data_linked += a.data_linked;
+                adopted.data_copied += a.data_copied;
+                adopted.data_renumbered += a.data_renumbered;
+                adopted.videos_linked += a.videos_linked;
+                adopted.videos_copied += a.videos_copied;
+            }
+        }
+        None => copy_episodes(&mut writer, &stores, &entries, opts.progress)?,
+    }
+    let mut manifest = first_log.clone();
+    manifest.tool_version = TOOL_VERSION.to_string();
+    manifest.bags.clear();
+    for (new_index, (_, entry)) in entries.iter().enumerate() {
+        let mut e = entry.clone();
+        e.episode_index = Some(new_index as u64);
+        manifest.bags.push(e);
+    }
+    // Failed bags stay listed (and are retried by a convert into the merged dataset), unless
+    // another shard converted them.
+    let mut failed = 0;
+    for m in &logs {
+        for b in m.bags.iter().filter(|b| b.status != CONVERTED) {
+            if manifest.bags.iter().all(|x| x.path != b.path) {
+                manifest.bags.push(b.clone());
+                failed += 1;
+            }
+        }
+    }
+    manifest.sort();
+    writer.put_meta_file(MANIFEST_NAME, manifest.to_json().into_bytes());
+    let s = writer.finish()?;
+    Ok(MergeReport {
+        output: opts.output.display().to_string(),
+        datasets: stores.len(),
+        episodes: s.total_episodes,
+        frames: s.total_frames,
+        tasks: s.total_tasks,
+        failed,
+        whole: adopting.then_some(WholeFiles {
+            data_linked: adopted.data_linked,
+            data_copied: adopted.data_copied,
+            data_renumbered: adopted.data_renumbered,
+            videos_linked: adopted.videos_linked,
+            videos_copied: adopted.videos_copied,
+        }),
+    })
+}
+
+/// Streams each episode's frames through the writer (videos stream-copied per episode).
+fn copy_episodes(
+    writer: &mut DatasetWriter,
+    stores: &[StoredDataset],
+    entries: &[(usize, BagEntry)],
+    progress: bool,
+) -> Result<()> {
+    let n_feat = stores[0].spec.features.len();
+    let video_features: Vec<usize> = (0..n_feat)
+        .filter(|&i| {
+            matches!(
+                stores[0].spec.features[i].kind,
+                crate::dataset::FeatureKind::Video { .. }
+            )
+        })
+        .collect();
+    for (new_index, (k, entry)) in entries.iter().enumerate() {
+        let d = &stores[*k];
+        let old = entry.episode_index.unwrap_or_default() as usize;
+        let ep = &d.episodes[old];
+        if progress {
+            diag!(
+                "[{}/{}] episode {old} of {} ({})",
+                new_index + 1,
+                entries.len(),
+                d.path.display(),
+                entry.path
+            );
+        }
+        writer.begin_copied_episode(&ep.task, ep.stats[..n_feat].to_vec())?;
+        // Video: the episode's frames are stream-copied out of its file (no re-encoding).
+        let r = video_features.iter().try_for_each(|&f| {
+            let (file, first) = d.video_of(old, f)?;
+            writer.copy_video(f, &file, first, ep.length)
+        });
+        let r = r.and_then(|()| d.read_frames(old, |f| writer.push_frame(f)));
+        if let Err(e) = r {
+            writer.abort_episode();
+            return Err(e);
+        }
+        writer.end_episode()?;
+    }
+    Ok(())
+}
+
+/// Reads and checks the inputs and puts their episodes in merged order.
+fn prepare(opts: &MergeOptions) -> Result<Prepared> {
     if opts.inputs.is_empty() {
         return Err(Error::Usage("merge: no input datasets".into()));
     }
-    let _lock = OutputLock::acquire(&opts.output)?;
-    recover_staging(&opts.output)?;
     let mut stores = Vec::new();
     let mut logs = Vec::new();
     for p in &opts.inputs {
@@ -178,77 +383,13 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeReport> {
         }
     }
 
-    let mut writer = DatasetWriter::create(
-        &opts.output,
-        first.spec.clone(),
-        WriterOptions {
-            buffer_bytes: opts.buffer_bytes,
-            overwrite: opts.overwrite,
-            chunks_size: first.chunks_size,
-            ..WriterOptions::default()
-        },
-    )?;
-    let n_feat = first.spec.features.len();
-    let video_features: Vec<usize> = (0..n_feat)
-        .filter(|&i| {
-            matches!(
-                first.spec.features[i].kind,
-                crate::dataset::FeatureKind::Video { .. }
-            )
-        })
+    let entries = items
+        .into_iter()
+        .map(|it| (it.dataset, it.entry.clone()))
         .collect();
-    let mut manifest = first_log.clone();
-    manifest.tool_version = TOOL_VERSION.to_string();
-    manifest.bags.clear();
-    for (new_index, item) in items.iter().enumerate() {
-        let d = &stores[item.dataset];
-        let old = item.entry.episode_index.unwrap_or_default() as usize;
-        let ep = &d.episodes[old];
-        if opts.progress {
-            diag!(
-                "[{}/{}] episode {old} of {} ({})",
-                new_index + 1,
-                items.len(),
-                d.path.display(),
-                item.entry.path
-            );
-        }
-        writer.begin_copied_episode(&ep.task, ep.stats[..n_feat].to_vec())?;
-        // Video: the episode's frames are stream-copied out of its file (no re-encoding).
-        let r = video_features.iter().try_for_each(|&f| {
-            let (file, first) = d.video_of(old, f)?;
-            writer.copy_video(f, &file, first, ep.length)
-        });
-        let r = r.and_then(|()| d.read_frames(old, |f| writer.push_frame(f)));
-        if let Err(e) = r {
-            writer.abort_episode();
-            return Err(e);
-        }
-        writer.end_episode()?;
-        let mut e = item.entry.clone();
-        e.episode_index = Some(new_index as u64);
-        manifest.bags.push(e);
-    }
-    // Failed bags stay listed (and are retried by a convert into the merged dataset), unless
-    // another shard converted them.
-    let mut failed = 0;
-    for m in &logs {
-        for b in m.bags.iter().filter(|b| b.status != CONVERTED) {
-            if manifest.bags.iter().all(|x| x.path != b.path) {
-                manifest.bags.push(b.clone());
-                failed += 1;
-            }
-        }
-    }
-    manifest.sort();
-    writer.put_meta_file(MANIFEST_NAME, manifest.to_json().into_bytes());
-    let s = writer.finish()?;
-    Ok(MergeReport {
-        output: opts.output.display().to_string(),
-        datasets: stores.len(),
-        episodes: s.total_episodes,
-        frames: s.total_frames,
-        tasks: s.total_tasks,
-        failed,
+    Ok(Prepared {
+        stores,
+        logs,
+        entries,
     })
 }

@@ -19,10 +19,12 @@
 //! | `spill`     | the encoder's finished pages on disk until their row group is flushed |
 //! | `validate`  | read a dataset back and list every rule it breaks                 |
 //! | `existing`  | read a written dataset back: spec, tasks, episode rows + stats, frames |
+//! | `raw_copy`  | a published data file linked, or rewritten with raw feature chunks and renumbered index columns (merge) |
 
 pub mod existing;
 pub mod info;
 pub(crate) mod meta;
+pub mod raw_copy;
 mod schema;
 mod spill;
 pub mod stats;
@@ -34,8 +36,8 @@ pub use info::InfoJson;
 pub use stats::FeatureStats;
 pub use validate::validate;
 pub use writer::{
-    DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage, PlannedSample,
-    Presampled, recover_staging,
+    Adopted, DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage,
+    PlannedSample, Presampled, recover_staging,
 };
 
 /// LeRobot format version written into `info.json`.

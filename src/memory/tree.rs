@@ -73,6 +73,68 @@ pub fn children_rss() -> u64 {
     children().iter().map(|c| c.1).sum()
 }
 
+/// How often a [`TreePeak`] samples the tree: 20 ms, as the conversion's monitor and the
+/// external sampler (`tree_rss.py`) do.
+pub const TREE_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The peak of this process's resident set plus its registered children's, sampled every
+/// [`TREE_SAMPLE_INTERVAL`] on a thread of its own, for commands without a conversion's
+/// monitor (`merge`, whose ffmpeg stream copies are children too).
+pub struct TreePeak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    worker: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+/// What a [`TreePeak`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TreePeaks {
+    /// Highest summed resident set of the process and its children, in bytes.
+    pub tree: u64,
+    /// Highest summed resident set of the children alone.
+    pub children: u64,
+}
+
+fn self_rss() -> u64 {
+    rss_of(std::process::id())
+}
+
+impl TreePeak {
+    /// Starts sampling.
+    pub fn start() -> TreePeak {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let worker = std::thread::Builder::new()
+            .name("tree-peak".into())
+            .spawn(move || {
+                let (mut tree, mut kids) = (0u64, 0u64);
+                loop {
+                    let c = children_rss();
+                    tree = tree.max(self_rss() + c);
+                    kids = kids.max(c);
+                    if flag.load(Ordering::Relaxed) {
+                        return (tree, kids);
+                    }
+                    std::thread::sleep(TREE_SAMPLE_INTERVAL);
+                }
+            })
+            .ok();
+        TreePeak { stop, worker }
+    }
+
+    /// Stops sampling and returns the peaks (at least one sample is always taken; the
+    /// process's own kernel peak `VmHWM` is the caller's to add, sampling can miss a spike).
+    pub fn finish(mut self) -> TreePeaks {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (tree, children) = self
+            .worker
+            .take()
+            .and_then(|w| w.join().ok())
+            .unwrap_or_else(|| (self_rss(), children_rss()));
+        TreePeaks { tree, children }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +159,12 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(seen > 0, "the child's RSS was read");
+        // A tree sampler started now sees the child and this process.
+        let peak = TreePeak::start();
+        std::thread::sleep(TREE_SAMPLE_INTERVAL * 3);
+        let p = peak.finish();
+        assert!(p.children >= seen / 2, "{p:?} vs child {seen}");
+        assert!(p.tree > p.children, "{p:?}");
         drop(guard);
         assert!(!children().iter().any(|c| c.0 == "test sleep"));
         let _ = child.kill();

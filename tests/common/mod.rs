@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod same;
+
 use std::path::{Path, PathBuf};
 
 use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};

@@ -179,17 +179,23 @@ pub fn check_ffmpeg(ffmpeg: &Path, codecs: &[VideoCodec]) -> Result<()> {
         key: "encoder".into(),
         what,
     };
-    let out = Command::new(ffmpeg)
+    let child = Command::new(ffmpeg)
         .args(["-hide_banner", "-encoders"])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
+        .spawn()
         .map_err(|e| {
             err(format!(
                 "cannot run {} ({e}); video features need ffmpeg: {INSTALL_HINT}",
                 ffmpeg.display()
             ))
         })?;
+    // A child like the encoders: the tree's memory monitor sees it.
+    let _tree = crate::memory::tree::register(child.id(), "ffmpeg -encoders");
+    let out = child
+        .wait_with_output()
+        .map_err(|e| err(format!("waiting for {} -encoders: {e}", ffmpeg.display())))?;
     if !out.status.success() {
         return Err(err(format!(
             "`{} -encoders` failed ({}); {INSTALL_HINT}",

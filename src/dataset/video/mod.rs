@@ -27,6 +27,7 @@
 //! duration). Frame `i` of an episode is therefore at `from_timestamp + i / fps` exactly, and
 //! encoders never reorder frames (`-bf 0`; SVT-AV1 emits frames in display order).
 
+pub mod adopt;
 mod codec;
 mod decode;
 pub mod encoders;

@@ -23,12 +23,14 @@ use super::{DatasetSpec, FeatureKind, FeatureValue, Frame, ImageFormat, MIB, Wri
 use crate::error::{Error, Result};
 use crate::memory::Budget;
 
+mod adopt;
 mod data_file;
 mod rows;
 mod sampling;
 mod staging;
 mod videos;
 
+pub use adopt::Adopted;
 use data_file::*;
 use rows::*;
 pub use sampling::{FrameSampler, PlannedSample, Presampled};
@@ -133,6 +135,9 @@ pub struct DatasetWriter {
     video_carried: Vec<(usize, String)>,
     /// The episode being begun is copied (no encoders are started for it).
     copying: bool,
+    /// ffmpeg was checked for the video features (at creation, or deferred to the first
+    /// episode by [`DatasetWriter::create_adopting`]).
+    video_checked: bool,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -159,6 +164,29 @@ pub fn image_path(frame_index: usize, format: ImageFormat) -> String {
     format!("frame-{frame_index:06}.{}", format.extension())
 }
 
+/// The exact statistics of the five default columns of an episode of `n` frames (episode
+/// `episode`, task `task`, global rows `from..from + n`); `None` for an empty episode. One
+/// function for encoded and adopted episodes, so a merge writes what a single run writes.
+pub(crate) fn default_column_stats(
+    fps: u32,
+    n: u64,
+    from: u64,
+    episode: u64,
+    task: u64,
+) -> Option<Vec<(String, FeatureStats)>> {
+    let defaults: [(&str, ColumnValue); 5] = [
+        ("timestamp", Box::new(move |i| f64::from(timestamp(i, fps)))),
+        ("frame_index", Box::new(|i| i as f64)),
+        ("episode_index", Box::new(move |_| episode as f64)),
+        ("index", Box::new(move |i| (from + i) as f64)),
+        ("task_index", Box::new(move |_| task as f64)),
+    ];
+    defaults
+        .into_iter()
+        .map(|(name, f)| Some((name.to_string(), stats::monotone_column_stats(n, f)?)))
+        .collect()
+}
+
 impl MemoryUsage {
     /// Sum of all parts.
     pub fn total(&self) -> usize {
@@ -170,6 +198,21 @@ impl DatasetWriter {
     /// Starts a dataset at `out` (which must not exist unless `opts.overwrite`), staging it in
     /// a sibling `.partial-…` directory.
     pub fn create(out: &Path, spec: DatasetSpec, opts: WriterOptions) -> Result<Self> {
+        Self::refuse_existing(out, &opts)?;
+        Self::start(out, spec, opts, false, true)
+    }
+
+    /// Like [`Self::create`], for a writer that may only [`Self::adopt`] datasets: the check
+    /// that ffmpeg can encode the video features (a child process of 40-50 MiB) runs at the
+    /// first episode that needs it, not now, so a merge that only links video files starts
+    /// no ffmpeg at all.
+    pub fn create_adopting(out: &Path, spec: DatasetSpec, opts: WriterOptions) -> Result<Self> {
+        Self::refuse_existing(out, &opts)?;
+        Self::start(out, spec, opts, false, false)
+    }
+
+    /// Refuses an existing output unless `overwrite` and it is replaceable.
+    fn refuse_existing(out: &Path, opts: &WriterOptions) -> Result<()> {
         if out.exists() {
             let dataset_err = |what: &str| Error::Dataset {
                 path: out.to_path_buf(),
@@ -184,7 +227,7 @@ impl DatasetWriter {
                 ));
             }
         }
-        Self::start(out, spec, opts, false)
+        Ok(())
     }
 
     /// The dataset's spec (for an appending writer: the one read from `info.json`).
@@ -494,19 +537,10 @@ impl DatasetWriter {
             stats.push((f.name.clone(), s));
         }
         let n = ep.frames;
-        let fps = self.spec.fps;
-        let (from, e, t) = (ep.from_index, ep.index, ep.task_index);
-        let defaults: [(&str, ColumnValue); 5] = [
-            ("timestamp", Box::new(move |i| f64::from(timestamp(i, fps)))),
-            ("frame_index", Box::new(|i| i as f64)),
-            ("episode_index", Box::new(move |_| e as f64)),
-            ("index", Box::new(move |i| (from + i) as f64)),
-            ("task_index", Box::new(move |_| t as f64)),
-        ];
-        for (name, f) in defaults {
-            let s = stats::monotone_column_stats(n, f).ok_or_else(|| self.err("empty episode"))?;
-            stats.push((name.to_string(), s));
-        }
+        let defaults =
+            default_column_stats(self.spec.fps, n, ep.from_index, ep.index, ep.task_index)
+                .ok_or_else(|| self.err("empty episode"))?;
+        stats.extend(defaults);
         let only_stats: Vec<FeatureStats> = stats.iter().map(|x| x.1.clone()).collect();
         self.episodes_meta.push(&EpisodeRow {
             episode_index: ep.index as i64,
@@ -615,10 +649,16 @@ impl DatasetWriter {
 
     fn finish_inner(&mut self) -> Result<DatasetSummary> {
         self.close_file()?;
-        let video_files = match &mut self.video {
+        let mut video_files = match &mut self.video {
             Some(v) => v.finish()?,
             None => Vec::new(),
         };
+        // Files carried over (appended to, or adopted) that no episode of this run continued.
+        for (_, rel) in &self.video_carried {
+            if !video_files.contains(rel) {
+                video_files.push(rel.clone());
+            }
+        }
         self.episodes_meta.close()?;
         let meta_dir = self.staging.join("meta");
         meta::write_tasks(&meta_dir.join("tasks.parquet"), &self.tasks)?;

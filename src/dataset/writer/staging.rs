@@ -108,7 +108,7 @@ impl DatasetWriter {
         let tasks = existing::read_tasks(out)?;
         let mut opts = opts;
         opts.chunks_size = chunks_size;
-        let mut w = Self::start(out, spec, opts, true)?;
+        let mut w = Self::start(out, spec, opts, true, true)?;
         let files = existing::data_files(out)?;
         for rel in files.values() {
             let (src, dst) = (out.join(rel), w.staging.join(rel));
@@ -205,9 +205,10 @@ impl DatasetWriter {
         spec: DatasetSpec,
         opts: WriterOptions,
         replaces: bool,
+        check_video: bool,
     ) -> Result<Self> {
         schema::check_spec(&spec)?;
-        if VideoSet::needed(&spec) {
+        if check_video && VideoSet::needed(&spec) {
             VideoSet::check(&spec, &opts.video)?;
         }
         if opts.row_group_bytes == 0 || opts.row_group_bytes > MAX_ROW_GROUP_BYTES {
@@ -290,6 +291,7 @@ impl DatasetWriter {
             video_resume: Vec::new(),
             video_carried: Vec::new(),
             copying: false,
+            video_checked: check_video,
         })
     }
 

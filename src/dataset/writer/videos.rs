@@ -21,6 +21,10 @@ impl DatasetWriter {
         if !VideoSet::needed(&self.spec) {
             return Ok(());
         }
+        if !self.video_checked {
+            VideoSet::check(&self.spec, &self.opts.video)?;
+            self.video_checked = true;
+        }
         if self.video.is_none() {
             let budget = self.video_budget.clone().unwrap_or_else(|| {
                 Budget::new(

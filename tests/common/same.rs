@@ -1,0 +1,239 @@
+//! "The same dataset in any file layout": what a merge or a `--jobs` run must equal a single
+//! run in. Data rows (every column, in `index` order), episode rows without the columns that
+//! only place an episode in the files, tasks, info.json totals and features, stats.json within
+//! float tolerance, both valid; and for video features, every episode's frames of every camera
+//! decoded from wherever its file and time range put them, equal frame for frame.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::array::{Array, Float64Array, Int64Array, RecordBatch};
+use arrow::compute::concat_batches;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every row of the parquet files under `ds/sub`, in path order, as one batch.
+pub fn all_rows(ds: &Path, sub: &str) -> RecordBatch {
+    let mut batches = Vec::new();
+    let at = ds.join(sub);
+    let files = if at.is_file() { vec![at] } else { walk(&at) };
+    for f in files {
+        if f.extension().is_none_or(|x| x != "parquet") {
+            continue;
+        }
+        let r = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        batches.extend(r.map(|b| b.unwrap()));
+    }
+    let schema = batches.first().expect("rows").schema();
+    concat_batches(&schema, &batches).unwrap()
+}
+
+/// A column that only says where an episode sits in the files.
+fn layout_column(name: &str) -> bool {
+    name.starts_with("data/")
+        || name.starts_with("meta/")
+        || (name.starts_with("videos/")
+            && (name.ends_with("chunk_index")
+                || name.ends_with("file_index")
+                || name.ends_with("from_timestamp")
+                || name.ends_with("to_timestamp")))
+}
+
+fn episodes_without_layout(ds: &Path) -> RecordBatch {
+    let b = all_rows(ds, "meta/episodes");
+    let keep: Vec<usize> = (0..b.num_columns())
+        .filter(|i| !layout_column(b.schema().field(*i).name()))
+        .collect();
+    b.project(&keep).unwrap()
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// Numbers equal within a relative 1e-9 (stats aggregated in another order of additions).
+pub fn assert_json_close(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}: lengths");
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                assert_json_close(u, v, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}: keys"
+            );
+            for (k, u) in x {
+                assert_json_close(u, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// Frames of every episode of every video feature, decoded: (feature, episode) → RGB frames.
+pub fn episode_frames(ds: &Path) -> BTreeMap<(String, i64), Vec<Vec<u8>>> {
+    let info = json(&ds.join("meta/info.json"));
+    let fps = info["fps"].as_f64().unwrap();
+    let path_tpl = info["video_path"].as_str().unwrap_or_default().to_string();
+    let eps = all_rows(ds, "meta/episodes");
+    let int = |c: &str| {
+        eps.column_by_name(c)
+            .unwrap_or_else(|| panic!("{c}"))
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone()
+    };
+    let float = |c: &str| {
+        eps.column_by_name(c)
+            .unwrap_or_else(|| panic!("{c}"))
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone()
+    };
+    let mut decoded: BTreeMap<PathBuf, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for (key, f) in info["features"].as_object().unwrap() {
+        if f["dtype"] != "video" {
+            continue;
+        }
+        let shape: Vec<u64> = f["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let frame_bytes = (shape[0] * shape[1] * 3) as usize;
+        let (chunk, file) = (
+            int(&format!("videos/{key}/chunk_index")),
+            int(&format!("videos/{key}/file_index")),
+        );
+        let (from, to) = (
+            float(&format!("videos/{key}/from_timestamp")),
+            float(&format!("videos/{key}/to_timestamp")),
+        );
+        let episode = int("episode_index");
+        for row in 0..eps.num_rows() {
+            let rel = path_tpl
+                .replace("{video_key}", key)
+                .replace("{chunk_index:03d}", &format!("{:03}", chunk.value(row)))
+                .replace("{file_index:03d}", &format!("{:03}", file.value(row)));
+            let p = ds.join(rel);
+            let frames = decoded.entry(p.clone()).or_insert_with(|| {
+                let o = Command::new("ffmpeg")
+                    .args(["-v", "error", "-i"])
+                    .arg(&p)
+                    .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "decodes {}", p.display());
+                o.stdout.chunks(frame_bytes).map(<[u8]>::to_vec).collect()
+            });
+            let (a, b) = (
+                (from.value(row) * fps).round() as usize,
+                (to.value(row) * fps).round() as usize,
+            );
+            assert!(
+                a < b && b <= frames.len(),
+                "{}: episode {} frames {a}..{b} of {}",
+                p.display(),
+                episode.value(row),
+                frames.len()
+            );
+            out.insert((key.clone(), episode.value(row)), frames[a..b].to_vec());
+        }
+    }
+    out
+}
+
+/// `a` and `b` hold the same dataset, whatever their files' layout (see the module docs).
+pub fn assert_same_in_any_layout(a: &Path, b: &Path) {
+    assert!(
+        all_rows(a, "data") == all_rows(b, "data"),
+        "data rows of {} vs {}",
+        a.display(),
+        b.display()
+    );
+    assert!(
+        episodes_without_layout(a) == episodes_without_layout(b),
+        "episode rows of {} vs {}",
+        a.display(),
+        b.display()
+    );
+    assert!(
+        all_rows(a, "meta/tasks.parquet") == all_rows(b, "meta/tasks.parquet"),
+        "tasks"
+    );
+    let (ia, ib) = (
+        json(&a.join("meta/info.json")),
+        json(&b.join("meta/info.json")),
+    );
+    for k in [
+        "total_episodes",
+        "total_frames",
+        "total_tasks",
+        "features",
+        "fps",
+        "splits",
+        "video_path",
+        "data_path",
+    ] {
+        assert_eq!(ia[k], ib[k], "info.json {k}");
+    }
+    assert_json_close(
+        &json(&a.join("meta/stats.json")),
+        &json(&b.join("meta/stats.json")),
+        "stats",
+    );
+    for ds in [a, b] {
+        let problems = bag2dataset::dataset::validate(ds).unwrap();
+        assert!(problems.is_empty(), "{}: {problems:?}", ds.display());
+    }
+    let (fa, fb) = (episode_frames(a), episode_frames(b));
+    assert_eq!(
+        fa.keys().collect::<Vec<_>>(),
+        fb.keys().collect::<Vec<_>>(),
+        "video episodes"
+    );
+    for (k, x) in &fa {
+        let y = &fb[k];
+        assert_eq!(x.len(), y.len(), "{k:?}: frame count");
+        assert!(x == y, "{k:?}: decoded frames differ");
+    }
+}
