@@ -257,20 +257,18 @@ impl Recording {
                 let span = match index.topic_span(bag, conns) {
                     // Answered from the chunks; the conversion's pass, which reads them,
                     // reports the disagreement (once, in the bag's damage report).
-                    Err(Error::IndexMismatch { .. }) => {
-                        index.edge_span(conns, |ci| {
-                            let chunk = &index.chunks[ci];
-                            let data = read_chunk_copied(bag, chunk)?;
-                            let mut times = Vec::new();
-                            for m in messages(data.bytes()) {
-                                let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
-                                if conns.contains(&m.conn) {
-                                    times.push(m.time_ns);
-                                }
+                    Err(Error::IndexMismatch { .. }) => index.edge_span(conns, |ci| {
+                        let chunk = &index.chunks[ci];
+                        let data = read_chunk_copied(bag, chunk)?;
+                        let mut times = Vec::new();
+                        for m in messages(data.bytes()) {
+                            let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
+                            if conns.contains(&m.conn) {
+                                times.push(m.time_ns);
                             }
-                            Ok(times)
-                        })?
-                    }
+                        }
+                        Ok(times)
+                    })?,
                     other => other?,
                 };
                 Ok(span.map(|(first, last)| TopicSpan {
