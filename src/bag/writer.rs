@@ -201,7 +201,7 @@ struct OpenChunk {
 }
 
 /// What the index section says about one written chunk.
-struct ChunkInfo {
+struct WrittenChunk {
     pos: u64,
     start_ns: u64,
     end_ns: u64,
@@ -221,7 +221,7 @@ pub struct BagWriter<W: Write + Seek> {
     pos: u64,
     conns: Vec<Conn>,
     chunk: Option<OpenChunk>,
-    chunks: Vec<ChunkInfo>,
+    chunks: Vec<WrittenChunk>,
     messages: u64,
 }
 
@@ -450,7 +450,7 @@ impl<W: Write + Seek> BagWriter<W> {
             counts.push((conn, count));
         }
         self.put(&buf)?;
-        self.chunks.push(ChunkInfo {
+        self.chunks.push(WrittenChunk {
             pos: chunk_pos,
             start_ns: chunk.start_ns,
             end_ns: chunk.end_ns,

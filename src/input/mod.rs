@@ -5,7 +5,7 @@
 //!   chunks, runs of SQLite rows in time order) in storage order, each with its byte size,
 //!   time range and per-connection counts;
 //! - `schema(conn)`: the decode plan of a connection (ROS1 serialization or CDR);
-//! - `topic_times(conns)`: receive times from the index; `topic_span(conns)`: how many and
+//! - `topic_span(conns)`: how many and
 //!   the first and last of them, for the timeline, from the index's edges alone;
 //! - `read_unit(i)`: one unit's payloads, read under the caller's budget.
 //!
@@ -231,14 +231,6 @@ impl Recording {
             conn,
             msgtype: c.map(|c| c.msgtype.clone()).unwrap_or_default(),
             what,
-        }
-    }
-
-    /// Receive times of the messages of `conns`, sorted.
-    pub fn topic_times(&self, conns: &[u32]) -> Result<Vec<u64>> {
-        match self {
-            Recording::Ros1 { bag, index, .. } => index.topic_times(bag, conns),
-            Recording::Ros2(r) => r.topic_times(conns),
         }
     }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::dataset::existing::StoredEpisode;
+use super::VideoSpan;
 use crate::dataset::raw_copy::link_or_copy;
 use crate::dataset::{DatasetSpec, FeatureKind, video_file_path};
 use crate::error::{Error, Result};
@@ -34,20 +34,21 @@ pub fn next_file_name((chunk, file): (usize, usize), chunks_size: usize) -> (usi
     }
 }
 
-/// Links the video files `episodes` (of the dataset at `src`) use into `staging`, each camera's
-/// numbered from `next[feature]` on (`(0, 0)` when absent); `next` is advanced past them.
+/// Links the video files `episodes` (episode index, its spans per video feature; of the dataset
+/// at `src`) use into `staging`, each camera's numbered from `next[feature]` on (`(0, 0)` when
+/// absent); `next` is advanced past them.
 pub fn adopt_video_files(
     src: &Path,
     staging: &Path,
     spec: &DatasetSpec,
-    episodes: &[StoredEpisode],
+    episodes: &[(u64, &[(usize, VideoSpan)])],
     next: &mut BTreeMap<usize, (usize, usize)>,
     chunks_size: usize,
 ) -> Result<AdoptedVideos> {
     let mut used: BTreeSet<(usize, usize, usize)> = BTreeSet::new();
     let mut frames_in: BTreeMap<(usize, usize, usize), u64> = BTreeMap::new();
-    for ep in episodes {
-        for (feature, span) in &ep.videos {
+    for &(episode_index, videos) in episodes {
+        for (feature, span) in videos {
             if !matches!(
                 spec.features.get(*feature).map(|f| &f.kind),
                 Some(FeatureKind::Video { .. })
@@ -56,7 +57,7 @@ pub fn adopt_video_files(
                     path: src.to_path_buf(),
                     what: format!(
                         "episode {}: video span for feature {feature}, which is not a video",
-                        ep.episode_index
+                        episode_index
                     ),
                 });
             }

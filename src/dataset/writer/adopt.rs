@@ -152,11 +152,16 @@ impl DatasetWriter {
             .iter()
             .map(|&(f, c, fi, _)| (f, next_file_name((c, fi), self.opts.chunks_size)))
             .collect();
+        let spans: Vec<(u64, &[(usize, VideoSpan)])> = src
+            .episodes
+            .iter()
+            .map(|e| (e.episode_index, e.videos.as_slice()))
+            .collect();
         let videos = adopt_video_files(
             &src.path,
             &self.staging,
             &self.spec,
-            &src.episodes,
+            &spans,
             &mut next_video,
             self.opts.chunks_size,
         )?;
