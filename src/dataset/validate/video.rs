@@ -138,16 +138,7 @@ fn check_info_block(problems: &mut Vec<String>, key: &str, f: &InfoFeature, fps:
         problems.push(format!("{at}: video feature without an `info` block"));
         return;
     };
-    for k in [
-        "video.height",
-        "video.width",
-        "video.codec",
-        "video.pix_fmt",
-        "video.is_depth_map",
-        "video.fps",
-        "video.channels",
-        "has_audio",
-    ] {
+    for k in crate::dataset::video::INFO_BLOCK_KEYS {
         if info.get(k).is_none() {
             problems.push(format!("{at}: info.{k} missing"));
         }

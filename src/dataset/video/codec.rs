@@ -236,6 +236,18 @@ pub fn size_problem(codec: VideoCodec, width: u32, height: u32) -> Option<String
     None
 }
 
+/// The keys of a video feature's `info` block, in lerobot's order.
+pub const INFO_BLOCK_KEYS: [&str; 8] = [
+    "video.height",
+    "video.width",
+    "video.codec",
+    "video.pix_fmt",
+    "video.is_depth_map",
+    "video.fps",
+    "video.channels",
+    "has_audio",
+];
+
 /// The `info` block of a video feature in `info.json`, with lerobot's keys in its order.
 pub fn info_block(codec: VideoCodec, fps: u32, height: u32, width: u32) -> Value {
     json!({
@@ -265,19 +277,7 @@ mod tests {
     fn info_block_has_lerobots_keys_in_order() {
         let v = info_block(VideoCodec::Av1, 30, 480, 640);
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            [
-                "video.height",
-                "video.width",
-                "video.codec",
-                "video.pix_fmt",
-                "video.is_depth_map",
-                "video.fps",
-                "video.channels",
-                "has_audio"
-            ]
-        );
+        assert_eq!(keys, INFO_BLOCK_KEYS);
         assert_eq!(v["video.codec"], "av1");
     }
 

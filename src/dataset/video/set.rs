@@ -268,25 +268,14 @@ impl VideoSet {
             let t = (from_frame as f64 - 0.5) / f64::from(self.fps);
             cmd.arg("-ss").arg(format!("{t:.6}"));
         }
-        let out = cmd
-            .arg("-frames:v")
-            .arg(frames.to_string())
-            .arg("-bsf:v")
-            .arg(format!("setts=ts=N*{TICKS_PER_FRAME}"))
-            .arg("-video_track_timescale")
-            .arg((u64::from(self.fps) * TICKS_PER_FRAME).to_string())
-            .args(["-f", "mp4", "-y"])
-            .arg(&segment)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|child| {
-                let _tree =
-                    crate::memory::tree::register(child.id(), format!("ffmpeg copy {}", c.key));
-                child.wait_with_output()
-            })
-            .map_err(|e| c.err(format!("cannot run ffmpeg to copy video: {e}")))?;
+        cmd.arg("-frames:v").arg(frames.to_string());
+        let out = run_stream_copy(
+            &mut cmd,
+            self.fps,
+            &segment,
+            format!("ffmpeg copy {}", c.key),
+        )
+        .map_err(|e| c.err(format!("cannot run ffmpeg to copy video: {e}")))?;
         if !out.status.success() {
             let _ = fs::remove_file(&segment);
             return Err(c.err(format!(
@@ -714,26 +703,14 @@ impl VideoSet {
             }
             fs::write(&list, text).map_err(|e| Error::io(&list, e))?;
             let tmp = out.with_extension("mp4.joining");
-            let out_put = Command::new(&self.opts.ffmpeg)
-                .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            let mut cmd = Command::new(&self.opts.ffmpeg);
+            cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
                 .args(["-f", "concat", "-safe", "0", "-i"])
                 .arg(&list)
-                .args(["-map", "0:v", "-c", "copy", "-bsf:v"])
-                .arg(format!("setts=ts=N*{TICKS_PER_FRAME}"))
-                .arg("-video_track_timescale")
-                .arg((u64::from(self.fps) * TICKS_PER_FRAME).to_string())
-                .args(["-f", "mp4", "-y"])
-                .arg(&tmp)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .and_then(|child| {
-                    let _tree =
-                        crate::memory::tree::register(child.id(), format!("ffmpeg join {}", c.key));
-                    child.wait_with_output()
-                })
-                .map_err(|e| c.err(format!("cannot run ffmpeg to join segments: {e}")))?;
+                .args(["-map", "0:v", "-c", "copy"]);
+            let out_put =
+                run_stream_copy(&mut cmd, self.fps, &tmp, format!("ffmpeg join {}", c.key))
+                    .map_err(|e| c.err(format!("cannot run ffmpeg to join segments: {e}")))?;
             if !out_put.status.success() {
                 let tail = tail_of(&out_put.stderr);
                 let _ = fs::remove_file(&tmp);
@@ -897,4 +874,29 @@ fn check_frame_count(ffprobe: &Path, c: &Camera, f: &Finished, rows: u64) -> Res
         )));
     }
     Ok(())
+}
+
+/// Finishes an ffmpeg stream-copy command (every timestamp rewritten to `N · TICKS_PER_FRAME`
+/// at timescale `fps · TICKS_PER_FRAME`, MP4 into `out`) and runs it, registered with the tree
+/// monitor as `label` while it lives.
+fn run_stream_copy(
+    cmd: &mut Command,
+    fps: u32,
+    out: &Path,
+    label: String,
+) -> std::io::Result<std::process::Output> {
+    cmd.arg("-bsf:v")
+        .arg(format!("setts=ts=N*{TICKS_PER_FRAME}"))
+        .arg("-video_track_timescale")
+        .arg((u64::from(fps) * TICKS_PER_FRAME).to_string())
+        .args(["-f", "mp4", "-y"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|child| {
+            let _tree = crate::memory::tree::register(child.id(), label);
+            child.wait_with_output()
+        })
 }
