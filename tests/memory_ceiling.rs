@@ -127,7 +127,7 @@ fn reset_kernel_peak() -> bool {
 
 /// `VmHWM` in bytes.
 fn kernel_peak_rss() -> u64 {
-    bag2dataset::memory::sample().rss_peak
+    bag2dataset::memory::snapshot().rss_peak
 }
 
 /// Serialises the tests: the counters and the RSS are per process.

@@ -116,7 +116,7 @@ fn convert(
         // No more jobs than bags.
         let bags = listed.len().max(1);
         let mut first: Option<FirstBag> = None;
-        let rss = crate::memory::sample().rss();
+        let rss = crate::memory::snapshot().rss();
         let video = config.as_ref().filter(|c| c.wants_video());
         let jobs = match video {
             // A video job needs its converter and one encoder; without --max-memory the

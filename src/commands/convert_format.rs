@@ -9,7 +9,7 @@ use crate::dataset::video::encoders::COPY_BYTES;
 use crate::diag;
 use crate::layout::{Format, LayoutOptions, detect, publish, recover, sibling, to_v21, to_v30};
 use crate::memory::plan::MemoryPlan;
-use crate::memory::sample;
+use crate::memory::snapshot;
 
 /// Row group bytes of a v2.1 layout under `ceiling`: an eighth of it, at most the default.
 pub fn layout_row_group_bytes(ceiling: u64) -> usize {
@@ -46,7 +46,7 @@ pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
         crate::memory::plan::DEFAULT_CEILING + copy,
     )?
     .bytes;
-    let least = sample().rss() + LAYOUT_MIN_BYTES + copy;
+    let least = snapshot().rss() + LAYOUT_MIN_BYTES + copy;
     if ceiling < least {
         anyhow::bail!(
             "--max-memory {} is too small: the layout needs {}{}; pass at least --max-memory {}",
@@ -106,7 +106,7 @@ pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
             );
         }
         Format::V30 => {
-            let plan = MemoryPlan::new(ceiling, sample().rss(), 0, "nothing")?;
+            let plan = MemoryPlan::new(ceiling, snapshot().rss(), 0, "nothing")?;
             let s = to_v30(
                 &args.input,
                 out,
@@ -147,7 +147,7 @@ pub fn merge_v21(args: &crate::cli::MergeArgs, ceiling: u64) -> anyhow::Result<E
     }
     std::fs::create_dir_all(&work)?;
     let result = (|| -> anyhow::Result<crate::layout::LayoutSummary> {
-        let plan = MemoryPlan::new(ceiling, sample().rss(), 0, "nothing")?;
+        let plan = MemoryPlan::new(ceiling, snapshot().rss(), 0, "nothing")?;
         let buffer_bytes = crate::convert::run::stable_buffer_bytes(plan.writer_buffer_bytes);
         let mut parts = Vec::new();
         for (k, d) in args.datasets.iter().enumerate() {

@@ -16,7 +16,7 @@ use crate::convert::merge::{MergeOptions, merge};
 use crate::convert::source::FirstBag;
 use crate::diag;
 use crate::memory::plan::MemoryPlan;
-use crate::memory::{format_bytes, sample};
+use crate::memory::{format_bytes, snapshot};
 
 /// Smallest ceiling a job is given (40 MiB, what `profile` verifies for a 1 GB humanoid bag);
 /// with less, fewer jobs run.
@@ -76,7 +76,7 @@ fn run_children(
         Some(_) => None,
         None => first.rate,
     };
-    let per_job = ceiling.saturating_sub(sample().rss()) / jobs as u64;
+    let per_job = ceiling.saturating_sub(snapshot().rss()) / jobs as u64;
     diag!(
         "converting with {jobs} jobs, --max-memory {} each",
         format_bytes(per_job)
@@ -143,7 +143,7 @@ fn run_children(
     if parts.is_empty() {
         anyhow::bail!("no bag could be converted by any of the {jobs} jobs (see the errors above)");
     }
-    let plan = MemoryPlan::new(ceiling, sample().rss(), 0, "nothing")?;
+    let plan = MemoryPlan::new(ceiling, snapshot().rss(), 0, "nothing")?;
     let merged = merge(&MergeOptions {
         inputs: parts,
         output: args.output.clone(),

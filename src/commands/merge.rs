@@ -7,7 +7,7 @@ use crate::cli::MergeArgs;
 use crate::convert::merge::{MergeOptions, merge};
 use crate::diag;
 use crate::memory::plan::MemoryPlan;
-use crate::memory::sample;
+use crate::memory::snapshot;
 
 pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
     use crate::dataset::video::encoders::COPY_BYTES;
@@ -36,7 +36,7 @@ pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
         return super::convert_format::merge_v21(&args, ceiling);
     }
     // Writer buffers sized as a conversion under the same ceiling (less the copy) sizes them.
-    let rss = sample().rss();
+    let rss = snapshot().rss();
     let plan = match MemoryPlan::new(ceiling.saturating_sub(copy), rss, 0, "nothing") {
         Ok(p) => p,
         Err(_) if video => {
@@ -65,7 +65,7 @@ pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
     let report = report?;
     // The kernel's peak RSS of this process, plus its children's as sampled (a video merge
     // that stream-copies runs one ffmpeg at a time, planned inside the ceiling).
-    let peak_rss = sample().rss_peak;
+    let peak_rss = snapshot().rss_peak;
     let peak_tree = tree.tree.max(peak_rss);
     let wall_s = started.elapsed().as_secs_f64();
     let over = peak_tree > ceiling;

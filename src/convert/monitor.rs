@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::memory::plan::MemoryPlan;
-use crate::memory::{MemorySample, sample};
+use crate::memory::{MemorySnapshot, snapshot};
 
 /// How often the memory monitor samples the process (10 ms).
 pub const MONITOR_INTERVAL: Duration = Duration::from_millis(10);
@@ -34,7 +34,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn observe(&self, s: &MemorySample) {
+    pub fn observe(&self, s: &MemorySnapshot) {
         self.peak_anon.fetch_max(s.rss_anon, Ordering::Relaxed);
         self.peak_file.fetch_max(s.rss_file, Ordering::Relaxed);
         self.peak_rss.fetch_max(s.rss(), Ordering::Relaxed);
@@ -44,7 +44,7 @@ impl Monitor {
     }
 
     /// Records the children's readings (label, RSS) taken with `s`; returns the tree's RSS.
-    pub fn observe_tree(&self, s: &MemorySample, children: &[(String, u64)]) -> u64 {
+    pub fn observe_tree(&self, s: &MemorySnapshot, children: &[(String, u64)]) -> u64 {
         self.observe(s);
         let kids: u64 = children.iter().map(|c| c.1).sum();
         let tree = s.rss() + kids;
@@ -86,7 +86,7 @@ pub fn spawn_monitor(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            let s = sample();
+            let s = snapshot();
             let tree = monitor.observe_tree(&s, &crate::memory::tree::children());
             if tree > mem.tree_ceiling && monitor.over_ceiling.load(Ordering::Relaxed) == 0 {
                 monitor.over_ceiling.store(tree, Ordering::Relaxed);

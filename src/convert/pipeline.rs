@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::input::Recording;
 use crate::memory::log::MemoryLog;
 use crate::memory::plan::MemoryPlan;
-use crate::memory::{Budgeted, BudgetedReceiver, BudgetedSender, Permit, budgeted, sample};
+use crate::memory::{Budgeted, BudgetedReceiver, BudgetedSender, Permit, budgeted, snapshot};
 use crate::msg::ImagePayload;
 
 /// With `time_source = "header"`, how far a header stamp may trail its record time; slot
@@ -401,7 +401,7 @@ fn read_stage(
         tx.send_marker(ReaderEvent::ChunkDone {
             watermarks: marks.after(k, plan.time_source),
         })?;
-        let s = sample();
+        let s = snapshot();
         let kids = crate::memory::tree::children();
         let tree = monitor.observe_tree(&s, &kids);
         log.record(

@@ -99,7 +99,7 @@ pub fn replace_changed(opts: &RunOptions) -> Result<Vec<PathBuf>> {
                 ),
             });
         }
-        let plan = MemoryPlan::new(opts.ceiling, crate::memory::sample().rss(), 0, "nothing")?;
+        let plan = MemoryPlan::new(opts.ceiling, crate::memory::snapshot().rss(), 0, "nothing")?;
         merge(&MergeOptions {
             inputs: vec![out.clone(), side.clone()],
             output: out.clone(),

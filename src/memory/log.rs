@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::MemorySample;
+use super::MemorySnapshot;
 use crate::error::{Error, Result};
 
 /// Points kept for the chart; the series is halved when full, so memory stays bounded.
@@ -112,7 +112,7 @@ impl MemoryLog {
         end_ns: u64,
         bytes_read: u64,
         frames_written: u64,
-        s: &MemorySample,
+        s: &MemorySnapshot,
         children_rss: u64,
     ) -> Result<()> {
         let increase = self

@@ -11,7 +11,7 @@ pub mod tree;
 
 pub use budget::{Budget, Permit};
 pub use channel::{Budgeted, BudgetedReceiver, BudgetedSender, budgeted};
-pub use stats::{MemorySample, release_freed_pages, sample};
+pub use stats::{MemorySnapshot, release_freed_pages, snapshot};
 
 pub use crate::units::{format_bytes, parse_size};
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 /// One reading of the process's memory, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct MemorySample {
+pub struct MemorySnapshot {
     /// Anonymous resident pages (heap, stacks).
     pub rss_anon: u64,
     /// File-backed resident pages (the mapped bag, the binary).
@@ -24,7 +24,7 @@ pub struct MemorySample {
     pub retained: u64,
 }
 
-impl MemorySample {
+impl MemorySnapshot {
     pub fn rss(&self) -> u64 {
         self.rss_anon + self.rss_file
     }
@@ -51,8 +51,8 @@ pub fn release_freed_pages() {
 
 /// Reads the process's memory now. Fields that cannot be read (no /proc, another allocator)
 /// are 0.
-pub fn sample() -> MemorySample {
-    let mut s = MemorySample::default();
+pub fn snapshot() -> MemorySnapshot {
+    let mut s = MemorySnapshot::default();
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         for line in status.lines() {
             let mut parts = line.split_whitespace();

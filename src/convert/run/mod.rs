@@ -19,7 +19,7 @@ use crate::diag;
 use crate::error::{Error, Result};
 use crate::memory::log::render_svg;
 use crate::memory::plan::{DEFAULT_CEILING, MemoryPlan};
-use crate::memory::{format_bytes, sample};
+use crate::memory::{format_bytes, snapshot};
 
 mod budgets;
 mod episodes;
@@ -82,7 +82,7 @@ pub struct RunOptions {
 pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     crate::memory::release_freed_pages();
-    let start = sample();
+    let start = snapshot();
     let _lock = OutputLock::acquire(&opts.output)?;
     for note in recover_staging(&opts.output)? {
         if opts.progress {
@@ -277,7 +277,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         });
     drop(budgets);
 
-    let end = sample();
+    let end = snapshot();
     let outcomes = prep.outcomes;
     let failed = outcomes.iter().filter(|o| o.status == "failed").count();
     let skipped = outcomes.iter().filter(|o| o.status == "skipped").count();
