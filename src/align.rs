@@ -359,10 +359,6 @@ impl Aligner {
             .collect()
     }
 
-    /// Whether input ended and every tick was handled.
-    pub fn finished(&self) -> bool {
-        self.ended && self.pending.is_empty()
-    }
 }
 
 /// Picks the value of one slot for tick `t`, with its skew in ns.

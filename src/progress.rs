@@ -34,11 +34,6 @@ impl Progress {
         }
     }
 
-    /// A display that never shows (library use, tests).
-    pub fn hidden() -> Self {
-        Self::new(0, false)
-    }
-
     /// Names what is being worked on.
     pub fn set_label(&self, label: &str) {
         if let Ok(mut s) = self.state.lock() {

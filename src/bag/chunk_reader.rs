@@ -24,13 +24,6 @@ impl ChunkData<'_> {
         }
     }
 
-    /// Heap bytes this chunk holds (0 when it is borrowed from the map).
-    pub fn heap_bytes(&self) -> usize {
-        match self {
-            ChunkData::Mapped(_) => 0,
-            ChunkData::Owned(v) => v.capacity(),
-        }
-    }
 }
 
 /// One message record inside a chunk.

@@ -55,8 +55,4 @@ impl DamageReport {
         }
     }
 
-    /// Whether anything was lost.
-    pub fn any(&self) -> bool {
-        self.chunks_skipped + self.chunks_cut + self.messages_skipped > 0
-    }
 }

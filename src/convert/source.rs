@@ -107,8 +107,8 @@ impl FirstBag {
     /// Takes from the first of `bags` that opens what `given` leaves open: the zero-config
     /// mapping when no config is given, the timeline's rate (from the first bag that has the
     /// timeline, as the first converted episode would set it), and the video cameras when
-    /// `want_cameras` and the config has video features (from the first bag that plans). Usually one open of one bag. Fails only
-    /// when no config is given and no bag yields one.
+    /// `want_cameras` and the config has video features (from the first bag that plans).
+    /// Usually one open of one bag. Fails only when no config is given and no bag yields one.
     pub fn measure(
         bags: &[PathBuf],
         given: Option<&ConvertConfig>,

@@ -285,13 +285,6 @@ impl InfoJson {
         })
     }
 
-    /// The entry of feature `name`.
-    pub fn feature(&self, name: &str) -> Option<&InfoFeature> {
-        self.features
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, f)| f)
-    }
 }
 
 /// The `features` entry of one of the spec's features.

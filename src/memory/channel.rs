@@ -58,10 +58,6 @@ impl<T> BudgetedSender<T> {
         })
     }
 
-    /// The budget items of this channel are counted in.
-    pub fn budget(&self) -> &Budget {
-        &self.budget
-    }
 }
 
 #[cfg(test)]

@@ -223,11 +223,6 @@ impl VideoSet {
         })
     }
 
-    /// Number of decode threads.
-    pub fn decode_threads(&self) -> usize {
-        self.workers.len()
-    }
-
     /// Whether a failure lost completed episodes' video (the dataset cannot be finished).
     pub fn is_broken(&self) -> bool {
         self.broken
@@ -393,11 +388,6 @@ impl VideoSet {
                 Err(c.err("cannot start the encoder's pipe threads"))
             }
         }
-    }
-
-    /// Whether feature `feature` is a video feature of this set.
-    pub fn has_feature(&self, feature: usize) -> bool {
-        self.cameras.iter().any(|c| c.feature == feature)
     }
 
     /// Queues the next frame of feature `feature` (JPEG or PNG bytes) for decoding and
