@@ -306,7 +306,11 @@ fn write_synthetic_bag(path: &Path, spec: &SynthSpec) -> u64 {
 fn synthetic_bag() -> &'static Path {
     static BAG: OnceLock<PathBuf> = OnceLock::new();
     BAG.get_or_init(|| {
-        let dir = scratch("bags");
+        // Shared by the tests of this process and never removed by them: kept in cargo's
+        // per-target temp dir (one fixed name, rewritten per run), not in /tmp.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memory_ceiling-bags");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("fixture dir");
         let path = dir.join("synthetic.bag");
         let spec = SynthSpec {
             seconds: 15,
