@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// The integer columns of an episodes row, in the order the checks below read them.
+const EPISODE_INT_COLUMNS: [&str; 8] = [
+    "episode_index",
+    "length",
+    "data/chunk_index",
+    "data/file_index",
+    "dataset_from_index",
+    "dataset_to_index",
+    "meta/episodes/chunk_index",
+    "meta/episodes/file_index",
+];
+
 /// Checks the episodes parquet files against the data files.
 pub(super) fn check_episodes(
     c: &mut Checker,
@@ -22,20 +34,10 @@ pub(super) fn check_episodes(
             continue;
         };
         let schema = builder.schema().clone();
-        let mut required: Vec<String> = [
-            "episode_index",
-            "tasks",
-            "length",
-            "data/chunk_index",
-            "data/file_index",
-            "dataset_from_index",
-            "dataset_to_index",
-            "meta/episodes/chunk_index",
-            "meta/episodes/file_index",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut required: Vec<String> = std::iter::once("tasks")
+            .chain(EPISODE_INT_COLUMNS)
+            .map(str::to_string)
+            .collect();
         for f in feats.iter().filter(|f| f.dtype != "string") {
             for k in STAT_KEYS {
                 required.push(format!("stats/{}/{k}", f.name));
@@ -60,19 +62,10 @@ pub(super) fn check_episodes(
                 c.problem(format!("{name}: read error"));
                 break;
             };
-            let cols: Option<Vec<Vec<i64>>> = [
-                "episode_index",
-                "length",
-                "data/chunk_index",
-                "data/file_index",
-                "dataset_from_index",
-                "dataset_to_index",
-                "meta/episodes/chunk_index",
-                "meta/episodes/file_index",
-            ]
-            .iter()
-            .map(|n| int_col(&batch, n))
-            .collect();
+            let cols: Option<Vec<Vec<i64>>> = EPISODE_INT_COLUMNS
+                .iter()
+                .map(|n| int_col(&batch, n))
+                .collect();
             let Some(cols) = cols else {
                 c.problem(format!("{name}: index and length columns must be int64"));
                 break;
