@@ -92,10 +92,6 @@ fn bad(path: &Path, what: impl Into<String>) -> Error {
     }
 }
 
-fn pq(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
-    move |e| bad(path, format!("parquet: {e}"))
-}
-
 /// Hard-links `src` to `dst`, or copies it (and fsyncs the copy) where a link is not possible.
 /// Returns whether it linked.
 pub fn link_or_copy(src: &Path, dst: &Path) -> Result<bool> {
@@ -207,11 +203,11 @@ fn renumber_file(
 ) -> Result<File> {
     let file = File::open(src).map_err(|e| Error::io(src, e))?;
     let reader = SerializedFileReader::new(file.try_clone().map_err(|e| Error::io(src, e))?)
-        .map_err(pq(src))?;
+        .map_err(Error::parquet(src))?;
     let raw = WideReader(file);
     let out = File::create(dst).map_err(|e| Error::io(dst, e))?;
-    let aw = ArrowWriter::try_new(out, schema.clone(), Some(props.clone())).map_err(pq(dst))?;
-    let (mut fw, _) = aw.into_serialized_writer().map_err(pq(dst))?;
+    let aw = ArrowWriter::try_new(out, schema.clone(), Some(props.clone())).map_err(Error::parquet(dst))?;
+    let (mut fw, _) = aw.into_serialized_writer().map_err(Error::parquet(dst))?;
     // The source must have exactly the destination's leaf columns, in order.
     let (theirs, ours) = (
         reader.metadata().file_metadata().schema_descr_ptr(),
@@ -243,8 +239,8 @@ fn renumber_file(
     for (g, rg) in reader.metadata().row_groups().iter().enumerate() {
         let rows = u64::try_from(rg.num_rows())
             .map_err(|_| bad(src, format!("row group {g}: negative row count")))?;
-        let group = reader.get_row_group(g).map_err(pq(src))?;
-        let mut rgw = fw.next_row_group().map_err(pq(dst))?;
+        let group = reader.get_row_group(g).map_err(Error::parquet(src))?;
+        let mut rgw = fw.next_row_group().map_err(Error::parquet(dst))?;
         for (c, col) in rg.columns().iter().enumerate() {
             match numbering[c] {
                 None => {
@@ -256,7 +252,7 @@ fn renumber_file(
                         column_index: None,
                         offset_index: None,
                     };
-                    rgw.append_column(&raw, close).map_err(pq(dst))?;
+                    rgw.append_column(&raw, close).map_err(Error::parquet(dst))?;
                 }
                 Some(kind) => {
                     let at = |what: String| {
@@ -266,11 +262,11 @@ fn renumber_file(
                         )
                     };
                     let mut input = get_typed_column_reader::<Int64Type>(
-                        group.get_column_reader(c).map_err(pq(src))?,
+                        group.get_column_reader(c).map_err(Error::parquet(src))?,
                     );
                     let mut cw = rgw
                         .next_column()
-                        .map_err(pq(dst))?
+                        .map_err(Error::parquet(dst))?
                         .ok_or_else(|| at("the destination has no such column".into()))?;
                     let typed = cw.typed::<Int64Type>();
                     let (mut values, mut defs) = (
@@ -283,7 +279,7 @@ fn renumber_file(
                         defs.clear();
                         let (n, nv, _) = input
                             .read_records(RENUMBER_BATCH_ROWS, Some(&mut defs), None, &mut values)
-                            .map_err(pq(src))?;
+                            .map_err(Error::parquet(src))?;
                         if n == 0 {
                             break;
                         }
@@ -308,18 +304,18 @@ fn renumber_file(
                         }
                         typed
                             .write_batch(&values, Some(&defs), None)
-                            .map_err(pq(dst))?;
+                            .map_err(Error::parquet(dst))?;
                         done += n as u64;
                     }
                     if done != rows {
                         return Err(at(format!("{done} values for {rows} rows")));
                     }
-                    cw.close().map_err(pq(dst))?;
+                    cw.close().map_err(Error::parquet(dst))?;
                 }
             }
         }
-        rgw.close().map_err(pq(dst))?;
+        rgw.close().map_err(Error::parquet(dst))?;
     }
-    fw.finish().map_err(pq(dst))?;
+    fw.finish().map_err(Error::parquet(dst))?;
     fw.inner().try_clone().map_err(|e| Error::io(dst, e))
 }

@@ -112,15 +112,7 @@ impl DatasetWriter {
         let files = existing::data_files(out)?;
         for rel in files.values() {
             let (src, dst) = (out.join(rel), w.staging.join(rel));
-            if let Some(dir) = dst.parent() {
-                fs::create_dir_all(dir).map_err(io_err(dir))?;
-            }
-            if fs::hard_link(&src, &dst).is_err() {
-                fs::copy(&src, &dst).map_err(io_err(&dst))?;
-                File::open(&dst)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io_err(&dst))?;
-            }
+            crate::dataset::raw_copy::link_or_copy(&src, &dst)?;
             w.data_files.push(rel.clone());
         }
         if let Some((chunk, file)) = files.keys().next_back() {
@@ -182,15 +174,7 @@ impl DatasetWriter {
         for &(feature, chunk, file) in &video_files {
             let rel = crate::dataset::video_file_path(&spec.features[feature].name, chunk, file);
             let (src, dst) = (out.join(&rel), w.staging.join(&rel));
-            if let Some(dir) = dst.parent() {
-                fs::create_dir_all(dir).map_err(io_err(dir))?;
-            }
-            if fs::hard_link(&src, &dst).is_err() {
-                fs::copy(&src, &dst).map_err(io_err(&dst))?;
-                File::open(&dst)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io_err(&dst))?;
-            }
+            crate::dataset::raw_copy::link_or_copy(&src, &dst)?;
             w.video_carried.push((feature, rel));
         }
         w.video_resume = last_video
