@@ -130,6 +130,18 @@ impl FirstBag {
             if first.config.is_none() {
                 match zero_config_of(&rec) {
                     Ok(c) => first.config = Some(c),
+                    // Name the bag the mapping looked at (and what recovery kept of it).
+                    Err(Error::Config(what)) => {
+                        let recovered = rec
+                            .recovery()
+                            .map(|r| format!(" (recovered: {r})"))
+                            .unwrap_or_default();
+                        last_err = Some(Error::Config(format!(
+                            "{}{recovered}: {what}",
+                            path.display()
+                        )));
+                        continue;
+                    }
                     Err(e) => {
                         last_err = Some(e);
                         continue;
