@@ -258,7 +258,9 @@ fn the_pattern_check_sees_a_scattered_pre_pass() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `info` reads the bag header and the index section: two reads, whatever the bag's size.
+/// `info` reads the bag header and the index section, then for each topic only the header and
+/// index data of its edge chunks (its exact first and last times): a few reads per topic,
+/// whatever the bag's size, and the same figures as `info --chunks`.
 #[test]
 fn info_reads_only_the_index_section() {
     let _serial = serial();
@@ -278,7 +280,23 @@ fn info_reads_only_the_index_section() {
     assert_eq!(info.messages, index.message_count());
     assert!(info.compression.is_none() && info.uncompressed_bytes.is_none());
     let regions = classify(&index, &bag, &reads);
-    assert_eq!(regions, [Region::BagHeader, Region::IndexSection]);
+    assert_eq!(regions[..2], [Region::BagHeader, Region::IndexSection]);
+    let mut edges = BTreeSet::new();
+    for r in &regions[2..] {
+        match r {
+            Region::ChunkHeader(i) | Region::IndexData(i) => {
+                edges.insert(*i);
+            }
+            other => panic!("info read {other:?}"),
+        }
+    }
+    let topics = info.topics.len();
+    assert!(
+        edges.len() <= 2 * topics && edges.len() < index.chunks.len(),
+        "info read the edges of {} of {} chunks for {topics} topics",
+        edges.len(),
+        index.chunks.len()
+    );
     // --chunks reads every chunk header and every chunk's index data too.
     trace::start();
     let deep = bag2dataset::commands::info::bag_info_with(
@@ -288,6 +306,10 @@ fn info_reads_only_the_index_section() {
     let reads = trace::stop();
     let deep = deep.expect("info --chunks");
     assert_eq!(deep.messages, info.messages);
+    for (a, b) in info.topics.iter().zip(&deep.topics) {
+        assert_eq!((&a.topic, a.messages), (&b.topic, b.messages));
+        assert_eq!(a.frequency_hz, b.frequency_hz, "{}", a.topic);
+    }
     assert_eq!(
         deep.compression
             .as_ref()

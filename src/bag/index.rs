@@ -490,12 +490,25 @@ impl BagIndex {
         bag: &BagFile,
         ci: usize,
         conns: &[u32],
-        mut f: impl FnMut(u32, u64, u32),
+        f: impl FnMut(u32, u64, u32),
     ) -> Result<()> {
         let chunk = self
             .chunks
             .get(ci)
-            .ok_or_else(|| Error::Config(format!("no chunk {ci}")))?;
+            .ok_or_else(|| Error::Internal(format!("no chunk {ci}")))?;
+        self.index_data_of(bag, ci, chunk, conns, f)
+    }
+
+    /// [`Self::index_data`] of chunk `ci` as described by `chunk` (whose header fields, the end
+    /// of its data, must be known).
+    fn index_data_of(
+        &self,
+        bag: &BagFile,
+        ci: usize,
+        chunk: &ChunkInfo,
+        conns: &[u32],
+        mut f: impl FnMut(u32, u64, u32),
+    ) -> Result<()> {
         let end = self
             .index_data_ends
             .get(ci)
@@ -595,6 +608,23 @@ impl BagIndex {
             }
         }
         Ok(())
+    }
+
+    /// [`Self::topic_span`] on an index read by [`Self::read_section`] alone (no header sweep):
+    /// the header of each edge chunk is read when its index data is, a few small reads per
+    /// topic. What `info` uses for exact first and last times without touching the rest.
+    pub fn topic_span_from_section(
+        &self,
+        bag: &BagFile,
+        conns: &[u32],
+    ) -> Result<Option<(u64, u64)>> {
+        self.edge_span(conns, |ci| {
+            let mut chunk = self.chunks[ci].clone();
+            read_chunk_header(bag, &mut chunk)?;
+            let mut times = Vec::new();
+            self.index_data_of(bag, ci, &chunk, conns, |_, t, _| times.push(t))?;
+            Ok(times)
+        })
     }
 
     /// First and last record time of the messages of `conns`, reading only the index data of

@@ -81,7 +81,8 @@ pub fn bag_info_with(path: &Path, depth: InfoDepth) -> Result<BagInfo> {
     if !depth.chunks
         && let Ok(index) = BagIndex::read_section(&bag)
     {
-        // Chunk infos alone: counts per connection and chunk time ranges.
+        // Chunk infos: counts per connection; the edge chunks of each topic: its first and
+        // last times.
         let counts = index.counts_by_connection();
         let topics = index
             .topics()
@@ -89,7 +90,13 @@ pub fn bag_info_with(path: &Path, depth: InfoDepth) -> Result<BagInfo> {
             .map(|topic| {
                 let conns = index.connections_of(topic);
                 let n = conns.iter().filter_map(|c| counts.get(c)).sum();
-                topic_info(&index, topic, &conns, n, chunk_span(&index, &conns))
+                // Exact first and last times from the edge chunks' index data; the chunks'
+                // time ranges if that index data cannot be read.
+                let span = match index.topic_span_from_section(&bag, &conns) {
+                    Ok(Some(span)) => span,
+                    _ => chunk_span(&index, &conns),
+                };
+                topic_info(&index, topic, &conns, n, span)
             })
             .collect();
         return Ok(summary(path, &index, topics, false, None));
