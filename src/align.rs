@@ -358,7 +358,6 @@ impl Aligner {
             })
             .collect()
     }
-
 }
 
 /// Picks the value of one slot for tick `t`, with its skew in ns.

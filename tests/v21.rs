@@ -633,29 +633,7 @@ fn ffmpeg_present() -> bool {
     false
 }
 
-const W: u32 = 128;
-const H: u32 = 96;
-
-fn tri(v: u32) -> u8 {
-    let v = v % 512;
-    if v < 256 { v as u8 } else { (511 - v) as u8 }
-}
-
-fn jpeg_frame(k: u32, seed: u32) -> Vec<u8> {
-    let mut px = Vec::with_capacity((W * H * 3) as usize);
-    for y in 0..H {
-        for x in 0..W {
-            px.push(tri(x * 2 + k * 5 + seed * 40));
-            px.push(tri(y * 3 + k * 3 + seed * 70));
-            px.push(tri(x + y + k * 7 + seed * 90));
-        }
-    }
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
-        .encode(&px, W, H, image::ExtendedColorType::Rgb8)
-        .unwrap();
-    out
-}
+use common::{FRAME_H as H, FRAME_W as W, jpeg_frame};
 
 /// A bag with a 30 Hz camera of `frames` varying JPEGs and a 100 Hz joint topic.
 fn camera_bag(path: &Path, frames: u32, seed: u32) {

@@ -7,6 +7,8 @@
 //! Every test prints `SKIPPED` and passes when `ffmpeg`/`ffprobe` are not installed (`.ci/run`
 //! installs them).
 
+mod common;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,9 +28,9 @@ use bag2dataset::demo::{
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
-/// Frame size of the synthetic camera (SVT-AV1 needs at least 64 × 64).
-const W: u32 = 128;
-const H: u32 = 96;
+/// Frame size of the synthetic camera.
+const W: u32 = common::FRAME_W;
+const H: u32 = common::FRAME_H;
 /// Smallest accepted PSNR of a decoded frame against its source JPEG, in dB (AV1 at crf 30 on
 /// smooth 128×96 content gives about 38–42 dB; a wrong frame order or a colour swap gives
 /// under 20).
@@ -60,32 +62,7 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
-/// A triangle wave 0..=255..=0 with period 512.
-fn tri(v: u32) -> u8 {
-    let v = v % 512;
-    if v < 256 { v as u8 } else { (511 - v) as u8 }
-}
-
-/// Frame `k` of a camera (`seed` shifts it): smooth gradients that move from frame to frame.
-fn frame_rgb(k: u32, seed: u32) -> Vec<u8> {
-    let mut px = Vec::with_capacity((W * H * 3) as usize);
-    for y in 0..H {
-        for x in 0..W {
-            px.push(tri(x * 2 + k * 5 + seed * 40));
-            px.push(tri(y * 3 + k * 3 + seed * 70));
-            px.push(tri(x + y + k * 7 + seed * 90));
-        }
-    }
-    px
-}
-
-fn jpeg(rgb: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
-        .encode(rgb, W, H, image::ExtendedColorType::Rgb8)
-        .expect("jpeg encodes");
-    out
-}
+use common::{frame_rgb, jpeg};
 
 /// The source frames as the converter sees them: the JPEGs decoded.
 fn decoded_source(frames: u32, seed: u32) -> Vec<Vec<u8>> {

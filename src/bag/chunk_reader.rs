@@ -23,7 +23,6 @@ impl ChunkData<'_> {
             ChunkData::Owned(v) => v,
         }
     }
-
 }
 
 /// One message record inside a chunk.

@@ -284,7 +284,6 @@ impl InfoJson {
             features,
         })
     }
-
 }
 
 /// The `features` entry of one of the spec's features.

@@ -206,7 +206,8 @@ fn renumber_file(
         .map_err(Error::parquet(src))?;
     let raw = WideReader(file);
     let out = File::create(dst).map_err(|e| Error::io(dst, e))?;
-    let aw = ArrowWriter::try_new(out, schema.clone(), Some(props.clone())).map_err(Error::parquet(dst))?;
+    let aw = ArrowWriter::try_new(out, schema.clone(), Some(props.clone()))
+        .map_err(Error::parquet(dst))?;
     let (mut fw, _) = aw.into_serialized_writer().map_err(Error::parquet(dst))?;
     // The source must have exactly the destination's leaf columns, in order.
     let (theirs, ours) = (
@@ -252,7 +253,8 @@ fn renumber_file(
                         column_index: None,
                         offset_index: None,
                     };
-                    rgw.append_column(&raw, close).map_err(Error::parquet(dst))?;
+                    rgw.append_column(&raw, close)
+                        .map_err(Error::parquet(dst))?;
                 }
                 Some(kind) => {
                     let at = |what: String| {

@@ -57,7 +57,6 @@ impl<T> BudgetedSender<T> {
             permit: Permit::none(),
         })
     }
-
 }
 
 #[cfg(test)]

@@ -119,3 +119,40 @@ impl SyntheticBag {
         w.finish().unwrap();
     }
 }
+
+/// Size of the synthetic camera frames (SVT-AV1 needs at least 64 × 64).
+pub const FRAME_W: u32 = 128;
+pub const FRAME_H: u32 = 96;
+
+fn tri(v: u32) -> u8 {
+    let v = v % 512;
+    if v < 256 { v as u8 } else { (511 - v) as u8 }
+}
+
+/// Frame `k` of a synthetic camera (`seed` shifts it), RGB: smooth gradients that move from
+/// frame to frame, so encoders and JPEG see realistic content.
+pub fn frame_rgb(k: u32, seed: u32) -> Vec<u8> {
+    let mut px = Vec::with_capacity((FRAME_W * FRAME_H * 3) as usize);
+    for y in 0..FRAME_H {
+        for x in 0..FRAME_W {
+            px.push(tri(x * 2 + k * 5 + seed * 40));
+            px.push(tri(y * 3 + k * 3 + seed * 70));
+            px.push(tri(x + y + k * 7 + seed * 90));
+        }
+    }
+    px
+}
+
+/// RGB pixels of `FRAME_W` × `FRAME_H` as a quality-95 JPEG.
+pub fn jpeg(rgb: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+        .encode(rgb, FRAME_W, FRAME_H, image::ExtendedColorType::Rgb8)
+        .expect("jpeg encodes");
+    out
+}
+
+/// [`frame_rgb`] as a JPEG.
+pub fn jpeg_frame(k: u32, seed: u32) -> Vec<u8> {
+    jpeg(&frame_rgb(k, seed))
+}
