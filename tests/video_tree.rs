@@ -13,6 +13,7 @@
 #[path = "common/same.rs"]
 mod same;
 
+use same::assert_json_close;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -304,37 +305,6 @@ fn episode_rows(ds: &Path) -> RecordBatch {
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-/// Numbers equal within a relative 1e-9 (stats re-aggregated in another order of additions).
-fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            assert!(
-                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
-                "{at}: {x} vs {y}"
-            );
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            assert_eq!(x.len(), y.len(), "{at}");
-            for (i, (u, v)) in x.iter().zip(y).enumerate() {
-                assert_json_close(u, v, &format!("{at}[{i}]"));
-            }
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            assert_eq!(
-                x.keys().collect::<Vec<_>>(),
-                y.keys().collect::<Vec<_>>(),
-                "{at}"
-            );
-            for (k, u) in x {
-                assert_json_close(u, &y[k], &format!("{at}.{k}"));
-            }
-        }
-        _ => assert_eq!(a, b, "{at}"),
-    }
 }
 
 /// Same data rows (in index order), episode rows (with their video placement), tasks,
