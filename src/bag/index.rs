@@ -9,7 +9,7 @@
 //! or 24 bytes per message with positions ([`BagIndex::entries`]), through a window of
 //! [`INDEX_DATA_WINDOW`] bytes. [`BagIndex::topic_span`] reads only the edge chunks' index data.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::file::{BagFile, BagHeader};
 use super::record::{Fields, Record, RecordError, op};
@@ -611,19 +611,29 @@ impl BagIndex {
     }
 
     /// [`Self::topic_span`] on an index read by [`Self::read_section`] alone (no header sweep):
-    /// the header of each edge chunk is read when its index data is, a few small reads per
-    /// topic. What `info` uses for exact first and last times without touching the rest.
+    /// the header and index data of each edge chunk are read when first needed and kept in
+    /// `read` (chunk → its (connection, time) entries), so topics sharing an edge chunk read it
+    /// once. What `info` uses for exact first and last times without touching the rest.
     pub fn topic_span_from_section(
         &self,
         bag: &BagFile,
         conns: &[u32],
+        read: &mut BTreeMap<usize, Vec<(u32, u64)>>,
     ) -> Result<Option<(u64, u64)>> {
         self.edge_span(conns, |ci| {
-            let mut chunk = self.chunks[ci].clone();
-            read_chunk_header(bag, &mut chunk)?;
-            let mut times = Vec::new();
-            self.index_data_of(bag, ci, &chunk, conns, |_, t, _| times.push(t))?;
-            Ok(times)
+            if let std::collections::btree_map::Entry::Vacant(slot) = read.entry(ci) {
+                let mut chunk = self.chunks[ci].clone();
+                read_chunk_header(bag, &mut chunk)?;
+                let all: Vec<u32> = chunk.counts.iter().map(|&(c, _)| c).collect();
+                let mut entries = Vec::new();
+                self.index_data_of(bag, ci, &chunk, &all, |c, t, _| entries.push((c, t)))?;
+                slot.insert(entries);
+            }
+            Ok(read[&ci]
+                .iter()
+                .filter(|(c, _)| conns.contains(c))
+                .map(|&(_, t)| t)
+                .collect())
         })
     }
 

@@ -84,6 +84,7 @@ pub fn bag_info_with(path: &Path, depth: InfoDepth) -> Result<BagInfo> {
         // Chunk infos: counts per connection; the edge chunks of each topic: its first and
         // last times.
         let counts = index.counts_by_connection();
+        let mut edges = BTreeMap::new();
         let topics = index
             .topics()
             .into_iter()
@@ -92,7 +93,7 @@ pub fn bag_info_with(path: &Path, depth: InfoDepth) -> Result<BagInfo> {
                 let n = conns.iter().filter_map(|c| counts.get(c)).sum();
                 // Exact first and last times from the edge chunks' index data; the chunks'
                 // time ranges if that index data cannot be read.
-                let span = match index.topic_span_from_section(&bag, &conns) {
+                let span = match index.topic_span_from_section(&bag, &conns, &mut edges) {
                     Ok(Some(span)) => span,
                     _ => chunk_span(&index, &conns),
                 };

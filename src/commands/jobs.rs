@@ -71,7 +71,7 @@ fn run_children(
         .with_context(|| format!("writing {}", cfg_path.display()))?;
     let exe = std::env::current_exe().context("locating the bag2dataset binary")?;
     // Without a configured fps the first bag's rate is the dataset's (as in one sequential
-    // run, by the same rule: `plan::TimelineTimes::fps`); every share is told it.
+    // run, by the same rule: `plan::timeline_rate`); every share is told it.
     let dataset_fps = match cfg.fps {
         Some(_) => None,
         None => first.rate,

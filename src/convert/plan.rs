@@ -9,7 +9,7 @@ use super::mapping::is_image_type;
 use crate::align::{SlotSpec, Timeline};
 use crate::dataset::{DatasetSpec, FeatureKind, FeatureSpec};
 use crate::error::{Error, Result};
-use crate::input::Recording;
+use crate::input::{Recording, TopicSpan};
 use crate::msg::{FieldPath, MessageSchema, Value};
 
 /// What a slot extracts from its messages.
@@ -48,38 +48,20 @@ pub struct ConnPlan {
     pub stamp: Option<usize>,
 }
 
-/// The timeline's messages in one recording: how many the index lists and when the first and
-/// the last were recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimelineTimes {
-    pub count: usize,
-    pub first: u64,
-    pub last: u64,
-}
-
-impl TimelineTimes {
-    /// The timeline's own rate, rounded (at least 1): `(count - 1) / span`, or 1 without a
-    /// span. The one rule for a dataset's fps when the timeline runs at its own rate, whether a
-    /// plan, a shard or a `--jobs` parent computes it.
-    pub fn fps(&self) -> u32 {
-        let span_s = (self.last - self.first) as f64 / 1e9;
-        let rate = if self.count >= 2 && span_s > 0.0 {
-            (self.count - 1) as f64 / span_s
+/// The timeline's own rate in one recording, rounded (at least 1): `(count - 1) / span` of its
+/// messages (from the index: chunk infos and the edge chunks' index data,
+/// [`Recording::topic_span`]), or 1 without a span; `None` when the index lists none. The one
+/// rule for a dataset's fps when the timeline runs at its own rate, whether a plan, a shard or
+/// a `--jobs` parent computes it.
+pub fn timeline_rate(rec: &Recording, conns: &[u32]) -> Result<Option<(TopicSpan, u32)>> {
+    Ok(rec.topic_span(conns)?.map(|s| {
+        let span_s = (s.last - s.first) as f64 / 1e9;
+        let rate = if s.count >= 2 && span_s > 0.0 {
+            (s.count - 1) as f64 / span_s
         } else {
             1.0
         };
-        (rate.round() as u32).max(1)
-    }
-}
-
-/// The count, first and last time of the timeline connections `conns` in `rec`, from its
-/// index (the chunk infos and the index data of the edge chunks only,
-/// [`Recording::topic_span`]); `None` when it lists none.
-pub fn timeline_rate(rec: &Recording, conns: &[u32]) -> Result<Option<TimelineTimes>> {
-    Ok(rec.topic_span(conns)?.map(|s| TimelineTimes {
-        count: s.count,
-        first: s.first,
-        last: s.last,
+        (s, (rate.round() as u32).max(1))
     }))
 }
 
@@ -289,12 +271,12 @@ impl BagPlan {
                 "{path}: timeline topic {timeline_topic} has no messages"
             )));
         }
-        let Some(times) = timeline_rate(rec, &tl_conns)? else {
+        let Some((times, rate)) = timeline_rate(rec, &tl_conns)? else {
             return Err(Error::Config(format!(
                 "{path}: the index lists no message times for timeline topic {timeline_topic}"
             )));
         };
-        let (first, last, rate) = (times.first, times.last, times.fps());
+        let (first, last) = (times.first, times.last);
         // A configured fps resamples every bag to that grid. Without one, every bag keeps its
         // timeline topic's own ticks (the same rule for every bag, whichever comes first), and
         // the dataset's fps is the first bag's rate (`fixed_fps` for the later ones).

@@ -155,7 +155,10 @@ impl FirstBag {
                 && let Some(topic) = config.timeline.as_deref()
             {
                 let conns = rec.index().connections_of(topic);
-                first.rate = timeline_rate(&rec, &conns).ok().flatten().map(|t| t.fps());
+                first.rate = timeline_rate(&rec, &conns)
+                    .ok()
+                    .flatten()
+                    .map(|(_, fps)| fps);
             }
             let want_cameras = want_cameras && config.wants_video();
             if want_cameras && first.cameras.is_empty() {
