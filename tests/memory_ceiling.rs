@@ -40,12 +40,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use arrow::array::{ArrayRef, RecordBatch};
 use bag2dataset::Error;
 use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, ConnectionInfo, Payload};
-use bag2dataset::bag::{BagFile, BagIndex};
-use bag2dataset::convert::pipeline::chunk_need;
 use bag2dataset::convert::run::{RunOptions, RunReport, run};
 use bag2dataset::demo::{
     COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
 };
+use bag2dataset::input::Recording;
 use bag2dataset::memory::parse_size;
 use bag2dataset::memory::plan::{DEFAULT_CEILING, MIN_BUFFER_BYTES, RESERVE_BYTES};
 use image::ExtendedColorType;
@@ -343,11 +342,12 @@ fn plan_refused(e: &Error) -> Option<u64> {
 /// The memory plan's floor for `bag` with this process's baseline RSS now: `run` at a 1 MiB
 /// ceiling refuses with the floor it computed (`needed`), which must equal ours.
 fn plan_floor(bag: &Path) -> u64 {
-    let max_chunk = {
-        let file = BagFile::open(bag).unwrap();
-        let index = BagIndex::read(&file).unwrap();
-        index.chunks.iter().map(chunk_need).max().unwrap()
-    };
+    let max_chunk = Recording::open(bag)
+        .unwrap()
+        .largest_pass_need()
+        .unwrap()
+        .unwrap()
+        .0;
     let e = run(&options(
         bag,
         Path::new("/nonexistent/never-written"),

@@ -1,14 +1,15 @@
 //! The read pattern of a conversion, from the bag reader's read trace (`bag::file::trace`):
-//! a convert reads the bag's chunks front to back once, taking each chunk's index data right
-//! after the chunk, with no scattered pre-pass. What is read up front, per open of the bag
-//! (a run opens each bag to measure it, once more for the run-level facts of the first bag,
-//! and once to convert it): the bag header, the index section (one read), a sweep of the
-//! chunk headers in file order (one small read per chunk), and the index data of a few edge
-//! chunks (the first and last chunk in the file, the first and last chunk of the timeline
-//! topic). The plan's shape probe reads the first chunk(s) holding each feature's topic
-//! through the map before the pass. (`manifest::fingerprint` reads the file's edges and its
-//! index section with plain reads, outside this trace; see the strace cross-check in
-//! docs/benchmarks.md.)
+//! a convert reads the bag's chunks front to back once, each chunk record with its index data
+//! in one read, with no scattered pre-pass. What is read besides, per open of the bag (a run
+//! opens each bag to measure it, once more for the run-level facts of the first bag, and once
+//! to convert it): the bag header, the index section (one read), and the header and index
+//! data of a few edge chunks (the first and last chunk in the file, the first and last chunk
+//! of the timeline topic); the plan's shape probe reads the first chunk(s) holding each
+//! feature's topic through the map. That is a bounded number of reads, however many chunks
+//! the bag has. Only a compressed bag adds one sweep of its chunk headers, once per run (its
+//! decompressed sizes are written nowhere else, and the memory plan needs the largest).
+//! (`manifest::fingerprint` reads the file's edges and its index section with plain reads,
+//! outside this trace; see the strace cross-check in docs/benchmarks.md.)
 
 mod common;
 
@@ -43,6 +44,8 @@ enum Region {
     /// The chunk's stored data, by a positioned read or through the map.
     Chunk(usize, ReadKind),
     IndexData(usize),
+    /// The whole chunk record and the index data after it, in one positioned read.
+    Whole(usize),
 }
 
 /// Names every read of `path` in `reads`; a read of anything else fails the test.
@@ -58,6 +61,12 @@ fn classify(index: &BagIndex, path: &Path, reads: &[TracedRead]) -> Vec<Region> 
                 Region::BagHeader
             } else if r.offset == index.header.index_pos && r.offset + r.len == index.file_len {
                 Region::IndexSection
+            } else if let Some(i) = order.iter().copied().find(|&i| {
+                r.kind == ReadKind::Positioned
+                    && c(i).pos == r.offset
+                    && index.span_end(i) == Some(r.offset + r.len)
+            }) {
+                Region::Whole(i)
             } else if let Some(i) = order
                 .iter()
                 .copied()
@@ -83,8 +92,14 @@ fn classify(index: &BagIndex, path: &Path, reads: &[TracedRead]) -> Vec<Region> 
 #[derive(Debug)]
 struct Pattern {
     opens: usize,
-    /// The chunks read by positioned reads, in the order read.
+    /// The chunks read by positioned reads (whole or their data alone), in the order read.
     pass: Vec<usize>,
+    /// Chunks read whole (record and index data in one read).
+    whole: usize,
+    /// Chunk headers read on their own.
+    headers: usize,
+    /// Reads other than the bag header, the index section and the pass.
+    outside: usize,
     /// Chunks whose index data was read right after the chunk itself, in the pass.
     index_data_in_pass: usize,
     /// Chunks whose index data was read anywhere else.
@@ -97,40 +112,42 @@ fn pattern(index: &BagIndex, regions: &[Region]) -> Pattern {
     let mut p = Pattern {
         opens: 0,
         pass: Vec::new(),
+        whole: 0,
+        headers: 0,
+        outside: 0,
         index_data_in_pass: 0,
         index_data_elsewhere: BTreeSet::new(),
         mapped: BTreeSet::new(),
     };
-    let mut sweep_at: Option<u64> = None;
     for (k, r) in regions.iter().enumerate() {
         match *r {
-            Region::IndexSection => {
-                p.opens += 1;
-                sweep_at = None;
+            Region::IndexSection => p.opens += 1,
+            Region::ChunkHeader(_) => {
+                p.headers += 1;
+                p.outside += 1;
             }
-            Region::ChunkHeader(i) => {
-                // Each open sweeps the chunk headers in file order.
-                let pos = index.chunks[i].pos;
-                assert!(
-                    sweep_at.is_none_or(|a| a < pos),
-                    "chunk headers out of order"
-                );
-                sweep_at = Some(pos);
+            Region::Whole(i) => {
+                p.pass.push(i);
+                p.whole += 1;
+                p.index_data_in_pass += 1;
             }
             Region::Chunk(i, ReadKind::Positioned) => p.pass.push(i),
             Region::Chunk(i, ReadKind::Mapped) => {
                 p.mapped.insert(i);
+                p.outside += 1;
             }
             Region::IndexData(i) => {
                 if k > 0 && regions[k - 1] == Region::Chunk(i, ReadKind::Positioned) {
                     p.index_data_in_pass += 1;
                 } else {
                     p.index_data_elsewhere.insert(i);
+                    p.outside += 1;
                 }
             }
             Region::BagHeader => {}
         }
     }
+    let _ = index;
     p
 }
 
@@ -179,16 +196,18 @@ fn a_convert_reads_the_chunks_front_to_back_once() {
         let regions = classify(&index, &bag, &reads);
         let p = pattern(&index, &regions);
         eprintln!(
-            "{compression:?}: {n} chunks, {} reads; {} opens; pass {} chunks, index data in \
-             pass {}; index data elsewhere {:?}; probe (mapped) {:?}",
+            "{compression:?}: {n} chunks, {} reads; {} opens; pass {} chunks ({} whole); \
+             {} reads outside the pass ({} chunk headers, index data of {:?}, probe (mapped) {:?})",
             regions.len(),
             p.opens,
             p.pass.len(),
-            p.index_data_in_pass,
+            p.whole,
+            p.outside,
+            p.headers,
             p.index_data_elsewhere,
             p.mapped
         );
-        // One pass: every chunk once, strictly forward, each with its index data after it.
+        // One pass: every chunk once, strictly forward, each read whole with its index data.
         let mut all: Vec<usize> = (0..n).collect();
         all.sort_by_key(|&i| index.chunks[i].pos);
         assert_eq!(
@@ -196,16 +215,16 @@ fn a_convert_reads_the_chunks_front_to_back_once() {
             "{compression:?}: the pass is not every chunk in file order"
         );
         assert!(forward(&index, &p.pass));
+        assert_eq!(p.whole, n, "{compression:?}: each chunk in one read");
         assert_eq!(
             p.index_data_in_pass, n,
             "{compression:?}: index data taken in the pass"
         );
-        // Up front, per open: the index section and a header sweep; index data only of a
-        // few edge chunks, however many chunks the bag has.
-        assert!(
-            (1..=3).contains(&p.opens),
-            "{compression:?}: {} opens",
-            p.opens
+        // Besides: per open, the index section and a few edge chunks, however many chunks
+        // the bag has; a compressed bag's headers once per run, for the memory plan.
+        assert_eq!(
+            p.opens, 1,
+            "{compression:?}: a run of one bag opens it once"
         );
         let edges: BTreeSet<usize> = [all[0], all[n - 1]].into_iter().collect();
         assert!(
@@ -214,11 +233,24 @@ fn a_convert_reads_the_chunks_front_to_back_once() {
             p.index_data_elsewhere
         );
         assert!(edges.is_subset(&p.index_data_elsewhere), "{p:?}");
-        let headers = regions
-            .iter()
-            .filter(|r| matches!(r, Region::ChunkHeader(_)))
-            .count();
-        assert_eq!(headers, p.opens * n, "one header sweep per open");
+        // The open reads the headers of the first and last chunk; only a compressed bag's
+        // other headers are swept (once per run, by the memory plan).
+        let edge_headers = 2 * p.opens;
+        let sweep = match compression {
+            Compression::None => 0,
+            _ => n - 2,
+        };
+        assert_eq!(
+            p.headers,
+            sweep + edge_headers,
+            "{compression:?}: chunk headers read on their own"
+        );
+        // The rest: edge index data (the open's check and the timeline's ends) and the probe.
+        assert!(
+            p.outside <= p.headers + 8,
+            "{compression:?}: {} reads outside the pass",
+            p.outside
+        );
         // The shape probe reads only the first chunks.
         assert!(
             p.mapped.iter().all(|i| all[..4].contains(i)),
@@ -319,5 +351,110 @@ fn info_reads_only_the_index_section() {
     );
     let p = pattern(&index, &classify(&index, &bag, &reads));
     assert_eq!(p.index_data_elsewhere.len(), index.chunks.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The plan reads no chunk header beyond the edges when the first and last chunks are stored
+/// uncompressed. A bag that changes compression in the middle (rosbag allows it) breaks that
+/// rule: its conversion fails with an error naming the chunk and what to do, never a hang on a
+/// budget that cannot grow or an unplanned allocation.
+#[test]
+fn a_compressed_chunk_between_uncompressed_edges_is_named() {
+    use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Payload};
+    use bag2dataset::demo::{
+        COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
+    };
+    let _serial = serial();
+    let dir = tmp("mixed");
+    let bag = dir.join("mixed.bag");
+    let opts = BagWriterOptions {
+        chunk_threshold: 8 << 10,
+        ..BagWriterOptions::with_compression(Compression::None)
+    };
+    let mut w = BagWriter::create(&bag, opts).unwrap();
+    let cam = w
+        .add_connection(
+            "/cam/image/compressed",
+            "sensor_msgs/CompressedImage",
+            COMPRESSED_IMAGE_MD5,
+            &compressed_image_definition(),
+        )
+        .unwrap();
+    let js = w
+        .add_connection(
+            "/arm/joint_states",
+            "sensor_msgs/JointState",
+            JOINT_STATE_MD5,
+            &joint_state_definition(),
+        )
+        .unwrap();
+    let pad = w
+        .add_connection(
+            "/pad",
+            "std_msgs/String",
+            "992ce8a1687cec8c8bd883ec73ca41d1",
+            "string data\n",
+        )
+        .unwrap();
+    let jpeg = common::jpeg_frame(0, 0);
+    let t = |k: u64| common::START + k * 10_000_000;
+    for k in 0..300u64 {
+        if k == 150 {
+            w.set_compression(Compression::Lz4).unwrap();
+        }
+        if k == 152 {
+            w.set_compression(Compression::None).unwrap();
+        }
+        let (sec, nsec) = ((t(k) / 1_000_000_000) as u32, (t(k) % 1_000_000_000) as u32);
+        let mut p = Payload::new();
+        p.header(k as u32, sec, nsec, "");
+        if k % 3 == 0 {
+            p.string("jpeg").bytes(&jpeg);
+            w.write(cam, t(k), p.as_slice()).unwrap();
+        } else {
+            p.string_array(&["a".to_string()])
+                .f64_array(&[k as f64])
+                .f64_array(&[])
+                .f64_array(&[]);
+            w.write(js, t(k), p.as_slice()).unwrap();
+        }
+        if k == 150 {
+            // An lz4 chunk holding a joint message and a megabyte of zeros: a few KiB stored.
+            let mut p = Payload::new();
+            p.bytes(&vec![0u8; 1 << 20]);
+            w.write(pad, t(k), p.as_slice()).unwrap();
+        }
+    }
+    w.finish().unwrap();
+
+    let out = dir.join("ds");
+    let err = bag2dataset::convert::run::run(&bag2dataset::convert::run::RunOptions {
+        inputs: vec![bag.clone()],
+        output: out.clone(),
+        ceiling: 256 << 20,
+        ..Default::default()
+    })
+    .expect_err("the lz4 chunk does not fit the plan")
+    .to_string();
+    assert!(
+        err.contains("lz4-compressed") && err.contains("reindex --compression none"),
+        "{err}"
+    );
+    assert!(
+        !out.join("meta/info.json").exists(),
+        "no dataset presented as complete"
+    );
+    // The remedy the error gives works: a copy in one compression converts, every tick.
+    let copy = dir.join("copy.bag");
+    bag2dataset::commands::reindex::reindex_bag(&bag, &copy, Some(Compression::None), |_| {})
+        .expect("reindex");
+    let report = bag2dataset::convert::run::run(&bag2dataset::convert::run::RunOptions {
+        inputs: vec![copy],
+        output: out,
+        ceiling: 256 << 20,
+        ..Default::default()
+    })
+    .expect("the copy converts");
+    assert_eq!(report.total_frames, 100);
     let _ = std::fs::remove_dir_all(&dir);
 }

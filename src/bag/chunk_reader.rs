@@ -3,17 +3,21 @@
 //! chunk are released once the chunk is decompressed or consumed; the converter reads chunks
 //! with positioned reads instead ([`read_chunk_copied`]).
 
+use std::ops::Range;
+
 use super::decompress::decompress_bounded;
 use super::file::BagFile;
-use super::index::{ChunkCompression, ChunkInfo};
+use super::index::{ChunkCompression, ChunkInfo, apply_chunk_header};
 use super::record::{Record, RecordError, op};
 use crate::error::{Error, Result};
 
 /// The decompressed bytes of one chunk: borrowed straight from the map when stored
-/// uncompressed, owned otherwise.
+/// uncompressed, owned otherwise (for an uncompressed chunk read whole with its record header
+/// and index data, the part of that buffer holding its data).
 pub enum ChunkData<'a> {
     Mapped(&'a [u8]),
     Owned(Vec<u8>),
+    Within(Vec<u8>, Range<usize>),
 }
 
 impl ChunkData<'_> {
@@ -21,7 +25,71 @@ impl ChunkData<'_> {
         match self {
             ChunkData::Mapped(b) => b,
             ChunkData::Owned(v) => v,
+            ChunkData::Within(v, r) => &v[r.clone()],
         }
+    }
+}
+
+/// A chunk record as the converter's pass reads it: the record header, the stored data and the
+/// index-data records after it, `[pos, end)` of the file, in one positioned read. Where they
+/// end is known from the index section alone ([`super::BagIndex::span_end`]), so no header is
+/// read before the pass; the header is parsed from this buffer.
+pub struct StoredChunk {
+    /// The chunk with its header fields filled in from the buffer.
+    pub chunk: ChunkInfo,
+    buf: Vec<u8>,
+    /// Where the stored data lies in `buf`.
+    data: Range<usize>,
+}
+
+impl StoredChunk {
+    /// Reads `[chunk.pos, end)` and parses the chunk record's header from it; the data must lie
+    /// inside the read.
+    pub fn read(bag: &BagFile, chunk: &ChunkInfo, end: u64) -> Result<StoredChunk> {
+        bag.offset_in_file(chunk.pos, "chunk")?;
+        let len = end.saturating_sub(chunk.pos);
+        let buf = usize::try_from(len)
+            .ok()
+            .and_then(|len| bag.read_exact_at(chunk.pos, len).ok())
+            .ok_or_else(|| Error::Malformed {
+                path: bag.path().to_path_buf(),
+                offset: chunk.pos,
+                what: format!(
+                    "the chunk record and its index data ({len} bytes) run past the end of the file"
+                ),
+            })?;
+        let mut chunk = chunk.clone();
+        apply_chunk_header(bag, &buf, &mut chunk)?;
+        if chunk.end() > end {
+            return Err(Error::Malformed {
+                path: bag.path().to_path_buf(),
+                offset: chunk.pos,
+                what: format!(
+                    "chunk data of {} bytes runs past the next chunk record or the index section (at offset {end})",
+                    chunk.data_len
+                ),
+            });
+        }
+        let from = (chunk.data_offset - chunk.pos) as usize;
+        let data = from..from + chunk.data_len as usize;
+        Ok(StoredChunk { chunk, buf, data })
+    }
+
+    /// The bytes after the chunk's data: its index-data records.
+    pub fn after(&self) -> &[u8] {
+        &self.buf[self.data.end..]
+    }
+
+    /// The chunk's decompressed data, checked against its declared size (see [`read_chunk`]);
+    /// an uncompressed chunk keeps the buffer as read.
+    pub fn into_data(self, bag: &BagFile) -> Result<ChunkData<'static>> {
+        if self.chunk.compression == ChunkCompression::None {
+            check_stored_size(bag, &self.chunk, self.data.len())?;
+            return Ok(ChunkData::Within(self.buf, self.data));
+        }
+        // The caller holds the bytes of the decompressed copy ([`heap_needed`]) by now.
+        let out = decompress_checked(bag, &self.chunk, &self.buf[self.data.clone()])?;
+        Ok(ChunkData::Owned(out))
     }
 }
 

@@ -9,6 +9,7 @@
 //! or 24 bytes per message with positions ([`BagIndex::entries`]), through a window of
 //! [`INDEX_DATA_WINDOW`] bytes. [`BagIndex::topic_span`] reads only the edge chunks' index data.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use super::file::{BagFile, BagHeader};
@@ -94,6 +95,11 @@ pub struct ChunkInfo {
     pub partial: bool,
     /// Loose records in the file (no chunk record of their own), found by a recovery scan.
     pub loose: bool,
+    /// Whether `compression`, `uncompressed_size`, `data_offset` and `data_len` are known: the
+    /// chunk record's header was read (or a scan described the chunk). An index read from the
+    /// index section alone leaves them to be read with the chunk ([`BagIndex::headed`]); the
+    /// converter takes them in its pass ([`super::chunk_reader::read_chunk_span`]).
+    pub headed: bool,
 }
 
 impl ChunkInfo {
@@ -492,21 +498,60 @@ impl BagIndex {
         conns: &[u32],
         f: impl FnMut(u32, u64, u32),
     ) -> Result<()> {
+        let chunk = self.headed(bag, ci)?;
+        self.index_data_of(bag, ci, &chunk, conns, Window::default(), f)
+    }
+
+    /// Chunk `ci` with its header fields known: as the index holds it, or, for an index read
+    /// without them, with its record header read now (one small positioned read).
+    pub fn headed(&self, bag: &BagFile, ci: usize) -> Result<Cow<'_, ChunkInfo>> {
         let chunk = self
             .chunks
             .get(ci)
             .ok_or_else(|| Error::Internal(format!("no chunk {ci}")))?;
-        self.index_data_of(bag, ci, chunk, conns, f)
+        if chunk.headed {
+            return Ok(Cow::Borrowed(chunk));
+        }
+        let mut chunk = chunk.clone();
+        read_chunk_header(bag, &mut chunk)?;
+        Ok(Cow::Owned(chunk))
+    }
+
+    /// Where the records that follow chunk `ci` (its index data) end, when the index section
+    /// says (the next chunk record in file order, or the index section itself): the chunk's
+    /// header, data and index data all lie in `[pos, that)`, known without reading a header.
+    pub fn span_end(&self, ci: usize) -> Option<u64> {
+        self.index_data_ends
+            .get(ci)
+            .copied()
+            .filter(|&end| end != u64::MAX && end > self.chunks[ci].pos)
+    }
+
+    /// [`Self::index_data`] checked on index data already read: `bytes` are the bytes from the
+    /// end of `chunk`'s data (whose header fields must be known) to [`Self::span_end`].
+    pub fn check_index_data_in(
+        &self,
+        bag: &BagFile,
+        ci: usize,
+        chunk: &ChunkInfo,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let window = Window {
+            start: chunk.end(),
+            buf: Cow::Borrowed(bytes),
+        };
+        self.index_data_of(bag, ci, chunk, &[], window, |_, _, _| {})
     }
 
     /// [`Self::index_data`] of chunk `ci` as described by `chunk` (whose header fields, the end
-    /// of its data, must be known).
+    /// of its data, must be known), read through `window` (which may already hold it).
     fn index_data_of(
         &self,
         bag: &BagFile,
         ci: usize,
         chunk: &ChunkInfo,
         conns: &[u32],
+        mut window: Window<'_>,
         mut f: impl FnMut(u32, u64, u32),
     ) -> Result<()> {
         let end = self
@@ -527,7 +572,6 @@ impl BagIndex {
                 .find(|(c, _)| *c == conn)
                 .map_or(0, |&(_, n)| u64::from(n))
         };
-        let mut window = Window::default();
         let mut listed: Vec<(u32, u64)> = Vec::new();
         let mut at = chunk.end();
         while at < end {
@@ -622,11 +666,12 @@ impl BagIndex {
     ) -> Result<Option<(u64, u64)>> {
         self.edge_span(conns, |ci| {
             if let std::collections::btree_map::Entry::Vacant(slot) = read.entry(ci) {
-                let mut chunk = self.chunks[ci].clone();
-                read_chunk_header(bag, &mut chunk)?;
+                let chunk = self.headed(bag, ci)?;
                 let all: Vec<u32> = chunk.counts.iter().map(|&(c, _)| c).collect();
                 let mut entries = Vec::new();
-                self.index_data_of(bag, ci, &chunk, &all, |c, t, _| entries.push((c, t)))?;
+                self.index_data_of(bag, ci, &chunk, &all, Window::default(), |c, t, _| {
+                    entries.push((c, t))
+                })?;
                 slot.insert(entries);
             }
             Ok(read[&ci]
@@ -720,14 +765,14 @@ fn index_data_ends(chunks: &[ChunkInfo], index_pos: u64) -> Vec<u64> {
 /// 30 Hz cameras and a 500 Hz joint topic lists about 1,000 messages, 12 KiB).
 pub const INDEX_DATA_WINDOW: usize = 64 << 10;
 
-/// A buffer over part of the file, refilled by positioned reads.
+/// A buffer over part of the file, refilled by positioned reads (or lent bytes already read).
 #[derive(Default)]
-struct Window {
+struct Window<'a> {
     start: u64,
-    buf: Vec<u8>,
+    buf: Cow<'a, [u8]>,
 }
 
-impl Window {
+impl Window<'_> {
     /// `[at, at + len)`, reading from `at` when it is not buffered; `None` when it runs past
     /// `end`.
     fn slice(&mut self, bag: &BagFile, at: u64, len: usize, end: u64) -> Result<Option<&[u8]>> {
@@ -737,9 +782,10 @@ impl Window {
         let have = at >= self.start && at + len as u64 <= self.start + self.buf.len() as u64;
         if !have {
             let want = (end - at).min(len.max(INDEX_DATA_WINDOW) as u64) as usize;
-            self.buf = bag
-                .read_exact_at(at, want)
-                .map_err(|e| Error::io(bag.path(), e))?;
+            self.buf = Cow::Owned(
+                bag.read_exact_at(at, want)
+                    .map_err(|e| Error::io(bag.path(), e))?,
+            );
             self.start = at;
         }
         let from = (at - self.start) as usize;
@@ -828,12 +874,19 @@ fn read_chunk_header(bag: &BagFile, chunk: &mut ChunkInfo) -> Result<()> {
     if need > head.len() as u64 && need <= MAX_CHUNK_HEADER_BYTES {
         head = bag.read_up_to(chunk.pos, need as usize).map_err(io)?;
     }
+    apply_chunk_header(bag, &head, chunk)
+}
+
+/// Fills in `chunk`'s header fields from `head`, the bytes of the file from `chunk.pos` on
+/// (the whole record header, and the data length after it), checking that the data is inside
+/// the file.
+pub(crate) fn apply_chunk_header(bag: &BagFile, head: &[u8], chunk: &mut ChunkInfo) -> Result<()> {
     let at_chunk = |e: RecordError| Error::Malformed {
         path: bag.path().to_path_buf(),
         offset: chunk.pos + e.offset as u64,
         what: format!("chunk record: {}", e.what),
     };
-    let (fields, data_at, data_len) = Record::parse_header(&head, 0).map_err(at_chunk)?;
+    let (fields, data_at, data_len) = Record::parse_header(head, 0).map_err(at_chunk)?;
     let op_code = fields.op().map_err(at_chunk)?;
     if op_code != op::CHUNK {
         return Err(Error::Malformed {
@@ -857,6 +910,7 @@ fn read_chunk_header(bag: &BagFile, chunk: &mut ChunkInfo) -> Result<()> {
     chunk.uncompressed_size = fields.u32("size").map_err(at_chunk)?;
     chunk.data_offset = chunk.pos + data_at as u64;
     chunk.data_len = data_len;
+    chunk.headed = true;
     if chunk.end() > bag.len() {
         return Err(Error::Malformed {
             path: bag.path().to_path_buf(),

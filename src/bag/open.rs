@@ -16,8 +16,16 @@ impl BagIndex {
     /// unclosed recording (`index_pos` 0) or a copy cut before its first complete record is an
     /// empty bag, with a note.
     pub fn open(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
+        BagIndex::open_reading(bag, BagIndex::read)
+    }
+
+    /// [`BagIndex::open`] with `read` as the way to read an index from the bag.
+    fn open_reading(
+        bag: &BagFile,
+        read: fn(&BagFile) -> Result<BagIndex>,
+    ) -> Result<(BagIndex, Option<RecoveryNote>)> {
         let header = bag.header();
-        let err = match BagIndex::read(bag) {
+        let err = match read(bag) {
             Ok(index) => return Ok((index, None)),
             Err(e) => e,
         };
@@ -49,26 +57,30 @@ impl BagIndex {
     /// index cannot be trusted to find every message, so the bag is read by a recovery scan
     /// instead, and the note says why: messages are never silently lost.
     pub fn open_verified(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
-        BagIndex::open_checking(bag, |index| {
+        BagIndex::open_checking(bag, BagIndex::read, |index| {
             let all: Vec<u32> = index.connections.iter().map(|c| c.id).collect();
             index.visit_index_data(bag, &all, |_, _, _, _| {})
         })
     }
 
-    /// [`BagIndex::open`], then the index data of the first and the last chunk (in file
-    /// order) checked against their chunk infos: two small reads, not a pass over the file.
+    /// The index section alone (no chunk header is read up front: see
+    /// [`super::index::ChunkInfo::headed`]), then the header and index data of the first and
+    /// the last chunk (in file order) checked against their chunk infos: a few small reads, not
+    /// a pass over the file. The two headers stay in the index (the edges are what the plan
+    /// reads again: the timeline's ends, the shape probe, the bag's compression).
     /// Index data that a writer left out or a tool spoilt throughout show there, and the bag
     /// is read by a recovery scan instead; damage further in is found by readers that take
     /// each chunk's index data as they read the chunk (`input::Recording`), which read the
     /// messages from the chunk itself either way.
     pub fn open_checked(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
-        BagIndex::open_checking(bag, |index| {
+        BagIndex::open_checking(bag, BagIndex::read_section, |index| {
             let mut order: Vec<usize> = (0..index.chunks.len()).collect();
             order.sort_by_key(|&i| index.chunks[i].pos);
             let edges = [order.first(), order.last()];
             let mut checked = Vec::new();
             for &ci in edges.into_iter().flatten() {
                 if !checked.contains(&ci) {
+                    index.chunks[ci] = index.headed(bag, ci)?.into_owned();
                     index.index_data(bag, ci, &[], |_, _, _| {})?;
                     checked.push(ci);
                 }
@@ -77,19 +89,23 @@ impl BagIndex {
         })
     }
 
-    /// [`BagIndex::open`], then `check` on an index read from the bag; an
-    /// [`Error::IndexMismatch`] from it turns into a recovery scan with a note.
+    /// [`BagIndex::open`] by `read`, then `check` on an index read from the bag; an
+    /// [`Error::IndexMismatch`] from it, or a malformed chunk header it read, turns into a
+    /// recovery scan with a note.
     fn open_checking(
         bag: &BagFile,
-        check: impl FnOnce(&BagIndex) -> Result<()>,
+        read: fn(&BagFile) -> Result<BagIndex>,
+        check: impl FnOnce(&mut BagIndex) -> Result<()>,
     ) -> Result<(BagIndex, Option<RecoveryNote>)> {
-        let (index, note) = BagIndex::open(bag)?;
+        let (mut index, note) = BagIndex::open_reading(bag, read)?;
         if note.is_some() {
             return Ok((index, note));
         }
-        match check(&index) {
+        match check(&mut index) {
             Ok(()) => Ok((index, None)),
-            Err(Error::IndexMismatch { offset, what, .. }) => {
+            Err(
+                Error::IndexMismatch { offset, what, .. } | Error::Malformed { offset, what, .. },
+            ) => {
                 let (index, note) = recover(
                     bag,
                     RecoveryReason::Damaged(format!("at offset {offset}: {what}")),

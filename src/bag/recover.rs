@@ -308,6 +308,7 @@ impl Scan<'_> {
                         data_offset: data_at as u64,
                         data_len: walk.end as u32,
                         partial,
+                        headed: true,
                         ..ChunkInfo::default()
                     },
                     walk.entries,
@@ -367,6 +368,7 @@ impl Scan<'_> {
                 data_offset: from as u64,
                 data_len: raw.len() as u32,
                 partial: !complete || walk.end != data.len(),
+                headed: true,
                 ..ChunkInfo::default()
             },
             walk.entries,
@@ -392,6 +394,7 @@ impl Scan<'_> {
                     data_offset: from as u64,
                     data_len: walk.end as u32,
                     loose: true,
+                    headed: true,
                     ..ChunkInfo::default()
                 },
                 walk.entries,

@@ -317,6 +317,15 @@ impl<W: Write + Seek> BagWriter<W> {
         Ok(())
     }
 
+    /// Sets the compression of the chunks written from now on (the current chunk is written
+    /// first), as rosbag's `Bag.compression` may change while recording: a bag of mixed
+    /// chunk compressions.
+    pub fn set_compression(&mut self, compression: Compression) -> io::Result<()> {
+        self.flush_chunk()?;
+        self.opts.compression = compression;
+        Ok(())
+    }
+
     /// Messages written so far.
     pub fn message_count(&self) -> u64 {
         self.messages

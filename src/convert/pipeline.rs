@@ -22,7 +22,7 @@ use super::image::to_feature_value;
 pub use super::monitor::{MONITOR_INTERVAL, Monitor, spawn_monitor};
 use super::plan::{BagPlan, SlotKind};
 use crate::align::{Aligner, Sample, SampleValue, SlotReport, Tick};
-use crate::bag::{BagIndex, ChunkCompression, ChunkInfo};
+use crate::bag::BagIndex;
 use crate::convert::config::TimeSource;
 use crate::dataset::stats::{self, SampledImage};
 use crate::dataset::{DatasetWriter, FeatureValue, Frame, FrameSampler, Presampled};
@@ -39,16 +39,6 @@ pub const HEADER_LATENCY_ALLOWANCE_NS: u64 = 1_000_000_000;
 
 /// Fixed bytes counted per frame on top of its values.
 const FRAME_OVERHEAD_BYTES: u64 = 128;
-
-/// Bytes a chunk occupies while it is read: its stored bytes (read into a buffer, see
-/// [`read_chunk_copied`]), plus the decompressed copy.
-pub fn chunk_need(chunk: &ChunkInfo) -> u64 {
-    let mapped = chunk.data_len as u64;
-    match chunk.compression {
-        ChunkCompression::None => mapped,
-        _ => mapped + chunk.uncompressed_size as u64,
-    }
-}
 
 /// What the reader sends the aligner.
 enum ReaderEvent {
@@ -281,19 +271,25 @@ fn read_stage(
     let mut damage = DamageReport::default();
     for (k, &ci) in plan.chunks.iter().enumerate() {
         let chunk = &index.chunks[ci];
-        let _held = mem.chunk.acquire(chunk_need(chunk), || {
+        let need = rec.pass_need(ci);
+        let mut held = mem.chunk.acquire(need, || {
             format!(
-                "chunk {ci} of {} at offset {} ({} stored, {} decompressed)",
+                "chunk {ci} of {} at offset {} ({need} bytes in flight)",
                 rec.path().display(),
                 chunk.pos,
-                chunk.data_len,
-                chunk.uncompressed_size
             )
         })?;
-        bytes_read += chunk.data_len as u64;
-        let data = match rec.read_unit(ci, Some(&wanted), true) {
+        let data = match rec.read_unit_in_pass(ci, Some(&wanted), &mut held) {
             Ok(d) => Some(d),
-            Err(e) if !plan.strict => {
+            // What the bag holds is damaged: skipped and counted unless --strict. Not the
+            // plan or the run failing (a chunk the memory plan has no room for, a cancel).
+            Err(e)
+                if !plan.strict
+                    && !matches!(
+                        e,
+                        Error::Limit { .. } | Error::OverBudget { .. } | Error::Cancelled
+                    ) =>
+            {
                 damage.skip_chunk(
                     chunk.message_count(),
                     format!("skipped a damaged chunk: {e}"),
@@ -303,6 +299,8 @@ fn read_stage(
             Err(e) => return Err(e),
         };
         let mut data = data;
+        let stored = data.as_ref().map_or(need, |u| u.stored_bytes);
+        bytes_read += stored;
         if let Some(e) = data.as_mut().and_then(|u| u.index_mismatch.take()) {
             damage.index_mismatch(&e);
         }
@@ -396,7 +394,7 @@ fn read_stage(
         }
         drop(data);
         if let Some(p) = monitor.progress.get() {
-            p.advance(chunk.data_len as u64);
+            p.advance(stored);
         }
         tx.send_marker(ReaderEvent::ChunkDone {
             watermarks: marks.after(k, plan.time_source),
@@ -409,7 +407,7 @@ fn read_stage(
             ci,
             chunk.start_ns,
             chunk.end_ns,
-            chunk.data_len as u64,
+            stored,
             monitor.frames_written.load(Ordering::Relaxed),
             &s,
             tree - s.rss(),

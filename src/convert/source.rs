@@ -3,23 +3,46 @@
 //! ordering, sharding, the memory pre-pass and the conversion log all use these figures, and
 //! the conversion opens the bag once more to read its chunks. The run-level facts that come
 //! from one bag (zero-config mapping, the dataset's fps, the video cameras) are taken from the
-//! first bag of the whole ordered list by [`FirstBag::measure`], in one more open.
+//! first bag of the whole ordered list by [`FirstBag::measure`].
 //!
 //! A source holds figures, not the index: a nightly run over thousands of bags keeps a few
-//! hundred bytes per bag, never their indexes.
+//! hundred bytes per bag, never their indexes. Only the recording opened last is kept
+//! ([`LastOpened`]), so a run of one bag opens it once for all three uses.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::config::ConvertConfig;
 use super::manifest::{BagIdentity, fingerprint};
 use super::mapping::zero_config;
-use super::pipeline::chunk_need;
 use super::plan::{BagPlan, timeline_rate};
 use super::select::Order;
 use crate::dataset::FeatureKind;
 use crate::dataset::video::VideoCodec;
 use crate::error::{Error, Result};
 use crate::input::Recording;
+
+/// The recording a run opened last, kept for its next use. A run measures its bags, takes the
+/// run-level facts from the list's first bag, then converts them in order: for a run of one
+/// bag (the common case) that is one open instead of three, and an unindexed bag is scanned
+/// once. One recording at a time (its index and map), never the list's.
+#[derive(Debug, Default)]
+pub struct LastOpened(RefCell<Option<Rc<Recording>>>);
+
+impl LastOpened {
+    /// The recording at `path`: the one kept when it is that one, else opened (and kept).
+    pub fn open(&self, path: &Path) -> Result<Rc<Recording>> {
+        if let Some(rec) = self.0.borrow().as_ref().filter(|r| r.path() == path) {
+            return Ok(rec.clone());
+        }
+        // Let go of the last one before opening the next.
+        self.0.borrow_mut().take();
+        let rec = Rc::new(Recording::open(path)?);
+        *self.0.borrow_mut() = Some(rec.clone());
+        Ok(rec)
+    }
+}
 
 /// One bag of a run, measured once (see the module docs).
 #[derive(Debug, Clone)]
@@ -36,9 +59,9 @@ pub struct BagSource {
 }
 
 impl BagSource {
-    /// Measures `path`: one open of the recording (index, or a recovery scan), one read of
-    /// its fingerprint.
-    pub fn measure(path: &Path) -> BagSource {
+    /// Measures `path`: one open of the recording (index, or a recovery scan; kept in
+    /// `opened`), one read of its fingerprint.
+    pub fn measure(path: &Path, opened: &LastOpened) -> BagSource {
         let identity = fingerprint(path).map_err(|e| e.to_string());
         let mut source = BagSource {
             path: path.to_path_buf(),
@@ -47,24 +70,23 @@ impl BagSource {
             largest_chunk: (0, String::new()),
             open_error: None,
         };
-        match Recording::open(path) {
-            Ok(rec) => {
-                let index = rec.index();
-                source.start_time_ns = index.time_range().map(|r| r.0);
-                for c in &index.chunks {
-                    let n = chunk_need(c);
-                    if n > source.largest_chunk.0 {
-                        source.largest_chunk = (
-                            n,
-                            format!(
-                                "chunk at offset {} of {} ({n} bytes in flight)",
-                                c.pos,
-                                path.display()
-                            ),
-                        );
-                    }
-                }
+        let largest = opened.open(path).and_then(|rec| {
+            source.start_time_ns = rec.index().time_range().map(|r| r.0);
+            Ok(rec
+                .largest_pass_need()?
+                .map(|(n, ci)| (n, rec.index().chunks[ci].pos)))
+        });
+        match largest {
+            Ok(Some((n, pos))) => {
+                source.largest_chunk = (
+                    n,
+                    format!(
+                        "chunk at offset {pos} of {} ({n} bytes in flight)",
+                        path.display()
+                    ),
+                )
             }
+            Ok(None) => {}
             Err(e) => source.open_error = Some(e.to_string()),
         }
         source
@@ -78,8 +100,11 @@ impl BagSource {
 
 /// Measures `paths` and puts them in episode order (path, or start time with bags without one
 /// last, ties by path).
-pub fn ordered_sources(paths: Vec<PathBuf>, order: Order) -> Vec<BagSource> {
-    let mut v: Vec<BagSource> = paths.iter().map(|p| BagSource::measure(p)).collect();
+pub fn ordered_sources(paths: Vec<PathBuf>, order: Order, opened: &LastOpened) -> Vec<BagSource> {
+    let mut v: Vec<BagSource> = paths
+        .iter()
+        .map(|p| BagSource::measure(p, opened))
+        .collect();
     match order {
         Order::Path => v.sort_by(|a, b| a.path.cmp(&b.path)),
         Order::StartTime => v.sort_by(|a, b| {
@@ -108,11 +133,13 @@ impl FirstBag {
     /// mapping when no config is given, the timeline's rate (from the first bag that has the
     /// timeline, as the first converted episode would set it), and the video cameras when
     /// `want_cameras` and the config has video features (from the first bag that plans).
-    /// Usually one open of one bag. Fails only when no config is given and no bag yields one.
+    /// Usually one open of one bag (none when `opened` holds it). Fails only when no config is
+    /// given and no bag yields one.
     pub fn measure(
         bags: &[PathBuf],
         given: Option<&ConvertConfig>,
         want_cameras: bool,
+        opened: &LastOpened,
     ) -> Result<FirstBag> {
         let mut first = FirstBag {
             config: given.cloned(),
@@ -120,7 +147,7 @@ impl FirstBag {
         };
         let mut last_err = None;
         for path in bags {
-            let rec = match Recording::open(path) {
+            let rec = match opened.open(path) {
                 Ok(r) => r,
                 Err(e) => {
                     last_err = Some(e);

@@ -14,9 +14,13 @@
 
 use std::path::Path;
 
-use crate::bag::chunk_reader::{ChunkData, chunk_error, messages, read_chunk, read_chunk_copied};
+use crate::bag::chunk_reader::{
+    ChunkData, StoredChunk, chunk_error, heap_needed, messages, read_chunk, read_chunk_copied,
+};
+use crate::bag::index::{CHUNK_HEADER_READ, ChunkCompression, ChunkInfo};
 use crate::bag::{BagFile, BagIndex, RecoveryNote};
 use crate::error::{Error, Result};
+use crate::memory::Permit;
 use crate::msg::MessageSchema;
 use crate::ros2::{Ros2Bag, Storage, UnitMessage, is_ros2_path};
 
@@ -28,16 +32,16 @@ pub struct TopicSpan {
     pub last: u64,
 }
 
-/// Checks the index data after chunk `ci` against its chunk info and against `found`, the
-/// messages per connection the chunk really holds: the disagreement, if they disagree.
+/// Checks `listed`, the check of the index data after chunk `ci` against its chunk info, and
+/// the chunk info against `found`, the messages per connection the chunk really holds: the
+/// disagreement, if they disagree.
 fn check_index_data(
     bag: &BagFile,
-    index: &BagIndex,
-    ci: usize,
+    chunk: &ChunkInfo,
+    listed: Result<()>,
     found: &[(u32, u32)],
 ) -> Option<Error> {
-    let chunk = &index.chunks[ci];
-    let result = index.index_data(bag, ci, &[], |_, _, _| {}).and_then(|()| {
+    let result = listed.and_then(|()| {
         let mut declared = chunk.counts.clone();
         let mut found = found.to_vec();
         declared.retain(|&(_, n)| n > 0);
@@ -89,6 +93,9 @@ pub struct Unit<'a> {
     /// The index data after the chunk disagrees with it (checked on positioned reads): the
     /// messages come from the chunk either way; the caller reports it.
     pub index_mismatch: Option<Error>,
+    /// Bytes read from storage for the unit (a ROS1 chunk read whole in the pass: its record
+    /// header and index data too).
+    pub stored_bytes: u64,
 }
 
 enum UnitData<'a> {
@@ -250,11 +257,11 @@ impl Recording {
                     // Answered from the chunks; the conversion's pass, which reads them,
                     // reports the disagreement (once, in the bag's damage report).
                     Err(Error::IndexMismatch { .. }) => index.edge_span(conns, |ci| {
-                        let chunk = &index.chunks[ci];
-                        let data = read_chunk_copied(bag, chunk)?;
+                        let chunk = index.headed(bag, ci)?;
+                        let data = read_chunk_copied(bag, &chunk)?;
                         let mut times = Vec::new();
                         for m in messages(data.bytes()) {
-                            let m = m.map_err(|e| chunk_error(bag, chunk, e))?;
+                            let m = m.map_err(|e| chunk_error(bag, &chunk, e))?;
                             if conns.contains(&m.conn) {
                                 times.push(m.time_ns);
                             }
@@ -293,51 +300,17 @@ impl Recording {
     pub fn read_unit(&self, ci: usize, wanted: Option<&[u32]>, copied: bool) -> Result<Unit<'_>> {
         match self {
             Recording::Ros1 { bag, index, .. } => {
-                let chunk = index
-                    .chunks
-                    .get(ci)
-                    .ok_or_else(|| Error::Internal(format!("no chunk {ci}")))?;
+                let chunk = index.headed(bag, ci)?;
                 let data = if copied {
-                    read_chunk_copied(bag, chunk)?
+                    read_chunk_copied(bag, &chunk)?
                 } else {
-                    read_chunk(bag, chunk)?
+                    read_chunk(bag, &chunk)?
                 };
-                let bytes = data.bytes();
-                let base = bytes.as_ptr() as usize;
-                let mut msgs = Vec::new();
-                let mut cut = None;
-                let mut found: Vec<(u32, u32)> = Vec::new();
-                for m in messages(bytes) {
-                    match m {
-                        Ok(m) => {
-                            match found.iter_mut().find(|(c, _)| *c == m.conn) {
-                                Some(f) => f.1 += 1,
-                                None => found.push((m.conn, 1)),
-                            }
-                            if wanted.is_none_or(|w| w.contains(&m.conn)) {
-                                msgs.push(UnitMessage {
-                                    conn: m.conn,
-                                    time_ns: m.time_ns,
-                                    start: m.data.as_ptr() as usize - base,
-                                    len: m.data.len(),
-                                });
-                            }
-                        }
-                        Err(e) => {
-                            cut = Some(chunk_error(bag, chunk, e));
-                            break;
-                        }
-                    }
-                }
-                let index_mismatch = (copied && !index.is_recovered() && cut.is_none())
-                    .then(|| check_index_data(bag, index, ci, &found))
-                    .flatten();
-                Ok(Unit {
-                    data: UnitData::Ros1(data),
-                    msgs,
-                    cut,
-                    index_mismatch,
-                })
+                let check = copied && !index.is_recovered();
+                let listed = || index.index_data(bag, ci, &[], |_, _, _| {});
+                let mut unit = ros1_unit(bag, &chunk, data, wanted, check.then(listed));
+                unit.stored_bytes = chunk.data_len as u64;
+                Ok(unit)
             }
             Recording::Ros2(r) => {
                 let (data, msgs, cut) = r.read_unit(ci, wanted)?;
@@ -346,9 +319,115 @@ impl Recording {
                     msgs,
                     cut,
                     index_mismatch: None,
+                    stored_bytes: r.index.chunks[ci].data_len as u64,
                 })
             }
         }
+    }
+
+    /// Bytes unit `ci` holds while [`Recording::read_unit_in_pass`] reads it, as far as the
+    /// index tells before reading: a ROS1 chunk read whole (its index section gives where it
+    /// and its index data end) holds its record, header, stored data and index data, and its
+    /// decompressed copy once its header tells its size (counted here when the index holds the
+    /// header; else the read takes it into its permit then).
+    pub fn pass_need(&self, ci: usize) -> u64 {
+        match self {
+            Recording::Ros1 { index, .. } => {
+                let c = &index.chunks[ci];
+                let decompressed = if c.headed { heap_needed(c) } else { 0 };
+                match index.span_end(ci) {
+                    Some(end) => end - c.pos + decompressed,
+                    None => c.data_len as u64 + decompressed,
+                }
+            }
+            Recording::Ros2(r) => r.unit_need(ci),
+        }
+    }
+
+    /// The unit of this recording with the largest [`Recording::pass_need`] once read: what a
+    /// memory plan reserves for the one unit in flight, and the unit's index. For a ROS1 bag
+    /// read from its index section, the stored size of every chunk is known from positions
+    /// alone, but a decompressed size only from the chunk's header: when the first and the last
+    /// chunk (in file order, whose headers the open read) are stored uncompressed, the bag is
+    /// taken as stored uncompressed (rosbag writes a bag in one compression) and no other header
+    /// is read; otherwise every header is read, in file order (one small read per chunk). A
+    /// chunk that breaks the rule fails its conversion with an error naming it
+    /// ([`Recording::read_unit_in_pass`]).
+    pub fn largest_pass_need(&self) -> Result<Option<(u64, usize)>> {
+        let n = self.index().chunks.len();
+        let Recording::Ros1 { bag, index, .. } = self else {
+            return Ok((0..n).map(|ci| (self.pass_need(ci), ci)).max());
+        };
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| index.chunks[i].pos);
+        let mut stored_plain = true;
+        for &ci in [order.first(), order.last()].into_iter().flatten() {
+            stored_plain &= index.headed(bag, ci)?.compression == ChunkCompression::None;
+        }
+        let unknown = |ci: usize| !index.chunks[ci].headed && !stored_plain;
+        for &ci in order.iter().filter(|&&ci| unknown(ci)) {
+            bag.will_need(index.chunks[ci].pos, CHUNK_HEADER_READ as u64);
+        }
+        let mut largest: Option<(u64, usize)> = None;
+        for ci in order {
+            let mut need = self.pass_need(ci);
+            if unknown(ci) {
+                need += heap_needed(&*index.headed(bag, ci)?);
+            }
+            if largest.is_none_or(|(n, _)| need > n) {
+                largest = Some((need, ci));
+            }
+        }
+        Ok(largest)
+    }
+
+    /// Reads unit `ci` the converter's way, under `permit` (which holds
+    /// [`Recording::pass_need`] bytes of the chunk budget): a ROS1 chunk is read whole, record
+    /// header, data and index data in one positioned read, and when its header tells a
+    /// decompressed size the permit did not count, the permit grows by it before the chunk is
+    /// decompressed. Otherwise [`Recording::read_unit`] with positioned reads. Either way with
+    /// `read_unit`'s index-data check.
+    pub fn read_unit_in_pass(
+        &self,
+        ci: usize,
+        wanted: Option<&[u32]>,
+        permit: &mut Permit,
+    ) -> Result<Unit<'_>> {
+        let Recording::Ros1 { bag, index, .. } = self else {
+            return self.read_unit(ci, wanted, true);
+        };
+        let (Some(end), false) = (index.span_end(ci), index.is_recovered()) else {
+            return self.read_unit(ci, wanted, true);
+        };
+        let known = &index.chunks[ci];
+        let stored = StoredChunk::read(bag, known, end)?;
+        let chunk = stored.chunk.clone();
+        let counted = if known.headed { heap_needed(known) } else { 0 };
+        let more = heap_needed(&chunk).saturating_sub(counted);
+        if permit.grow(more, String::new).is_err() {
+            // Only a chunk whose header the plan did not read can outgrow it: a compressed
+            // chunk in a bag whose edge chunks are stored uncompressed.
+            return Err(Error::Limit {
+                what: format!(
+                    "{}: chunk {ci} at offset {} is {}-compressed ({} bytes stored, {} decompressed), \
+                     but the bag's first and last chunks are stored uncompressed, so the memory \
+                     plan took every chunk as stored uncompressed and has no room for its \
+                     decompressed copy; convert a copy in one compression instead (`bag2dataset \
+                     reindex --compression none -o COPY.bag {}`)",
+                    bag.path().display(),
+                    chunk.pos,
+                    chunk.compression.name(),
+                    chunk.data_len,
+                    chunk.uncompressed_size,
+                    bag.path().display()
+                ),
+            });
+        }
+        let listed = index.check_index_data_in(bag, ci, &chunk, stored.after());
+        let data = stored.into_data(bag)?;
+        let mut unit = ros1_unit(bag, &chunk, data, wanted, Some(listed));
+        unit.stored_bytes = end - chunk.pos;
+        Ok(unit)
     }
 
     /// Returns the pages of unit `ci` to the kernel (ROS1 maps the file; ROS 2 units are
@@ -357,7 +436,8 @@ impl Recording {
         if let Recording::Ros1 { bag, index, .. } = self
             && let Some(c) = index.chunks.get(ci)
         {
-            bag.release(c.pos, c.end() - c.pos);
+            let end = index.span_end(ci).unwrap_or(c.end()).max(c.end());
+            bag.release(c.pos, end.saturating_sub(c.pos));
         }
     }
 
@@ -371,5 +451,54 @@ impl Recording {
                 None => (conn as i64, None),
             },
         }
+    }
+}
+
+/// The messages of a ROS1 chunk's decompressed `data` (of `wanted` connections, all when
+/// `None`), cut at a malformed record; with `listed` (the check of its index data, when the
+/// read took it), the chunk info compared with what the chunk holds.
+fn ros1_unit<'a>(
+    bag: &BagFile,
+    chunk: &ChunkInfo,
+    data: ChunkData<'a>,
+    wanted: Option<&[u32]>,
+    listed: Option<Result<()>>,
+) -> Unit<'a> {
+    let bytes = data.bytes();
+    let base = bytes.as_ptr() as usize;
+    let mut msgs = Vec::new();
+    let mut cut = None;
+    let mut found: Vec<(u32, u32)> = Vec::new();
+    for m in messages(bytes) {
+        match m {
+            Ok(m) => {
+                match found.iter_mut().find(|(c, _)| *c == m.conn) {
+                    Some(f) => f.1 += 1,
+                    None => found.push((m.conn, 1)),
+                }
+                if wanted.is_none_or(|w| w.contains(&m.conn)) {
+                    msgs.push(UnitMessage {
+                        conn: m.conn,
+                        time_ns: m.time_ns,
+                        start: m.data.as_ptr() as usize - base,
+                        len: m.data.len(),
+                    });
+                }
+            }
+            Err(e) => {
+                cut = Some(chunk_error(bag, chunk, e));
+                break;
+            }
+        }
+    }
+    let index_mismatch = listed
+        .filter(|_| cut.is_none())
+        .and_then(|listed| check_index_data(bag, chunk, listed, &found));
+    Unit {
+        data: UnitData::Ros1(data),
+        msgs,
+        cut,
+        index_mismatch,
+        stored_bytes: 0,
     }
 }

@@ -169,6 +169,28 @@ impl Permit {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
+
+    /// Takes `more` bytes into this permit when an item turns out bigger once read (a chunk
+    /// whose decompressed size its header told). Never waits: the holder may be the one whose
+    /// bytes would have to come back, so an item that does not fit now fails at once, named
+    /// by `item` with its whole size.
+    pub fn grow(&mut self, more: u64, item: impl FnOnce() -> String) -> Result<()> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let mut state = budget.lock();
+        if state.used + more > budget.0.capacity {
+            drop(state);
+            let whole = self.bytes + more;
+            return Err(budget.too_big(whole, &format!("{} ({} buffer)", item(), budget.0.name)));
+        }
+        state.used += more;
+        state.peak = state.peak.max(state.used);
+        state.largest = state.largest.max(self.bytes + more);
+        drop(state);
+        self.bytes += more;
+        Ok(())
+    }
 }
 
 impl Drop for Permit {
@@ -183,6 +205,19 @@ impl Drop for Permit {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_permit_grows_only_into_free_bytes() {
+        let b = Budget::new("test", 100, 1000);
+        let mut p = b.acquire(30, || "a".into()).unwrap();
+        p.grow(50, || "a".into()).unwrap();
+        assert_eq!((b.used(), p.bytes(), b.largest()), (80, 80, 80));
+        let err = p.grow(30, || "chunk 7".into()).unwrap_err().to_string();
+        assert!(err.contains("chunk 7"), "{err}");
+        assert_eq!(b.used(), 80, "a failed grow takes nothing");
+        drop(p);
+        assert_eq!(b.used(), 0);
+    }
 
     #[test]
     fn permits_return_bytes_on_drop() {

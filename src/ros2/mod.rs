@@ -266,6 +266,7 @@ impl Ros2Bag {
                             data_len: u.data_len.min(u32::MAX as u64) as u32,
                             partial: false,
                             loose: false,
+                            headed: true,
                         });
                         self.units.push(UnitSource { file: fi, unit: ui });
                     }
@@ -330,6 +331,7 @@ impl Ros2Bag {
                             data_len: u.stored.min(u32::MAX as u64) as u32,
                             partial: false,
                             loose: false,
+                            headed: true,
                         });
                         self.units.push(UnitSource { file: fi, unit: ui });
                     }

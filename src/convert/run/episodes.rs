@@ -12,7 +12,6 @@ use crate::convert::plan::BagPlan;
 use crate::dataset::{DatasetSpec, DatasetWriter, WriterOptions};
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::input::Recording;
 use crate::memory::log::MemoryLog;
 
 /// What [`convert_all`] did.
@@ -88,7 +87,7 @@ pub(super) fn convert_all(
         run_peak = run_peak.max(monitor.peak_rss.swap(0, Ordering::Relaxed));
         let mut recovered = None;
         let result = (|| -> Result<(EpisodeReport, u64)> {
-            let rec = Recording::open(path)?;
+            let rec = prep.opened.open(path)?;
             if let Some(note) = rec.recovery() {
                 crate::diag::warn(&format!("{}: {note}", path.display()));
                 recovered = Some(match rec.ros1_note() {

@@ -10,7 +10,7 @@ use crate::convert::manifest::{
     BagEntry, BagIdentity, FAILED, MANIFEST_NAME, Manifest, TOOL_VERSION, config_hash,
 };
 use crate::convert::select::Order;
-use crate::convert::source::{BagSource, FirstBag, ordered_sources};
+use crate::convert::source::{BagSource, FirstBag, LastOpened, ordered_sources};
 use crate::dataset::video::VideoCodec;
 use crate::error::{Error, Result};
 
@@ -31,7 +31,7 @@ pub(super) fn task_for(bag: &Path, opts: &RunOptions, cfg: &ConvertConfig) -> St
 /// The config a run uses: the given one, or zero-config from the first readable bag (see
 /// [`FirstBag::measure`]).
 pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<ConvertConfig> {
-    let first = FirstBag::measure(bags, given.as_ref(), false)?;
+    let first = FirstBag::measure(bags, given.as_ref(), false, &LastOpened::default())?;
     first
         .config
         .ok_or_else(|| Error::Usage("no input bags".into()))
@@ -85,6 +85,8 @@ pub(super) struct Prepared {
     pub(super) dataset_fps: Option<u32>,
     /// Video features (codec, width, height) of the whole list's first bag that plans.
     pub(super) cameras: Vec<(VideoCodec, u32, u32)>,
+    /// The recording measured last, for the conversion of a one-bag run.
+    pub(super) opened: LastOpened,
 }
 
 /// A bag to convert: its measured source, its identity for the log, its row in the report.
@@ -139,18 +141,19 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
     // Each bag is measured once (start time, largest chunk, identity): in path order only this
     // shard's bags, in start-time order all of them (the order needs every start time).
     let total = abs.len();
+    let opened = LastOpened::default();
     let (all_paths, selected): (Vec<PathBuf>, Vec<BagSource>) = match opts.order {
         Order::Path => {
             let picked = abs
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| opts.shard.is_none_or(|s| s.holds(*i, total)))
-                .map(|(_, p)| BagSource::measure(p))
+                .map(|(_, p)| BagSource::measure(p, &opened))
                 .collect();
             (abs, picked)
         }
         Order::StartTime => {
-            let ordered = ordered_sources(abs, opts.order);
+            let ordered = ordered_sources(abs, opts.order, &opened);
             let paths = ordered.iter().map(|s| s.path.clone()).collect();
             let picked = ordered
                 .into_iter()
@@ -204,7 +207,7 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
             ..FirstBag::default()
         }
     } else {
-        FirstBag::measure(&all_paths, given.as_ref(), true)?
+        FirstBag::measure(&all_paths, given.as_ref(), true, &opened)?
     };
     let mut cfg = first
         .config
@@ -327,6 +330,7 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
         first_error: None,
         dataset_fps,
         cameras: first.cameras,
+        opened,
     })
 }
 
