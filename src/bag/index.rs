@@ -169,8 +169,9 @@ impl BagIndex {
     /// Reads only the index section (connection and chunk-info records), in one positioned
     /// read from `index_pos` to the end of the file (through the map when that is more than
     /// [`MAX_INDEX_SECTION_READ`]). Counts and time ranges are complete; what only the chunk
-    /// records' headers say (compression, sizes, data offsets) is left at its default until
-    /// [`BagIndex::read_chunk_headers`].
+    /// records' headers say (compression, sizes, data offsets) is left unknown
+    /// ([`ChunkInfo::headed`] false) until [`BagIndex::read_chunk_headers`], or
+    /// [`BagIndex::headed`] for one chunk.
     pub fn read_section(bag: &BagFile) -> Result<BagIndex> {
         let header = bag.header();
         let len = bag.len();
@@ -910,7 +911,6 @@ pub(crate) fn apply_chunk_header(bag: &BagFile, head: &[u8], chunk: &mut ChunkIn
     chunk.uncompressed_size = fields.u32("size").map_err(at_chunk)?;
     chunk.data_offset = chunk.pos + data_at as u64;
     chunk.data_len = data_len;
-    chunk.headed = true;
     if chunk.end() > bag.len() {
         return Err(Error::Malformed {
             path: bag.path().to_path_buf(),
@@ -921,5 +921,6 @@ pub(crate) fn apply_chunk_header(bag: &BagFile, head: &[u8], chunk: &mut ChunkIn
             ),
         });
     }
+    chunk.headed = true;
     Ok(())
 }
