@@ -62,7 +62,7 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
-    pub(crate) fn bytes(&self) -> u64 {
+    fn bytes(&self) -> u64 {
         self.value.heap_bytes() + SAMPLE_OVERHEAD_BYTES
     }
 }
@@ -89,23 +89,23 @@ pub struct SlotReport {
     #[serde(skip)]
     skew_sum_ns: f64,
     /// Time of the first and last sample.
-    pub(crate) first_ns: Option<u64>,
-    pub(crate) last_ns: Option<u64>,
+    first_ns: Option<u64>,
+    last_ns: Option<u64>,
     /// Samples earlier than the one before them (non-monotonic times).
-    pub(crate) out_of_order: u64,
+    out_of_order: u64,
     /// Samples with the same time as the one before them.
-    pub(crate) duplicates: u64,
+    duplicates: u64,
     /// Pauses longer than [`GAP_FACTOR`] typical intervals (and than the tolerance).
-    pub(crate) gaps: u64,
-    pub(crate) max_gap_ms: f64,
+    gaps: u64,
+    max_gap_ms: f64,
     /// Where the first gaps are: (time of the sample after the gap, gap length in ms).
-    pub(crate) gap_examples: Vec<(u64, f64)>,
+    gap_examples: Vec<(u64, f64)>,
     #[serde(skip)]
     interval_ema_ns: f64,
 }
 
 /// A pause counts as a gap when it is this many times the slot's typical interval.
-pub(crate) const GAP_FACTOR: f64 = 5.0;
+const GAP_FACTOR: f64 = 5.0;
 /// Gap locations kept per slot (all are counted).
 const GAP_EXAMPLES: usize = 3;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::memory::format_bytes;
 
 /// Shortest time between two redraws (100 ms).
-pub(crate) const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
+const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bytes read out of a known total, with a label (the bag being converted).
 #[derive(Debug)]

@@ -20,9 +20,9 @@ use crate::layout::{
 };
 
 /// Suffix of the v3.0 work dataset beside the output.
-pub(crate) const WORK_SUFFIX: &str = ".v21-work";
+const WORK_SUFFIX: &str = ".v21-work";
 /// Suffix of the resolved config handed to the inner run.
-pub(crate) const CONFIG_SUFFIX: &str = ".v21-config.toml";
+const CONFIG_SUFFIX: &str = ".v21-config.toml";
 
 /// Whether the run writes v2.1: `--format` (or the config's `format`) says so, or neither
 /// says anything and the output already is a v2.1 dataset (a nightly run continues it). Asking

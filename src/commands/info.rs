@@ -20,26 +20,26 @@ use crate::timefmt;
 #[derive(Debug, Serialize)]
 pub struct TopicInfo {
     pub topic: String,
-    pub(crate) msgtype: String,
+    msgtype: String,
     pub messages: u64,
     /// Messages per second between the topic's first and last record time (null below 2).
     pub frequency_hz: Option<f64>,
-    pub(crate) connections: usize,
+    connections: usize,
 }
 
 /// Everything `info` reports about one bag.
 #[derive(Debug, Serialize)]
 pub struct BagInfo {
-    pub(crate) path: String,
-    pub(crate) version: &'static str,
-    pub(crate) size_bytes: u64,
+    path: String,
+    version: &'static str,
+    size_bytes: u64,
     pub start_ns: Option<u64>,
     pub end_ns: Option<u64>,
-    pub(crate) start: Option<String>,
-    pub(crate) end: Option<String>,
-    pub(crate) duration_s: f64,
+    start: Option<String>,
+    end: Option<String>,
+    duration_s: f64,
     pub messages: u64,
-    pub(crate) chunks: usize,
+    chunks: usize,
     /// Chunk count per compression (`none`, `bz2`, `lz4`); absent for a ROS1 bag unless
     /// `--chunks` asked for the chunk headers (or the bag was recovered by a scan).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,7 +47,7 @@ pub struct BagInfo {
     /// Decompressed bytes of all chunks; absent when `compression` is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uncompressed_bytes: Option<u64>,
-    pub(crate) connections: usize,
+    connections: usize,
     pub topics: Vec<TopicInfo>,
     /// Set when the bag had no usable index and was read by a recovery scan: what it found.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -20,7 +20,7 @@ use crate::memory::{format_bytes, snapshot};
 
 /// Smallest ceiling a job is given (40 MiB, what `profile` verifies for a 1 GB humanoid bag);
 /// with less, fewer jobs run.
-pub(crate) const MIN_JOB_CEILING: u64 = 40 << 20;
+const MIN_JOB_CEILING: u64 = 40 << 20;
 
 /// How many jobs fit under `ceiling` with this process's own `rss`, at most `wanted`.
 pub(crate) fn jobs_that_fit(wanted: usize, ceiling: u64, rss: u64) -> usize {

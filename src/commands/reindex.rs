@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReindexSummary {
     pub messages: u64,
-    pub(crate) chunks: usize,
-    pub(crate) connections: usize,
+    chunks: usize,
+    connections: usize,
     pub compression: Compression,
 }
 

@@ -120,7 +120,7 @@ fn int_at(b: &arrow::record_batch::RecordBatch, name: &str, row: usize) -> Optio
 pub(crate) const EPISODE_BATCH_ROWS: usize = 64;
 
 /// The episode rows of `meta/episodes/chunk-000/file-000.parquet`, in `episode_index` order.
-pub(crate) fn read_episodes(dataset: &Path, spec: &DatasetSpec) -> Result<Vec<StoredEpisode>> {
+fn read_episodes(dataset: &Path, spec: &DatasetSpec) -> Result<Vec<StoredEpisode>> {
     let mut out = Vec::new();
     for_each_episode(dataset, spec, |e| {
         out.push(e);

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct InfoJson {
     pub(crate) codebase_version: String,
-    pub(crate) robot_type: Option<String>,
+    robot_type: Option<String>,
     pub(crate) total_episodes: u64,
     pub(crate) total_frames: u64,
     pub(crate) total_tasks: u64,

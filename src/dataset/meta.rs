@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 
 /// Flush a row group of the episodes parquet once its encoded rows reach this many bytes:
 /// 1 MiB (a row is a few KiB of stats, so memory stays flat however many episodes there are).
-pub(crate) const EPISODES_ROW_GROUP_BYTES: usize = 1024 * 1024;
+const EPISODES_ROW_GROUP_BYTES: usize = 1024 * 1024;
 
 /// Writes a file fully and fsyncs it.
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -50,7 +50,7 @@ pub(crate) fn stats_json(stats: &[(String, FeatureStats)]) -> String {
 }
 
 /// pandas metadata marking `task` as the DataFrame index, as `DataFrame.to_parquet` writes it.
-pub(crate) fn pandas_tasks_metadata() -> String {
+fn pandas_tasks_metadata() -> String {
     json!({
         "index_columns": ["task"],
         "column_indexes": [{
@@ -165,7 +165,7 @@ pub(crate) fn stats_features(spec: &DatasetSpec) -> Vec<(String, bool)> {
 }
 
 /// Arrow schema of the episodes parquet.
-pub(crate) fn episodes_schema(spec: &DatasetSpec) -> SchemaRef {
+fn episodes_schema(spec: &DatasetSpec) -> SchemaRef {
     let int = |n: &str| Field::new(n, DataType::Int64, true);
     let mut fields = vec![
         int("episode_index"),

@@ -22,9 +22,9 @@
 //! | `raw_copy`  | a published data file linked, or rewritten with raw feature chunks and renumbered index columns (merge) |
 
 pub(crate) mod existing;
-pub(crate) mod info;
+mod info;
 pub(crate) mod meta;
-pub(crate) mod raw_copy;
+mod raw_copy;
 mod schema;
 mod spill;
 pub(crate) mod stats;
@@ -48,7 +48,7 @@ pub const MANIFEST_NAME: &str = "conversion_log.json";
 /// [`crate::memory::plan`]; re-exported here where the writer's options use it.
 pub(crate) use crate::memory::plan::DEFAULT_ROW_GROUP_BYTES;
 /// Default bytes of raw rows buffered before they are handed to the encoder: 4 MiB.
-pub(crate) const DEFAULT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+const DEFAULT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Default size after which a data file is closed and the next episode starts a new one:
 /// 100 MiB (lerobot's `data_files_size_in_mb`).
 pub(crate) const DEFAULT_DATA_FILE_BYTES: u64 = 100 * 1024 * 1024;
@@ -61,7 +61,7 @@ pub(crate) const VIDEO_FILES_SIZE_IN_MB: u64 = 200;
 pub(crate) const MIB: u64 = 1024 * 1024;
 /// Largest accepted `row_group_bytes`: 1 GiB, so one row group's image column stays well inside
 /// Arrow's 2 GiB 32-bit offset limit for readers.
-pub(crate) const MAX_ROW_GROUP_BYTES: usize = 1024 * 1024 * 1024;
+const MAX_ROW_GROUP_BYTES: usize = 1024 * 1024 * 1024;
 
 /// Names of the five default columns every data row carries, in output order.
 pub(crate) const DEFAULT_COLUMNS: [&str; 5] = [
@@ -72,9 +72,9 @@ pub(crate) const DEFAULT_COLUMNS: [&str; 5] = [
     "task_index",
 ];
 /// Template of data file paths (`info.json` `data_path`).
-pub(crate) const DATA_PATH_TEMPLATE: &str = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet";
+const DATA_PATH_TEMPLATE: &str = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet";
 /// Template of video file paths (`info.json` `video_path`, when there are video features).
-pub(crate) const VIDEO_PATH_TEMPLATE: &str =
+const VIDEO_PATH_TEMPLATE: &str =
     "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4";
 
 /// What the dataset holds: frame rate, robot type and the user features, in column order.
@@ -138,7 +138,7 @@ impl FeatureKind {
 
 impl FeatureKind {
     /// The kind in a user's words: `float32[28]`, `image 480x640x3`, `video 480x640 (av1)`.
-    pub(crate) fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match self {
             FeatureKind::Vector { len, .. } => format!("float32[{len}]"),
             FeatureKind::Image {
@@ -223,7 +223,7 @@ pub enum ImageFormat {
 
 impl ImageFormat {
     /// File extension used in the image `path` column (`frame-000012.jpg`).
-    pub(crate) fn extension(self) -> &'static str {
+    fn extension(self) -> &'static str {
         match self {
             ImageFormat::Jpeg => "jpg",
             ImageFormat::Png => "png",
@@ -295,7 +295,7 @@ pub(crate) const QUANTILES: [(&str, f64); 5] = [
 ];
 
 /// Every statistic key, in the order lerobot writes them.
-pub(crate) const STAT_KEYS: [&str; 10] = [
+const STAT_KEYS: [&str; 10] = [
     "min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99",
 ];
 

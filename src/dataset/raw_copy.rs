@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 /// Buffer a raw column chunk is streamed through (256 KiB: a 190 MB image chunk takes about
 /// 760 reads instead of 23,000 with the default 8 KiB; 1 MiB was no faster and cost 0.3 MiB
 /// more RSS on the merge benchmark).
-pub(crate) const COPY_BUFFER_BYTES: usize = 256 << 10;
+const COPY_BUFFER_BYTES: usize = 256 << 10;
 
 /// The source file, read through a [`COPY_BUFFER_BYTES`] buffer when a chunk is spliced.
 struct WideReader(File);
@@ -52,7 +52,7 @@ impl parquet::file::reader::ChunkReader for WideReader {
 
 /// Values of a numbering column decoded and re-encoded at a time (8 bytes each, plus a
 /// 2-byte definition level: 40 KiB).
-pub(crate) const RENUMBER_BATCH_ROWS: usize = 4096;
+const RENUMBER_BATCH_ROWS: usize = 4096;
 
 /// How the three numbering columns of a copied file change: `episode_index` and `index` are
 /// shifted by the rows and episodes in front of the copy, `task_index` is mapped through the
@@ -67,7 +67,7 @@ pub(crate) struct Renumber {
 
 impl Renumber {
     /// Nothing changes: the file can be linked as it is.
-    pub(crate) fn is_identity(&self) -> bool {
+    fn is_identity(&self) -> bool {
         self.episode_offset == 0
             && self.index_offset == 0
             && self.tasks.iter().enumerate().all(|(i, t)| *t == i as i64)
@@ -155,7 +155,7 @@ pub(crate) struct SyncBehind {
 
 impl SyncBehind {
     /// Waits for the previous file's fsync, then starts `file`'s.
-    pub(crate) fn push(&mut self, path: std::path::PathBuf, file: File) -> Result<()> {
+    fn push(&mut self, path: std::path::PathBuf, file: File) -> Result<()> {
         self.wait()?;
         let handle = std::thread::Builder::new()
             .name("fsync".into())

@@ -85,7 +85,7 @@ pub(crate) fn image_fields() -> Fields {
 }
 
 /// The Arrow type of a user feature column (video features have none: `Null`).
-pub(crate) fn feature_type(kind: &FeatureKind) -> DataType {
+fn feature_type(kind: &FeatureKind) -> DataType {
     match kind {
         FeatureKind::Vector { len: 1, .. } => DataType::Float32,
         FeatureKind::Vector { len, .. } => DataType::FixedSizeList(
@@ -98,7 +98,7 @@ pub(crate) fn feature_type(kind: &FeatureKind) -> DataType {
 }
 
 /// The Arrow type of a default column.
-pub(crate) fn default_type(name: &str) -> DataType {
+fn default_type(name: &str) -> DataType {
     if name == "timestamp" {
         DataType::Float32
     } else {
@@ -141,7 +141,7 @@ pub(crate) fn leaf_columns(spec: &DatasetSpec) -> usize {
 }
 
 /// The `huggingface` metadata value: `{"info": {"features": {...}}}` in `datasets` 4 syntax.
-pub(crate) fn huggingface_metadata(spec: &DatasetSpec) -> String {
+fn huggingface_metadata(spec: &DatasetSpec) -> String {
     let mut feats = serde_json::Map::new();
     for f in &spec.features {
         let v = match &f.kind {

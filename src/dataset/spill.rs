@@ -85,7 +85,7 @@ impl PageStoreFactory for SpillStoreFactory {
 
 /// Pages of one column chunk in an unlinked file (created at the first page, so a column
 /// chunk that gets no page costs no file).
-pub(crate) struct SpillStore {
+struct SpillStore {
     path: PathBuf,
     file: Option<File>,
     end: u64,

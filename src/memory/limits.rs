@@ -16,10 +16,10 @@ use crate::memory::format_bytes;
 /// dirty pages of the dataset being written) — about 1-2 % of RSS on our runs, more on
 /// page-cache-heavy ones. Our own monitor keeps the tree under the ceiling between its samples;
 /// the margin covers what it cannot see.
-pub(crate) const MARGIN_PER_MILLE: u64 = 100;
+const MARGIN_PER_MILLE: u64 = 100;
 
 /// Smallest margin (8 MiB): a job script's bash plus Slurm's step helper.
-pub(crate) const MARGIN_MIN: u64 = 8 << 20;
+const MARGIN_MIN: u64 = 8 << 20;
 
 /// cgroup files report "no limit" as a huge number (v1: 2^63 rounded to a page); anything from
 /// here up means unlimited.
@@ -30,9 +30,9 @@ const UNLIMITED: u64 = 1 << 60;
 pub(crate) struct EnvLimit {
     pub(crate) bytes: u64,
     /// In a user's words: `Slurm SLURM_MEM_PER_NODE=100`, `cgroup v2 memory.max of /sys/...`.
-    pub(crate) source: String,
+    source: String,
     /// A scheduler or container limit (true), or just the machine's available memory (false).
-    pub(crate) enforced: bool,
+    enforced: bool,
 }
 
 /// The margin kept below `limit` (see [`MARGIN_PER_MILLE`]).
@@ -49,7 +49,7 @@ pub(crate) struct Ceiling {
 
 /// The smallest limit among the scheduler's (`get` reads an environment variable) and the
 /// cgroups' (files read from `/proc/self` and the cgroup mounts).
-pub(crate) fn enforced_limit(get: impl Fn(&str) -> Option<String>) -> Option<EnvLimit> {
+fn enforced_limit(get: impl Fn(&str) -> Option<String>) -> Option<EnvLimit> {
     let mut limits = Vec::new();
     limits.extend(slurm_limit(&get));
     limits.extend(cgroup_limits(

@@ -12,35 +12,35 @@ use super::MemorySnapshot;
 use crate::error::{Error, Result};
 
 /// Points kept for the chart; the series is halved when full, so memory stays bounded.
-pub(crate) const MAX_CHART_POINTS: usize = 2048;
+const MAX_CHART_POINTS: usize = 2048;
 
 /// One row of the timeline.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ChunkRow {
     /// Episode (bag) number in this run.
-    pub(crate) episode: usize,
+    episode: usize,
     /// Chunk number within the bag's index.
-    pub(crate) chunk: usize,
-    pub(crate) start_ns: u64,
-    pub(crate) end_ns: u64,
+    chunk: usize,
+    start_ns: u64,
+    end_ns: u64,
     /// Compressed bytes read for this chunk.
-    pub(crate) bytes_read: u64,
+    bytes_read: u64,
     /// Frames written so far in this run.
-    pub(crate) frames_written: u64,
-    pub(crate) rss_anon: u64,
-    pub(crate) rss_file: u64,
-    pub(crate) allocated: u64,
-    pub(crate) resident: u64,
+    frames_written: u64,
+    rss_anon: u64,
+    rss_file: u64,
+    allocated: u64,
+    resident: u64,
     /// Change of jemalloc `allocated` since the previous row (what the chunk left behind).
-    pub(crate) increase: i64,
+    increase: i64,
     /// Summed RSS of the child processes (ffmpeg encoders) at this row; the tree's RSS is
     /// `rss_anon + rss_file + children_rss`.
-    pub(crate) children_rss: u64,
+    children_rss: u64,
 }
 
 impl ChunkRow {
     /// RSS of this process and its children.
-    pub(crate) fn tree_rss(&self) -> u64 {
+    fn tree_rss(&self) -> u64 {
         self.rss_anon + self.rss_file + self.children_rss
     }
 }

@@ -1,8 +1,8 @@
 //! Memory: byte budgets derived from the ceiling ([`budget`]), and measurement of what the
 //! process really holds ([`stats`]).
 
-pub(crate) mod budget;
-pub(crate) mod channel;
+mod budget;
+mod channel;
 pub(crate) mod limits;
 pub(crate) mod log;
 pub mod plan;

@@ -27,14 +27,14 @@ use crate::error::{Error, Result};
 /// 11.7 s with 8 MiB row groups, 14.9 s with 32 MiB and 35 s with 128 MiB).
 pub(crate) const DEFAULT_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// Row groups per episode [`row_group_bytes_for`] aims at for long episodes: 256.
-pub(crate) const ROW_GROUPS_PER_LONG_EPISODE: u64 = 256;
+const ROW_GROUPS_PER_LONG_EPISODE: u64 = 256;
 /// Largest row group [`row_group_bytes_for`] chooses: 32 MiB.
-pub(crate) const LARGEST_CHOSEN_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
+const LARGEST_CHOSEN_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 /// Row group size for a dataset whose longest episode holds about `episode_bytes`: the default,
 /// or 1/256 of the episode when that is larger (at most 32 MiB). The writer keeps ~10 KiB of
 /// footer metadata per row group until the episode's file closes; this holds that memory at
 /// about 2.6 MiB for any episode up to 8 GiB (4 GB: 16 MiB row groups).
-pub(crate) fn row_group_bytes_for(episode_bytes: u64) -> usize {
+fn row_group_bytes_for(episode_bytes: u64) -> usize {
     let share =
         (episode_bytes / ROW_GROUPS_PER_LONG_EPISODE).min(LARGEST_CHOSEN_ROW_GROUP_BYTES as u64);
     DEFAULT_ROW_GROUP_BYTES.max(share as usize)
@@ -47,18 +47,18 @@ pub const RESERVE_BYTES: u64 = 12 << 20;
 /// Smallest share left for the buffers after the chunk in flight, in bytes (2 MiB).
 pub const MIN_BUFFER_BYTES: u64 = 2 << 20;
 /// Shares of the buffers, in thousandths of what is left after the fixed part and the chunk.
-pub(crate) const SAMPLES_PER_MILLE: u64 = 150;
-pub(crate) const WINDOW_PER_MILLE: u64 = 350;
-pub(crate) const FRAMES_PER_MILLE: u64 = 100;
+const SAMPLES_PER_MILLE: u64 = 150;
+const WINDOW_PER_MILLE: u64 = 350;
+const FRAMES_PER_MILLE: u64 = 100;
 /// The writer's raw rows, and as much again for the pages being filled: 2 × 125.
-pub(crate) const WRITER_PER_MILLE: u64 = 125;
+const WRITER_PER_MILLE: u64 = 125;
 /// Footer metadata parquet-rs keeps per column chunk until the file closes (measured: 10.4 KiB
 /// per row group of 13 columns, so about 800 bytes).
-pub(crate) const ROW_GROUP_META_BYTES_PER_COLUMN: u64 = 800;
+const ROW_GROUP_META_BYTES_PER_COLUMN: u64 = 800;
 /// Share of the buffers given to video frames in flight (decoded RGB frames queued for the
 /// ffmpeg encoders, their encoded bytes, the decode threads' scratch) when there are video
 /// features, in thousandths: 300.
-pub(crate) const VIDEO_PER_MILLE: u64 = 300;
+const VIDEO_PER_MILLE: u64 = 300;
 /// Default ceiling when none is given (64 MiB).
 pub const DEFAULT_CEILING: u64 = 64 << 20;
 
@@ -107,7 +107,7 @@ impl MemoryPlan {
     /// [`ROW_GROUP_META_BYTES_PER_COLUMN`] per column per row group until the file closes; the
     /// row groups grow with the episode ([`row_group_bytes_for`]), so this
     /// stays small.
-    pub(crate) fn for_run(
+    fn for_run(
         ceiling: u64,
         baseline: u64,
         max_chunk: u64,
@@ -299,7 +299,7 @@ impl MemoryPlan {
 }
 
 /// Name of the video budget (in reports).
-pub(crate) const VIDEO_BUDGET: &str = "video frames in flight";
+const VIDEO_BUDGET: &str = "video frames in flight";
 
 /// Peak and largest item of one budget.
 #[derive(Debug, Clone, serde::Serialize)]

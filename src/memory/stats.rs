@@ -15,13 +15,13 @@ pub struct MemorySnapshot {
     /// jemalloc: bytes allocated by the application.
     pub(crate) allocated: u64,
     /// jemalloc: bytes in active pages.
-    pub(crate) active: u64,
+    active: u64,
     /// jemalloc: bytes in physically resident pages it maps.
     pub(crate) resident: u64,
     /// jemalloc: bytes in active extents.
-    pub(crate) mapped: u64,
+    mapped: u64,
     /// jemalloc: bytes retained for reuse, not returned to the OS.
-    pub(crate) retained: u64,
+    retained: u64,
 }
 
 impl MemorySnapshot {

@@ -45,7 +45,7 @@ pub(crate) fn register(pid: u32, label: impl Into<String>) -> ChildGuard {
 }
 
 /// Resident set of process `pid` (`VmRSS`, bytes); 0 when it is gone or not readable.
-pub(crate) fn rss_of(pid: u32) -> u64 {
+fn rss_of(pid: u32) -> u64 {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return 0;
     };
@@ -69,13 +69,13 @@ pub(crate) fn children() -> Vec<(String, u64)> {
 }
 
 /// The summed resident set of the registered children now.
-pub(crate) fn children_rss() -> u64 {
+fn children_rss() -> u64 {
     children().iter().map(|c| c.1).sum()
 }
 
 /// How often a [`TreePeak`] samples the tree: 20 ms, as the conversion's monitor and the
 /// external sampler (`tree_rss.py`) do.
-pub(crate) const TREE_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+const TREE_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The peak of this process's resident set plus its registered children's, sampled every
 /// [`TREE_SAMPLE_INTERVAL`] on a thread of its own, for commands without a conversion's

@@ -27,11 +27,11 @@ pub(crate) enum ArraySpec {
 
 /// A constant declaration `TYPE NAME=VALUE`; constants are not on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RawConstant {
-    pub(crate) type_name: String,
-    pub(crate) name: String,
+struct RawConstant {
+    type_name: String,
+    name: String,
     /// Value text as written: to end of line for strings, comment stripped otherwise.
-    pub(crate) value: String,
+    value: String,
 }
 
 /// One message type of the definition text.
@@ -40,7 +40,7 @@ pub(crate) struct MessageSection {
     /// `pkg/Type` from the `MSG:` line; `None` for the top-level section.
     pub(crate) name: Option<String>,
     pub(crate) fields: Vec<RawField>,
-    pub(crate) constants: Vec<RawConstant>,
+    constants: Vec<RawConstant>,
 }
 
 /// Splits a definition into its sections. The first element is the top-level message.

@@ -3,7 +3,7 @@
 //! decode plan and runs it on payloads, `value` holds the result, `golden` prints it in the
 //! JSON form of the test corpus and `image` takes image messages out of it.
 
-pub(crate) mod definition;
+mod definition;
 mod golden;
 pub(crate) mod image;
 mod schema;
@@ -26,7 +26,7 @@ pub struct DefinitionError {
 }
 
 impl DefinitionError {
-    pub(crate) fn new(what: String) -> Self {
+    fn new(what: String) -> Self {
         DefinitionError { what }
     }
 }
@@ -41,7 +41,7 @@ pub struct DecodeError {
     pub(crate) what: String,
     /// Dotted path of the field at fault (`pose.position.x`, `points[3].x`); empty when the
     /// fault is not inside a field (bytes left over).
-    pub(crate) field: String,
+    field: String,
 }
 
 impl DecodeError {

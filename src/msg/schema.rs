@@ -115,7 +115,7 @@ impl Primitive {
 
     /// True for numbers, bool, time and duration: what `Value::to_f64_vec` can flatten.
     #[cfg(test)]
-    pub(crate) fn is_numeric(self) -> bool {
+    fn is_numeric(self) -> bool {
         !matches!(self, Primitive::String | Primitive::WString)
     }
 }
@@ -132,14 +132,14 @@ pub(crate) enum Kind {
 pub(crate) struct FieldDef {
     pub(crate) name: String,
     pub(crate) kind: Kind,
-    pub(crate) array: ArraySpec,
+    array: ArraySpec,
 }
 
 /// Layout of one message type.
 #[derive(Debug, Clone)]
 pub(crate) struct MsgDef {
     /// Full `pkg/Type` name.
-    pub(crate) name: String,
+    name: String,
     pub(crate) fields: Vec<FieldDef>,
     /// Fewest bytes a value of this type can take; saturates instead of overflowing.
     min_size: usize,
@@ -164,7 +164,7 @@ pub(crate) const ROOT: usize = 0;
 
 /// One step of a [`FieldPath`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
+enum Step {
     /// Field by position in its message.
     Field(usize),
     /// Element of an array.
@@ -180,7 +180,7 @@ impl Value {
         self.get_steps(&path.steps)
     }
 
-    pub(crate) fn get_steps(&self, steps: &[Step]) -> Option<&Value> {
+    fn get_steps(&self, steps: &[Step]) -> Option<&Value> {
         let mut value = self;
         for step in steps {
             value = match (step, value) {
@@ -198,7 +198,7 @@ impl Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldPath {
     text: String,
-    pub(crate) steps: Vec<Step>,
+    steps: Vec<Step>,
     leaf_kind: Kind,
     leaf_array: ArraySpec,
     leaf_type: String,

@@ -74,7 +74,7 @@ pub struct McapUnit {
     /// Messages per channel.
     pub(crate) counts: Vec<(u16, u32)>,
     /// Offset and length of the message-index records after the chunk (0 when none).
-    pub(crate) index_offset: u64,
+    index_offset: u64,
     pub(crate) index_len: u64,
 }
 
@@ -99,9 +99,9 @@ pub struct McapFile {
     /// Why the summary was not used (the file was scanned), if it was not.
     pub(crate) recovered: Option<String>,
     /// Message count from the summary's statistics, when present.
-    pub(crate) stats_messages: Option<u64>,
-    pub(crate) library: String,
-    pub(crate) profile: String,
+    stats_messages: Option<u64>,
+    library: String,
+    profile: String,
 }
 
 fn bad(path: &Path, offset: u64, what: String) -> Error {
@@ -201,7 +201,7 @@ fn parse_channel(body: &[u8]) -> Option<(u16, u16, String, String)> {
 
 /// Walks the records of a chunk's (decompressed) bytes: `f(opcode, body offset, body)`.
 /// Returns the offset at which a malformed record stopped the walk, if one did.
-pub(crate) fn walk_records(data: &[u8], mut f: impl FnMut(u8, usize, &[u8])) -> Option<(usize, String)> {
+fn walk_records(data: &[u8], mut f: impl FnMut(u8, usize, &[u8])) -> Option<(usize, String)> {
     let mut pos = 0usize;
     while pos < data.len() {
         let Some(head) = data.get(pos..pos + 9) else {
@@ -327,7 +327,7 @@ impl McapFile {
     }
 
     /// Bytes `[offset, offset + n)` of the file, read (not mapped).
-    pub(crate) fn read_at(&self, offset: u64, n: u64) -> Result<Vec<u8>> {
+    fn read_at(&self, offset: u64, n: u64) -> Result<Vec<u8>> {
         if offset.checked_add(n).is_none_or(|end| end > self.len) {
             return Err(bad(
                 &self.path,

@@ -9,37 +9,37 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Largest metadata.yaml read (a bag with thousands of topics is far below this).
-pub(crate) const MAX_METADATA_BYTES: u64 = 16 << 20;
+const MAX_METADATA_BYTES: u64 = 16 << 20;
 
 /// A parsed YAML node.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Yaml {
+enum Yaml {
     Map(Vec<(String, Yaml)>),
     List(Vec<Yaml>),
     Scalar(String),
 }
 
 impl Yaml {
-    pub(crate) fn get(&self, key: &str) -> Option<&Yaml> {
+    fn get(&self, key: &str) -> Option<&Yaml> {
         match self {
             Yaml::Map(items) => items.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
     }
 
-    pub(crate) fn str(&self) -> Option<&str> {
+    fn str(&self) -> Option<&str> {
         match self {
             Yaml::Scalar(s) => Some(s),
             _ => None,
         }
     }
 
-    pub(crate) fn u64(&self) -> Option<u64> {
+    fn u64(&self) -> Option<u64> {
         self.str()?.trim().parse().ok()
     }
 
     /// List items; a `[]` scalar is an empty list.
-    pub(crate) fn items(&self) -> &[Yaml] {
+    fn items(&self) -> &[Yaml] {
         match self {
             Yaml::List(v) => v,
             _ => &[],
@@ -63,7 +63,7 @@ pub(crate) struct Metadata {
     /// `""` (none) or `zstd`.
     pub(crate) compression_format: String,
     /// `""`/`NONE`, `FILE` or `MESSAGE`.
-    pub(crate) compression_mode: String,
+    compression_mode: String,
     pub(crate) message_count: u64,
     pub(crate) starting_time_ns: u64,
     pub(crate) duration_ns: u64,
@@ -90,7 +90,7 @@ impl Metadata {
         })
     }
 
-    pub(crate) fn parse(text: &str) -> std::result::Result<Metadata, String> {
+    fn parse(text: &str) -> std::result::Result<Metadata, String> {
         let doc = parse_yaml(text)?;
         let info = doc
             .get("rosbag2_bagfile_information")
@@ -156,7 +156,7 @@ impl Metadata {
 }
 
 /// Parses the block-style subset of YAML rosbag2 writes.
-pub(crate) fn parse_yaml(text: &str) -> std::result::Result<Yaml, String> {
+fn parse_yaml(text: &str) -> std::result::Result<Yaml, String> {
     let lines: Vec<(usize, String)> = text
         .lines()
         .filter(|l| {

@@ -7,7 +7,7 @@
 //! SQLite rows in `(timestamp, id)` order), file after file. `read_unit` turns one unit into payloads; `msgdef` gives the CDR decode plans.
 
 pub mod mcap;
-pub(crate) mod metadata;
+mod metadata;
 pub mod msgdef;
 pub mod sqlite;
 pub(crate) mod summary;
@@ -23,7 +23,7 @@ use msgdef::DefinitionStore;
 use sqlite::SqliteFile;
 
 /// Largest decompressed read unit accepted (what a ROS1 chunk's 32-bit size allows).
-pub(crate) const MAX_UNIT_BYTES: u64 = u32::MAX as u64;
+const MAX_UNIT_BYTES: u64 = u32::MAX as u64;
 
 /// One storage file of a recording.
 #[derive(Debug)]
@@ -39,11 +39,11 @@ pub(crate) struct ConnSource {
     pub(crate) file: usize,
     /// Topic id / channel id inside that file.
     pub(crate) local_id: i64,
-    pub(crate) serialization_format: String,
+    serialization_format: String,
     /// The definition the file stores for this type: `Some("")` is a type without fields.
-    pub(crate) stored: Option<String>,
+    stored: Option<String>,
     /// The `.srv` text the file stores for the service of a service event.
-    pub(crate) stored_service: Option<String>,
+    stored_service: Option<String>,
 }
 
 /// Where one read unit is.
@@ -69,7 +69,7 @@ pub struct Ros2Bag {
     pub(crate) metadata: Option<Metadata>,
     pub(crate) files: Vec<Storage>,
     pub(crate) index: BagIndex,
-    pub(crate) sources: Vec<ConnSource>,
+    sources: Vec<ConnSource>,
     units: Vec<UnitSource>,
     store: DefinitionStore,
     /// Why a file was scanned rather than read from its summary, if one was.
@@ -91,7 +91,7 @@ pub(crate) fn is_ros2_path(path: &Path) -> bool {
 
 /// The metadata.yaml of a rosbag2 directory (None for a bare file) and its storage files, in
 /// the order of `relative_file_paths`.
-pub(crate) fn storage_files(path: &Path) -> Result<(Option<Metadata>, Vec<PathBuf>)> {
+fn storage_files(path: &Path) -> Result<(Option<Metadata>, Vec<PathBuf>)> {
     Ok(if path.is_dir() {
         let meta = Metadata::read(&path.join("metadata.yaml"))?;
         let mut files = Vec::new();

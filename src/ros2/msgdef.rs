@@ -73,7 +73,7 @@ impl DefinitionStore {
     }
 
     /// Adds `ros2msg`-style text of `MSG:` sections (first definition of a name wins).
-    pub(crate) fn add_text(&mut self, text: &str) {
+    fn add_text(&mut self, text: &str) {
         for (name, body) in split_sections(text) {
             if let Some(name) = name {
                 self.add_type(&name, &body);
@@ -113,7 +113,7 @@ impl DefinitionStore {
 
     /// `.msg` files at `DIR/**/<pkg>/msg/<Type>.msg` and `.srv` files at `<pkg>/srv/<Srv>.srv`;
     /// unreadable entries are skipped with a warning.
-    pub(crate) fn add_dir(&mut self, dir: &Path) {
+    fn add_dir(&mut self, dir: &Path) {
         let mut stack = vec![(dir.to_path_buf(), 0usize)];
         while let Some((d, depth)) = stack.pop() {
             let Ok(rd) = std::fs::read_dir(&d) else {

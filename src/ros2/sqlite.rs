@@ -29,11 +29,11 @@ use crate::error::{Error, Result};
 pub const UNIT_BYTES: u64 = 512 << 10;
 
 /// Most messages per read unit.
-pub(crate) const UNIT_MESSAGES: u32 = 1 << 16;
+const UNIT_MESSAGES: u32 = 1 << 16;
 
 /// SQLite page cache of each database (the file and its temp database), in KiB (negative
 /// `cache_size` is KiB).
-pub(crate) const CACHE_KIB: i64 = 256;
+const CACHE_KIB: i64 = 256;
 
 /// The temporary `(timestamp, id)` table of a file without a time index.
 const ORDER_TABLE: &str = "b2d_order";
@@ -53,16 +53,16 @@ pub(crate) struct TopicShare {
     pub(crate) topic: i64,
     pub(crate) messages: u32,
     /// Payload bytes after undoing message compression.
-    pub(crate) bytes: u64,
+    bytes: u64,
 }
 
 /// A run of rows, consecutive in `(timestamp, id)` order, read as one unit.
 #[derive(Debug, Clone)]
 pub(crate) struct SqlUnit {
     /// `(timestamp, id)` of the first row, as stored (the cursor's seek key).
-    pub(crate) first_key: (i64, i64),
+    first_key: (i64, i64),
     /// Rows in the unit (every topic).
-    pub(crate) messages: u32,
+    messages: u32,
     pub(crate) start_ns: u64,
     pub(crate) end_ns: u64,
     pub(crate) counts: Vec<TopicShare>,
@@ -71,7 +71,7 @@ pub(crate) struct SqlUnit {
     /// Payload bytes after undoing message compression (= stored without it).
     pub(crate) decompressed: u64,
     /// Largest single payload after decompression.
-    pub(crate) largest: u64,
+    largest: u64,
 }
 
 /// A temporary file removed when dropped.
@@ -163,7 +163,7 @@ fn open_db(db_path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
 }
 
 /// Decompresses one zstd frame into a vector of at most `limit` bytes.
-pub(crate) fn zstd_frame(data: &[u8], limit: u64) -> std::result::Result<Vec<u8>, String> {
+fn zstd_frame(data: &[u8], limit: u64) -> std::result::Result<Vec<u8>, String> {
     let dec = zstd::stream::read::Decoder::new(data).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     dec.take(limit.saturating_add(1))

@@ -68,7 +68,7 @@ pub(crate) struct SqliteSummary {
 }
 
 /// Whether storage file `p` of a recording is MCAP (else SQLite).
-pub(crate) fn is_mcap_file(p: &Path, meta: Option<&Metadata>) -> bool {
+fn is_mcap_file(p: &Path, meta: Option<&Metadata>) -> bool {
     let name = p.to_string_lossy();
     !name.ends_with(".db3")
         && !name.ends_with(".db3.zstd")

@@ -4,15 +4,15 @@ use super::*;
 
 /// Target longest side of a sampled image before statistics, in pixels (lerobot's
 /// `auto_downsample_height_width` `target_size`): 150.
-pub(crate) const IMAGE_STATS_TARGET_SIZE: u32 = 150;
+const IMAGE_STATS_TARGET_SIZE: u32 = 150;
 /// Images whose longest side is below this many pixels are used at full size (lerobot's
 /// `max_size_threshold`): 300.
-pub(crate) const IMAGE_STATS_DOWNSAMPLE_THRESHOLD: u32 = 300;
+const IMAGE_STATS_DOWNSAMPLE_THRESHOLD: u32 = 300;
 /// Fewest image samples per episode (lerobot's `min_num_samples`; fewer if the episode is
 /// shorter): 100.
-pub(crate) const IMAGE_MIN_SAMPLES: usize = 100;
+const IMAGE_MIN_SAMPLES: usize = 100;
 /// Most image samples per episode (lerobot's `max_num_samples`): 10 000.
-pub(crate) const IMAGE_MAX_SAMPLES: usize = 10_000;
+const IMAGE_MAX_SAMPLES: usize = 10_000;
 
 /// lerobot's `estimate_num_samples`: how many frames of an `n`-frame episode feed image stats.
 pub(crate) fn estimate_num_samples(n: usize) -> usize {
@@ -54,7 +54,7 @@ impl SampleCursor {
     }
 
     /// How many samples fall on frame `i`, without moving the cursor.
-    pub(crate) fn hits_at(&self, i: usize) -> usize {
+    fn hits_at(&self, i: usize) -> usize {
         let mut j = self.next;
         let mut hits = 0;
         while j < self.k && self.index(j) <= i {
@@ -65,7 +65,7 @@ impl SampleCursor {
     }
 
     /// Moves past frame `i` (frames must be visited in increasing order).
-    pub(crate) fn advance_past(&mut self, i: usize) {
+    fn advance_past(&mut self, i: usize) {
         while self.next < self.k && self.index(self.next) <= i {
             self.next += 1;
         }
@@ -315,7 +315,7 @@ impl ImageStats {
 
 /// lerobot's stride: 1 below [`IMAGE_STATS_DOWNSAMPLE_THRESHOLD`], else
 /// `int(longest_side / 150)` (width when `w > h`, else height).
-pub(crate) fn downsample_factor(w: u32, h: u32) -> u32 {
+fn downsample_factor(w: u32, h: u32) -> u32 {
     if w.max(h) < IMAGE_STATS_DOWNSAMPLE_THRESHOLD {
         1
     } else {

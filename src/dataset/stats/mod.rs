@@ -30,7 +30,7 @@ mod sketch;
 mod vector;
 pub(crate) use aggregate::*;
 pub(crate) use image_stats::*;
-pub(crate) use sketch::*;
+use sketch::*;
 pub(crate) use vector::*;
 
 /// Statistics of one feature: each vector has one value per element (`[3]` per channel for
@@ -65,7 +65,7 @@ impl FeatureStats {
     }
 
     /// Shapes a value vector as lerobot does: `[N]`, or `[3, 1, 1]` for images.
-    pub(crate) fn shaped(&self, values: &[f64]) -> Value {
+    fn shaped(&self, values: &[f64]) -> Value {
         if self.image {
             Value::Array(values.iter().map(|v| json!([[v]])).collect())
         } else {

@@ -19,7 +19,7 @@ use crate::dataset::info::{InfoFeature, InfoJson};
 use crate::dataset::video::SEGMENTS_DIR;
 
 /// Largest accepted gap or overlap between timestamps, in seconds (lerobot's tolerance): 1e-4.
-pub(crate) const VIDEO_TIMESTAMP_TOLERANCE_S: f64 = 1e-4;
+const VIDEO_TIMESTAMP_TOLERANCE_S: f64 = 1e-4;
 
 /// One episode's place in a video file.
 #[derive(Debug, Clone, Copy)]

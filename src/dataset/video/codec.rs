@@ -9,18 +9,18 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 
 /// Default constant rate factor (lerobot's default): 30.
-pub(crate) const DEFAULT_CRF: u32 = 30;
+const DEFAULT_CRF: u32 = 30;
 /// Default keyframe interval in frames (lerobot uses 2 for fast random access): 2.
-pub(crate) const DEFAULT_GOP: u32 = 2;
+const DEFAULT_GOP: u32 = 2;
 /// SVT-AV1 preset (lerobot's default; 0 slowest … 13 fastest): 12.
-pub(crate) const SVT_AV1_PRESET: u32 = 12;
+const SVT_AV1_PRESET: u32 = 12;
 /// Pixel format of the encoded video (what lerobot writes and decoders expect): yuv420p.
 pub(crate) const PIX_FMT: &str = "yuv420p";
 /// MP4 timestamp ticks per frame; the track timescale is `fps · 512` (for 30 fps: 15360, what
 /// ffmpeg picks by itself).
 pub const TICKS_PER_FRAME: u64 = 512;
 /// Smallest width and height SVT-AV1 accepts, in pixels: 64.
-pub(crate) const AV1_MIN_SIDE: u32 = 64;
+const AV1_MIN_SIDE: u32 = 64;
 /// Budget of frames in flight to the encoders when the caller gives none: 64 MiB.
 pub(crate) const DEFAULT_VIDEO_BUDGET_BYTES: u64 = 64 << 20;
 /// Most decode threads chosen automatically (also bounded by the cores and the budget): 8.
@@ -28,18 +28,18 @@ pub(crate) const MAX_DECODE_THREADS: usize = 8;
 /// Bytes of ffmpeg's stderr kept for error messages (the end of it): 4 KiB.
 pub(crate) const STDERR_TAIL_BYTES: usize = 4096;
 /// Environment variable naming the ffmpeg binary (default: `ffmpeg` on the `PATH`).
-pub(crate) const FFMPEG_ENV: &str = "BAG2DATASET_FFMPEG";
+const FFMPEG_ENV: &str = "BAG2DATASET_FFMPEG";
 /// Environment variable naming the ffprobe binary that counts encoded frames.
-pub(crate) const FFPROBE_ENV: &str = "BAG2DATASET_FFPROBE";
+const FFPROBE_ENV: &str = "BAG2DATASET_FFPROBE";
 /// SVT-AV1's own memory bounds: one level of parallelism (its thread pools and frame buffers
 /// scale with it; the output is the same) and no look-ahead window.
-pub(crate) const SVT_AV1_PARAMS: &str = "lp=1:lookahead=0";
+const SVT_AV1_PARAMS: &str = "lp=1:lookahead=0";
 /// x264's own memory bounds: one thread (no frame threads holding frames) and a short
 /// rate-control look-ahead.
-pub(crate) const X264_THREADS: u32 = 1;
-pub(crate) const X264_RC_LOOKAHEAD: u32 = 10;
+const X264_THREADS: u32 = 1;
+const X264_RC_LOOKAHEAD: u32 = 10;
 /// x265's own memory bounds: one thread pool of one frame thread, short look-ahead.
-pub(crate) const X265_PARAMS: &str =
+const X265_PARAMS: &str =
     "log-level=error:pools=1:frame-threads=1:rc-lookahead=5:lookahead-slices=0";
 /// Where the episode segments are kept inside the staging directory until they are joined.
 pub(crate) const SEGMENTS_DIR: &str = ".video-segments";

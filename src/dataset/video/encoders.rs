@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::memory::format_bytes;
 
 /// Measured peak RSS of one encoder, in KiB, at 640x480 and at 1280x720 (see the module docs).
-pub(crate) const MEASURED_KIB: [(VideoCodec, u64, u64); 3] = [
+const MEASURED_KIB: [(VideoCodec, u64, u64); 3] = [
     (VideoCodec::Av1, 117_236, 151_084),
     (VideoCodec::H264, 68_636, 95_088),
     (VideoCodec::Hevc, 102_156, 153_708),
@@ -34,7 +34,7 @@ pub(crate) const MEASURED_KIB: [(VideoCodec, u64, u64); 3] = [
 pub(crate) const COPY_BYTES: u64 = 68 << 20;
 
 /// Margin added to the measured figures, in thousandths: 250 (content, ffmpeg builds).
-pub(crate) const MARGIN_PER_MILLE: u64 = 250;
+const MARGIN_PER_MILLE: u64 = 250;
 
 /// Planned peak RSS of one encoder of `codec` for `width`x`height` frames, in bytes: the line
 /// through the two measured points (never below the 640x480 figure), plus the margin.

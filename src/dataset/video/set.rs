@@ -90,7 +90,7 @@ impl VideoSet {
     }
 
     /// The codecs `spec` uses.
-    pub(crate) fn codecs(spec: &DatasetSpec) -> Vec<VideoCodec> {
+    fn codecs(spec: &DatasetSpec) -> Vec<VideoCodec> {
         let mut v: Vec<VideoCodec> = spec
             .features
             .iter()
@@ -293,7 +293,7 @@ impl VideoSet {
     }
 
     /// Encoders run at once: [`VideoOptions::max_encoders`], at most one per camera.
-    pub(crate) fn slots(&self) -> usize {
+    fn slots(&self) -> usize {
         match self.opts.max_encoders {
             0 => self.cameras.len(),
             n => n.min(self.cameras.len()),

@@ -42,12 +42,12 @@ use staging::*;
 pub struct EpisodeSummary {
     pub episode_index: u64,
     pub frames: u64,
-    pub(crate) task_index: u64,
+    task_index: u64,
     /// Global `index` of the first frame; the episode covers `from_index..to_index`.
     pub from_index: u64,
     pub to_index: u64,
     /// Data file holding the episode (relative to the dataset root).
-    pub(crate) data_file: String,
+    data_file: String,
     /// Per column (user features then the five defaults).
     pub stats: Vec<(String, FeatureStats)>,
 }
@@ -56,23 +56,23 @@ pub struct EpisodeSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MemoryUsage {
     /// Raw rows not yet handed to the Parquet encoder.
-    pub(crate) buffered_rows: usize,
+    buffered_rows: usize,
     /// The data file encoder's in-progress row group (`ArrowWriter::memory_size`).
-    pub(crate) data_encoder: usize,
+    data_encoder: usize,
     /// The episodes parquet encoder's in-progress row group.
-    pub(crate) episodes_encoder: usize,
+    episodes_encoder: usize,
     /// Statistics state of the open episode (sketches, histograms).
-    pub(crate) stats: usize,
+    stats: usize,
 }
 
 /// What a finished dataset holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSummary {
-    pub(crate) path: PathBuf,
+    path: PathBuf,
     pub total_episodes: u64,
     pub total_frames: u64,
     pub total_tasks: u64,
-    pub(crate) data_files: Vec<String>,
+    data_files: Vec<String>,
 }
 
 struct Episode {
@@ -155,19 +155,19 @@ impl Drop for DatasetWriter {
 
 /// `timestamp = frame_index / fps`, computed in f64 then stored as float32 (what lerobot does),
 /// never accumulated.
-pub(crate) fn timestamp(frame_index: u64, fps: u32) -> f32 {
+fn timestamp(frame_index: u64, fps: u32) -> f32 {
     (frame_index as f64 / f64::from(fps)) as f32
 }
 
 /// The `path` of an image value: `frame-000012.jpg`.
-pub(crate) fn image_path(frame_index: usize, format: ImageFormat) -> String {
+fn image_path(frame_index: usize, format: ImageFormat) -> String {
     format!("frame-{frame_index:06}.{}", format.extension())
 }
 
 /// The exact statistics of the five default columns of an episode of `n` frames (episode
 /// `episode`, task `task`, global rows `from..from + n`); `None` for an empty episode. One
 /// function for encoded and adopted episodes, so a merge writes what a single run writes.
-pub(crate) fn default_column_stats(
+fn default_column_stats(
     fps: u32,
     n: u64,
     from: u64,
@@ -189,7 +189,7 @@ pub(crate) fn default_column_stats(
 
 impl MemoryUsage {
     /// Sum of all parts.
-    pub(crate) fn total(&self) -> usize {
+    fn total(&self) -> usize {
         self.buffered_rows + self.data_encoder + self.episodes_encoder + self.stats
     }
 }
