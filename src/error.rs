@@ -132,7 +132,12 @@ impl Error {
 
     /// One indivisible item does not fit: `needed` bytes where the ceiling `ceiling` leaves
     /// `available`. The hint is [`rerun_ceiling`], the one formula for "rerun with more".
-    pub(crate) fn over_budget(item: impl Into<String>, needed: u64, available: u64, ceiling: u64) -> Self {
+    pub(crate) fn over_budget(
+        item: impl Into<String>,
+        needed: u64,
+        available: u64,
+        ceiling: u64,
+    ) -> Self {
         Error::OverBudget {
             item: item.into(),
             needed,
@@ -168,7 +173,9 @@ impl Error {
     }
 
     /// Maps a Parquet error on `path`.
-    pub(crate) fn parquet(path: &std::path::Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
+    pub(crate) fn parquet(
+        path: &std::path::Path,
+    ) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
         move |source| Error::Parquet {
             path: path.to_path_buf(),
             source,

@@ -27,7 +27,10 @@ const CONFIG_SUFFIX: &str = ".v21-config.toml";
 /// Whether the run writes v2.1: `--format` (or the config's `format`) says so, or neither
 /// says anything and the output already is a v2.1 dataset (a nightly run continues it). Asking
 /// for v3.0 into an existing v2.1 dataset is refused rather than mixed.
-pub(crate) fn wants_v21(args: &ConvertArgs, config: Option<&ConvertConfig>) -> anyhow::Result<bool> {
+pub(crate) fn wants_v21(
+    args: &ConvertArgs,
+    config: Option<&ConvertConfig>,
+) -> anyhow::Result<bool> {
     let given = args
         .format
         .as_deref()

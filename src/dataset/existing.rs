@@ -272,7 +272,11 @@ impl StoredDataset {
 
     /// Streams the frames of episode `k` to `sink`, in frame order; video features get an
     /// empty placeholder (their frames are in [`Self::video_of`]).
-    pub(crate) fn read_frames(&self, k: usize, mut sink: impl FnMut(Frame) -> Result<()>) -> Result<()> {
+    pub(crate) fn read_frames(
+        &self,
+        k: usize,
+        mut sink: impl FnMut(Frame) -> Result<()>,
+    ) -> Result<()> {
         let ep = self
             .episodes
             .get(k)

@@ -35,8 +35,8 @@ mod writer;
 pub(crate) use info::InfoJson;
 pub(crate) use stats::FeatureStats;
 pub use validate::validate;
-pub use writer::{DatasetSummary, DatasetWriter, EpisodeSummary, MemoryUsage};
 pub(crate) use writer::{Adopted, FrameSampler, Presampled, recover_staging};
+pub use writer::{DatasetSummary, DatasetWriter, EpisodeSummary, MemoryUsage};
 
 /// LeRobot format version written into `info.json`.
 pub(crate) const CODEBASE_VERSION: &str = "v3.0";
@@ -160,7 +160,12 @@ impl DatasetSpec {
     /// The first difference between two datasets' layouts, in a user's words (`fps 30 here,
     /// 15 there`, `feature action: float32[14] here, float32[28] there`), or `None` when equal.
     /// `here` / `there` name the two sides.
-    pub(crate) fn first_difference(&self, other: &DatasetSpec, here: &str, there: &str) -> Option<String> {
+    pub(crate) fn first_difference(
+        &self,
+        other: &DatasetSpec,
+        here: &str,
+        there: &str,
+    ) -> Option<String> {
         if self.fps != other.fps {
             return Some(format!(
                 "fps is {} in {here}, {} in {there}",

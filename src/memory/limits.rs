@@ -76,7 +76,11 @@ pub(crate) fn environment_limit() -> Option<EnvLimit> {
 
 /// The run's ceiling: `--max-memory` when given (refused above an enforced limit), else
 /// `default` capped by the environment's limit minus its margin.
-pub(crate) fn choose_ceiling(given: Option<u64>, default: u64, env: Option<&EnvLimit>) -> Result<Ceiling> {
+pub(crate) fn choose_ceiling(
+    given: Option<u64>,
+    default: u64,
+    env: Option<&EnvLimit>,
+) -> Result<Ceiling> {
     match (given, env) {
         (Some(bytes), Some(l)) if l.enforced && bytes > l.bytes => Err(Error::Limit {
             what: format!(

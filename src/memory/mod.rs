@@ -12,11 +12,11 @@ pub(crate) mod tree;
 pub(crate) use budget::Budget;
 pub use budget::Permit;
 pub(crate) use channel::{Budgeted, BudgetedReceiver, BudgetedSender, budgeted};
-pub use stats::{MemorySnapshot, snapshot};
 pub(crate) use stats::release_freed_pages;
+pub use stats::{MemorySnapshot, snapshot};
 
-pub use crate::units::parse_size;
 pub(crate) use crate::units::format_bytes;
+pub use crate::units::parse_size;
 
 #[cfg(test)]
 mod tests {

@@ -236,7 +236,11 @@ impl MemoryPlan {
     /// The smallest ceiling under which a run with these `usage` figures fits: the fixed part,
     /// the largest chunk, and the shares each buffer needs for what it held at its peak (the
     /// windows) or for its largest item (channels, which only need room for one).
-    pub(crate) fn smallest_ceiling(baseline: u64, usage: &[BudgetUsage], footer_metadata: u64) -> u64 {
+    pub(crate) fn smallest_ceiling(
+        baseline: u64,
+        usage: &[BudgetUsage],
+        footer_metadata: u64,
+    ) -> u64 {
         let get = |name: &str| usage.iter().find(|u| u.name == name);
         let chunk = get("chunk in flight").map_or(0, |u| u.largest_item);
         let need = |name: &str, per_mille: u64, of: fn(&BudgetUsage) -> u64| {

@@ -262,7 +262,10 @@ impl MessageSchema {
     /// then the types it uses, each after a `MSG: pkg/msg/Type` line (the `ros2msg` form MCAP
     /// and rosbag2 store). Payloads are CDR: a 4-byte encapsulation header, then values
     /// aligned to their size relative to the end of that header, in the byte order it names.
-    pub(crate) fn parse_cdr(msgtype: &str, definition: &str) -> Result<MessageSchema, DefinitionError> {
+    pub(crate) fn parse_cdr(
+        msgtype: &str,
+        definition: &str,
+    ) -> Result<MessageSchema, DefinitionError> {
         let sections = parse_definition(definition)?;
         let msgtype = normalize_type_name(msgtype.trim());
         let mut compiler = Compiler::new(&msgtype, &sections, true);

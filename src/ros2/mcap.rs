@@ -445,7 +445,11 @@ impl McapFile {
     }
 
     /// Calls `f(channel, log_time)` for every entry of the message-index records of `unit`.
-    pub(crate) fn visit_message_index(&self, unit: &McapUnit, mut f: impl FnMut(u16, u64)) -> Result<()> {
+    pub(crate) fn visit_message_index(
+        &self,
+        unit: &McapUnit,
+        mut f: impl FnMut(u16, u64),
+    ) -> Result<()> {
         if unit.index_len == 0 {
             return Ok(());
         }

@@ -392,7 +392,12 @@ impl VideoSet {
 
     /// Queues the next frame of feature `feature` (JPEG or PNG bytes) for decoding and
     /// encoding. Blocks while the video budget is full; fails if the camera's encoder failed.
-    pub(crate) fn push(&mut self, feature: usize, bytes: bytes::Bytes, format: ImageFormat) -> Result<()> {
+    pub(crate) fn push(
+        &mut self,
+        feature: usize,
+        bytes: bytes::Bytes,
+        format: ImageFormat,
+    ) -> Result<()> {
         let Some(cam) = self.cameras.iter().position(|c| c.feature == feature) else {
             return Err(Error::Internal(format!("feature {feature} is not a video")));
         };
@@ -646,7 +651,13 @@ impl VideoSet {
     /// `chunk`/`file`, already in the staging directory (hard-linked), holding `frames` frames.
     /// The next episodes join it until it would pass the size limit, then roll to a new file,
     /// as one run converting every bag would. Call before the first episode.
-    pub(crate) fn resume(&mut self, feature: usize, chunk: usize, file: usize, frames: u64) -> Result<()> {
+    pub(crate) fn resume(
+        &mut self,
+        feature: usize,
+        chunk: usize,
+        file: usize,
+        frames: u64,
+    ) -> Result<()> {
         let Some(c) = self.cameras.iter_mut().find(|c| c.feature == feature) else {
             return Err(Error::Internal(format!("feature {feature} is not a video")));
         };

@@ -206,7 +206,11 @@ impl DatasetWriter {
     /// that ffmpeg can encode the video features (a child process of 40-50 MiB) runs at the
     /// first episode that needs it, not now, so a merge that only links video files starts
     /// no ffmpeg at all.
-    pub(crate) fn create_adopting(out: &Path, spec: DatasetSpec, opts: WriterOptions) -> Result<Self> {
+    pub(crate) fn create_adopting(
+        out: &Path,
+        spec: DatasetSpec,
+        opts: WriterOptions,
+    ) -> Result<Self> {
         Self::refuse_existing(out, &opts)?;
         Self::start(out, spec, opts, false, false)
     }
@@ -320,7 +324,11 @@ impl DatasetWriter {
     /// Starts an episode copied from another dataset: its frames are pushed as usual, but its
     /// feature statistics are `stats` (one per user feature, as stored with the original), so
     /// no image is decoded and the copy's stats equal the original's.
-    pub(crate) fn begin_copied_episode(&mut self, task: &str, stats: Vec<FeatureStats>) -> Result<()> {
+    pub(crate) fn begin_copied_episode(
+        &mut self,
+        task: &str,
+        stats: Vec<FeatureStats>,
+    ) -> Result<()> {
         if stats.len() != self.spec.features.len() {
             return Err(self.err(format!(
                 "{} feature statistics given for {} features",
