@@ -32,7 +32,7 @@ pub enum Policy {
 
 /// A value extracted from one message for one slot.
 #[derive(Debug, Clone)]
-pub enum SampleValue {
+pub(crate) enum SampleValue {
     Numbers(Vec<f64>),
     /// Shared so that one image can serve several ticks without a copy.
     Image(Arc<ImagePayload>),
@@ -40,7 +40,7 @@ pub enum SampleValue {
 
 impl SampleValue {
     /// Heap bytes the value holds.
-    pub fn heap_bytes(&self) -> u64 {
+    pub(crate) fn heap_bytes(&self) -> u64 {
         match self {
             SampleValue::Numbers(v) => (v.len() * 8) as u64,
             SampleValue::Image(img) => (img.bytes.len() + img.format.len()) as u64,
@@ -49,20 +49,20 @@ impl SampleValue {
 }
 
 /// Fixed per-sample bookkeeping counted on top of the value's heap bytes.
-pub const SAMPLE_OVERHEAD_BYTES: u64 = 96;
+pub(crate) const SAMPLE_OVERHEAD_BYTES: u64 = 96;
 
 /// One message's contribution to one slot.
 #[derive(Debug)]
-pub struct Sample {
-    pub slot: usize,
-    pub time_ns: u64,
-    pub value: SampleValue,
+pub(crate) struct Sample {
+    pub(crate) slot: usize,
+    pub(crate) time_ns: u64,
+    pub(crate) value: SampleValue,
     /// Budget bytes this sample holds while it is buffered.
-    pub permit: Permit,
+    pub(crate) permit: Permit,
 }
 
 impl Sample {
-    pub fn bytes(&self) -> u64 {
+    fn bytes(&self) -> u64 {
         self.value.heap_bytes() + SAMPLE_OVERHEAD_BYTES
     }
 }
@@ -71,9 +71,9 @@ impl Sample {
 #[derive(Debug, Clone)]
 pub struct SlotSpec {
     /// Shown in errors and reports (topic, and feature).
-    pub label: String,
-    pub policy: Policy,
-    pub tolerance_ns: u64,
+    pub(crate) label: String,
+    pub(crate) policy: Policy,
+    pub(crate) tolerance_ns: u64,
 }
 
 /// Per-slot match figures.
@@ -81,31 +81,31 @@ pub struct SlotSpec {
 pub struct SlotReport {
     pub label: String,
     /// Ticks this slot had a value for.
-    pub matched: u64,
+    pub(crate) matched: u64,
     /// Ticks dropped because this slot had nothing within tolerance.
     pub missed: u64,
-    pub mean_skew_ms: f64,
+    pub(crate) mean_skew_ms: f64,
     pub max_skew_ms: f64,
     #[serde(skip)]
     skew_sum_ns: f64,
     /// Time of the first and last sample.
-    pub first_ns: Option<u64>,
-    pub last_ns: Option<u64>,
+    first_ns: Option<u64>,
+    last_ns: Option<u64>,
     /// Samples earlier than the one before them (non-monotonic times).
-    pub out_of_order: u64,
+    out_of_order: u64,
     /// Samples with the same time as the one before them.
-    pub duplicates: u64,
+    duplicates: u64,
     /// Pauses longer than [`GAP_FACTOR`] typical intervals (and than the tolerance).
-    pub gaps: u64,
-    pub max_gap_ms: f64,
+    gaps: u64,
+    max_gap_ms: f64,
     /// Where the first gaps are: (time of the sample after the gap, gap length in ms).
-    pub gap_examples: Vec<(u64, f64)>,
+    gap_examples: Vec<(u64, f64)>,
     #[serde(skip)]
     interval_ema_ns: f64,
 }
 
 /// A pause counts as a gap when it is this many times the slot's typical interval.
-pub const GAP_FACTOR: f64 = 5.0;
+const GAP_FACTOR: f64 = 5.0;
 /// Gap locations kept per slot (all are counted).
 const GAP_EXAMPLES: usize = 3;
 
@@ -144,15 +144,15 @@ impl SlotReport {
 
 /// A finished tick.
 #[derive(Debug)]
-pub struct AlignedFrame {
-    pub tick_ns: u64,
+pub(crate) struct AlignedFrame {
+    pub(crate) tick_ns: u64,
     /// One value per slot.
-    pub values: Vec<SampleValue>,
+    pub(crate) values: Vec<SampleValue>,
 }
 
 /// Outcome of one tick.
 #[derive(Debug)]
-pub enum Tick {
+pub(crate) enum Tick {
     Frame(AlignedFrame),
     /// The tick at this time lacked a slot (the first one that missed is named).
     Dropped {
@@ -179,7 +179,7 @@ struct SlotState {
 }
 
 /// Turns streams of samples into frames; see the module docs.
-pub struct Aligner {
+pub(crate) struct Aligner {
     slots: Vec<SlotState>,
     timeline: Timeline,
     /// Ticks not yet final, in time order (own-rate mode: the timeline slot's times).
@@ -192,7 +192,7 @@ pub struct Aligner {
 }
 
 impl Aligner {
-    pub fn new(slots: Vec<SlotSpec>, timeline: Timeline, budget: Budget) -> Self {
+    pub(crate) fn new(slots: Vec<SlotSpec>, timeline: Timeline, budget: Budget) -> Self {
         Aligner {
             slots: slots
                 .into_iter()
@@ -223,7 +223,7 @@ impl Aligner {
 
     /// Buffers a sample. Its channel permit is swapped for window bytes; a window that would
     /// pass its budget is an [`Error::OverBudget`] naming the slot.
-    pub fn push(&mut self, mut sample: Sample) -> Result<()> {
+    pub(crate) fn push(&mut self, mut sample: Sample) -> Result<()> {
         let bytes = sample.bytes();
         let slot = sample.slot;
         let label = &self.slots[slot].spec.label;
@@ -285,13 +285,13 @@ impl Aligner {
     }
 
     /// Every sample of `slot` earlier than `t` has been delivered.
-    pub fn set_watermark(&mut self, slot: usize, t: u64) {
+    pub(crate) fn set_watermark(&mut self, slot: usize, t: u64) {
         let s = &mut self.slots[slot];
         s.watermark = s.watermark.max(t);
     }
 
     /// No more input will come.
-    pub fn end(&mut self) {
+    pub(crate) fn end(&mut self) {
         self.ended = true;
         for s in &mut self.slots {
             s.watermark = u64::MAX;
@@ -299,7 +299,7 @@ impl Aligner {
     }
 
     /// The next final tick, if any.
-    pub fn pop(&mut self) -> Option<Tick> {
+    pub(crate) fn pop(&mut self) -> Option<Tick> {
         let &t = self.pending.front()?;
         let ready = self.slots.iter().all(|s| {
             s.watermark == u64::MAX || s.watermark > t.saturating_add(s.spec.tolerance_ns)
@@ -344,7 +344,7 @@ impl Aligner {
     }
 
     /// Per-slot figures so far.
-    pub fn reports(&self) -> Vec<SlotReport> {
+    pub(crate) fn reports(&self) -> Vec<SlotReport> {
         self.slots
             .iter()
             .map(|s| {

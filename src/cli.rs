@@ -10,15 +10,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "bag2dataset", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
     /// ROS 2: a directory of custom message definitions (`<pkg>/msg/<Type>.msg`,
     /// `<pkg>/srv/<Srv>.srv`) for bags that store none (repeatable).
     #[arg(long = "msg-path", global = true, value_name = "DIR")]
-    pub msg_paths: Vec<PathBuf>,
+    pub(crate) msg_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// What a bag holds, read from its index alone (milliseconds even for multi-GB bags).
     Info(InfoArgs),
     /// Decoded messages as JSON Lines, ordered by record time.
@@ -43,96 +43,96 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct InfoArgs {
+pub(crate) struct InfoArgs {
     /// Bag files.
     #[arg(required = true)]
-    pub bags: Vec<PathBuf>,
+    pub(crate) bags: Vec<PathBuf>,
     /// One JSON object per bag (JSON Lines) instead of text.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Also read every chunk header and the index data after each chunk (ROS1): adds the
     /// chunks per compression and the decompressed bytes, and exact first/last times per
     /// topic, at the cost of reads all over the file.
     #[arg(long)]
-    pub chunks: bool,
+    pub(crate) chunks: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct DumpArgs {
-    pub bag: PathBuf,
+pub(crate) struct DumpArgs {
+    pub(crate) bag: PathBuf,
     /// Only these topics (repeatable); default all.
     #[arg(long = "topic", short = 't')]
-    pub topics: Vec<String>,
+    pub(crate) topics: Vec<String>,
     /// Stop after N messages.
     #[arg(long, short = 'n')]
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// Skip messages earlier than this many seconds after the bag's start.
     #[arg(long)]
-    pub start: Option<f64>,
+    pub(crate) start: Option<f64>,
     /// Skip messages later than this many seconds after the bag's start.
     #[arg(long)]
-    pub end: Option<f64>,
+    pub(crate) end: Option<f64>,
     /// Decode every message (of the --topic's) without printing them; print counts per topic
     /// and the decode throughput as JSON (a benchmark of the decoder).
     #[arg(long, conflicts_with_all = ["limit", "start", "end"])]
-    pub count: bool,
+    pub(crate) count: bool,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ConvertArgs {
+pub(crate) struct ConvertArgs {
     /// Bag files or directories holding bags (searched for *.bag, sorted by path).
     #[arg(required = true)]
-    pub inputs: Vec<PathBuf>,
+    pub(crate) inputs: Vec<PathBuf>,
     /// Output dataset directory. If it holds a dataset this tool converted, bags already in it
     /// are skipped and new ones appended as new episodes.
     #[arg(long, short = 'o')]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// TOML conversion config (features, timeline, fps, ...); without it the mapping is chosen
     /// from the first bag and printed.
     #[arg(long, short = 'c')]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Print the chosen mapping as a TOML config to stdout and exit without converting.
     #[arg(long)]
-    pub print_config: bool,
+    pub(crate) print_config: bool,
     /// Ceiling on the resident memory of the run (this process and the ffmpeg encoders it
     /// starts), e.g. 64MiB, 1G. Default 64MiB (with video: enough for one encoder per camera,
     /// printed in the summary), lowered to fit the job's limit when Slurm
     /// (SLURM_MEM_PER_NODE, SLURM_MEM_PER_CPU) or a cgroup sets one; a value above that limit is
     /// refused.
     #[arg(long)]
-    pub max_memory: Option<String>,
+    pub(crate) max_memory: Option<String>,
     /// Output frame rate (overrides the config); default: the timeline topic's own rate.
     #[arg(long)]
-    pub fps: Option<u32>,
+    pub(crate) fps: Option<u32>,
     /// Task text for every episode (overrides the config).
     #[arg(long)]
-    pub task: Option<String>,
+    pub(crate) task: Option<String>,
     /// Replace an existing output directory (convert every input again into a fresh dataset).
     #[arg(long)]
-    pub overwrite: bool,
+    pub(crate) overwrite: bool,
     /// Convert even though the output was made with another config: like --overwrite, the
     /// inputs go into a fresh dataset that replaces it.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Reconvert a bag that changed since it was converted (e.g. a copy that was still
     /// running) into its own episode, keeping every other episode: the dataset is rewritten
     /// once, no other bag is read. Without it such a bag is refused (and listed as failed).
     #[arg(long)]
-    pub replace_changed: bool,
+    pub(crate) replace_changed: bool,
     /// Stop at the first bag that fails (exit 1) without publishing anything.
     #[arg(long)]
-    pub fail_fast: bool,
+    pub(crate) fail_fast: bool,
     /// Episode order: `path` (sorted bag paths) or `start-time` (bag start time from its index).
     #[arg(long, default_value = "path")]
-    pub order: String,
+    pub(crate) order: String,
     /// Convert only shard K of N (1-based) of the ordered inputs: bags at positions i with
     /// i % N == K-1. `auto` reads SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else
     /// JOB_COMPLETION_INDEX with --shard-count or BAG2DATASET_SHARD_COUNT.
     #[arg(long)]
-    pub shard: Option<String>,
+    pub(crate) shard: Option<String>,
     /// Number of shards for `--shard auto` (overrides the environment's count).
     #[arg(long)]
-    pub shard_count: Option<usize>,
+    pub(crate) shard_count: Option<usize>,
     /// Seconds a file found in a directory or by a glob must have gone unchanged (size, data,
     /// metadata) to be converted; newer files are still being written or copied and are left
     /// for the next run (reported as `settling`). Files named one by one are always taken.
@@ -143,161 +143,161 @@ pub struct ConvertArgs {
         value_name = "SECONDS",
         env = "BAG2DATASET_SETTLE"
     )]
-    pub settle: u64,
+    pub(crate) settle: u64,
     /// Also write diagnostics (progress, summary, errors), timestamped, to this file (appended).
     #[arg(long)]
-    pub log_file: Option<PathBuf>,
+    pub(crate) log_file: Option<PathBuf>,
     /// Convert this many bags at once, each under an equal share of --max-memory (at least 40
     /// MiB each: fewer jobs run when the ceiling is smaller); a fresh output in path order only.
     /// Default: the number of cores, as many as the ceiling allows (one at 64 MiB).
     #[arg(long)]
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// Internal (set by --jobs for its children): the dataset fps of an own-rate timeline.
     #[arg(long, hide = true)]
-    pub dataset_fps: Option<u32>,
+    pub(crate) dataset_fps: Option<u32>,
     /// Write one row of memory figures per chunk (CSV, or JSON Lines for .jsonl/.json).
     #[arg(long)]
-    pub memory_log: Option<PathBuf>,
+    pub(crate) memory_log: Option<PathBuf>,
     /// Draw memory over the run as an SVG chart.
     #[arg(long)]
-    pub memory_chart: Option<PathBuf>,
+    pub(crate) memory_chart: Option<PathBuf>,
     /// Print the run report as JSON on stdout.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// No progress or summary on stderr.
     #[arg(long, short = 'q')]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     #[command(flatten)]
-    pub video: VideoArgs,
+    pub(crate) video: VideoArgs,
     /// Dataset layout: v3.0 (default) or v2.1 (one parquet and one MP4 per episode, for
     /// trainers that read only LeRobot v2.1); also `format = "v2.1"` in the config.
     #[arg(long)]
-    pub format: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 /// Video storage of camera features (needs ffmpeg).
 #[derive(Debug, Clone, Args, Default)]
-pub struct VideoArgs {
+pub(crate) struct VideoArgs {
     /// Store camera features as MP4 video (dtype "video") instead of images in the parquet;
     /// needs ffmpeg with the codec's encoder.
     #[arg(long)]
-    pub video: bool,
+    pub(crate) video: bool,
     /// Video codec: av1 (libsvtav1, lerobot's default), h264 (libx264) or hevc (libx265).
     #[arg(long, value_enum)]
-    pub vcodec: Option<VideoCodecArg>,
+    pub(crate) vcodec: Option<VideoCodecArg>,
     /// Video constant rate factor (lower = better and bigger); default 30.
     #[arg(long)]
-    pub crf: Option<u32>,
+    pub(crate) crf: Option<u32>,
     /// Keyframe interval in frames; default 2 (fast random access, what lerobot uses).
     #[arg(long)]
-    pub gop: Option<u32>,
+    pub(crate) gop: Option<u32>,
 }
 
 /// Video codec named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VideoCodecArg {
+pub(crate) enum VideoCodecArg {
     Av1,
     H264,
     Hevc,
 }
 
 #[derive(Debug, Args)]
-pub struct ProfileArgs {
+pub(crate) struct ProfileArgs {
     #[arg(required = true)]
-    pub bags: Vec<PathBuf>,
+    pub(crate) bags: Vec<PathBuf>,
     #[arg(long, short = 'c')]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Ceiling for the profiling run (large, so that nothing is constrained; default 1GiB, or
     /// what the job's limit allows).
     #[arg(long)]
-    pub max_memory: Option<String>,
+    pub(crate) max_memory: Option<String>,
     /// Skip converting again at the smallest ceiling found.
     #[arg(long)]
-    pub no_verify: bool,
+    pub(crate) no_verify: bool,
     /// The report as JSON on stdout.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Profile a video conversion (`convert --video`): the smallest ceiling then covers the
     /// ffmpeg encoders too (at least one of them besides the converter).
     #[arg(long)]
-    pub video: bool,
+    pub(crate) video: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ReindexArgs {
+pub(crate) struct ReindexArgs {
     /// The bag to repair (unindexed, truncated, or with a damaged index).
-    pub bag: PathBuf,
+    pub(crate) bag: PathBuf,
     /// Where to write the repaired copy (must not be the source).
     #[arg(long, short = 'o')]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Chunk compression of the copy; default: what most of the source's chunks use.
     #[arg(long, value_enum)]
-    pub compression: Option<CompressionArg>,
+    pub(crate) compression: Option<CompressionArg>,
 }
 
 /// Chunk compression named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressionArg {
+pub(crate) enum CompressionArg {
     None,
     Bz2,
     Lz4,
 }
 
 #[derive(Debug, Args)]
-pub struct MergeArgs {
+pub(crate) struct MergeArgs {
     /// Datasets to join (each written by `convert`, with its conversion log).
     #[arg(required = true)]
-    pub datasets: Vec<PathBuf>,
+    pub(crate) datasets: Vec<PathBuf>,
     /// Output dataset directory (must not exist unless --overwrite).
     #[arg(long, short = 'o')]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Replace an existing output dataset.
     #[arg(long)]
-    pub overwrite: bool,
+    pub(crate) overwrite: bool,
     /// Ceiling on resident memory; sizes the Parquet row groups as `convert` does (default
     /// 64MiB, or what the job's limit allows).
     #[arg(long)]
-    pub max_memory: Option<String>,
+    pub(crate) max_memory: Option<String>,
     /// Print the merge report as JSON on stdout.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// No progress or summary on stderr.
     #[arg(long, short = 'q')]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
-    pub dataset: PathBuf,
+pub(crate) struct ValidateArgs {
+    pub(crate) dataset: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct MakeDemoArgs {
+pub(crate) struct MakeDemoArgs {
     /// Where to write the bag.
     #[arg(default_value = "testdata/demo.bag")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Write recording session N of the demo robot instead (0 is the demo bag; N starts N hours
     /// later and drops another camera frame): distinct bags of one setup, for scaling tests.
     #[arg(long, default_value_t = 0, value_name = "N")]
-    pub session: u64,
+    pub(crate) session: u64,
 }
 
 #[derive(Debug, Args)]
-pub struct ConvertFormatArgs {
+pub(crate) struct ConvertFormatArgs {
     /// Dataset written by `convert` (v3.0 or v2.1).
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Output dataset directory (must not exist unless --overwrite).
     #[arg(long, short = 'o')]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Layout to write: v2.1 or v3.0.
     #[arg(long)]
-    pub to: String,
+    pub(crate) to: String,
     /// Replace an existing output dataset.
     #[arg(long)]
-    pub overwrite: bool,
+    pub(crate) overwrite: bool,
     /// Ceiling on resident memory (of this process and its ffmpeg children); sizes row groups.
     /// Default 64MiB, plus one planned ffmpeg stream copy for a video dataset; capped by the
     /// job's limit (Slurm, cgroup) like `convert`'s.
     #[arg(long)]
-    pub max_memory: Option<String>,
+    pub(crate) max_memory: Option<String>,
 }

@@ -16,26 +16,26 @@ use image::codecs::jpeg::JpegEncoder;
 use crate::bag::writer::{BagWriter, BagWriterOptions, Compression, ConnectionInfo, Payload};
 
 /// Header stamp of the first message: 2023-11-14T22:13:20Z.
-pub const DEMO_START_NS: u64 = 1_700_000_000_000_000_000;
+const DEMO_START_NS: u64 = 1_700_000_000_000_000_000;
 /// Length of the recording: 4 s.
-pub const DEMO_DURATION_NS: u64 = 4_000_000_000;
+const DEMO_DURATION_NS: u64 = 4_000_000_000;
 /// Camera image size in pixels.
 /// Rate of `/joint_states` and `/joint_cmd`.
-pub const DEMO_JOINT_RATE_HZ: u64 = 200;
+const DEMO_JOINT_RATE_HZ: u64 = 200;
 /// The head camera frame that is missing from the demo.
-pub const DEMO_DROPPED_FRAME: u64 = 57;
-pub const DEMO_IMAGE_WIDTH: u32 = 96;
+const DEMO_DROPPED_FRAME: u64 = 57;
+const DEMO_IMAGE_WIDTH: u32 = 96;
 /// Camera image size in pixels.
-pub const DEMO_IMAGE_HEIGHT: u32 = 72;
+const DEMO_IMAGE_HEIGHT: u32 = 72;
 /// Chunk threshold of the demo bag: 256 KiB of uncompressed data.
-pub const DEMO_CHUNK_THRESHOLD: usize = 256 * 1024;
+const DEMO_CHUNK_THRESHOLD: usize = 256 * 1024;
 /// Chunk compression of the demo bag.
-pub const DEMO_COMPRESSION: Compression = Compression::Lz4;
+const DEMO_COMPRESSION: Compression = Compression::Lz4;
 /// JPEG quality of the camera frames.
 const JPEG_QUALITY: u8 = 80;
 
 /// Arm joint names in `/joint_states` and `/joint_cmd` order.
-pub const DEMO_JOINTS: [&str; 8] = [
+const DEMO_JOINTS: [&str; 8] = [
     "arm_joint_1",
     "arm_joint_2",
     "arm_joint_3",
@@ -128,34 +128,35 @@ pub fn joint_state_definition() -> String {
 
 /// One topic of the demo bag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DemoTopic {
+struct DemoTopic {
     /// Topic name.
-    pub topic: String,
+    topic: String,
     /// Message type.
-    pub msgtype: String,
+    msgtype: String,
     /// Messages written.
-    pub count: u64,
+    count: u64,
 }
 
 /// What [`write_demo_bag`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoSummary {
     /// Size of the bag in bytes.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Topics in connection id order.
-    pub topics: Vec<DemoTopic>,
+    topics: Vec<DemoTopic>,
     /// Messages written.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Chunks written.
-    pub chunks: usize,
+    pub(crate) chunks: usize,
     /// Earliest record time, ns since the epoch.
-    pub start_ns: u64,
+    start_ns: u64,
     /// Latest record time, ns since the epoch.
-    pub end_ns: u64,
+    end_ns: u64,
 }
 
 /// Writes the demo bag to `path` (created or truncated).
-pub fn write_demo_bag(path: &Path) -> io::Result<DemoSummary> {
+#[cfg(test)]
+fn write_demo_bag(path: &Path) -> io::Result<DemoSummary> {
     write_session_bag(path, 0)
 }
 
@@ -178,7 +179,7 @@ pub fn write_demo_bag_to<W: Write + Seek>(inner: W) -> io::Result<(W, DemoSummar
 }
 
 /// Writes session `session` (see [`write_session_bag`]) to any seekable writer.
-pub fn write_session_bag_to<W: Write + Seek>(
+fn write_session_bag_to<W: Write + Seek>(
     mut inner: W,
     session: u64,
 ) -> io::Result<(W, DemoSummary)> {

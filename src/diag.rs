@@ -20,7 +20,7 @@ static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 
 /// Sets up diagnostics: whether they go to `stderr`, `timestamps` there (`None`: when stderr is
 /// not a terminal) and an optional log file (appended to).
-pub fn init(stderr: bool, timestamps: Option<bool>, log_file: Option<&Path>) -> Result<()> {
+pub(crate) fn init(stderr: bool, timestamps: Option<bool>, log_file: Option<&Path>) -> Result<()> {
     let file = match log_file {
         Some(p) => Some(
             File::options()
@@ -50,7 +50,7 @@ fn now() -> String {
 }
 
 /// Writes `text` (one or more lines) as diagnostics.
-pub fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     let text = text.strip_suffix('\n').unwrap_or(text);
     let guard = SINK.lock();
     let mut guard = match guard {
@@ -87,7 +87,7 @@ pub fn emit(text: &str) {
 }
 
 /// Writes `text` to the log file only (for what is printed on stderr elsewhere).
-pub fn emit_file_only(text: &str) {
+pub(crate) fn emit_file_only(text: &str) {
     let mut guard = match SINK.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -109,6 +109,6 @@ macro_rules! diag {
 
 /// `warning: {msg}` as a diagnostic (silenced on stderr with `--quiet`/`--json`; the run report
 /// keeps warnings that matter, e.g. damaged data).
-pub fn warn(msg: &str) {
+pub(crate) fn warn(msg: &str) {
     emit(&format!("warning: {msg}"));
 }

@@ -123,7 +123,7 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with the path it happened on.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
@@ -132,7 +132,12 @@ impl Error {
 
     /// One indivisible item does not fit: `needed` bytes where the ceiling `ceiling` leaves
     /// `available`. The hint is [`rerun_ceiling`], the one formula for "rerun with more".
-    pub fn over_budget(item: impl Into<String>, needed: u64, available: u64, ceiling: u64) -> Self {
+    pub(crate) fn over_budget(
+        item: impl Into<String>,
+        needed: u64,
+        available: u64,
+        ceiling: u64,
+    ) -> Self {
         Error::OverBudget {
             item: item.into(),
             needed,
@@ -143,7 +148,7 @@ impl Error {
     }
 
     /// A thread that panicked, with the panic's message when it carried one.
-    pub fn thread_panicked(stage: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+    pub(crate) fn thread_panicked(stage: &str, payload: &(dyn std::any::Any + Send)) -> Self {
         let msg = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -159,7 +164,7 @@ impl Error {
     }
 
     /// A thread that could not be started.
-    pub fn thread_start(stage: &str, source: std::io::Error) -> Self {
+    pub(crate) fn thread_start(stage: &str, source: std::io::Error) -> Self {
         Error::Thread {
             stage: stage.to_string(),
             what: "could not be started".to_string(),
@@ -168,7 +173,9 @@ impl Error {
     }
 
     /// Maps a Parquet error on `path`.
-    pub fn parquet(path: &std::path::Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
+    pub(crate) fn parquet(
+        path: &std::path::Path,
+    ) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
         move |source| Error::Parquet {
             path: path.to_path_buf(),
             source,
@@ -176,7 +183,7 @@ impl Error {
     }
 
     /// Maps an Arrow error on `path`.
-    pub fn arrow(path: &std::path::Path) -> impl Fn(arrow::error::ArrowError) -> Error + '_ {
+    pub(crate) fn arrow(path: &std::path::Path) -> impl Fn(arrow::error::ArrowError) -> Error + '_ {
         move |source| Error::Arrow {
             path: path.to_path_buf(),
             source,
@@ -187,7 +194,7 @@ impl Error {
 /// The `--max-memory` to suggest when `needed` bytes did not fit where a ceiling of `ceiling`
 /// left `available`: shares of the ceiling grow with it, so scale by `needed / available`,
 /// add an eighth for what the measurement cannot see, round up to a MiB.
-pub fn rerun_ceiling(needed: u64, available: u64, ceiling: u64) -> u64 {
+pub(crate) fn rerun_ceiling(needed: u64, available: u64, ceiling: u64) -> u64 {
     let scaled = (u128::from(ceiling.max(1)) * u128::from(needed) / u128::from(available.max(1)))
         .max(u128::from(needed));
     let with_margin = scaled + scaled / 8;

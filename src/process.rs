@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Whether process `pid` is running (Linux: `/proc/<pid>/stat` exists and is not a zombie).
 /// Without `/proc` every process is assumed alive, so nothing is ever taken from a live one.
-pub fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }

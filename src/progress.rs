@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::memory::format_bytes;
 
 /// Shortest time between two redraws (100 ms).
-pub const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
+const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bytes read out of a known total, with a label (the bag being converted).
 #[derive(Debug)]
@@ -24,7 +24,7 @@ pub struct Progress {
 
 impl Progress {
     /// A display for `total` bytes; hidden unless `wanted` and stderr is a terminal.
-    pub fn new(total: u64, wanted: bool) -> Self {
+    pub(crate) fn new(total: u64, wanted: bool) -> Self {
         Progress {
             enabled: wanted && std::io::stderr().is_terminal(),
             total: AtomicU64::new(total),
@@ -35,14 +35,14 @@ impl Progress {
     }
 
     /// Names what is being worked on.
-    pub fn set_label(&self, label: &str) {
+    pub(crate) fn set_label(&self, label: &str) {
         if let Ok(mut s) = self.state.lock() {
             s.1 = label.to_string();
         }
     }
 
     /// Adds `bytes` to the work done and redraws if it is time.
-    pub fn advance(&self, bytes: u64) {
+    pub(crate) fn advance(&self, bytes: u64) {
         let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if !self.enabled {
             return;
@@ -79,7 +79,7 @@ impl Progress {
     }
 
     /// Clears the line.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if self.enabled {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r{:120}\r", "");

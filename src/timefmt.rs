@@ -1,7 +1,7 @@
 //! Human-readable times without a date library: ROS times are UTC nanoseconds since 1970.
 
 /// `2014-04-01 19:31:27.846 UTC` for nanoseconds since the epoch.
-pub fn utc(ns: u64) -> String {
+pub(crate) fn utc(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let millis = (ns % 1_000_000_000) / 1_000_000;
     let days = (secs / 86_400) as i64;
@@ -30,7 +30,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// `1h 02m 03.5s` style durations for nanoseconds.
-pub fn duration(ns: u64) -> String {
+pub(crate) fn duration(ns: u64) -> String {
     let s = ns as f64 / 1e9;
     if s < 60.0 {
         format!("{s:.3}s")

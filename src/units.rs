@@ -2,7 +2,7 @@
 //! module, so errors and memory planning can both use it.
 
 /// Formats a byte count with binary units (`12.3 MiB`).
-pub fn format_bytes(bytes: u64) -> String {
+pub(crate) fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut unit = 0;

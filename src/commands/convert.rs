@@ -40,7 +40,7 @@ fn interrupt_flag() -> Option<Arc<AtomicBool>> {
     installed.ok().map(|_| flag)
 }
 
-pub fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run_cmd(args: ConvertArgs) -> anyhow::Result<Exit> {
     let ceiling = super::ceiling_from_arg(
         args.max_memory.as_deref(),
         crate::memory::plan::DEFAULT_CEILING,

@@ -12,7 +12,7 @@ use crate::memory::plan::MemoryPlan;
 use crate::memory::snapshot;
 
 /// Row group bytes of a v2.1 layout under `ceiling`: an eighth of it, at most the default.
-pub fn layout_row_group_bytes(ceiling: u64) -> usize {
+pub(crate) fn layout_row_group_bytes(ceiling: u64) -> usize {
     (ceiling / 8)
         .min(crate::dataset::DEFAULT_ROW_GROUP_BYTES as u64)
         .max(1 << 20) as usize
@@ -36,7 +36,7 @@ fn has_video(ds: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
-pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
     // A video dataset's episodes are cut or joined by an ffmpeg stream copy (one at a time):
     // the ceiling holds it besides the layout, as `merge` plans it.
     let video = has_video(&args.input);
@@ -133,7 +133,7 @@ pub fn run_cmd(args: ConvertFormatArgs) -> anyhow::Result<Exit> {
 /// `merge` of v2.1 datasets (e.g. `convert --format v2.1 --shard K/N` outputs): each is
 /// converted back to v3.0 in `<OUT>.v21-merge/`, the parts are merged as usual, and the result
 /// is laid out as v2.1 onto the output. Bounded like its three steps.
-pub fn merge_v21(args: &crate::cli::MergeArgs, ceiling: u64) -> anyhow::Result<Exit> {
+pub(crate) fn merge_v21(args: &crate::cli::MergeArgs, ceiling: u64) -> anyhow::Result<Exit> {
     use crate::convert::merge::{MergeOptions, merge};
     let out = &args.output;
     let _lock = OutputLock::acquire(out)?;

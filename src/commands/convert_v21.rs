@@ -20,14 +20,17 @@ use crate::layout::{
 };
 
 /// Suffix of the v3.0 work dataset beside the output.
-pub const WORK_SUFFIX: &str = ".v21-work";
+const WORK_SUFFIX: &str = ".v21-work";
 /// Suffix of the resolved config handed to the inner run.
-pub const CONFIG_SUFFIX: &str = ".v21-config.toml";
+const CONFIG_SUFFIX: &str = ".v21-config.toml";
 
 /// Whether the run writes v2.1: `--format` (or the config's `format`) says so, or neither
 /// says anything and the output already is a v2.1 dataset (a nightly run continues it). Asking
 /// for v3.0 into an existing v2.1 dataset is refused rather than mixed.
-pub fn wants_v21(args: &ConvertArgs, config: Option<&ConvertConfig>) -> anyhow::Result<bool> {
+pub(crate) fn wants_v21(
+    args: &ConvertArgs,
+    config: Option<&ConvertConfig>,
+) -> anyhow::Result<bool> {
     let given = args
         .format
         .as_deref()
@@ -57,7 +60,7 @@ fn remove_dir(p: &std::path::Path) -> anyhow::Result<()> {
 
 /// Runs `inner` (the normal v3.0 conversion) into the work directory, then lays the result
 /// out as v2.1 onto `args.output`.
-pub fn convert_v21(
+pub(crate) fn convert_v21(
     args: &ConvertArgs,
     ceiling: u64,
     config: Option<ConvertConfig>,

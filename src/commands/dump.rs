@@ -277,16 +277,16 @@ const COUNT_THREADS_MAX: usize = 8;
 
 /// What a decode-only pass (`dump --count`) found, per topic.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct TopicCount {
-    pub messages: u64,
-    pub payload_bytes: u64,
+struct TopicCount {
+    messages: u64,
+    payload_bytes: u64,
     /// Messages that do not match their definition.
-    pub errors: u64,
+    errors: u64,
 }
 
 /// Decode-only pass over every message of `topics` (all when empty), chunk by chunk in file
 /// order: the decoder's throughput with nothing else in the way (no JSON, no ordering).
-pub fn count_bag(
+fn count_bag(
     path: &Path,
     topics: &[String],
 ) -> Result<std::collections::BTreeMap<String, TopicCount>> {
@@ -395,7 +395,7 @@ pub fn count_bag(
     Ok(counts)
 }
 
-pub fn run(args: DumpArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(args: DumpArgs) -> anyhow::Result<Exit> {
     if args.count {
         let started = std::time::Instant::now();
         let counts = count_bag(&args.bag, &args.topics)?;

@@ -20,26 +20,26 @@ use crate::timefmt;
 #[derive(Debug, Serialize)]
 pub struct TopicInfo {
     pub topic: String,
-    pub msgtype: String,
+    msgtype: String,
     pub messages: u64,
     /// Messages per second between the topic's first and last record time (null below 2).
     pub frequency_hz: Option<f64>,
-    pub connections: usize,
+    connections: usize,
 }
 
 /// Everything `info` reports about one bag.
 #[derive(Debug, Serialize)]
 pub struct BagInfo {
-    pub path: String,
-    pub version: &'static str,
-    pub size_bytes: u64,
+    path: String,
+    version: &'static str,
+    size_bytes: u64,
     pub start_ns: Option<u64>,
     pub end_ns: Option<u64>,
-    pub start: Option<String>,
-    pub end: Option<String>,
-    pub duration_s: f64,
+    start: Option<String>,
+    end: Option<String>,
+    duration_s: f64,
     pub messages: u64,
-    pub chunks: usize,
+    chunks: usize,
     /// Chunk count per compression (`none`, `bz2`, `lz4`); absent for a ROS1 bag unless
     /// `--chunks` asked for the chunk headers (or the bag was recovered by a scan).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,11 +47,11 @@ pub struct BagInfo {
     /// Decompressed bytes of all chunks; absent when `compression` is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uncompressed_bytes: Option<u64>,
-    pub connections: usize,
+    connections: usize,
     pub topics: Vec<TopicInfo>,
     /// Set when the bag had no usable index and was read by a recovery scan: what it found.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub recovered: Option<String>,
+    pub(crate) recovered: Option<String>,
     /// Set for an SQLite recording summarised without reading its messages: where the counts
     /// come from (`metadata.yaml` or `storage (aggregate SQL)`). `chunks` and `compression`
     /// then count storage files, and `uncompressed_bytes` is their size on disk.
@@ -322,7 +322,7 @@ fn sqlite_info(path: &Path, s: &crate::ros2::summary::SqliteSummary) -> BagInfo 
 }
 
 /// The `rosbag info`-like text.
-pub fn render_text(info: &BagInfo) -> String {
+pub(crate) fn render_text(info: &BagInfo) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let fmt_bytes = crate::memory::format_bytes;

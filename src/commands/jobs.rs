@@ -20,26 +20,26 @@ use crate::memory::{format_bytes, snapshot};
 
 /// Smallest ceiling a job is given (40 MiB, what `profile` verifies for a 1 GB humanoid bag);
 /// with less, fewer jobs run.
-pub const MIN_JOB_CEILING: u64 = 40 << 20;
+const MIN_JOB_CEILING: u64 = 40 << 20;
 
 /// How many jobs fit under `ceiling` with this process's own `rss`, at most `wanted`.
-pub fn jobs_that_fit(wanted: usize, ceiling: u64, rss: u64) -> usize {
+pub(crate) fn jobs_that_fit(wanted: usize, ceiling: u64, rss: u64) -> usize {
     jobs_that_fit_each(wanted, ceiling, rss, MIN_JOB_CEILING)
 }
 
 /// Like [`jobs_that_fit`], each job needing at least `per_job` (a video job: its converter
 /// and one encoder, [`VIDEO_JOB_CONVERTER_BYTES`] + the encoder's planned bytes).
-pub fn jobs_that_fit_each(wanted: usize, ceiling: u64, rss: u64, per_job: u64) -> usize {
+pub(crate) fn jobs_that_fit_each(wanted: usize, ceiling: u64, rss: u64, per_job: u64) -> usize {
     let avail = ceiling.saturating_sub(rss);
     wanted.min((avail / per_job.max(1)) as usize).max(1)
 }
 
 /// What a video job's converter needs besides its encoders (64 MiB).
-pub const VIDEO_JOB_CONVERTER_BYTES: u64 = 64 << 20;
+pub(crate) const VIDEO_JOB_CONVERTER_BYTES: u64 = 64 << 20;
 
 /// Runs the conversion as `jobs` children and merges them; `cfg` is the resolved config (the
 /// same for every child, written to a file so zero-config cannot differ between shards).
-pub fn convert_parallel(
+pub(crate) fn convert_parallel(
     args: &ConvertArgs,
     ceiling: u64,
     jobs: usize,

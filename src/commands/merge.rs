@@ -9,7 +9,7 @@ use crate::diag;
 use crate::memory::plan::MemoryPlan;
 use crate::memory::snapshot;
 
-pub fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run_cmd(args: MergeArgs) -> anyhow::Result<Exit> {
     use crate::dataset::video::encoders::COPY_BYTES;
     let opts = MergeOptions {
         inputs: args.datasets.clone(),

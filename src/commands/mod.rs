@@ -1,13 +1,13 @@
 //! One file per verb; [`run`] dispatches and returns the exit status.
 
-pub mod convert;
-pub mod convert_format;
-pub mod convert_v21;
+mod convert;
+mod convert_format;
+mod convert_v21;
 pub mod dump;
 pub mod info;
-pub mod jobs;
-pub mod merge;
-pub mod profile;
+mod jobs;
+mod merge;
+mod profile;
 pub mod reindex;
 
 use std::io::{self, Write};
@@ -34,7 +34,7 @@ pub enum Exit {
 
 impl Exit {
     /// The status of a child `bag2dataset` (a `--jobs` part), if it is one of ours.
-    pub fn from_code(code: Option<i32>) -> Option<Exit> {
+    fn from_code(code: Option<i32>) -> Option<Exit> {
         [
             Exit::Ok,
             Exit::Error,
@@ -133,7 +133,7 @@ fn validate_cmd(args: crate::cli::ValidateArgs) -> anyhow::Result<Exit> {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error: returns false to stop quietly.
-pub fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<bool> {
+fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<bool> {
     match out.write_all(bytes) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
@@ -143,7 +143,7 @@ pub fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<bool> 
 
 /// The run's ceiling from `--max-memory` (or `default`), checked against and capped by the
 /// environment's memory limit (Slurm, cgroups; see [`crate::memory::limits`]).
-pub fn ceiling_from_arg(
+fn ceiling_from_arg(
     arg: Option<&str>,
     default: u64,
 ) -> anyhow::Result<crate::memory::limits::Ceiling> {

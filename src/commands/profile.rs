@@ -43,7 +43,7 @@ fn scratch(tag: &str) -> PathBuf {
 /// constrained), capped by the environment's limit.
 const PROFILE_CEILING: u64 = 1 << 30;
 
-pub fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
     let config = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p)

@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReindexSummary {
     pub messages: u64,
-    pub chunks: usize,
-    pub connections: usize,
+    chunks: usize,
+    connections: usize,
     pub compression: Compression,
 }
 
@@ -125,7 +125,7 @@ fn source_compression(index: &BagIndex) -> Compression {
     .map_or(Compression::None, |(_, (c, _))| c)
 }
 
-pub fn run(args: ReindexArgs) -> anyhow::Result<Exit> {
+pub(crate) fn run(args: ReindexArgs) -> anyhow::Result<Exit> {
     let compression = args.compression.map(|c| match c {
         CompressionArg::None => Compression::None,
         CompressionArg::Bz2 => Compression::Bz2,

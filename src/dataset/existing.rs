@@ -25,33 +25,33 @@ use super::{
 use crate::error::{Error, Result};
 
 /// Rows per batch when reading an episode's frames back (16: a few images per column).
-pub const READ_BATCH_ROWS: usize = 16;
+pub(crate) const READ_BATCH_ROWS: usize = 16;
 
 /// One episode row of `meta/episodes/…` with its statistics.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredEpisode {
-    pub episode_index: u64,
-    pub task: String,
-    pub length: u64,
-    pub data_chunk: usize,
-    pub data_file: usize,
-    pub from_index: u64,
-    pub to_index: u64,
+pub(crate) struct StoredEpisode {
+    pub(crate) episode_index: u64,
+    pub(crate) task: String,
+    pub(crate) length: u64,
+    pub(crate) data_chunk: usize,
+    pub(crate) data_file: usize,
+    pub(crate) from_index: u64,
+    pub(crate) to_index: u64,
     /// Per stats feature (user features then the five defaults), as stored.
-    pub stats: Vec<FeatureStats>,
+    pub(crate) stats: Vec<FeatureStats>,
     /// Per video feature (its index in the spec): where the episode is in its video file.
-    pub videos: Vec<(usize, super::video::VideoSpan)>,
+    pub(crate) videos: Vec<(usize, super::video::VideoSpan)>,
 }
 
 /// What an existing dataset holds (everything but the frames).
 #[derive(Debug, Clone)]
-pub struct StoredDataset {
-    pub path: PathBuf,
-    pub spec: DatasetSpec,
-    pub tasks: Vec<String>,
-    pub episodes: Vec<StoredEpisode>,
+pub(crate) struct StoredDataset {
+    pub(crate) path: PathBuf,
+    pub(crate) spec: DatasetSpec,
+    pub(crate) tasks: Vec<String>,
+    pub(crate) episodes: Vec<StoredEpisode>,
     /// `chunks_size` of `info.json`.
-    pub chunks_size: usize,
+    pub(crate) chunks_size: usize,
 }
 
 fn bad(path: &Path, what: impl Into<String>) -> Error {
@@ -62,7 +62,7 @@ fn bad(path: &Path, what: impl Into<String>) -> Error {
 }
 
 /// The spec a dataset's `info.json` declares (user features in column order).
-pub fn read_spec(dataset: &Path) -> Result<(DatasetSpec, usize)> {
+pub(crate) fn read_spec(dataset: &Path) -> Result<(DatasetSpec, usize)> {
     let info = InfoJson::read(dataset)?;
     let spec = info.spec(&dataset.join("meta/info.json"))?;
     Ok((spec, info.chunks_size as usize))
@@ -74,7 +74,7 @@ fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
 }
 
 /// `meta/tasks.parquet`, in `task_index` order.
-pub fn read_tasks(dataset: &Path) -> Result<Vec<String>> {
+pub(crate) fn read_tasks(dataset: &Path) -> Result<Vec<String>> {
     let p = dataset.join("meta/tasks.parquet");
     let mut rows: Vec<(i64, String)> = Vec::new();
     for b in open(&p)?.build().map_err(Error::parquet(&p))? {
@@ -117,10 +117,10 @@ fn int_at(b: &arrow::record_batch::RecordBatch, name: &str, row: usize) -> Optio
 }
 
 /// Rows per batch when reading episode rows (64: each row holds every feature's stats).
-pub const EPISODE_BATCH_ROWS: usize = 64;
+pub(crate) const EPISODE_BATCH_ROWS: usize = 64;
 
 /// The episode rows of `meta/episodes/chunk-000/file-000.parquet`, in `episode_index` order.
-pub fn read_episodes(dataset: &Path, spec: &DatasetSpec) -> Result<Vec<StoredEpisode>> {
+fn read_episodes(dataset: &Path, spec: &DatasetSpec) -> Result<Vec<StoredEpisode>> {
     let mut out = Vec::new();
     for_each_episode(dataset, spec, |e| {
         out.push(e);
@@ -131,7 +131,7 @@ pub fn read_episodes(dataset: &Path, spec: &DatasetSpec) -> Result<Vec<StoredEpi
 
 /// Streams the episode rows to `sink` in file order, checking that `episode_index` runs
 /// 0, 1, 2, … (memory: one batch of [`EPISODE_BATCH_ROWS`] rows, however many episodes).
-pub fn for_each_episode(
+pub(crate) fn for_each_episode(
     dataset: &Path,
     spec: &DatasetSpec,
     mut sink: impl FnMut(StoredEpisode) -> Result<()>,
@@ -236,7 +236,7 @@ pub fn for_each_episode(
 
 impl StoredDataset {
     /// Reads everything but the frames of the dataset at `path`.
-    pub fn open(path: &Path) -> Result<StoredDataset> {
+    pub(crate) fn open(path: &Path) -> Result<StoredDataset> {
         let (spec, chunks_size) = read_spec(path)?;
         let tasks = read_tasks(path)?;
         let episodes = read_episodes(path, &spec)?;
@@ -251,7 +251,7 @@ impl StoredDataset {
 
     /// Where episode `k`'s frames of video feature `feature` are: the MP4 file and the first
     /// frame's number in it.
-    pub fn video_of(&self, k: usize, feature: usize) -> Result<(PathBuf, u64)> {
+    pub(crate) fn video_of(&self, k: usize, feature: usize) -> Result<(PathBuf, u64)> {
         let ep = self
             .episodes
             .get(k)
@@ -270,14 +270,13 @@ impl StoredDataset {
         Ok((file, first))
     }
 
-    /// Total frames (the global index after the last episode).
-    pub fn total_frames(&self) -> u64 {
-        self.episodes.last().map_or(0, |e| e.to_index)
-    }
-
     /// Streams the frames of episode `k` to `sink`, in frame order; video features get an
     /// empty placeholder (their frames are in [`Self::video_of`]).
-    pub fn read_frames(&self, k: usize, mut sink: impl FnMut(Frame) -> Result<()>) -> Result<()> {
+    pub(crate) fn read_frames(
+        &self,
+        k: usize,
+        mut sink: impl FnMut(Frame) -> Result<()>,
+    ) -> Result<()> {
         let ep = self
             .episodes
             .get(k)
@@ -403,7 +402,7 @@ pub(crate) fn value_at(
 }
 
 /// `(chunk, file)` → relative path of every data file under `data/`.
-pub fn data_files(dataset: &Path) -> Result<BTreeMap<(usize, usize), String>> {
+pub(crate) fn data_files(dataset: &Path) -> Result<BTreeMap<(usize, usize), String>> {
     let mut out = BTreeMap::new();
     let data = dataset.join("data");
     let chunks = match std::fs::read_dir(&data) {

@@ -16,43 +16,43 @@ use crate::error::{Error, Result};
 
 /// The file, in lerobot's key order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InfoJson {
-    pub codebase_version: String,
-    pub robot_type: Option<String>,
-    pub total_episodes: u64,
-    pub total_frames: u64,
-    pub total_tasks: u64,
-    pub chunks_size: u64,
+pub(crate) struct InfoJson {
+    pub(crate) codebase_version: String,
+    robot_type: Option<String>,
+    pub(crate) total_episodes: u64,
+    pub(crate) total_frames: u64,
+    pub(crate) total_tasks: u64,
+    pub(crate) chunks_size: u64,
     /// Always written; absent from v2.1 datasets, whose spec is read through this type too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_files_size_in_mb: Option<Number>,
+    pub(crate) data_files_size_in_mb: Option<Number>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub video_files_size_in_mb: Option<Number>,
-    pub fps: u32,
-    pub splits: BTreeMap<String, String>,
-    pub data_path: String,
-    pub video_path: Option<String>,
+    pub(crate) video_files_size_in_mb: Option<Number>,
+    pub(crate) fps: u32,
+    pub(crate) splits: BTreeMap<String, String>,
+    pub(crate) data_path: String,
+    pub(crate) video_path: Option<String>,
     /// In column order (the order users see), default columns last.
     #[serde(with = "ordered")]
-    pub features: Vec<(String, InfoFeature)>,
+    pub(crate) features: Vec<(String, InfoFeature)>,
 }
 
 /// One entry of `features`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InfoFeature {
-    pub dtype: String,
-    pub shape: Vec<u64>,
+pub(crate) struct InfoFeature {
+    pub(crate) dtype: String,
+    pub(crate) shape: Vec<u64>,
     /// lerobot requires the key (null allowed); an absent key is kept apart for `validate`.
     #[serde(default, skip_serializing_if = "Names::is_absent")]
-    pub names: Names,
+    pub(crate) names: Names,
     /// The video block (`video.codec`, `video.fps`, ...), for video features.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub info: Option<serde_json::Map<String, Value>>,
+    pub(crate) info: Option<serde_json::Map<String, Value>>,
 }
 
 /// `names` of a feature: absent, null, or a list (anything else is kept for `validate`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub enum Names {
+pub(crate) enum Names {
     #[default]
     Absent,
     Null,
@@ -93,7 +93,7 @@ impl<'de> Deserialize<'de> for Names {
 /// Writes `entries` as pretty JSON in exactly the given key order (`info.json`'s feature order
 /// is the camera/column order users see; the output bytes must not depend on how a map was
 /// built).
-pub fn ordered_json(entries: &[(String, Value)], indent: usize) -> String {
+pub(crate) fn ordered_json(entries: &[(String, Value)], indent: usize) -> String {
     let pad = " ".repeat(indent + 2);
     let mut s = String::from("{\n");
     for (i, (k, v)) in entries.iter().enumerate() {
@@ -110,14 +110,14 @@ pub fn ordered_json(entries: &[(String, Value)], indent: usize) -> String {
 mod ordered {
     use super::*;
 
-    pub fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         v: &[(String, InfoFeature)],
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
         s.collect_map(v.iter().map(|(k, f)| (k, f)))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> std::result::Result<Vec<(String, InfoFeature)>, D::Error> {
         struct Entries;
@@ -142,17 +142,17 @@ mod ordered {
 }
 
 /// What `info.json` says beyond the spec.
-pub struct InfoTotals {
-    pub total_episodes: u64,
-    pub total_frames: u64,
-    pub total_tasks: u64,
-    pub chunks_size: usize,
-    pub data_files_size_in_mb: Number,
+pub(crate) struct InfoTotals {
+    pub(crate) total_episodes: u64,
+    pub(crate) total_frames: u64,
+    pub(crate) total_tasks: u64,
+    pub(crate) chunks_size: usize,
+    pub(crate) data_files_size_in_mb: Number,
 }
 
 impl InfoJson {
     /// The file for `spec` with these totals.
-    pub fn new(spec: &DatasetSpec, t: &InfoTotals) -> Self {
+    pub(crate) fn new(spec: &DatasetSpec, t: &InfoTotals) -> Self {
         let mut features: Vec<(String, InfoFeature)> = spec
             .features
             .iter()
@@ -189,7 +189,7 @@ impl InfoJson {
     }
 
     /// Parses the text of an `info.json`.
-    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| Error::Dataset {
             path: path.to_path_buf(),
             what: format!("not a v3.0 info.json: {e}"),
@@ -197,14 +197,14 @@ impl InfoJson {
     }
 
     /// Reads `DATASET/meta/info.json`.
-    pub fn read(dataset: &Path) -> Result<Self> {
+    pub(crate) fn read(dataset: &Path) -> Result<Self> {
         let p = dataset.join("meta/info.json");
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
         Self::parse(&p, &text)
     }
 
     /// The text written: top-level keys one per line, each feature on its own line.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let top = match serde_json::to_value(self) {
             Ok(Value::Object(top)) => top,
             // Not reached (the struct serializes to an object); still valid JSON if it were.
@@ -228,7 +228,7 @@ impl InfoJson {
     }
 
     /// The dataset spec the file declares (default columns left out).
-    pub fn spec(&self, path: &Path) -> Result<DatasetSpec> {
+    pub(crate) fn spec(&self, path: &Path) -> Result<DatasetSpec> {
         let bad = |what: String| Error::Dataset {
             path: path.to_path_buf(),
             what,

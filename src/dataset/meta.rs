@@ -22,24 +22,24 @@ use crate::error::{Error, Result};
 
 /// Flush a row group of the episodes parquet once its encoded rows reach this many bytes:
 /// 1 MiB (a row is a few KiB of stats, so memory stays flat however many episodes there are).
-pub const EPISODES_ROW_GROUP_BYTES: usize = 1024 * 1024;
+const EPISODES_ROW_GROUP_BYTES: usize = 1024 * 1024;
 
 /// Writes a file fully and fsyncs it.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
     f.write_all(bytes).map_err(|e| Error::io(path, e))?;
     f.sync_all().map_err(|e| Error::io(path, e))
 }
 
-pub use super::info::{InfoTotals, ordered_json};
+pub(crate) use super::info::{InfoTotals, ordered_json};
 
 /// The text of `meta/info.json` for `spec` with these totals.
-pub fn info_json(spec: &DatasetSpec, t: &InfoTotals) -> String {
+pub(crate) fn info_json(spec: &DatasetSpec, t: &InfoTotals) -> String {
     super::info::InfoJson::new(spec, t).to_text()
 }
 
 /// The text of `meta/stats.json`: one object per feature, in column order.
-pub fn stats_json(stats: &[(String, FeatureStats)]) -> String {
+pub(crate) fn stats_json(stats: &[(String, FeatureStats)]) -> String {
     let entries: Vec<(String, Value)> = stats
         .iter()
         .map(|(k, s)| (k.clone(), s.to_json()))
@@ -50,7 +50,7 @@ pub fn stats_json(stats: &[(String, FeatureStats)]) -> String {
 }
 
 /// pandas metadata marking `task` as the DataFrame index, as `DataFrame.to_parquet` writes it.
-pub fn pandas_tasks_metadata() -> String {
+fn pandas_tasks_metadata() -> String {
     json!({
         "index_columns": ["task"],
         "column_indexes": [{
@@ -70,7 +70,7 @@ pub fn pandas_tasks_metadata() -> String {
 }
 
 /// Writes `meta/tasks.parquet` (task_index, task) with the pandas index metadata.
-pub fn write_tasks(path: &Path, tasks: &[String]) -> Result<()> {
+pub(crate) fn write_tasks(path: &Path, tasks: &[String]) -> Result<()> {
     let mut md = std::collections::HashMap::new();
     md.insert("pandas".to_string(), pandas_tasks_metadata());
     let schema = Arc::new(Schema::new_with_metadata(
@@ -103,22 +103,22 @@ pub fn write_tasks(path: &Path, tasks: &[String]) -> Result<()> {
 }
 
 /// One episode's row in the episodes parquet.
-pub struct EpisodeRow<'a> {
-    pub episode_index: i64,
-    pub task: &'a str,
-    pub length: i64,
-    pub data_chunk: i64,
-    pub data_file: i64,
-    pub from_index: i64,
-    pub to_index: i64,
+pub(crate) struct EpisodeRow<'a> {
+    pub(crate) episode_index: i64,
+    pub(crate) task: &'a str,
+    pub(crate) length: i64,
+    pub(crate) data_chunk: i64,
+    pub(crate) data_file: i64,
+    pub(crate) from_index: i64,
+    pub(crate) to_index: i64,
     /// Per feature, in schema order (user features then defaults).
-    pub stats: &'a [FeatureStats],
+    pub(crate) stats: &'a [FeatureStats],
     /// Per video feature (feature index, where the episode is), in feature order.
-    pub videos: &'a [(usize, super::video::VideoSpan)],
+    pub(crate) videos: &'a [(usize, super::video::VideoSpan)],
 }
 
 /// Streams episode rows into `meta/episodes/chunk-000/file-000.parquet`.
-pub struct EpisodesWriter {
+pub(crate) struct EpisodesWriter {
     path: std::path::PathBuf,
     schema: SchemaRef,
     writer: Option<ArrowWriter<File>>,
@@ -156,7 +156,7 @@ fn hf_type(dt: &DataType) -> Value {
 }
 
 /// Names of the stats-bearing features (user then defaults) and whether each is an image.
-pub fn stats_features(spec: &DatasetSpec) -> Vec<(String, bool)> {
+pub(crate) fn stats_features(spec: &DatasetSpec) -> Vec<(String, bool)> {
     spec.features
         .iter()
         .map(|f| (f.name.clone(), f.kind.image_size().is_some()))
@@ -165,7 +165,7 @@ pub fn stats_features(spec: &DatasetSpec) -> Vec<(String, bool)> {
 }
 
 /// Arrow schema of the episodes parquet.
-pub fn episodes_schema(spec: &DatasetSpec) -> SchemaRef {
+fn episodes_schema(spec: &DatasetSpec) -> SchemaRef {
     let int = |n: &str| Field::new(n, DataType::Int64, true);
     let mut fields = vec![
         int("episode_index"),
@@ -263,7 +263,7 @@ fn stat_array(values: &[f64], image: bool) -> ArrayRef {
 
 impl EpisodesWriter {
     /// Opens the episodes parquet at `path` (its directory must exist).
-    pub fn create(path: &Path, spec: &DatasetSpec) -> Result<Self> {
+    pub(crate) fn create(path: &Path, spec: &DatasetSpec) -> Result<Self> {
         let schema = episodes_schema(spec);
         let hf = schema.metadata()[super::schema::HUGGINGFACE_META_KEY].clone();
         let props = WriterProperties::builder()
@@ -288,7 +288,7 @@ impl EpisodesWriter {
     }
 
     /// Appends one episode row.
-    pub fn push(&mut self, row: &EpisodeRow<'_>) -> Result<()> {
+    pub(crate) fn push(&mut self, row: &EpisodeRow<'_>) -> Result<()> {
         let path = self.path.clone();
         let int = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
         let mut cols: Vec<ArrayRef> = vec![
@@ -340,7 +340,7 @@ impl EpisodesWriter {
     }
 
     /// Writes the footer and fsyncs.
-    pub fn close(&mut self) -> Result<()> {
+    pub(crate) fn close(&mut self) -> Result<()> {
         if let Some(mut w) = self.writer.take() {
             w.finish().map_err(Error::parquet(&self.path))?;
             w.inner().sync_all().map_err(|e| Error::io(&self.path, e))?;
@@ -349,7 +349,7 @@ impl EpisodesWriter {
     }
 
     /// Bytes buffered by the encoder.
-    pub fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         self.writer.as_ref().map_or(0, ArrowWriter::memory_size)
     }
 }

@@ -21,55 +21,50 @@
 //! | `existing`  | read a written dataset back: spec, tasks, episode rows + stats, frames |
 //! | `raw_copy`  | a published data file linked, or rewritten with raw feature chunks and renumbered index columns (merge) |
 
-pub mod existing;
-pub mod info;
+pub(crate) mod existing;
+mod info;
 pub(crate) mod meta;
-pub mod raw_copy;
+mod raw_copy;
 mod schema;
 mod spill;
-pub mod stats;
+pub(crate) mod stats;
 mod validate;
 pub mod video;
 mod writer;
 
-pub use info::InfoJson;
-pub use stats::FeatureStats;
+pub(crate) use info::InfoJson;
+pub(crate) use stats::FeatureStats;
 pub use validate::validate;
-pub use writer::{
-    Adopted, DatasetSummary, DatasetWriter, EpisodeSummary, FrameSampler, MemoryUsage,
-    PlannedSample, Presampled, recover_staging,
-};
+pub(crate) use writer::{Adopted, FrameSampler, Presampled, recover_staging};
+pub use writer::{DatasetSummary, DatasetWriter, EpisodeSummary, MemoryUsage};
 
 /// LeRobot format version written into `info.json`.
-pub const CODEBASE_VERSION: &str = "v3.0";
+pub(crate) const CODEBASE_VERSION: &str = "v3.0";
 
 /// File name, inside `meta/`, of the conversion log a run writes beside lerobot's files (its
 /// content is `convert::manifest`'s; the dataset layer only carries the file along).
 pub const MANIFEST_NAME: &str = "conversion_log.json";
 /// Row-group sizing is a memory rule (footer metadata held per row group), so it lives in
 /// [`crate::memory::plan`]; re-exported here where the writer's options use it.
-pub use crate::memory::plan::{
-    DEFAULT_ROW_GROUP_BYTES, LARGEST_CHOSEN_ROW_GROUP_BYTES, ROW_GROUPS_PER_LONG_EPISODE,
-    row_group_bytes_for,
-};
+pub(crate) use crate::memory::plan::DEFAULT_ROW_GROUP_BYTES;
 /// Default bytes of raw rows buffered before they are handed to the encoder: 4 MiB.
-pub const DEFAULT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+const DEFAULT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Default size after which a data file is closed and the next episode starts a new one:
 /// 100 MiB (lerobot's `data_files_size_in_mb`).
-pub const DEFAULT_DATA_FILE_BYTES: u64 = 100 * 1024 * 1024;
+pub(crate) const DEFAULT_DATA_FILE_BYTES: u64 = 100 * 1024 * 1024;
 /// Default number of files per `chunk-XXX` folder (lerobot's `chunks_size`): 1000.
-pub const DEFAULT_CHUNKS_SIZE: usize = 1000;
+pub(crate) const DEFAULT_CHUNKS_SIZE: usize = 1000;
 /// lerobot's `video_files_size_in_mb`: a video file takes episodes until the next one would
 /// pass this size (see [`video::VideoOptions::file_bytes`]): 200.
-pub const VIDEO_FILES_SIZE_IN_MB: u64 = 200;
+pub(crate) const VIDEO_FILES_SIZE_IN_MB: u64 = 200;
 /// One mebibyte, the unit lerobot's `*_size_in_mb` keys use.
-pub const MIB: u64 = 1024 * 1024;
+pub(crate) const MIB: u64 = 1024 * 1024;
 /// Largest accepted `row_group_bytes`: 1 GiB, so one row group's image column stays well inside
 /// Arrow's 2 GiB 32-bit offset limit for readers.
-pub const MAX_ROW_GROUP_BYTES: usize = 1024 * 1024 * 1024;
+const MAX_ROW_GROUP_BYTES: usize = 1024 * 1024 * 1024;
 
 /// Names of the five default columns every data row carries, in output order.
-pub const DEFAULT_COLUMNS: [&str; 5] = [
+pub(crate) const DEFAULT_COLUMNS: [&str; 5] = [
     "timestamp",
     "frame_index",
     "episode_index",
@@ -77,9 +72,9 @@ pub const DEFAULT_COLUMNS: [&str; 5] = [
     "task_index",
 ];
 /// Template of data file paths (`info.json` `data_path`).
-pub const DATA_PATH_TEMPLATE: &str = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet";
+const DATA_PATH_TEMPLATE: &str = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet";
 /// Template of video file paths (`info.json` `video_path`, when there are video features).
-pub const VIDEO_PATH_TEMPLATE: &str =
+const VIDEO_PATH_TEMPLATE: &str =
     "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4";
 
 /// What the dataset holds: frame rate, robot type and the user features, in column order.
@@ -131,7 +126,7 @@ pub enum FeatureKind {
 
 impl FeatureKind {
     /// `(height, width)` of an image or video feature.
-    pub fn image_size(&self) -> Option<(u32, u32)> {
+    pub(crate) fn image_size(&self) -> Option<(u32, u32)> {
         match self {
             FeatureKind::Image { height, width, .. } | FeatureKind::Video { height, width, .. } => {
                 Some((*height, *width))
@@ -143,7 +138,7 @@ impl FeatureKind {
 
 impl FeatureKind {
     /// The kind in a user's words: `float32[28]`, `image 480x640x3`, `video 480x640 (av1)`.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match self {
             FeatureKind::Vector { len, .. } => format!("float32[{len}]"),
             FeatureKind::Image {
@@ -165,7 +160,12 @@ impl DatasetSpec {
     /// The first difference between two datasets' layouts, in a user's words (`fps 30 here,
     /// 15 there`, `feature action: float32[14] here, float32[28] there`), or `None` when equal.
     /// `here` / `there` name the two sides.
-    pub fn first_difference(&self, other: &DatasetSpec, here: &str, there: &str) -> Option<String> {
+    pub(crate) fn first_difference(
+        &self,
+        other: &DatasetSpec,
+        here: &str,
+        there: &str,
+    ) -> Option<String> {
         if self.fps != other.fps {
             return Some(format!(
                 "fps is {} in {here}, {} in {there}",
@@ -228,7 +228,7 @@ pub enum ImageFormat {
 
 impl ImageFormat {
     /// File extension used in the image `path` column (`frame-000012.jpg`).
-    pub fn extension(self) -> &'static str {
+    fn extension(self) -> &'static str {
         match self {
             ImageFormat::Jpeg => "jpg",
             ImageFormat::Png => "png",
@@ -291,7 +291,7 @@ impl Default for WriterOptions {
 }
 
 /// Quantile keys written for every feature, with their probabilities (lerobot's defaults).
-pub const QUANTILES: [(&str, f64); 5] = [
+pub(crate) const QUANTILES: [(&str, f64); 5] = [
     ("q01", 0.01),
     ("q10", 0.10),
     ("q50", 0.50),
@@ -300,12 +300,12 @@ pub const QUANTILES: [(&str, f64); 5] = [
 ];
 
 /// Every statistic key, in the order lerobot writes them.
-pub const STAT_KEYS: [&str; 10] = [
+const STAT_KEYS: [&str; 10] = [
     "min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99",
 ];
 
 /// `data/chunk-XXX/file-YYY.parquet` for a (chunk, file) pair.
-pub fn data_file_path(chunk: usize, file: usize) -> String {
+pub(crate) fn data_file_path(chunk: usize, file: usize) -> String {
     format!("data/chunk-{chunk:03}/file-{file:03}.parquet")
 }
 
@@ -315,6 +315,6 @@ pub fn video_file_path(key: &str, chunk: usize, file: usize) -> String {
 }
 
 /// `meta/episodes/chunk-XXX/file-YYY.parquet` for a (chunk, file) pair.
-pub fn episodes_file_path(chunk: usize, file: usize) -> String {
+pub(crate) fn episodes_file_path(chunk: usize, file: usize) -> String {
     format!("meta/episodes/chunk-{chunk:03}/file-{file:03}.parquet")
 }

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 /// Buffer a raw column chunk is streamed through (256 KiB: a 190 MB image chunk takes about
 /// 760 reads instead of 23,000 with the default 8 KiB; 1 MiB was no faster and cost 0.3 MiB
 /// more RSS on the merge benchmark).
-pub const COPY_BUFFER_BYTES: usize = 256 << 10;
+const COPY_BUFFER_BYTES: usize = 256 << 10;
 
 /// The source file, read through a [`COPY_BUFFER_BYTES`] buffer when a chunk is spliced.
 struct WideReader(File);
@@ -52,22 +52,22 @@ impl parquet::file::reader::ChunkReader for WideReader {
 
 /// Values of a numbering column decoded and re-encoded at a time (8 bytes each, plus a
 /// 2-byte definition level: 40 KiB).
-pub const RENUMBER_BATCH_ROWS: usize = 4096;
+const RENUMBER_BATCH_ROWS: usize = 4096;
 
 /// How the three numbering columns of a copied file change: `episode_index` and `index` are
 /// shifted by the rows and episodes in front of the copy, `task_index` is mapped through the
 /// merged task list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Renumber {
-    pub episode_offset: i64,
-    pub index_offset: i64,
+pub(crate) struct Renumber {
+    pub(crate) episode_offset: i64,
+    pub(crate) index_offset: i64,
     /// New task index of each task index of the source.
-    pub tasks: Vec<i64>,
+    pub(crate) tasks: Vec<i64>,
 }
 
 impl Renumber {
     /// Nothing changes: the file can be linked as it is.
-    pub fn is_identity(&self) -> bool {
+    fn is_identity(&self) -> bool {
         self.episode_offset == 0
             && self.index_offset == 0
             && self.tasks.iter().enumerate().all(|(i, t)| *t == i as i64)
@@ -76,11 +76,11 @@ impl Renumber {
 
 /// What [`copy_data_file`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Copied {
+pub(crate) enum Copied {
     /// A hard link to the source (same inode).
     Linked,
     /// Copied whole (linking was not possible, e.g. across filesystems).
-    CopiedWhole,
+    Whole,
     /// Written anew: raw feature chunks, renumbered numbering columns.
     Renumbered,
 }
@@ -94,7 +94,7 @@ fn bad(path: &Path, what: impl Into<String>) -> Error {
 
 /// Hard-links `src` to `dst`, or copies it (and fsyncs the copy) where a link is not possible.
 /// Returns whether it linked.
-pub fn link_or_copy(src: &Path, dst: &Path) -> Result<bool> {
+pub(crate) fn link_or_copy(src: &Path, dst: &Path) -> Result<bool> {
     if let Some(dir) = dst.parent() {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -112,7 +112,7 @@ pub fn link_or_copy(src: &Path, dst: &Path) -> Result<bool> {
 /// copied whole) when nothing changes, else rewritten with the feature chunks spliced raw.
 /// `schema` and `props` are the destination's (the source must have the same columns). A
 /// rewritten file is complete but not yet fsynced: it is handed to `syncs`.
-pub fn copy_data_file(
+pub(crate) fn copy_data_file(
     src: &Path,
     dst: &Path,
     schema: &SchemaRef,
@@ -124,7 +124,7 @@ pub fn copy_data_file(
         return Ok(if link_or_copy(src, dst)? {
             Copied::Linked
         } else {
-            Copied::CopiedWhole
+            Copied::Whole
         });
     }
     if let Some(dir) = dst.parent() {
@@ -146,7 +146,7 @@ pub fn copy_data_file(
 /// while the next file is written, so the disk flush overlaps the copying (one thread and one
 /// file handle at a time). [`SyncBehind::wait`] before publishing.
 #[derive(Default)]
-pub struct SyncBehind {
+pub(crate) struct SyncBehind {
     pending: Option<(
         std::path::PathBuf,
         std::thread::JoinHandle<std::io::Result<()>>,
@@ -155,7 +155,7 @@ pub struct SyncBehind {
 
 impl SyncBehind {
     /// Waits for the previous file's fsync, then starts `file`'s.
-    pub fn push(&mut self, path: std::path::PathBuf, file: File) -> Result<()> {
+    fn push(&mut self, path: std::path::PathBuf, file: File) -> Result<()> {
         self.wait()?;
         let handle = std::thread::Builder::new()
             .name("fsync".into())
@@ -166,7 +166,7 @@ impl SyncBehind {
     }
 
     /// Waits until every pushed file is on disk.
-    pub fn wait(&mut self) -> Result<()> {
+    pub(crate) fn wait(&mut self) -> Result<()> {
         if let Some((path, handle)) = self.pending.take() {
             match handle.join() {
                 Ok(r) => r.map_err(|e| Error::io(&path, e))?,

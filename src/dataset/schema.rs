@@ -11,10 +11,10 @@ use super::{DEFAULT_COLUMNS, DatasetSpec, FeatureKind};
 use crate::error::{Error, Result};
 
 /// Schema metadata key read by `datasets` (and hence the HF viewer and v2.1 loader).
-pub const HUGGINGFACE_META_KEY: &str = "huggingface";
+pub(crate) const HUGGINGFACE_META_KEY: &str = "huggingface";
 
 /// Checks a spec before anything is written, so a bad spec fails early with its feature named.
-pub fn check_spec(spec: &DatasetSpec) -> Result<()> {
+pub(crate) fn check_spec(spec: &DatasetSpec) -> Result<()> {
     if spec.fps == 0 {
         return Err(Error::Config("dataset fps must be > 0".into()));
     }
@@ -77,7 +77,7 @@ pub fn check_spec(spec: &DatasetSpec) -> Result<()> {
 }
 
 /// The Arrow struct fields of an image column: `struct<bytes: binary, path: string>`.
-pub fn image_fields() -> Fields {
+pub(crate) fn image_fields() -> Fields {
     Fields::from(vec![
         Field::new("bytes", DataType::Binary, true),
         Field::new("path", DataType::Utf8, true),
@@ -85,7 +85,7 @@ pub fn image_fields() -> Fields {
 }
 
 /// The Arrow type of a user feature column (video features have none: `Null`).
-pub fn feature_type(kind: &FeatureKind) -> DataType {
+fn feature_type(kind: &FeatureKind) -> DataType {
     match kind {
         FeatureKind::Vector { len: 1, .. } => DataType::Float32,
         FeatureKind::Vector { len, .. } => DataType::FixedSizeList(
@@ -98,7 +98,7 @@ pub fn feature_type(kind: &FeatureKind) -> DataType {
 }
 
 /// The Arrow type of a default column.
-pub fn default_type(name: &str) -> DataType {
+fn default_type(name: &str) -> DataType {
     if name == "timestamp" {
         DataType::Float32
     } else {
@@ -108,7 +108,7 @@ pub fn default_type(name: &str) -> DataType {
 
 /// Arrow schema of the data files: user features then the five defaults, with the
 /// `huggingface` metadata attached.
-pub fn data_schema(spec: &DatasetSpec) -> SchemaRef {
+pub(crate) fn data_schema(spec: &DatasetSpec) -> SchemaRef {
     let mut fields: Vec<Field> = spec
         .features
         .iter()
@@ -127,7 +127,7 @@ pub fn data_schema(spec: &DatasetSpec) -> SchemaRef {
 
 /// Parquet leaf columns of the data files: one per vector feature, two per image feature
 /// (`bytes`, `path`), none for video features, and the five defaults.
-pub fn leaf_columns(spec: &DatasetSpec) -> usize {
+pub(crate) fn leaf_columns(spec: &DatasetSpec) -> usize {
     let features: usize = spec
         .features
         .iter()
@@ -141,7 +141,7 @@ pub fn leaf_columns(spec: &DatasetSpec) -> usize {
 }
 
 /// The `huggingface` metadata value: `{"info": {"features": {...}}}` in `datasets` 4 syntax.
-pub fn huggingface_metadata(spec: &DatasetSpec) -> String {
+fn huggingface_metadata(spec: &DatasetSpec) -> String {
     let mut feats = serde_json::Map::new();
     for f in &spec.features {
         let v = match &f.kind {

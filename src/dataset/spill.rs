@@ -27,14 +27,14 @@ type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// Makes one [`SpillStore`] per column chunk, in `dir`.
 #[derive(Debug)]
-pub struct SpillStoreFactory {
+pub(crate) struct SpillStoreFactory {
     dir: PathBuf,
     seq: AtomicU64,
     pool: Pool,
 }
 
 impl SpillStoreFactory {
-    pub fn new(dir: PathBuf) -> Self {
+    pub(crate) fn new(dir: PathBuf) -> Self {
         SpillStoreFactory {
             dir,
             seq: AtomicU64::new(0),
@@ -85,7 +85,7 @@ impl PageStoreFactory for SpillStoreFactory {
 
 /// Pages of one column chunk in an unlinked file (created at the first page, so a column
 /// chunk that gets no page costs no file).
-pub struct SpillStore {
+struct SpillStore {
     path: PathBuf,
     file: Option<File>,
     end: u64,

@@ -31,7 +31,7 @@ struct Inner {
 
 /// A shared byte budget; clones share the same bytes.
 #[derive(Debug, Clone)]
-pub struct Budget(Arc<Inner>);
+pub(crate) struct Budget(Arc<Inner>);
 
 /// Bytes held from a [`Budget`], returned on drop.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub struct Permit {
 
 impl Budget {
     /// A budget of `capacity` bytes carved out of a memory ceiling of `ceiling` bytes.
-    pub fn new(name: &'static str, capacity: u64, ceiling: u64) -> Self {
+    pub(crate) fn new(name: &'static str, capacity: u64, ceiling: u64) -> Self {
         Budget(Arc::new(Inner {
             name,
             capacity,
@@ -52,21 +52,22 @@ impl Budget {
         }))
     }
 
-    /// A budget that never limits (for tools that only decode, and for tests).
-    pub fn unlimited(name: &'static str) -> Self {
+    /// A budget that never limits (tests only).
+    #[cfg(test)]
+    pub(crate) fn unlimited(name: &'static str) -> Self {
         Self::new(name, u64::MAX / 4, u64::MAX / 4)
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.0.name
     }
 
-    pub fn capacity(&self) -> u64 {
+    pub(crate) fn capacity(&self) -> u64 {
         self.0.capacity
     }
 
     /// The run's whole ceiling, of which this budget is a share.
-    pub fn ceiling(&self) -> u64 {
+    pub(crate) fn ceiling(&self) -> u64 {
         self.0.ceiling
     }
 
@@ -76,17 +77,17 @@ impl Budget {
         self.0.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn used(&self) -> u64 {
+    pub(crate) fn used(&self) -> u64 {
         self.lock().used
     }
 
     /// Largest single item ever admitted.
-    pub fn largest(&self) -> u64 {
+    pub(crate) fn largest(&self) -> u64 {
         self.lock().largest
     }
 
     /// Most bytes ever held at once.
-    pub fn peak(&self) -> u64 {
+    pub(crate) fn peak(&self) -> u64 {
         self.lock().peak
     }
 
@@ -95,7 +96,7 @@ impl Budget {
     }
 
     /// Checks that an item of `bytes` could ever fit, without taking anything.
-    pub fn check_fits(&self, bytes: u64, item: impl FnOnce() -> String) -> Result<()> {
+    pub(crate) fn check_fits(&self, bytes: u64, item: impl FnOnce() -> String) -> Result<()> {
         if bytes > self.0.capacity {
             return Err(self.too_big(bytes, &format!("{} ({} buffer)", item(), self.0.name)));
         }
@@ -104,7 +105,7 @@ impl Budget {
 
     /// Takes `bytes`, waiting while the budget is full. Fails at once if the item can never
     /// fit, and when the budget was cancelled (the consumer went away).
-    pub fn acquire(&self, bytes: u64, item: impl FnOnce() -> String) -> Result<Permit> {
+    pub(crate) fn acquire(&self, bytes: u64, item: impl FnOnce() -> String) -> Result<Permit> {
         self.check_fits(bytes, item)?;
         let mut state = self.lock();
         while state.used + bytes > self.0.capacity && !state.cancelled {
@@ -123,7 +124,7 @@ impl Budget {
     }
 
     /// Takes `bytes` if they are free right now.
-    pub fn try_acquire(&self, bytes: u64) -> Option<Permit> {
+    pub(crate) fn try_acquire(&self, bytes: u64) -> Option<Permit> {
         let mut state = self.lock();
         if state.used + bytes > self.0.capacity || state.cancelled {
             return None;
@@ -138,13 +139,13 @@ impl Budget {
     }
 
     /// Whether [`Budget::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.lock().cancelled
     }
 
     /// Wakes every waiter with [`Error::Cancelled`]; used when a stage fails so that no other
     /// stage waits forever for bytes that will never come back.
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.lock().cancelled = true;
         self.0.freed.notify_all();
     }
@@ -159,14 +160,14 @@ impl Budget {
 
 impl Permit {
     /// A permit that holds nothing (for items that live outside any budget).
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Permit {
             budget: None,
             bytes: 0,
         }
     }
 
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
 
@@ -174,7 +175,7 @@ impl Permit {
     /// whose decompressed size its header told). Never waits: the holder may be the one whose
     /// bytes would have to come back, so an item that does not fit now fails at once, named
     /// by `item` with its whole size.
-    pub fn grow(&mut self, more: u64, item: impl FnOnce() -> String) -> Result<()> {
+    pub(crate) fn grow(&mut self, more: u64, item: impl FnOnce() -> String) -> Result<()> {
         let Some(budget) = &self.budget else {
             return Ok(());
         };

@@ -10,22 +10,22 @@ use crate::error::{Error, Result};
 
 /// An item and the bytes it holds while in flight; dropping it returns them.
 #[derive(Debug)]
-pub struct Budgeted<T> {
-    pub item: T,
-    pub permit: Permit,
+pub(crate) struct Budgeted<T> {
+    pub(crate) item: T,
+    pub(crate) permit: Permit,
 }
 
 /// The sending side of a budgeted channel.
-pub struct BudgetedSender<T> {
+pub(crate) struct BudgetedSender<T> {
     tx: Sender<Budgeted<T>>,
     budget: Budget,
 }
 
 /// The receiving side: items arrive with their permits.
-pub type BudgetedReceiver<T> = Receiver<Budgeted<T>>;
+pub(crate) type BudgetedReceiver<T> = Receiver<Budgeted<T>>;
 
 /// A channel bounded in bytes by `budget` (not in items: items differ in size by 10^4).
-pub fn budgeted<T>(budget: Budget) -> (BudgetedSender<T>, BudgetedReceiver<T>) {
+pub(crate) fn budgeted<T>(budget: Budget) -> (BudgetedSender<T>, BudgetedReceiver<T>) {
     let (tx, rx) = unbounded();
     (BudgetedSender { tx, budget }, rx)
 }
@@ -34,24 +34,24 @@ impl<T> BudgetedSender<T> {
     /// Waits for `bytes` of the budget, then sends `item` holding them. Fails with
     /// [`Error::OverBudget`] for an item that can never fit (named by `what`), and with
     /// [`Error::Cancelled`] when the budget was cancelled or the receiver is gone.
-    pub fn send(&self, item: T, bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
+    pub(crate) fn send(&self, item: T, bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
         let permit = self.budget.acquire(bytes, what)?;
         self.forward(Budgeted { item, permit })
     }
 
     /// Takes `bytes` for an item that will be sent later (e.g. held back for `trim_end`).
-    pub fn reserve(&self, bytes: u64, what: impl FnOnce() -> String) -> Result<Permit> {
+    pub(crate) fn reserve(&self, bytes: u64, what: impl FnOnce() -> String) -> Result<Permit> {
         self.budget.acquire(bytes, what)
     }
 
     /// Sends an item with the permit it already holds (handed on from the previous stage, or
     /// from [`Self::reserve`]).
-    pub fn forward(&self, item: Budgeted<T>) -> Result<()> {
+    pub(crate) fn forward(&self, item: Budgeted<T>) -> Result<()> {
         self.tx.send(item).map_err(|_| Error::Cancelled)
     }
 
     /// Sends a marker that holds no memory of its own (end of stream, watermarks).
-    pub fn send_marker(&self, item: T) -> Result<()> {
+    pub(crate) fn send_marker(&self, item: T) -> Result<()> {
         self.forward(Budgeted {
             item,
             permit: Permit::none(),

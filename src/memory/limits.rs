@@ -16,10 +16,10 @@ use crate::memory::format_bytes;
 /// dirty pages of the dataset being written) — about 1-2 % of RSS on our runs, more on
 /// page-cache-heavy ones. Our own monitor keeps the tree under the ceiling between its samples;
 /// the margin covers what it cannot see.
-pub const MARGIN_PER_MILLE: u64 = 100;
+const MARGIN_PER_MILLE: u64 = 100;
 
 /// Smallest margin (8 MiB): a job script's bash plus Slurm's step helper.
-pub const MARGIN_MIN: u64 = 8 << 20;
+const MARGIN_MIN: u64 = 8 << 20;
 
 /// cgroup files report "no limit" as a huge number (v1: 2^63 rounded to a page); anything from
 /// here up means unlimited.
@@ -27,29 +27,29 @@ const UNLIMITED: u64 = 1 << 60;
 
 /// A limit on this process's memory and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvLimit {
-    pub bytes: u64,
+pub(crate) struct EnvLimit {
+    pub(crate) bytes: u64,
     /// In a user's words: `Slurm SLURM_MEM_PER_NODE=100`, `cgroup v2 memory.max of /sys/...`.
-    pub source: String,
+    source: String,
     /// A scheduler or container limit (true), or just the machine's available memory (false).
-    pub enforced: bool,
+    enforced: bool,
 }
 
 /// The margin kept below `limit` (see [`MARGIN_PER_MILLE`]).
-pub fn margin(limit: u64) -> u64 {
+pub(crate) fn margin(limit: u64) -> u64 {
     (limit / 1000 * MARGIN_PER_MILLE).max(MARGIN_MIN)
 }
 
 /// The run's ceiling and, in a user's words, why it is that.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ceiling {
-    pub bytes: u64,
-    pub source: String,
+pub(crate) struct Ceiling {
+    pub(crate) bytes: u64,
+    pub(crate) source: String,
 }
 
 /// The smallest limit among the scheduler's (`get` reads an environment variable) and the
 /// cgroups' (files read from `/proc/self` and the cgroup mounts).
-pub fn enforced_limit(get: impl Fn(&str) -> Option<String>) -> Option<EnvLimit> {
+fn enforced_limit(get: impl Fn(&str) -> Option<String>) -> Option<EnvLimit> {
     let mut limits = Vec::new();
     limits.extend(slurm_limit(&get));
     limits.extend(cgroup_limits(
@@ -61,7 +61,7 @@ pub fn enforced_limit(get: impl Fn(&str) -> Option<String>) -> Option<EnvLimit> 
 }
 
 /// The environment's limit, or the machine's available memory where nothing sets one.
-pub fn environment_limit() -> Option<EnvLimit> {
+pub(crate) fn environment_limit() -> Option<EnvLimit> {
     enforced_limit(|k| std::env::var(k).ok()).or_else(|| {
         let mut sys = sysinfo::System::new().ok()?;
         sys.refresh_memory();
@@ -76,7 +76,11 @@ pub fn environment_limit() -> Option<EnvLimit> {
 
 /// The run's ceiling: `--max-memory` when given (refused above an enforced limit), else
 /// `default` capped by the environment's limit minus its margin.
-pub fn choose_ceiling(given: Option<u64>, default: u64, env: Option<&EnvLimit>) -> Result<Ceiling> {
+pub(crate) fn choose_ceiling(
+    given: Option<u64>,
+    default: u64,
+    env: Option<&EnvLimit>,
+) -> Result<Ceiling> {
     match (given, env) {
         (Some(bytes), Some(l)) if l.enforced && bytes > l.bytes => Err(Error::Limit {
             what: format!(

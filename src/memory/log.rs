@@ -12,35 +12,35 @@ use super::MemorySnapshot;
 use crate::error::{Error, Result};
 
 /// Points kept for the chart; the series is halved when full, so memory stays bounded.
-pub const MAX_CHART_POINTS: usize = 2048;
+const MAX_CHART_POINTS: usize = 2048;
 
 /// One row of the timeline.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChunkRow {
+pub(crate) struct ChunkRow {
     /// Episode (bag) number in this run.
-    pub episode: usize,
+    episode: usize,
     /// Chunk number within the bag's index.
-    pub chunk: usize,
-    pub start_ns: u64,
-    pub end_ns: u64,
+    chunk: usize,
+    start_ns: u64,
+    end_ns: u64,
     /// Compressed bytes read for this chunk.
-    pub bytes_read: u64,
+    bytes_read: u64,
     /// Frames written so far in this run.
-    pub frames_written: u64,
-    pub rss_anon: u64,
-    pub rss_file: u64,
-    pub allocated: u64,
-    pub resident: u64,
+    frames_written: u64,
+    rss_anon: u64,
+    rss_file: u64,
+    allocated: u64,
+    resident: u64,
     /// Change of jemalloc `allocated` since the previous row (what the chunk left behind).
-    pub increase: i64,
+    increase: i64,
     /// Summed RSS of the child processes (ffmpeg encoders) at this row; the tree's RSS is
     /// `rss_anon + rss_file + children_rss`.
-    pub children_rss: u64,
+    children_rss: u64,
 }
 
 impl ChunkRow {
     /// RSS of this process and its children.
-    pub fn tree_rss(&self) -> u64 {
+    fn tree_rss(&self) -> u64 {
         self.rss_anon + self.rss_file + self.children_rss
     }
 }
@@ -59,15 +59,15 @@ pub struct MemoryLog {
     /// Every `stride`-th row is kept for the chart.
     stride: usize,
     seen: usize,
-    pub chart: Vec<ChunkRow>,
-    pub max_increase: i64,
-    pub max_increase_chunk: Option<(usize, usize)>,
-    pub rows: usize,
+    pub(crate) chart: Vec<ChunkRow>,
+    pub(crate) max_increase: i64,
+    pub(crate) max_increase_chunk: Option<(usize, usize)>,
+    pub(crate) rows: usize,
 }
 
 impl MemoryLog {
     /// A log writing to `path` (if any).
-    pub fn create(path: Option<&Path>) -> Result<MemoryLog> {
+    pub(crate) fn create(path: Option<&Path>) -> Result<MemoryLog> {
         let sink = match path {
             None => Sink::None,
             Some(p) => {
@@ -104,7 +104,7 @@ impl MemoryLog {
 
     /// Records one chunk; `children_rss` is the summed RSS of the child processes.
     #[allow(clippy::too_many_arguments)]
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         episode: usize,
         chunk: usize,
@@ -179,7 +179,7 @@ impl MemoryLog {
     }
 
     /// Flushes the file.
-    pub fn finish(&mut self) -> Result<()> {
+    pub(crate) fn finish(&mut self) -> Result<()> {
         let path = self.path.clone().unwrap_or_default();
         match &mut self.sink {
             Sink::Csv(w) | Sink::Jsonl(w) => w.flush().map_err(|e| Error::io(path, e)),
@@ -191,7 +191,7 @@ impl MemoryLog {
 /// Draws RSS (anonymous, file-backed) and jemalloc allocated over the run, with the ceiling;
 /// with child processes also the tree's RSS (this process plus the children), the tree's peak
 /// and each kind of child's peak (`children`: label, peak RSS).
-pub fn render_svg(
+pub(crate) fn render_svg(
     rows: &[ChunkRow],
     ceiling: u64,
     peak_rss: u64,

@@ -1,19 +1,22 @@
 //! Memory: byte budgets derived from the ceiling ([`budget`]), and measurement of what the
 //! process really holds ([`stats`]).
 
-pub mod budget;
-pub mod channel;
-pub mod limits;
-pub mod log;
+mod budget;
+mod channel;
+pub(crate) mod limits;
+pub(crate) mod log;
 pub mod plan;
-pub mod stats;
-pub mod tree;
+pub(crate) mod stats;
+pub(crate) mod tree;
 
-pub use budget::{Budget, Permit};
-pub use channel::{Budgeted, BudgetedReceiver, BudgetedSender, budgeted};
-pub use stats::{MemorySnapshot, release_freed_pages, snapshot};
+pub(crate) use budget::Budget;
+pub use budget::Permit;
+pub(crate) use channel::{Budgeted, BudgetedReceiver, BudgetedSender, budgeted};
+pub(crate) use stats::release_freed_pages;
+pub use stats::{MemorySnapshot, snapshot};
 
-pub use crate::units::{format_bytes, parse_size};
+pub(crate) use crate::units::format_bytes;
+pub use crate::units::parse_size;
 
 #[cfg(test)]
 mod tests {

@@ -25,16 +25,16 @@ use crate::error::{Error, Result};
 /// (`spill`), so this is not a memory figure; it stays small because spilled pages that stay
 /// dirty long enough get written to the disk for nothing (measured: a 4 GB bag converts in
 /// 11.7 s with 8 MiB row groups, 14.9 s with 32 MiB and 35 s with 128 MiB).
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const DEFAULT_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// Row groups per episode [`row_group_bytes_for`] aims at for long episodes: 256.
-pub const ROW_GROUPS_PER_LONG_EPISODE: u64 = 256;
+const ROW_GROUPS_PER_LONG_EPISODE: u64 = 256;
 /// Largest row group [`row_group_bytes_for`] chooses: 32 MiB.
-pub const LARGEST_CHOSEN_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
+const LARGEST_CHOSEN_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 /// Row group size for a dataset whose longest episode holds about `episode_bytes`: the default,
 /// or 1/256 of the episode when that is larger (at most 32 MiB). The writer keeps ~10 KiB of
 /// footer metadata per row group until the episode's file closes; this holds that memory at
 /// about 2.6 MiB for any episode up to 8 GiB (4 GB: 16 MiB row groups).
-pub fn row_group_bytes_for(episode_bytes: u64) -> usize {
+fn row_group_bytes_for(episode_bytes: u64) -> usize {
     let share =
         (episode_bytes / ROW_GROUPS_PER_LONG_EPISODE).min(LARGEST_CHOSEN_ROW_GROUP_BYTES as u64);
     DEFAULT_ROW_GROUP_BYTES.max(share as usize)
@@ -47,18 +47,18 @@ pub const RESERVE_BYTES: u64 = 12 << 20;
 /// Smallest share left for the buffers after the chunk in flight, in bytes (2 MiB).
 pub const MIN_BUFFER_BYTES: u64 = 2 << 20;
 /// Shares of the buffers, in thousandths of what is left after the fixed part and the chunk.
-pub const SAMPLES_PER_MILLE: u64 = 150;
-pub const WINDOW_PER_MILLE: u64 = 350;
-pub const FRAMES_PER_MILLE: u64 = 100;
+const SAMPLES_PER_MILLE: u64 = 150;
+const WINDOW_PER_MILLE: u64 = 350;
+const FRAMES_PER_MILLE: u64 = 100;
 /// The writer's raw rows, and as much again for the pages being filled: 2 × 125.
-pub const WRITER_PER_MILLE: u64 = 125;
+const WRITER_PER_MILLE: u64 = 125;
 /// Footer metadata parquet-rs keeps per column chunk until the file closes (measured: 10.4 KiB
 /// per row group of 13 columns, so about 800 bytes).
-pub const ROW_GROUP_META_BYTES_PER_COLUMN: u64 = 800;
+const ROW_GROUP_META_BYTES_PER_COLUMN: u64 = 800;
 /// Share of the buffers given to video frames in flight (decoded RGB frames queued for the
 /// ffmpeg encoders, their encoded bytes, the decode threads' scratch) when there are video
 /// features, in thousandths: 300.
-pub const VIDEO_PER_MILLE: u64 = 300;
+const VIDEO_PER_MILLE: u64 = 300;
 /// Default ceiling when none is given (64 MiB).
 pub const DEFAULT_CEILING: u64 = 64 << 20;
 
@@ -66,34 +66,34 @@ pub const DEFAULT_CEILING: u64 = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct MemoryPlan {
     /// What this plan's budgets were carved from (for video: the ceiling less the encoders).
-    pub ceiling: u64,
+    pub(crate) ceiling: u64,
     /// What the memory monitor holds the process tree (this process and its children) to:
     /// the run's whole ceiling.
-    pub tree_ceiling: u64,
-    pub baseline: u64,
+    pub(crate) tree_ceiling: u64,
+    pub(crate) baseline: u64,
     /// The chunk being decompressed and walked.
-    pub chunk: Budget,
+    pub(crate) chunk: Budget,
     /// Samples between the chunk reader and the aligner.
-    pub samples: Budget,
+    pub(crate) samples: Budget,
     /// Samples held in the aligner's windows.
-    pub window: Budget,
+    pub(crate) window: Budget,
     /// Frames between the aligner and the writer (and the trim-end delay line).
-    pub frames: Budget,
+    pub(crate) frames: Budget,
     /// Frames in flight to the video encoders (capacity 0 without video features).
-    pub video: Budget,
+    pub(crate) video: Budget,
     /// Raw rows the writer buffers before encoding them (its pages being filled take about as
     /// much again).
-    pub writer_buffer_bytes: usize,
+    pub(crate) writer_buffer_bytes: usize,
     /// Parquet row group size (encoded; spilled to disk while written, so not a memory share).
-    pub row_group_bytes: usize,
+    pub(crate) row_group_bytes: usize,
     /// Reserved for the footer metadata of the longest episode's data file.
-    pub footer_metadata: u64,
+    pub(crate) footer_metadata: u64,
 }
 
 impl MemoryPlan {
     /// Splits `ceiling` given the RSS already used (`baseline`) and the largest chunk the run
     /// must hold (`max_chunk`, named by `chunk_label` in errors).
-    pub fn new(
+    pub(crate) fn new(
         ceiling: u64,
         baseline: u64,
         max_chunk: u64,
@@ -107,7 +107,7 @@ impl MemoryPlan {
     /// [`ROW_GROUP_META_BYTES_PER_COLUMN`] per column per row group until the file closes; the
     /// row groups grow with the episode ([`row_group_bytes_for`]), so this
     /// stays small.
-    pub fn for_run(
+    fn for_run(
         ceiling: u64,
         baseline: u64,
         max_chunk: u64,
@@ -128,7 +128,7 @@ impl MemoryPlan {
 
     /// Like [`MemoryPlan::for_run`]; with `video`, [`VIDEO_PER_MILLE`] of the buffers' part
     /// goes to the video frames in flight and the other shares split the rest.
-    pub fn for_run_video(
+    pub(crate) fn for_run_video(
         ceiling: u64,
         baseline: u64,
         max_chunk: u64,
@@ -201,7 +201,7 @@ impl MemoryPlan {
     }
 
     /// Wakes every waiter: a stage failed.
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         for b in [
             &self.chunk,
             &self.samples,
@@ -214,7 +214,7 @@ impl MemoryPlan {
     }
 
     /// What each budget held, for the report.
-    pub fn usage(&self) -> Vec<BudgetUsage> {
+    pub(crate) fn usage(&self) -> Vec<BudgetUsage> {
         [
             &self.chunk,
             &self.samples,
@@ -236,7 +236,11 @@ impl MemoryPlan {
     /// The smallest ceiling under which a run with these `usage` figures fits: the fixed part,
     /// the largest chunk, and the shares each buffer needs for what it held at its peak (the
     /// windows) or for its largest item (channels, which only need room for one).
-    pub fn smallest_ceiling(baseline: u64, usage: &[BudgetUsage], footer_metadata: u64) -> u64 {
+    pub(crate) fn smallest_ceiling(
+        baseline: u64,
+        usage: &[BudgetUsage],
+        footer_metadata: u64,
+    ) -> u64 {
         let get = |name: &str| usage.iter().find(|u| u.name == name);
         let chunk = get("chunk in flight").map_or(0, |u| u.largest_item);
         let need = |name: &str, per_mille: u64, of: fn(&BudgetUsage) -> u64| {
@@ -266,7 +270,7 @@ impl MemoryPlan {
     /// The smallest ceiling under which [`MemoryPlan::for_run_video`] plans (with `video`) and
     /// leaves the video frames in flight room for `video_frame_room` bytes; `None` if not even
     /// `upto` is enough.
-    pub fn smallest_planning(
+    pub(crate) fn smallest_planning(
         baseline: u64,
         max_chunk: u64,
         episode_bytes: u64,
@@ -299,14 +303,14 @@ impl MemoryPlan {
 }
 
 /// Name of the video budget (in reports).
-pub const VIDEO_BUDGET: &str = "video frames in flight";
+const VIDEO_BUDGET: &str = "video frames in flight";
 
 /// Peak and largest item of one budget.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BudgetUsage {
     pub name: &'static str,
     pub peak: u64,
-    pub largest_item: u64,
+    pub(crate) largest_item: u64,
     pub capacity: u64,
 }
 

@@ -7,25 +7,25 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemorySnapshot {
     /// Anonymous resident pages (heap, stacks).
-    pub rss_anon: u64,
+    pub(crate) rss_anon: u64,
     /// File-backed resident pages (the mapped bag, the binary).
-    pub rss_file: u64,
+    pub(crate) rss_file: u64,
     /// Peak total RSS of the process so far (`VmHWM`).
     pub rss_peak: u64,
     /// jemalloc: bytes allocated by the application.
-    pub allocated: u64,
+    pub(crate) allocated: u64,
     /// jemalloc: bytes in active pages.
-    pub active: u64,
+    active: u64,
     /// jemalloc: bytes in physically resident pages it maps.
-    pub resident: u64,
+    pub(crate) resident: u64,
     /// jemalloc: bytes in active extents.
-    pub mapped: u64,
+    mapped: u64,
     /// jemalloc: bytes retained for reuse, not returned to the OS.
-    pub retained: u64,
+    retained: u64,
 }
 
 impl MemorySnapshot {
-    pub fn rss(&self) -> u64 {
+    pub(crate) fn rss(&self) -> u64 {
         self.rss_anon + self.rss_file
     }
 }
@@ -34,7 +34,7 @@ impl MemorySnapshot {
 /// the OS. A conversion calls it before measuring its baseline, so that one started in a
 /// process that converted before (a test binary, a library user) does not count the freed
 /// memory of the previous run as its own.
-pub fn release_freed_pages() {
+pub(crate) fn release_freed_pages() {
     // MALLCTL_ARENAS_ALL (4096) names every arena; the control takes no value.
     // SAFETY: a valid NUL-terminated control name and null old/new pointers, as jemalloc's
     // `arena.<i>.purge` requires; it only returns unused pages to the OS.

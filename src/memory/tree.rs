@@ -25,7 +25,7 @@ fn lock() -> std::sync::MutexGuard<'static, Vec<Entry>> {
 
 /// Keeps a child registered until dropped.
 #[derive(Debug)]
-pub struct ChildGuard {
+pub(crate) struct ChildGuard {
     pid: u32,
 }
 
@@ -36,7 +36,7 @@ impl Drop for ChildGuard {
 }
 
 /// Registers child `pid` (labelled e.g. `encoder observation.images.cam_h`) for the monitor.
-pub fn register(pid: u32, label: impl Into<String>) -> ChildGuard {
+pub(crate) fn register(pid: u32, label: impl Into<String>) -> ChildGuard {
     lock().push(Entry {
         pid,
         label: label.into(),
@@ -45,7 +45,7 @@ pub fn register(pid: u32, label: impl Into<String>) -> ChildGuard {
 }
 
 /// Resident set of process `pid` (`VmRSS`, bytes); 0 when it is gone or not readable.
-pub fn rss_of(pid: u32) -> u64 {
+fn rss_of(pid: u32) -> u64 {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return 0;
     };
@@ -58,7 +58,7 @@ pub fn rss_of(pid: u32) -> u64 {
 }
 
 /// Every registered child's label and resident set now.
-pub fn children() -> Vec<(String, u64)> {
+pub(crate) fn children() -> Vec<(String, u64)> {
     let list: Vec<Entry> = lock().clone();
     list.into_iter()
         .map(|e| {
@@ -69,29 +69,29 @@ pub fn children() -> Vec<(String, u64)> {
 }
 
 /// The summed resident set of the registered children now.
-pub fn children_rss() -> u64 {
+fn children_rss() -> u64 {
     children().iter().map(|c| c.1).sum()
 }
 
 /// How often a [`TreePeak`] samples the tree: 20 ms, as the conversion's monitor and the
 /// external sampler (`tree_rss.py`) do.
-pub const TREE_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+const TREE_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The peak of this process's resident set plus its registered children's, sampled every
 /// [`TREE_SAMPLE_INTERVAL`] on a thread of its own, for commands without a conversion's
 /// monitor (`merge`, whose ffmpeg stream copies are children too).
-pub struct TreePeak {
+pub(crate) struct TreePeak {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     worker: Option<std::thread::JoinHandle<(u64, u64)>>,
 }
 
 /// What a [`TreePeak`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TreePeaks {
+pub(crate) struct TreePeaks {
     /// Highest summed resident set of the process and its children, in bytes.
-    pub tree: u64,
+    pub(crate) tree: u64,
     /// Highest summed resident set of the children alone.
-    pub children: u64,
+    pub(crate) children: u64,
 }
 
 fn self_rss() -> u64 {
@@ -100,7 +100,7 @@ fn self_rss() -> u64 {
 
 impl TreePeak {
     /// Starts sampling.
-    pub fn start() -> TreePeak {
+    pub(crate) fn start() -> TreePeak {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
@@ -124,7 +124,7 @@ impl TreePeak {
 
     /// Stops sampling and returns the peaks (at least one sample is always taken; the
     /// process's own kernel peak `VmHWM` is the caller's to add, sampling can miss a spike).
-    pub fn finish(mut self) -> TreePeaks {
+    pub(crate) fn finish(mut self) -> TreePeaks {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (tree, children) = self
             .worker

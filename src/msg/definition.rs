@@ -10,11 +10,11 @@ use super::DefinitionError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawField {
     /// Element type as written, without the array suffix (`float64`, `Header`, `pkg/Type`).
-    pub type_name: String,
-    pub name: String,
-    pub array: ArraySpec,
+    pub(crate) type_name: String,
+    pub(crate) name: String,
+    pub(crate) array: ArraySpec,
     /// 1-based line in the definition text, for error messages.
-    pub line: usize,
+    pub(crate) line: usize,
 }
 
 /// Whether a field is a single value, a fixed-length array or a length-prefixed array.
@@ -27,20 +27,20 @@ pub(crate) enum ArraySpec {
 
 /// A constant declaration `TYPE NAME=VALUE`; constants are not on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RawConstant {
-    pub type_name: String,
-    pub name: String,
+struct RawConstant {
+    type_name: String,
+    name: String,
     /// Value text as written: to end of line for strings, comment stripped otherwise.
-    pub value: String,
+    value: String,
 }
 
 /// One message type of the definition text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct MessageSection {
     /// `pkg/Type` from the `MSG:` line; `None` for the top-level section.
-    pub name: Option<String>,
-    pub fields: Vec<RawField>,
-    pub constants: Vec<RawConstant>,
+    pub(crate) name: Option<String>,
+    pub(crate) fields: Vec<RawField>,
+    constants: Vec<RawConstant>,
 }
 
 /// Splits a definition into its sections. The first element is the top-level message.
@@ -101,7 +101,7 @@ fn is_separator(trimmed: &str) -> bool {
 }
 
 /// Drops the ROS2-style `/msg/` infix so `pkg/msg/Type` and `pkg/Type` name one type.
-pub fn normalize_type_name(name: &str) -> String {
+pub(crate) fn normalize_type_name(name: &str) -> String {
     match name.split('/').collect::<Vec<_>>().as_slice() {
         [pkg, "msg", ty] => format!("{pkg}/{ty}"),
         _ => name.to_string(),

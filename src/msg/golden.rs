@@ -9,7 +9,7 @@ use super::schema::{Kind, MessageSchema, ROOT};
 use super::value::Value;
 
 /// 1-byte element arrays longer than this many elements are written as `{"len", "sha256"}`.
-pub const GOLDEN_HASH_THRESHOLD: usize = 64;
+const GOLDEN_HASH_THRESHOLD: usize = 64;
 
 /// Writes `value`, decoded with `schema`, in the golden-file convention. Object keys follow
 /// serde_json's map order; compare by `serde_json::Value` equality. serde_json's default float

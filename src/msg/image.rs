@@ -10,21 +10,21 @@ use super::Value;
 #[derive(Debug)]
 pub struct ImagePayload {
     /// Encoded image (JPEG/PNG of a CompressedImage) or raw pixels (sensor_msgs/Image).
-    pub bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
     /// CompressedImage `format`, or Image `encoding` for raw pixels.
-    pub format: String,
+    pub(crate) format: String,
     /// For raw images: width, height, step; zero for compressed ones.
-    pub width: u32,
-    pub height: u32,
-    pub step: u32,
-    pub big_endian: bool,
-    pub raw: bool,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) step: u32,
+    pub(crate) big_endian: bool,
+    pub(crate) raw: bool,
 }
 
 /// Fields of a CompressedImage the decoder extracts, in this order.
-pub const COMPRESSED_IMAGE_FIELDS: [&str; 2] = ["format", "data"];
+pub(crate) const COMPRESSED_IMAGE_FIELDS: [&str; 2] = ["format", "data"];
 /// Fields of a raw Image the decoder extracts, in this order.
-pub const RAW_IMAGE_FIELDS: [&str; 6] = [
+pub(crate) const RAW_IMAGE_FIELDS: [&str; 6] = [
     "height",
     "width",
     "encoding",
@@ -47,7 +47,7 @@ fn take(fields: &mut [Value], i: usize) -> Option<Value> {
 
 impl ImagePayload {
     /// A CompressedImage from its fields in [`COMPRESSED_IMAGE_FIELDS`] order.
-    pub fn from_compressed(fields: &mut [Value]) -> Result<ImagePayload, String> {
+    pub(crate) fn from_compressed(fields: &mut [Value]) -> Result<ImagePayload, String> {
         let list = &COMPRESSED_IMAGE_FIELDS;
         let format = match take(fields, at(list, "format")) {
             Some(Value::String(s)) => s,
@@ -68,7 +68,7 @@ impl ImagePayload {
     }
 
     /// A raw Image from its fields in [`RAW_IMAGE_FIELDS`] order.
-    pub fn from_raw(fields: &mut [Value]) -> Result<ImagePayload, String> {
+    pub(crate) fn from_raw(fields: &mut [Value]) -> Result<ImagePayload, String> {
         let list = &RAW_IMAGE_FIELDS;
         let num = |fields: &[Value], name: &str| {
             fields

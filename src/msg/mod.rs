@@ -3,30 +3,30 @@
 //! decode plan and runs it on payloads, `value` holds the result, `golden` prints it in the
 //! JSON form of the test corpus and `image` takes image messages out of it.
 
-pub(crate) mod definition;
+mod definition;
 mod golden;
-pub mod image;
+pub(crate) mod image;
 mod schema;
 mod value;
 
 #[cfg(test)]
 mod tests;
 
-pub use definition::normalize_type_name;
-pub use golden::{GOLDEN_HASH_THRESHOLD, to_golden_json};
-pub use image::ImagePayload;
-pub use schema::{FieldPath, MAX_NESTING_DEPTH, MAX_ZERO_SIZE_ARRAY_LEN, MessageSchema, Primitive};
-pub use value::Value;
+pub(crate) use definition::normalize_type_name;
+pub use golden::to_golden_json;
+pub(crate) use image::ImagePayload;
+pub use schema::{FieldPath, MessageSchema};
+pub(crate) use value::Value;
 
 /// A message definition that cannot be compiled, or a field path it does not contain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what}")]
 pub struct DefinitionError {
-    pub what: String,
+    pub(crate) what: String,
 }
 
 impl DefinitionError {
-    pub(crate) fn new(what: String) -> Self {
+    fn new(what: String) -> Self {
         DefinitionError { what }
     }
 }
@@ -36,12 +36,12 @@ impl DefinitionError {
 #[error("{what} at payload byte {offset}")]
 pub struct DecodeError {
     /// Payload byte at which decoding stopped.
-    pub offset: usize,
+    pub(crate) offset: usize,
     /// What went wrong, naming the field.
-    pub what: String,
+    pub(crate) what: String,
     /// Dotted path of the field at fault (`pose.position.x`, `points[3].x`); empty when the
     /// fault is not inside a field (bytes left over).
-    pub field: String,
+    field: String,
 }
 
 impl DecodeError {

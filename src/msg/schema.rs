@@ -12,16 +12,16 @@ use super::{DecodeError, DefinitionError};
 
 /// Deepest nesting of message types accepted, in levels. Real ROS types nest fewer than ten
 /// levels; the limit keeps a hostile definition from exhausting the stack.
-pub const MAX_NESTING_DEPTH: usize = 64;
+pub(crate) const MAX_NESTING_DEPTH: usize = 64;
 
 /// Largest element count accepted for an array whose elements take 0 bytes on the wire
 /// (empty messages), in elements. Such a length cannot be checked against the payload size,
 /// so it is capped to keep a lying length prefix from allocating gigabytes.
-pub const MAX_ZERO_SIZE_ARRAY_LEN: usize = 65_536;
+pub(crate) const MAX_ZERO_SIZE_ARRAY_LEN: usize = 65_536;
 
 /// A ROS1 built-in type. `byte` is read as `Int8` and `char` as `UInt8`, as ROS does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Primitive {
+pub(crate) enum Primitive {
     Bool,
     Int8,
     UInt8,
@@ -114,7 +114,8 @@ impl Primitive {
     }
 
     /// True for numbers, bool, time and duration: what `Value::to_f64_vec` can flatten.
-    pub fn is_numeric(self) -> bool {
+    #[cfg(test)]
+    fn is_numeric(self) -> bool {
         !matches!(self, Primitive::String | Primitive::WString)
     }
 }
@@ -129,17 +130,17 @@ pub(crate) enum Kind {
 
 #[derive(Debug, Clone)]
 pub(crate) struct FieldDef {
-    pub name: String,
-    pub kind: Kind,
-    pub array: ArraySpec,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    array: ArraySpec,
 }
 
 /// Layout of one message type.
 #[derive(Debug, Clone)]
 pub(crate) struct MsgDef {
     /// Full `pkg/Type` name.
-    pub name: String,
-    pub fields: Vec<FieldDef>,
+    name: String,
+    pub(crate) fields: Vec<FieldDef>,
     /// Fewest bytes a value of this type can take; saturates instead of overflowing.
     min_size: usize,
     /// Exact size when it does not depend on the payload, which lets the decoder skip it.
@@ -163,7 +164,7 @@ pub(crate) const ROOT: usize = 0;
 
 /// One step of a [`FieldPath`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
+enum Step {
     /// Field by position in its message.
     Field(usize),
     /// Element of an array.
@@ -174,11 +175,12 @@ pub(crate) enum Step {
 impl Value {
     /// The value at `path`, which must come from the schema this value was decoded with.
     /// `None` when an index is past the end of a variable-length array.
-    pub fn get(&self, path: &FieldPath) -> Option<&Value> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, path: &FieldPath) -> Option<&Value> {
         self.get_steps(&path.steps)
     }
 
-    pub(crate) fn get_steps(&self, steps: &[Step]) -> Option<&Value> {
+    fn get_steps(&self, steps: &[Step]) -> Option<&Value> {
         let mut value = self;
         for step in steps {
             value = match (step, value) {
@@ -196,25 +198,21 @@ impl Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldPath {
     text: String,
-    pub(crate) steps: Vec<Step>,
+    steps: Vec<Step>,
     leaf_kind: Kind,
     leaf_array: ArraySpec,
     leaf_type: String,
 }
 
 impl FieldPath {
-    /// The path as it was given.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// ROS type of the value the path selects, e.g. `float64[7]` or `geometry_msgs/Point`.
-    pub fn ros_type(&self) -> &str {
+    pub(crate) fn ros_type(&self) -> &str {
         &self.leaf_type
     }
 
     /// The built-in type of the selected value or of its array elements; `None` for messages.
-    pub fn primitive(&self) -> Option<Primitive> {
+    #[cfg(test)]
+    pub(crate) fn primitive(&self) -> Option<Primitive> {
         match self.leaf_kind {
             Kind::Prim(p) => Some(p),
             Kind::Msg(_) => None,
@@ -222,13 +220,15 @@ impl FieldPath {
     }
 
     /// True when the selected value is a number, bool, time or duration, or an array of them.
-    pub fn is_numeric(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_numeric(&self) -> bool {
         matches!(self.leaf_kind, Kind::Prim(p) if p.is_numeric())
     }
 
     /// `Some(n)` when the selected value is an array of fixed length `n`; `Some(1)` for a scalar;
     /// `None` for variable-length arrays. Lets a caller size a dataset column up front.
-    pub fn fixed_len(&self) -> Option<usize> {
+    #[cfg(test)]
+    pub(crate) fn fixed_len(&self) -> Option<usize> {
         match self.leaf_array {
             ArraySpec::Scalar => Some(1),
             ArraySpec::Fixed(n) => Some(n),
@@ -262,7 +262,10 @@ impl MessageSchema {
     /// then the types it uses, each after a `MSG: pkg/msg/Type` line (the `ros2msg` form MCAP
     /// and rosbag2 store). Payloads are CDR: a 4-byte encapsulation header, then values
     /// aligned to their size relative to the end of that header, in the byte order it names.
-    pub fn parse_cdr(msgtype: &str, definition: &str) -> Result<MessageSchema, DefinitionError> {
+    pub(crate) fn parse_cdr(
+        msgtype: &str,
+        definition: &str,
+    ) -> Result<MessageSchema, DefinitionError> {
         let sections = parse_definition(definition)?;
         let msgtype = normalize_type_name(msgtype.trim());
         let mut compiler = Compiler::new(&msgtype, &sections, true);
@@ -272,11 +275,6 @@ impl MessageSchema {
             cdr: true,
             types: compiler.types,
         })
-    }
-
-    /// Whether payloads are ROS 2 CDR.
-    pub fn is_cdr(&self) -> bool {
-        self.cdr
     }
 
     /// The reader over one payload: past the encapsulation header for CDR.
@@ -321,12 +319,13 @@ impl MessageSchema {
     }
 
     /// The connection's message type, `pkg/Type`.
-    pub fn msgtype(&self) -> &str {
+    pub(crate) fn msgtype(&self) -> &str {
         &self.msgtype
     }
 
     /// Names of the top-level fields in definition order.
-    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    pub(crate) fn field_names(&self) -> impl Iterator<Item = &str> {
         self.types[ROOT].fields.iter().map(|f| f.name.as_str())
     }
 

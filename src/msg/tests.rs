@@ -4,6 +4,7 @@
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::schema::{MAX_NESTING_DEPTH, MAX_ZERO_SIZE_ARRAY_LEN, Primitive};
 use super::*;
 
 const SEP: &str =

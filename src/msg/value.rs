@@ -33,7 +33,7 @@ pub enum Value {
 
 impl Value {
     /// The raw bytes of a `uint8`/`char`/`int8`/`byte` array.
-    pub fn as_bytes(&self) -> Option<&[u8]> {
+    pub(crate) fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             Value::Bytes(b) | Value::SignedBytes(b) => Some(b),
             _ => None,
@@ -44,7 +44,7 @@ impl Value {
     /// time and duration as seconds; nested messages (`Vector3`, arrays of `Point`, ...) are
     /// flattened in definition order. `None` when a string is anywhere inside.
     /// 64-bit integers beyond 2^53 lose precision, as any conversion to `f64` does.
-    pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
+    pub(crate) fn to_f64_vec(&self) -> Option<Vec<f64>> {
         match self {
             Value::Bytes(b) => Some(b.iter().map(|&x| f64::from(x)).collect()),
             Value::SignedBytes(b) => Some(b.iter().map(|&x| f64::from(x as i8)).collect()),
@@ -64,7 +64,7 @@ impl Value {
     }
 
     /// A numeric scalar as `f64`, with the conversions of [`Value::to_f64_vec`].
-    pub fn to_f64(&self) -> Option<f64> {
+    pub(crate) fn to_f64(&self) -> Option<f64> {
         Some(match *self {
             Value::Bool(b) => f64::from(u8::from(b)),
             Value::Int(i) => i as f64,
@@ -78,7 +78,8 @@ impl Value {
     }
 
     /// Heap bytes owned by this value (not counting the value itself), for memory accounting.
-    pub fn heap_size(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn heap_size(&self) -> usize {
         match self {
             Value::String(s) => s.capacity(),
             Value::Bytes(b) | Value::SignedBytes(b) => b.capacity(),

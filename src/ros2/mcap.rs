@@ -29,31 +29,31 @@ const LOOSE_UNIT_BYTES: u64 = 4 << 20;
 
 /// Record opcodes (MCAP specification).
 mod op {
-    pub const FOOTER: u8 = 0x02;
-    pub const SCHEMA: u8 = 0x03;
-    pub const CHANNEL: u8 = 0x04;
-    pub const MESSAGE: u8 = 0x05;
-    pub const CHUNK: u8 = 0x06;
-    pub const MESSAGE_INDEX: u8 = 0x07;
-    pub const DATA_END: u8 = 0x0F;
+    pub(crate) const FOOTER: u8 = 0x02;
+    pub(crate) const SCHEMA: u8 = 0x03;
+    pub(crate) const CHANNEL: u8 = 0x04;
+    pub(crate) const MESSAGE: u8 = 0x05;
+    pub(crate) const CHUNK: u8 = 0x06;
+    pub(crate) const MESSAGE_INDEX: u8 = 0x07;
+    pub(crate) const DATA_END: u8 = 0x0F;
 }
 
 /// A channel with its schema.
 #[derive(Debug, Clone, Default)]
-pub struct McapChannel {
-    pub id: u16,
-    pub topic: String,
-    pub message_encoding: String,
+pub(crate) struct McapChannel {
+    pub(crate) id: u16,
+    pub(crate) topic: String,
+    pub(crate) message_encoding: String,
     /// Schema name (the ROS 2 type), empty without a schema.
-    pub schema_name: String,
-    pub schema_encoding: String,
+    pub(crate) schema_name: String,
+    pub(crate) schema_encoding: String,
     /// Schema text; `None` without a schema.
-    pub schema_data: Option<String>,
+    pub(crate) schema_data: Option<String>,
 }
 
 /// How a unit's bytes are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum McapCompression {
+pub(crate) enum McapCompression {
     None,
     Zstd,
     Lz4,
@@ -65,43 +65,43 @@ pub struct McapUnit {
     /// Offset of the chunk record (or of the first loose record).
     pub record_offset: u64,
     /// Offset and length of the stored (compressed) records.
-    pub data_offset: u64,
-    pub data_len: u64,
-    pub uncompressed_size: u64,
-    pub compression: McapCompression,
+    pub(crate) data_offset: u64,
+    pub(crate) data_len: u64,
+    pub(crate) uncompressed_size: u64,
+    pub(crate) compression: McapCompression,
     pub start_ns: u64,
     pub end_ns: u64,
     /// Messages per channel.
-    pub counts: Vec<(u16, u32)>,
+    pub(crate) counts: Vec<(u16, u32)>,
     /// Offset and length of the message-index records after the chunk (0 when none).
-    pub index_offset: u64,
-    pub index_len: u64,
+    index_offset: u64,
+    pub(crate) index_len: u64,
 }
 
 /// One message inside a unit's (decompressed) bytes.
 #[derive(Debug, Clone, Copy)]
-pub struct McapMessage {
-    pub channel: u16,
-    pub log_time: u64,
+pub(crate) struct McapMessage {
+    pub(crate) channel: u16,
+    pub(crate) log_time: u64,
     /// Payload position in the unit's bytes.
-    pub start: usize,
-    pub len: usize,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
 }
 
 /// An open MCAP file.
 #[derive(Debug)]
 pub struct McapFile {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     file: File,
-    pub len: u64,
-    pub channels: Vec<McapChannel>,
+    pub(crate) len: u64,
+    pub(crate) channels: Vec<McapChannel>,
     pub units: Vec<McapUnit>,
     /// Why the summary was not used (the file was scanned), if it was not.
-    pub recovered: Option<String>,
+    pub(crate) recovered: Option<String>,
     /// Message count from the summary's statistics, when present.
-    pub stats_messages: Option<u64>,
-    pub library: String,
-    pub profile: String,
+    stats_messages: Option<u64>,
+    library: String,
+    profile: String,
 }
 
 fn bad(path: &Path, offset: u64, what: String) -> Error {
@@ -201,7 +201,7 @@ fn parse_channel(body: &[u8]) -> Option<(u16, u16, String, String)> {
 
 /// Walks the records of a chunk's (decompressed) bytes: `f(opcode, body offset, body)`.
 /// Returns the offset at which a malformed record stopped the walk, if one did.
-pub fn walk_records(data: &[u8], mut f: impl FnMut(u8, usize, &[u8])) -> Option<(usize, String)> {
+fn walk_records(data: &[u8], mut f: impl FnMut(u8, usize, &[u8])) -> Option<(usize, String)> {
     let mut pos = 0usize;
     while pos < data.len() {
         let Some(head) = data.get(pos..pos + 9) else {
@@ -226,7 +226,7 @@ pub fn walk_records(data: &[u8], mut f: impl FnMut(u8, usize, &[u8])) -> Option<
 
 /// The messages of a unit's records (a chunk's decompressed bytes or a run of loose records),
 /// in record order; and the malformed record that stopped the walk, if any.
-pub fn unit_messages(data: &[u8]) -> (Vec<McapMessage>, Option<(usize, String)>) {
+pub(crate) fn unit_messages(data: &[u8]) -> (Vec<McapMessage>, Option<(usize, String)>) {
     let mut out = Vec::new();
     let mut bad_message = None;
     let cut = walk_records(data, |opcode, at, body| {
@@ -327,7 +327,7 @@ impl McapFile {
     }
 
     /// Bytes `[offset, offset + n)` of the file, read (not mapped).
-    pub fn read_at(&self, offset: u64, n: u64) -> Result<Vec<u8>> {
+    fn read_at(&self, offset: u64, n: u64) -> Result<Vec<u8>> {
         if offset.checked_add(n).is_none_or(|end| end > self.len) {
             return Err(bad(
                 &self.path,
@@ -445,7 +445,11 @@ impl McapFile {
     }
 
     /// Calls `f(channel, log_time)` for every entry of the message-index records of `unit`.
-    pub fn visit_message_index(&self, unit: &McapUnit, mut f: impl FnMut(u16, u64)) -> Result<()> {
+    pub(crate) fn visit_message_index(
+        &self,
+        unit: &McapUnit,
+        mut f: impl FnMut(u16, u64),
+    ) -> Result<()> {
         if unit.index_len == 0 {
             return Ok(());
         }

@@ -9,37 +9,37 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Largest metadata.yaml read (a bag with thousands of topics is far below this).
-pub const MAX_METADATA_BYTES: u64 = 16 << 20;
+const MAX_METADATA_BYTES: u64 = 16 << 20;
 
 /// A parsed YAML node.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Yaml {
+enum Yaml {
     Map(Vec<(String, Yaml)>),
     List(Vec<Yaml>),
     Scalar(String),
 }
 
 impl Yaml {
-    pub fn get(&self, key: &str) -> Option<&Yaml> {
+    fn get(&self, key: &str) -> Option<&Yaml> {
         match self {
             Yaml::Map(items) => items.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
     }
 
-    pub fn str(&self) -> Option<&str> {
+    fn str(&self) -> Option<&str> {
         match self {
             Yaml::Scalar(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn u64(&self) -> Option<u64> {
+    fn u64(&self) -> Option<u64> {
         self.str()?.trim().parse().ok()
     }
 
     /// List items; a `[]` scalar is an empty list.
-    pub fn items(&self) -> &[Yaml] {
+    fn items(&self) -> &[Yaml] {
         match self {
             Yaml::List(v) => v,
             _ => &[],
@@ -49,32 +49,29 @@ impl Yaml {
 
 /// One topic as metadata.yaml lists it.
 #[derive(Debug, Clone, Default)]
-pub struct YamlTopic {
-    pub name: String,
-    pub msgtype: String,
-    pub serialization_format: String,
-    pub message_count: u64,
+pub(crate) struct YamlTopic {
+    pub(crate) name: String,
+    pub(crate) msgtype: String,
+    pub(crate) message_count: u64,
 }
 
 /// What the bag directory's metadata.yaml says.
 #[derive(Debug, Clone, Default)]
-pub struct Metadata {
-    pub version: u64,
-    pub storage_identifier: String,
-    pub relative_file_paths: Vec<String>,
+pub(crate) struct Metadata {
+    pub(crate) storage_identifier: String,
+    pub(crate) relative_file_paths: Vec<String>,
     /// `""` (none) or `zstd`.
-    pub compression_format: String,
+    pub(crate) compression_format: String,
     /// `""`/`NONE`, `FILE` or `MESSAGE`.
-    pub compression_mode: String,
-    pub message_count: u64,
-    pub starting_time_ns: u64,
-    pub duration_ns: u64,
-    pub topics: Vec<YamlTopic>,
-    pub ros_distro: Option<String>,
+    compression_mode: String,
+    pub(crate) message_count: u64,
+    pub(crate) starting_time_ns: u64,
+    pub(crate) duration_ns: u64,
+    pub(crate) topics: Vec<YamlTopic>,
 }
 
 impl Metadata {
-    pub fn read(path: &Path) -> Result<Metadata> {
+    pub(crate) fn read(path: &Path) -> Result<Metadata> {
         let len = std::fs::metadata(path)
             .map_err(|e| Error::io(path, e))?
             .len();
@@ -93,7 +90,7 @@ impl Metadata {
         })
     }
 
-    pub fn parse(text: &str) -> std::result::Result<Metadata, String> {
+    fn parse(text: &str) -> std::result::Result<Metadata, String> {
         let doc = parse_yaml(text)?;
         let info = doc
             .get("rosbag2_bagfile_information")
@@ -118,12 +115,10 @@ impl Metadata {
             topics.push(YamlTopic {
                 name: f("name"),
                 msgtype: f("type"),
-                serialization_format: f("serialization_format"),
                 message_count: t.get("message_count").and_then(Yaml::u64).unwrap_or(0),
             });
         }
         Ok(Metadata {
-            version: info.get("version").and_then(Yaml::u64).unwrap_or(0),
             storage_identifier: s("storage_identifier"),
             relative_file_paths: info
                 .get("relative_file_paths")
@@ -146,26 +141,22 @@ impl Metadata {
                 .and_then(Yaml::u64)
                 .unwrap_or(0),
             topics,
-            ros_distro: info
-                .get("ros_distro")
-                .and_then(Yaml::str)
-                .map(str::to_string),
         })
     }
 
     /// Whether each message is a zstd frame.
-    pub fn message_compressed(&self) -> bool {
+    pub(crate) fn message_compressed(&self) -> bool {
         self.compression_mode.eq_ignore_ascii_case("message")
     }
 
     /// Whether each storage file is one zstd frame.
-    pub fn file_compressed(&self) -> bool {
+    pub(crate) fn file_compressed(&self) -> bool {
         self.compression_mode.eq_ignore_ascii_case("file")
     }
 }
 
 /// Parses the block-style subset of YAML rosbag2 writes.
-pub fn parse_yaml(text: &str) -> std::result::Result<Yaml, String> {
+fn parse_yaml(text: &str) -> std::result::Result<Yaml, String> {
     let lines: Vec<(usize, String)> = text
         .lines()
         .filter(|l| {
@@ -320,7 +311,6 @@ mod tests {
     fn version_1_and_later_layouts() {
         let v1 = "rosbag2_bagfile_information:\n  version: 1\n  storage_identifier: sqlite3\n  relative_file_paths:\n    - test.db3\n  topics_with_message_count:\n    - topic_and_type:\n        name: /a\n        type: test_msgs/Primitives\n        serialization_format: cdr\n      message_count: 3\n  compression_mode: \"\"\n";
         let m = Metadata::parse(v1).expect("v1");
-        assert_eq!(m.version, 1);
         assert_eq!(m.relative_file_paths, vec!["test.db3"]);
         assert_eq!(m.topics.len(), 1);
         assert_eq!(m.topics[0].msgtype, "test_msgs/Primitives");
@@ -329,6 +319,5 @@ mod tests {
         let m = Metadata::parse(v9).expect("v9");
         assert_eq!(m.relative_file_paths.len(), 2);
         assert!(m.message_compressed());
-        assert_eq!(m.ros_distro.as_deref(), Some("jazzy"));
     }
 }

@@ -7,10 +7,10 @@
 //! SQLite rows in `(timestamp, id)` order), file after file. `read_unit` turns one unit into payloads; `msgdef` gives the CDR decode plans.
 
 pub mod mcap;
-pub mod metadata;
+mod metadata;
 pub mod msgdef;
 pub mod sqlite;
-pub mod summary;
+pub(crate) mod summary;
 
 use std::path::{Path, PathBuf};
 
@@ -23,36 +23,27 @@ use msgdef::DefinitionStore;
 use sqlite::SqliteFile;
 
 /// Largest decompressed read unit accepted (what a ROS1 chunk's 32-bit size allows).
-pub const MAX_UNIT_BYTES: u64 = u32::MAX as u64;
+const MAX_UNIT_BYTES: u64 = u32::MAX as u64;
 
 /// One storage file of a recording.
 #[derive(Debug)]
-pub enum Storage {
+pub(crate) enum Storage {
     Mcap(McapFile),
     Sqlite(SqliteFile),
 }
 
-impl Storage {
-    pub fn path(&self) -> &Path {
-        match self {
-            Storage::Mcap(f) => &f.path,
-            Storage::Sqlite(f) => &f.path,
-        }
-    }
-}
-
 /// What one global connection id stands for.
 #[derive(Debug, Clone)]
-pub struct ConnSource {
+pub(crate) struct ConnSource {
     /// Index into the recording's storage files.
-    pub file: usize,
+    pub(crate) file: usize,
     /// Topic id / channel id inside that file.
-    pub local_id: i64,
-    pub serialization_format: String,
+    pub(crate) local_id: i64,
+    serialization_format: String,
     /// The definition the file stores for this type: `Some("")` is a type without fields.
-    pub stored: Option<String>,
+    stored: Option<String>,
     /// The `.srv` text the file stores for the service of a service event.
-    pub stored_service: Option<String>,
+    stored_service: Option<String>,
 }
 
 /// Where one read unit is.
@@ -64,30 +55,30 @@ struct UnitSource {
 
 /// One message of a read unit.
 #[derive(Debug, Clone, Copy)]
-pub struct UnitMessage {
-    pub conn: u32,
-    pub time_ns: u64,
-    pub start: usize,
-    pub len: usize,
+pub(crate) struct UnitMessage {
+    pub(crate) conn: u32,
+    pub(crate) time_ns: u64,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
 }
 
 /// An open ROS 2 recording.
 #[derive(Debug)]
 pub struct Ros2Bag {
-    pub path: PathBuf,
-    pub metadata: Option<Metadata>,
-    pub files: Vec<Storage>,
-    pub index: BagIndex,
-    pub sources: Vec<ConnSource>,
+    pub(crate) path: PathBuf,
+    pub(crate) metadata: Option<Metadata>,
+    pub(crate) files: Vec<Storage>,
+    pub(crate) index: BagIndex,
+    sources: Vec<ConnSource>,
     units: Vec<UnitSource>,
     store: DefinitionStore,
     /// Why a file was scanned rather than read from its summary, if one was.
-    pub recovered: Option<String>,
+    pub(crate) recovered: Option<String>,
 }
 
 /// Whether `path` looks like a ROS 2 recording: a directory with `metadata.yaml` or a
 /// `.mcap` / `.db3` / `.db3.zstd` file.
-pub fn is_ros2_path(path: &Path) -> bool {
+pub(crate) fn is_ros2_path(path: &Path) -> bool {
     if path.is_dir() {
         return path.join("metadata.yaml").is_file();
     }
@@ -100,7 +91,7 @@ pub fn is_ros2_path(path: &Path) -> bool {
 
 /// The metadata.yaml of a rosbag2 directory (None for a bare file) and its storage files, in
 /// the order of `relative_file_paths`.
-pub fn storage_files(path: &Path) -> Result<(Option<Metadata>, Vec<PathBuf>)> {
+fn storage_files(path: &Path) -> Result<(Option<Metadata>, Vec<PathBuf>)> {
     Ok(if path.is_dir() {
         let meta = Metadata::read(&path.join("metadata.yaml"))?;
         let mut files = Vec::new();
@@ -349,7 +340,7 @@ impl Ros2Bag {
 
     /// The CDR decode plan of connection `conn`, or why there is none (unsupported
     /// serialization format, unknown type, bad definition).
-    pub fn schema(&self, conn: u32) -> std::result::Result<MessageSchema, String> {
+    pub(crate) fn schema(&self, conn: u32) -> std::result::Result<MessageSchema, String> {
         let (Some(c), Some(src)) = (self.index.connection(conn), self.sources.get(conn as usize))
         else {
             return Err(format!("unknown connection {conn}"));
@@ -379,12 +370,12 @@ impl Ros2Bag {
     }
 
     /// The storage file and the file-local id of a connection.
-    pub fn source(&self, conn: u32) -> Option<&ConnSource> {
+    pub(crate) fn source(&self, conn: u32) -> Option<&ConnSource> {
         self.sources.get(conn as usize)
     }
 
     /// Decompressed bytes unit `ci` needs in memory at most.
-    pub fn unit_need(&self, ci: usize) -> u64 {
+    pub(crate) fn unit_need(&self, ci: usize) -> u64 {
         let c = &self.index.chunks[ci];
         match c.compression {
             ChunkCompression::None => c.data_len as u64,
@@ -395,7 +386,7 @@ impl Ros2Bag {
     /// Reads unit `ci`: its bytes and the messages of `wanted` connections (all when `None`)
     /// in storage order, and the problem that cut the walk short, if one did.
     #[allow(clippy::type_complexity)]
-    pub fn read_unit(
+    pub(crate) fn read_unit(
         &self,
         ci: usize,
         wanted: Option<&[u32]>,
@@ -464,7 +455,7 @@ impl Ros2Bag {
     }
 
     /// Receive times of the messages of `conns`, sorted (8 bytes per message).
-    pub fn topic_times(&self, conns: &[u32]) -> Result<Vec<u64>> {
+    pub(crate) fn topic_times(&self, conns: &[u32]) -> Result<Vec<u64>> {
         let mut times = Vec::new();
         for (fi, file) in self.files.iter().enumerate() {
             let mine: Vec<&ConnSource> = conns

@@ -31,17 +31,17 @@ const MAX_WALK_DEPTH: usize = 8;
 static MSG_PATHS: OnceLock<Vec<PathBuf>> = OnceLock::new();
 
 /// Registers the `--msg-path` directories (the first call wins).
-pub fn set_msg_paths(paths: Vec<PathBuf>) {
+pub(crate) fn set_msg_paths(paths: Vec<PathBuf>) {
     let _ = MSG_PATHS.set(paths);
 }
 
 /// The registered `--msg-path` directories (handed on to child processes).
-pub fn msg_paths() -> &'static [PathBuf] {
+pub(crate) fn msg_paths() -> &'static [PathBuf] {
     MSG_PATHS.get().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// `pkg/Type` and `pkg/msg/Type` both become `pkg/msg/Type`; other names are kept.
-pub fn full_type_name(name: &str) -> String {
+pub(crate) fn full_type_name(name: &str) -> String {
     let name = name.trim();
     match name.split('/').collect::<Vec<_>>().as_slice() {
         [pkg, ty] => format!("{pkg}/msg/{ty}"),
@@ -73,7 +73,7 @@ impl DefinitionStore {
     }
 
     /// Adds `ros2msg`-style text of `MSG:` sections (first definition of a name wins).
-    pub fn add_text(&mut self, text: &str) {
+    fn add_text(&mut self, text: &str) {
         for (name, body) in split_sections(text) {
             if let Some(name) = name {
                 self.add_type(&name, &body);
@@ -113,7 +113,7 @@ impl DefinitionStore {
 
     /// `.msg` files at `DIR/**/<pkg>/msg/<Type>.msg` and `.srv` files at `<pkg>/srv/<Srv>.srv`;
     /// unreadable entries are skipped with a warning.
-    pub fn add_dir(&mut self, dir: &Path) {
+    fn add_dir(&mut self, dir: &Path) {
         let mut stack = vec![(dir.to_path_buf(), 0usize)];
         while let Some((d, depth)) = stack.pop() {
             let Ok(rd) = std::fs::read_dir(&d) else {
@@ -159,17 +159,10 @@ impl DefinitionStore {
         }
     }
 
-    /// Whether a definition of `msgtype` is known here.
-    pub fn knows(&self, msgtype: &str) -> bool {
-        let full = full_type_name(msgtype);
-        self.sections.contains_key(&full)
-            || service_of_event(&full).is_some_and(|s| self.services.contains_key(&s))
-    }
-
     /// The decode plan of `msgtype`, from the bag's own definition when it has one (`stored`),
     /// else from this store. `stored_service` is the bag's `.srv` text of the service of a
     /// service event, when it stored that instead of the event's.
-    pub fn schema(
+    pub(crate) fn schema(
         &self,
         msgtype: &str,
         stored: Option<&str>,

@@ -29,49 +29,49 @@ use crate::error::{Error, Result};
 pub const UNIT_BYTES: u64 = 512 << 10;
 
 /// Most messages per read unit.
-pub const UNIT_MESSAGES: u32 = 1 << 16;
+const UNIT_MESSAGES: u32 = 1 << 16;
 
 /// SQLite page cache of each database (the file and its temp database), in KiB (negative
 /// `cache_size` is KiB).
-pub const CACHE_KIB: i64 = 256;
+const CACHE_KIB: i64 = 256;
 
 /// The temporary `(timestamp, id)` table of a file without a time index.
 const ORDER_TABLE: &str = "b2d_order";
 
 /// A topic row of the storage file.
 #[derive(Debug, Clone)]
-pub struct SqlTopic {
-    pub id: i64,
-    pub name: String,
-    pub msgtype: String,
-    pub serialization_format: String,
+pub(crate) struct SqlTopic {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) msgtype: String,
+    pub(crate) serialization_format: String,
 }
 
 /// One topic's part of a read unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TopicShare {
-    pub topic: i64,
-    pub messages: u32,
+pub(crate) struct TopicShare {
+    pub(crate) topic: i64,
+    pub(crate) messages: u32,
     /// Payload bytes after undoing message compression.
-    pub bytes: u64,
+    bytes: u64,
 }
 
 /// A run of rows, consecutive in `(timestamp, id)` order, read as one unit.
 #[derive(Debug, Clone)]
-pub struct SqlUnit {
+pub(crate) struct SqlUnit {
     /// `(timestamp, id)` of the first row, as stored (the cursor's seek key).
-    pub first_key: (i64, i64),
+    first_key: (i64, i64),
     /// Rows in the unit (every topic).
-    pub messages: u32,
-    pub start_ns: u64,
-    pub end_ns: u64,
-    pub counts: Vec<TopicShare>,
+    messages: u32,
+    pub(crate) start_ns: u64,
+    pub(crate) end_ns: u64,
+    pub(crate) counts: Vec<TopicShare>,
     /// Stored payload bytes.
-    pub stored: u64,
+    pub(crate) stored: u64,
     /// Payload bytes after undoing message compression (= stored without it).
-    pub decompressed: u64,
+    pub(crate) decompressed: u64,
     /// Largest single payload after decompression.
-    pub largest: u64,
+    largest: u64,
 }
 
 /// A temporary file removed when dropped.
@@ -87,16 +87,15 @@ impl Drop for TempFile {
 /// An open SQLite storage file.
 #[derive(Debug)]
 pub struct SqliteFile {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     db: Mutex<Connection>,
     _temp: Option<TempFile>,
-    pub topics: Vec<SqlTopic>,
+    pub(crate) topics: Vec<SqlTopic>,
     /// `message_definitions` rows: type → (encoding, text).
-    pub definitions: HashMap<String, (String, String)>,
-    pub schema_version: Option<i64>,
-    pub units: Vec<SqlUnit>,
+    pub(crate) definitions: HashMap<String, (String, String)>,
+    pub(crate) units: Vec<SqlUnit>,
     /// Each payload is a zstd frame (rosbag2 MESSAGE compression).
-    pub message_compressed: bool,
+    pub(crate) message_compressed: bool,
     /// Where the time order comes from.
     pub order: TimeOrder,
 }
@@ -164,7 +163,7 @@ fn open_db(db_path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
 }
 
 /// Decompresses one zstd frame into a vector of at most `limit` bytes.
-pub fn zstd_frame(data: &[u8], limit: u64) -> std::result::Result<Vec<u8>, String> {
+fn zstd_frame(data: &[u8], limit: u64) -> std::result::Result<Vec<u8>, String> {
     let dec = zstd::stream::read::Decoder::new(data).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     dec.take(limit.saturating_add(1))
@@ -290,16 +289,16 @@ fn has_time_index(db: &Connection) -> rusqlite::Result<bool> {
 
 /// What a summary reads of one storage file without reading a message.
 #[derive(Debug, Clone)]
-pub struct StorageTables {
-    pub topics: Vec<SqlTopic>,
+pub(crate) struct StorageTables {
+    pub(crate) topics: Vec<SqlTopic>,
     /// `count(*)`, which SQLite answers from its smallest index.
-    pub rows: u64,
+    pub(crate) rows: u64,
     /// `min(timestamp)`, `max(timestamp)`: two seeks in the timestamp index (a scan without it).
-    pub range: Option<(u64, u64)>,
+    pub(crate) range: Option<(u64, u64)>,
 }
 
 /// The topics of one storage file, its row count and time range.
-pub fn storage_tables(path: &Path, file_compressed: bool) -> Result<StorageTables> {
+pub(crate) fn storage_tables(path: &Path, file_compressed: bool) -> Result<StorageTables> {
     let (db, _temp) = open_bounded(path, file_compressed)?;
     let tables = table_names(&db).map_err(|e| sql_err(path, e))?;
     let topics = read_topics(path, &db, &tables)?;
@@ -324,7 +323,7 @@ pub fn storage_tables(path: &Path, file_compressed: bool) -> Result<StorageTable
 /// walk over the table's rows that reads the leading columns of each record, never a
 /// payload's overflow pages; its only temp B-tree holds one row per topic.
 #[allow(clippy::type_complexity)]
-pub fn storage_aggregates(
+pub(crate) fn storage_aggregates(
     path: &Path,
     file_compressed: bool,
 ) -> Result<(Vec<SqlTopic>, Vec<(i64, u64, u64, u64)>)> {
@@ -383,12 +382,6 @@ impl SqliteFile {
                 definitions.entry(t).or_insert((enc, text));
             }
         }
-        let schema_version = if tables.iter().any(|x| x == "schema") {
-            db.query_row("SELECT MAX(schema_version) FROM schema", [], |r| r.get(0))
-                .ok()
-        } else {
-            None
-        };
         let order = if has_time_index(&db).map_err(|e| sql_err(path, e))? {
             TimeOrder::Index
         } else {
@@ -417,7 +410,6 @@ impl SqliteFile {
             _temp: temp,
             topics,
             definitions,
-            schema_version,
             units: Vec::new(),
             message_compressed,
             order,
@@ -567,7 +559,7 @@ impl SqliteFile {
     /// order: payloads appended to one buffer sized exactly from the index pass (decompressed
     /// when messages are compressed), and `(topic id, time, start, len)`.
     #[allow(clippy::type_complexity)]
-    pub fn read_unit(
+    pub(crate) fn read_unit(
         &self,
         unit: &SqlUnit,
         wanted: Option<&[i64]>,
@@ -634,7 +626,7 @@ impl SqliteFile {
     }
 
     /// Receive times of the messages of `topics`, unsorted: one walk of the table.
-    pub fn topic_times(&self, topics: &[i64], out: &mut Vec<u64>) -> Result<()> {
+    pub(crate) fn topic_times(&self, topics: &[i64], out: &mut Vec<u64>) -> Result<()> {
         if topics.is_empty() {
             return Ok(());
         }

@@ -20,18 +20,18 @@ use crate::error::Result;
 
 /// One topic of the recording (merged across the files of a split bag by name and type).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicSummary {
-    pub name: String,
-    pub msgtype: String,
-    pub messages: u64,
+pub(crate) struct TopicSummary {
+    pub(crate) name: String,
+    pub(crate) msgtype: String,
+    pub(crate) messages: u64,
     /// First and last receive time; `None` when counted from metadata.yaml, which has no
     /// per-topic times.
-    pub range: Option<(u64, u64)>,
+    pub(crate) range: Option<(u64, u64)>,
 }
 
 /// Where a summary's counts come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CountSource {
+pub(crate) enum CountSource {
     /// metadata.yaml, checked against the storage files' row counts (or, for FILE-compressed
     /// storage that would have to be decompressed to be checked, against its own total).
     Metadata,
@@ -40,7 +40,7 @@ pub enum CountSource {
 }
 
 impl CountSource {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             CountSource::Metadata => "metadata.yaml",
             CountSource::Aggregates => "storage (aggregate SQL)",
@@ -50,26 +50,25 @@ impl CountSource {
 
 /// One storage file of the recording.
 #[derive(Debug, Clone)]
-pub struct FileSummary {
-    pub path: PathBuf,
-    pub size_bytes: u64,
+pub(crate) struct FileSummary {
+    pub(crate) size_bytes: u64,
     /// `none`, or `zstd` for rosbag2 FILE or MESSAGE compression.
-    pub compression: &'static str,
+    pub(crate) compression: &'static str,
 }
 
 /// Everything `info` says about an SQLite recording.
 #[derive(Debug, Clone)]
-pub struct SqliteSummary {
-    pub with_metadata: bool,
-    pub files: Vec<FileSummary>,
-    pub messages: u64,
-    pub range: Option<(u64, u64)>,
-    pub topics: Vec<TopicSummary>,
-    pub counted_from: CountSource,
+pub(crate) struct SqliteSummary {
+    pub(crate) with_metadata: bool,
+    pub(crate) files: Vec<FileSummary>,
+    pub(crate) messages: u64,
+    pub(crate) range: Option<(u64, u64)>,
+    pub(crate) topics: Vec<TopicSummary>,
+    pub(crate) counted_from: CountSource,
 }
 
 /// Whether storage file `p` of a recording is MCAP (else SQLite).
-pub fn is_mcap_file(p: &Path, meta: Option<&Metadata>) -> bool {
+fn is_mcap_file(p: &Path, meta: Option<&Metadata>) -> bool {
     let name = p.to_string_lossy();
     !name.ends_with(".db3")
         && !name.ends_with(".db3.zstd")
@@ -83,7 +82,7 @@ fn same_type(a: &str, b: &str) -> bool {
 
 /// The summary of `path` if it is an SQLite recording (rosbag2 directory or bare `.db3` /
 /// `.db3.zstd`); `None` for MCAP.
-pub fn sqlite_summary(path: &Path) -> Result<Option<SqliteSummary>> {
+pub(crate) fn sqlite_summary(path: &Path) -> Result<Option<SqliteSummary>> {
     let (meta, paths) = storage_files(path)?;
     if paths.iter().any(|p| is_mcap_file(p, meta.as_ref())) {
         return Ok(None);
@@ -98,7 +97,6 @@ pub fn sqlite_summary(path: &Path) -> Result<Option<SqliteSummary>> {
     let files: Vec<FileSummary> = paths
         .iter()
         .map(|p| FileSummary {
-            path: p.clone(),
             size_bytes: std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
             compression: if compressed_any || file_compressed(p) {
                 "zstd"

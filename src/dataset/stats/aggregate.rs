@@ -6,7 +6,7 @@ use super::*;
 /// it: elementwise min/max, count-weighted mean, pooled std (Chan's parallel merge, equal to
 /// `sqrt(Σ c·(var_i + (mean_i − mean)²) / Σ c)`), count-weighted quantile means, summed counts.
 #[derive(Debug, Clone, Default)]
-pub struct StatsAggregate {
+pub(crate) struct StatsAggregate {
     acc: Option<Agg>,
 }
 
@@ -25,7 +25,7 @@ pub(super) struct Agg {
 
 impl StatsAggregate {
     /// Folds in one episode's statistics.
-    pub fn add(&mut self, s: &FeatureStats) {
+    pub(crate) fn add(&mut self, s: &FeatureStats) {
         let c = s.count as f64;
         let Some(a) = &mut self.acc else {
             self.acc = Some(Agg {
@@ -58,7 +58,7 @@ impl StatsAggregate {
     }
 
     /// The aggregated statistics; `None` if nothing was added.
-    pub fn finish(&self) -> Option<FeatureStats> {
+    pub(crate) fn finish(&self) -> Option<FeatureStats> {
         let a = self.acc.as_ref()?;
         let n = a.count as f64;
         Some(FeatureStats {

@@ -4,18 +4,18 @@ use super::*;
 
 /// Target longest side of a sampled image before statistics, in pixels (lerobot's
 /// `auto_downsample_height_width` `target_size`): 150.
-pub const IMAGE_STATS_TARGET_SIZE: u32 = 150;
+const IMAGE_STATS_TARGET_SIZE: u32 = 150;
 /// Images whose longest side is below this many pixels are used at full size (lerobot's
 /// `max_size_threshold`): 300.
-pub const IMAGE_STATS_DOWNSAMPLE_THRESHOLD: u32 = 300;
+const IMAGE_STATS_DOWNSAMPLE_THRESHOLD: u32 = 300;
 /// Fewest image samples per episode (lerobot's `min_num_samples`; fewer if the episode is
 /// shorter): 100.
-pub const IMAGE_MIN_SAMPLES: usize = 100;
+const IMAGE_MIN_SAMPLES: usize = 100;
 /// Most image samples per episode (lerobot's `max_num_samples`): 10 000.
-pub const IMAGE_MAX_SAMPLES: usize = 10_000;
+const IMAGE_MAX_SAMPLES: usize = 10_000;
 
 /// lerobot's `estimate_num_samples`: how many frames of an `n`-frame episode feed image stats.
-pub fn estimate_num_samples(n: usize) -> usize {
+pub(crate) fn estimate_num_samples(n: usize) -> usize {
     let min = IMAGE_MIN_SAMPLES.min(n);
     let pow = (n as f64).powf(0.75) as usize;
     min.max(pow.min(IMAGE_MAX_SAMPLES))
@@ -23,7 +23,7 @@ pub fn estimate_num_samples(n: usize) -> usize {
 
 /// lerobot's `sample_indices`: `np.round(np.linspace(0, n-1, k)).astype(int)`, lazily.
 #[derive(Debug, Clone)]
-pub struct SampleCursor {
+pub(crate) struct SampleCursor {
     n: usize,
     k: usize,
     next: usize,
@@ -32,7 +32,7 @@ pub struct SampleCursor {
 impl SampleCursor {
     /// Samples for an episode of (at most) `n` frames; `n == 0` is treated as 1 so the first
     /// frame is always sampled.
-    pub fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         let n = n.max(1);
         SampleCursor {
             n,
@@ -54,7 +54,7 @@ impl SampleCursor {
     }
 
     /// How many samples fall on frame `i`, without moving the cursor.
-    pub fn hits_at(&self, i: usize) -> usize {
+    fn hits_at(&self, i: usize) -> usize {
         let mut j = self.next;
         let mut hits = 0;
         while j < self.k && self.index(j) <= i {
@@ -65,21 +65,23 @@ impl SampleCursor {
     }
 
     /// Moves past frame `i` (frames must be visited in increasing order).
-    pub fn advance_past(&mut self, i: usize) {
+    fn advance_past(&mut self, i: usize) {
         while self.next < self.k && self.index(self.next) <= i {
             self.next += 1;
         }
     }
 
     /// How many samples fall on frame `i`, moving past it.
-    pub fn take(&mut self, i: usize) -> usize {
+    #[cfg(test)]
+    pub(crate) fn take(&mut self, i: usize) -> usize {
         let hits = self.hits_at(i);
         self.advance_past(i);
         hits
     }
 
     /// All sample indices (for tests and docs).
-    pub fn indices(n: usize) -> Vec<usize> {
+    #[cfg(test)]
+    pub(crate) fn indices(n: usize) -> Vec<usize> {
         let c = SampleCursor::new(n);
         (0..c.k).map(|j| c.index(j)).collect()
     }
@@ -87,7 +89,7 @@ impl SampleCursor {
 
 /// One sampled frame's histogram, weighted by how often lerobot's sample picks it.
 #[derive(Debug, Clone)]
-pub struct SampledImage {
+pub(crate) struct SampledImage {
     hits: u64,
     hist: Box<[[u64; 256]; 3]>,
 }
@@ -136,7 +138,7 @@ pub(super) fn decode_jpeg_rgb(bytes: &[u8], rgb: &mut Vec<u8>) -> Result<(u32, u
 /// `convert("RGB")` does (grey replicated, alpha dropped); 16-bit images are scaled by
 /// 255/65535 first, so depth stats are `value / 65535`. JPEGs decode into this thread's
 /// scratch buffer, kept for the next call.
-pub fn sample_image(
+pub(crate) fn sample_image(
     bytes: &[u8],
     format: ImageFormat,
     expect: (u32, u32),
@@ -193,7 +195,7 @@ pub fn sample_image(
 
 /// Per-episode image statistics: lerobot's frame sample, downsampled, as 8-bit RGB histograms.
 #[derive(Debug, Clone)]
-pub struct ImageStats {
+pub(crate) struct ImageStats {
     cursor: SampleCursor,
     hist: Box<[[u64; 256]; 3]>,
     samples: u64,
@@ -201,7 +203,7 @@ pub struct ImageStats {
 
 impl ImageStats {
     /// Stats for an episode of at most `expected_frames` frames.
-    pub fn new(expected_frames: usize) -> Self {
+    pub(crate) fn new(expected_frames: usize) -> Self {
         ImageStats {
             cursor: SampleCursor::new(expected_frames),
             hist: Box::new([[0; 256]; 3]),
@@ -210,7 +212,8 @@ impl ImageStats {
     }
 
     /// Offers frame `frame_index`: records it if lerobot's sample includes it.
-    pub fn push(
+    #[cfg(test)]
+    pub(crate) fn push(
         &mut self,
         frame_index: usize,
         bytes: &[u8],
@@ -224,7 +227,7 @@ impl ImageStats {
 
     /// Decodes frame `frame_index` if it is sampled, without changing any state (so a frame
     /// that fails can be rejected cleanly); see [`sample_image`].
-    pub fn sample(
+    pub(crate) fn sample(
         &self,
         frame_index: usize,
         bytes: &[u8],
@@ -238,12 +241,12 @@ impl ImageStats {
     }
 
     /// How many times lerobot's sample takes frame `frame_index` (0: not sampled).
-    pub fn hits_at(&self, frame_index: usize) -> u64 {
+    pub(crate) fn hits_at(&self, frame_index: usize) -> u64 {
         self.cursor.hits_at(frame_index) as u64
     }
 
     /// Records frame `frame_index` with what [`Self::sample`] returned for it.
-    pub fn commit(&mut self, frame_index: usize, sampled: Option<SampledImage>) {
+    pub(crate) fn commit(&mut self, frame_index: usize, sampled: Option<SampledImage>) {
         self.cursor.advance_past(frame_index);
         if let Some(s) = sampled {
             for (dst, src) in self.hist.iter_mut().zip(s.hist.iter()) {
@@ -256,7 +259,7 @@ impl ImageStats {
     }
 
     /// Final per-channel statistics in `[0, 1]`; `None` when nothing was sampled.
-    pub fn finish(&self) -> Option<FeatureStats> {
+    pub(crate) fn finish(&self) -> Option<FeatureStats> {
         if self.samples == 0 {
             return None;
         }
@@ -305,14 +308,14 @@ impl ImageStats {
     }
 
     /// Bytes held.
-    pub fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         std::mem::size_of::<[[u64; 256]; 3]>() + std::mem::size_of::<Self>()
     }
 }
 
 /// lerobot's stride: 1 below [`IMAGE_STATS_DOWNSAMPLE_THRESHOLD`], else
 /// `int(longest_side / 150)` (width when `w > h`, else height).
-pub fn downsample_factor(w: u32, h: u32) -> u32 {
+fn downsample_factor(w: u32, h: u32) -> u32 {
     if w.max(h) < IMAGE_STATS_DOWNSAMPLE_THRESHOLD {
         1
     } else {
@@ -324,7 +327,7 @@ pub fn downsample_factor(w: u32, h: u32) -> u32 {
 /// Reads the width and height of an encoded image from its header only: the JPEG start-of-frame
 /// marker or the PNG IHDR chunk, found by walking marker/chunk lengths (no Huffman tables are
 /// built: this runs for every frame of every camera).
-pub fn image_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), String> {
+pub(crate) fn image_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), String> {
     let bad = |what: &str| format!("cannot read {format:?} image header: {what}");
     match format {
         ImageFormat::Png => {

@@ -28,10 +28,10 @@ mod aggregate;
 mod image_stats;
 mod sketch;
 mod vector;
-pub use aggregate::*;
-pub use image_stats::*;
-pub use sketch::*;
-pub use vector::*;
+pub(crate) use aggregate::*;
+pub(crate) use image_stats::*;
+use sketch::*;
+pub(crate) use vector::*;
 
 /// Statistics of one feature: each vector has one value per element (`[3]` per channel for
 /// images, serialized as `[3, 1, 1]`).
@@ -46,12 +46,12 @@ pub struct FeatureStats {
     /// Frames counted (sampled frames for images, as lerobot does).
     pub count: u64,
     /// Image statistics: serialized with shape `[3, 1, 1]`.
-    pub image: bool,
+    pub(crate) image: bool,
 }
 
 impl FeatureStats {
     /// The value vector of a stat key (`min`, `q50`, …); `None` for `count` or unknown keys.
-    pub fn get(&self, key: &str) -> Option<&[f64]> {
+    pub(crate) fn get(&self, key: &str) -> Option<&[f64]> {
         match key {
             "min" => Some(&self.min),
             "max" => Some(&self.max),
@@ -65,7 +65,7 @@ impl FeatureStats {
     }
 
     /// Shapes a value vector as lerobot does: `[N]`, or `[3, 1, 1]` for images.
-    pub fn shaped(&self, values: &[f64]) -> Value {
+    fn shaped(&self, values: &[f64]) -> Value {
         if self.image {
             Value::Array(values.iter().map(|v| json!([[v]])).collect())
         } else {
@@ -74,7 +74,7 @@ impl FeatureStats {
     }
 
     /// The JSON object lerobot stores in `stats.json` for one feature.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut m = serde_json::Map::new();
         for key in super::STAT_KEYS {
             let v = match self.get(key) {
@@ -84,11 +84,6 @@ impl FeatureStats {
             m.insert(key.to_string(), v);
         }
         Value::Object(m)
-    }
-
-    /// Bytes held by this value (for memory accounting).
-    pub fn memory_bytes(&self) -> usize {
-        9 * self.min.len() * std::mem::size_of::<f64>() + std::mem::size_of::<Self>()
     }
 }
 

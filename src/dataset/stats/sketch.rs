@@ -10,12 +10,12 @@ use super::*;
 /// the rank error is at most `(H−1)·n/K`: a relative rank error of `(H−1)/K` with
 /// `H − 1 = ⌈log2(n/K)⌉`. Below `K` values the quantiles are exact; at 100 000 values the error
 /// is at most 7/1024 ≈ 0.7 % of rank. Memory: `H·K·4` bytes per element.
-pub const SKETCH_LEVEL_CAPACITY: usize = 1024;
+pub(crate) const SKETCH_LEVEL_CAPACITY: usize = 1024;
 
 /// Bounded-memory deterministic quantile summary of a stream of f32 values (see
 /// [`SKETCH_LEVEL_CAPACITY`] for the error bound).
 #[derive(Debug, Clone, Default)]
-pub struct QuantileSketch {
+pub(crate) struct QuantileSketch {
     /// `levels[h]` holds values of weight `2^h`.
     levels: Vec<Vec<f32>>,
     /// Per level: which half (even or odd positions) the next compaction keeps; alternating
@@ -26,7 +26,7 @@ pub struct QuantileSketch {
 
 impl QuantileSketch {
     /// Adds one value.
-    pub fn push(&mut self, v: f32) {
+    pub(crate) fn push(&mut self, v: f32) {
         if self.levels.is_empty() {
             self.levels.push(Vec::new());
             self.odd.push(false);
@@ -64,18 +64,14 @@ impl QuantileSketch {
         self.levels[h] = level;
     }
 
-    /// Number of values pushed.
-    pub fn count(&self) -> u64 {
-        self.n
-    }
-
     /// Whether every value is still held exactly (no compaction yet).
-    pub fn is_exact(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_exact(&self) -> bool {
         self.levels.len() <= 1
     }
 
     /// Quantiles for the given probabilities (numpy linear definition); empty input gives NaN.
-    pub fn quantiles(&self, qs: &[f64]) -> Vec<f64> {
+    pub(crate) fn quantiles(&self, qs: &[f64]) -> Vec<f64> {
         if self.n == 0 {
             return vec![f64::NAN; qs.len()];
         }
@@ -102,7 +98,7 @@ impl QuantileSketch {
     }
 
     /// Bytes held.
-    pub fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         self.levels
             .iter()
             .map(|l| l.capacity() * std::mem::size_of::<f32>())

@@ -46,13 +46,13 @@ impl Moments {
 
 /// Streaming statistics of a float32 vector feature over one episode.
 #[derive(Debug, Clone)]
-pub struct VectorStats {
+pub(crate) struct VectorStats {
     moments: Vec<Moments>,
     sketches: Vec<QuantileSketch>,
 }
 
 impl VectorStats {
-    pub fn new(len: usize) -> Self {
+    pub(crate) fn new(len: usize) -> Self {
         VectorStats {
             moments: vec![Moments::default(); len],
             sketches: vec![QuantileSketch::default(); len],
@@ -60,7 +60,7 @@ impl VectorStats {
     }
 
     /// Adds one frame's vector (its length was checked by the caller).
-    pub fn push(&mut self, v: &[f32]) {
+    pub(crate) fn push(&mut self, v: &[f32]) {
         for ((m, s), x) in self.moments.iter_mut().zip(&mut self.sketches).zip(v) {
             m.push(f64::from(*x));
             s.push(*x);
@@ -68,7 +68,7 @@ impl VectorStats {
     }
 
     /// Final statistics; `None` when no frame was pushed.
-    pub fn finish(&self) -> Option<FeatureStats> {
+    pub(crate) fn finish(&self) -> Option<FeatureStats> {
         let n = self.moments.first()?.n;
         if n == 0 {
             return None;
@@ -92,7 +92,7 @@ impl VectorStats {
     }
 
     /// Bytes held.
-    pub fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         self.moments.capacity() * std::mem::size_of::<Moments>()
             + self
                 .sketches
@@ -104,7 +104,7 @@ impl VectorStats {
 
 /// Exact statistics of a column whose episode values are `f(0) ≤ f(1) ≤ … ≤ f(n−1)` (the
 /// default columns are all non-decreasing within an episode), without storing them.
-pub fn monotone_column_stats(n: u64, f: impl Fn(u64) -> f64) -> Option<FeatureStats> {
+pub(crate) fn monotone_column_stats(n: u64, f: impl Fn(u64) -> f64) -> Option<FeatureStats> {
     if n == 0 {
         return None;
     }

@@ -35,11 +35,11 @@ use stats::*;
 use tasks::*;
 
 /// Row-level problems reported per file and kind before the rest are summarised: 5.
-pub const MAX_ROW_PROBLEMS: usize = 5;
+const MAX_ROW_PROBLEMS: usize = 5;
 /// Rows decoded per batch while scanning the default columns: 8192.
 const SCAN_BATCH_ROWS: usize = 8192;
 /// Largest allowed `|timestamp − frame_index/fps|`, in seconds (lerobot's tolerance): 1e-4.
-pub const TIMESTAMP_TOLERANCE_S: f64 = 1e-4;
+const TIMESTAMP_TOLERANCE_S: f64 = 1e-4;
 
 /// A feature as declared in `info.json`.
 #[derive(Debug, Clone)]

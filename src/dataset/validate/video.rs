@@ -19,7 +19,7 @@ use crate::dataset::info::{InfoFeature, InfoJson};
 use crate::dataset::video::SEGMENTS_DIR;
 
 /// Largest accepted gap or overlap between timestamps, in seconds (lerobot's tolerance): 1e-4.
-pub const VIDEO_TIMESTAMP_TOLERANCE_S: f64 = 1e-4;
+const VIDEO_TIMESTAMP_TOLERANCE_S: f64 = 1e-4;
 
 /// One episode's place in a video file.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ struct Placed {
 
 /// Problems of the video layout of the dataset at `root` whose `info.json` is `info` (empty
 /// when it has no videos or they are fine).
-pub fn check(root: &Path, info: &InfoJson) -> Vec<String> {
+pub(crate) fn check(root: &Path, info: &InfoJson) -> Vec<String> {
     let mut problems = Vec::new();
     let fps = f64::from(info.fps);
     let keys: Vec<(String, &InfoFeature)> = info

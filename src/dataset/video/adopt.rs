@@ -13,20 +13,20 @@ use crate::error::{Error, Result};
 
 /// The video files of one adopted dataset, as placed in the new one.
 #[derive(Debug, Default)]
-pub struct AdoptedVideos {
+pub(crate) struct AdoptedVideos {
     /// (feature, old chunk, old file) → (new chunk, new file).
-    pub renamed: BTreeMap<(usize, usize, usize), (usize, usize)>,
+    pub(crate) renamed: BTreeMap<(usize, usize, usize), (usize, usize)>,
     /// Every placed file: (feature, path relative to the dataset root).
-    pub files: Vec<(usize, String)>,
+    pub(crate) files: Vec<(usize, String)>,
     /// Per feature: its last file (chunk, file) and the frames in it, which later encoded
     /// episodes continue.
-    pub last: Vec<(usize, usize, usize, u64)>,
+    pub(crate) last: Vec<(usize, usize, usize, u64)>,
     /// Files linked (the rest were copied).
-    pub linked: usize,
+    pub(crate) linked: usize,
 }
 
 /// The name after `(chunk, file)` with `chunks_size` files per chunk folder.
-pub fn next_file_name((chunk, file): (usize, usize), chunks_size: usize) -> (usize, usize) {
+pub(crate) fn next_file_name((chunk, file): (usize, usize), chunks_size: usize) -> (usize, usize) {
     if file + 1 >= chunks_size {
         (chunk + 1, 0)
     } else {
@@ -37,7 +37,7 @@ pub fn next_file_name((chunk, file): (usize, usize), chunks_size: usize) -> (usi
 /// Links the video files `episodes` (episode index, its spans per video feature; of the dataset
 /// at `src`) use into `staging`, each camera's numbered from `next[feature]` on (`(0, 0)` when
 /// absent); `next` is advanced past them.
-pub fn adopt_video_files(
+pub(crate) fn adopt_video_files(
     src: &Path,
     staging: &Path,
     spec: &DatasetSpec,

@@ -9,42 +9,42 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 
 /// Default constant rate factor (lerobot's default): 30.
-pub const DEFAULT_CRF: u32 = 30;
+const DEFAULT_CRF: u32 = 30;
 /// Default keyframe interval in frames (lerobot uses 2 for fast random access): 2.
-pub const DEFAULT_GOP: u32 = 2;
+const DEFAULT_GOP: u32 = 2;
 /// SVT-AV1 preset (lerobot's default; 0 slowest … 13 fastest): 12.
-pub const SVT_AV1_PRESET: u32 = 12;
+const SVT_AV1_PRESET: u32 = 12;
 /// Pixel format of the encoded video (what lerobot writes and decoders expect): yuv420p.
-pub const PIX_FMT: &str = "yuv420p";
+pub(crate) const PIX_FMT: &str = "yuv420p";
 /// MP4 timestamp ticks per frame; the track timescale is `fps · 512` (for 30 fps: 15360, what
 /// ffmpeg picks by itself).
 pub const TICKS_PER_FRAME: u64 = 512;
 /// Smallest width and height SVT-AV1 accepts, in pixels: 64.
-pub const AV1_MIN_SIDE: u32 = 64;
+const AV1_MIN_SIDE: u32 = 64;
 /// Budget of frames in flight to the encoders when the caller gives none: 64 MiB.
-pub const DEFAULT_VIDEO_BUDGET_BYTES: u64 = 64 << 20;
+pub(crate) const DEFAULT_VIDEO_BUDGET_BYTES: u64 = 64 << 20;
 /// Most decode threads chosen automatically (also bounded by the cores and the budget): 8.
-pub const MAX_DECODE_THREADS: usize = 8;
+pub(crate) const MAX_DECODE_THREADS: usize = 8;
 /// Bytes of ffmpeg's stderr kept for error messages (the end of it): 4 KiB.
-pub const STDERR_TAIL_BYTES: usize = 4096;
+pub(crate) const STDERR_TAIL_BYTES: usize = 4096;
 /// Environment variable naming the ffmpeg binary (default: `ffmpeg` on the `PATH`).
-pub const FFMPEG_ENV: &str = "BAG2DATASET_FFMPEG";
+const FFMPEG_ENV: &str = "BAG2DATASET_FFMPEG";
 /// Environment variable naming the ffprobe binary that counts encoded frames.
-pub const FFPROBE_ENV: &str = "BAG2DATASET_FFPROBE";
+const FFPROBE_ENV: &str = "BAG2DATASET_FFPROBE";
 /// SVT-AV1's own memory bounds: one level of parallelism (its thread pools and frame buffers
 /// scale with it; the output is the same) and no look-ahead window.
-pub const SVT_AV1_PARAMS: &str = "lp=1:lookahead=0";
+const SVT_AV1_PARAMS: &str = "lp=1:lookahead=0";
 /// x264's own memory bounds: one thread (no frame threads holding frames) and a short
 /// rate-control look-ahead.
-pub const X264_THREADS: u32 = 1;
-pub const X264_RC_LOOKAHEAD: u32 = 10;
+const X264_THREADS: u32 = 1;
+const X264_RC_LOOKAHEAD: u32 = 10;
 /// x265's own memory bounds: one thread pool of one frame thread, short look-ahead.
-pub const X265_PARAMS: &str =
+const X265_PARAMS: &str =
     "log-level=error:pools=1:frame-threads=1:rc-lookahead=5:lookahead-slices=0";
 /// Where the episode segments are kept inside the staging directory until they are joined.
-pub const SEGMENTS_DIR: &str = ".video-segments";
+pub(crate) const SEGMENTS_DIR: &str = ".video-segments";
 /// How to get an ffmpeg with the encoders, appended to every "not found" error.
-pub const INSTALL_HINT: &str = "install ffmpeg (Debian/Ubuntu: `apt-get install ffmpeg`, which has \
+pub(crate) const INSTALL_HINT: &str = "install ffmpeg (Debian/Ubuntu: `apt-get install ffmpeg`, which has \
      libsvtav1, libx264 and libx265; macOS: `brew install ffmpeg`), or set BAG2DATASET_FFMPEG to an \
      ffmpeg binary";
 
@@ -62,7 +62,7 @@ pub enum VideoCodec {
 
 impl VideoCodec {
     /// The ffmpeg encoder.
-    pub fn encoder(self) -> &'static str {
+    pub(crate) fn encoder(self) -> &'static str {
         match self {
             VideoCodec::Av1 => "libsvtav1",
             VideoCodec::H264 => "libx264",
@@ -71,7 +71,7 @@ impl VideoCodec {
     }
 
     /// The codec's canonical name (`video.codec` in `info.json`, what PyAV reports).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             VideoCodec::Av1 => "av1",
             VideoCodec::H264 => "h264",
@@ -80,7 +80,7 @@ impl VideoCodec {
     }
 
     /// Parses `av1`, `h264` or `hevc` (also the encoder names and `h265`).
-    pub fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "av1" | "libsvtav1" | "svtav1" => Ok(VideoCodec::Av1),
             "h264" | "libx264" | "avc" => Ok(VideoCodec::H264),
@@ -93,7 +93,7 @@ impl VideoCodec {
 
     /// Encoder options after `-c:v`: rate control, GOP, no frame reordering, and the
     /// encoder's own memory bounds (see [`crate::dataset::video::encoders`] for what they use).
-    pub fn args(self, crf: u32, gop: u32) -> Vec<String> {
+    pub(crate) fn args(self, crf: u32, gop: u32) -> Vec<String> {
         let mut a: Vec<String> = vec!["-g".into(), gop.to_string(), "-crf".into(), crf.to_string()];
         match self {
             VideoCodec::Av1 => a.extend([
@@ -160,7 +160,7 @@ impl Default for VideoOptions {
 impl VideoOptions {
     /// The ffprobe that counts frames: `$BAG2DATASET_FFPROBE`, else the one beside the ffmpeg
     /// binary, else `ffprobe` on the `PATH`.
-    pub fn ffprobe(&self) -> PathBuf {
+    pub(crate) fn ffprobe(&self) -> PathBuf {
         if let Some(p) = std::env::var_os(FFPROBE_ENV) {
             return PathBuf::from(p);
         }
@@ -174,7 +174,7 @@ impl VideoOptions {
 }
 
 /// Checks that `ffmpeg` runs and has the encoder of every codec, before any work is done.
-pub fn check_ffmpeg(ffmpeg: &Path, codecs: &[VideoCodec]) -> Result<()> {
+pub(crate) fn check_ffmpeg(ffmpeg: &Path, codecs: &[VideoCodec]) -> Result<()> {
     let err = |what: String| Error::Video {
         key: "encoder".into(),
         what,
@@ -222,7 +222,7 @@ pub fn check_ffmpeg(ffmpeg: &Path, codecs: &[VideoCodec]) -> Result<()> {
 
 /// Why a frame size cannot be encoded, if it cannot (yuv420p needs even sides, SVT-AV1 at
 /// least [`AV1_MIN_SIDE`] pixels).
-pub fn size_problem(codec: VideoCodec, width: u32, height: u32) -> Option<String> {
+pub(crate) fn size_problem(codec: VideoCodec, width: u32, height: u32) -> Option<String> {
     if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Some(format!(
             "{width}x{height} frames cannot be encoded as {PIX_FMT} (width and height must be even)"
@@ -237,7 +237,7 @@ pub fn size_problem(codec: VideoCodec, width: u32, height: u32) -> Option<String
 }
 
 /// The keys of a video feature's `info` block, in lerobot's order.
-pub const INFO_BLOCK_KEYS: [&str; 8] = [
+pub(crate) const INFO_BLOCK_KEYS: [&str; 8] = [
     "video.height",
     "video.width",
     "video.codec",
@@ -249,7 +249,7 @@ pub const INFO_BLOCK_KEYS: [&str; 8] = [
 ];
 
 /// The `info` block of a video feature in `info.json`, with lerobot's keys in its order.
-pub fn info_block(codec: VideoCodec, fps: u32, height: u32, width: u32) -> Value {
+pub(crate) fn info_block(codec: VideoCodec, fps: u32, height: u32, width: u32) -> Value {
     json!({
         "video.height": height,
         "video.width": width,

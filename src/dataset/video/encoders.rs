@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::memory::format_bytes;
 
 /// Measured peak RSS of one encoder, in KiB, at 640x480 and at 1280x720 (see the module docs).
-pub const MEASURED_KIB: [(VideoCodec, u64, u64); 3] = [
+const MEASURED_KIB: [(VideoCodec, u64, u64); 3] = [
     (VideoCodec::Av1, 117_236, 151_084),
     (VideoCodec::H264, 68_636, 95_088),
     (VideoCodec::Hevc, 102_156, 153_708),
@@ -31,10 +31,10 @@ pub const MEASURED_KIB: [(VideoCodec, u64, u64); 3] = [
 
 /// Planned RSS of one stream-copying ffmpeg (a join, a merge's per-episode copy) or an ffprobe:
 /// measured 37-54 MiB at 640x480, plus the margin: 68 MiB.
-pub const COPY_BYTES: u64 = 68 << 20;
+pub(crate) const COPY_BYTES: u64 = 68 << 20;
 
 /// Margin added to the measured figures, in thousandths: 250 (content, ffmpeg builds).
-pub const MARGIN_PER_MILLE: u64 = 250;
+const MARGIN_PER_MILLE: u64 = 250;
 
 /// Planned peak RSS of one encoder of `codec` for `width`x`height` frames, in bytes: the line
 /// through the two measured points (never below the 640x480 figure), plus the margin.
@@ -58,22 +58,22 @@ pub fn encoder_bytes(codec: VideoCodec, width: u32, height: u32) -> u64 {
 
 /// How the ceiling is shared between the converter and its encoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncoderPlan {
+pub(crate) struct EncoderPlan {
     /// Planned bytes of one encoder (the largest camera's).
-    pub encoder_bytes: u64,
+    pub(crate) encoder_bytes: u64,
     /// Encoders run at once.
-    pub slots: usize,
-    pub cameras: usize,
+    pub(crate) slots: usize,
+    pub(crate) cameras: usize,
     /// What is left for the converter.
-    pub converter_ceiling: u64,
+    pub(crate) converter_ceiling: u64,
     /// The converter's smallest working share (what the slots were fitted beside).
-    pub converter_min: u64,
+    pub(crate) converter_min: u64,
 }
 
 /// Plans `cameras` (codec, width, height) under `ceiling`: as many slots as fit while the
 /// converter keeps `converter_min` bytes. Fails, naming the smallest ceiling, when not even one
 /// encoder fits.
-pub fn plan(
+pub(crate) fn plan(
     ceiling: u64,
     cameras: &[(VideoCodec, u32, u32)],
     converter_min: u64,
@@ -119,7 +119,7 @@ pub fn plan(
 
 /// The ceiling a video run takes when none is given: the converter's default
 /// ([`crate::memory::plan::DEFAULT_CEILING`], or its minimum if larger) plus one encoder per camera.
-pub fn default_ceiling(cameras: &[(VideoCodec, u32, u32)], converter_min: u64) -> u64 {
+pub(crate) fn default_ceiling(cameras: &[(VideoCodec, u32, u32)], converter_min: u64) -> u64 {
     let per = cameras
         .iter()
         .map(|&(c, w, h)| encoder_bytes(c, w, h))

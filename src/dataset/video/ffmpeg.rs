@@ -43,7 +43,11 @@ pub(super) struct Encoder {
 }
 
 /// Frames in a video file, as ffprobe counts its packets (one per frame: no B-frames).
-pub fn count_frames(ffprobe: &Path, video: &Path, label: &str) -> std::result::Result<u64, String> {
+pub(crate) fn count_frames(
+    ffprobe: &Path,
+    video: &Path,
+    label: &str,
+) -> std::result::Result<u64, String> {
     let child = Command::new(ffprobe)
         .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
         .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])

@@ -27,7 +27,7 @@
 //! duration). Frame `i` of an episode is therefore at `from_timestamp + i / fps` exactly, and
 //! encoders never reorder frames (`-bf 0`; SVT-AV1 emits frames in display order).
 
-pub mod adopt;
+pub(crate) mod adopt;
 mod codec;
 mod decode;
 pub mod encoders;
@@ -36,14 +36,13 @@ mod frame_spill;
 mod set;
 
 pub use codec::*;
-pub use ffmpeg::count_frames;
-pub use set::VideoSet;
+pub(crate) use set::VideoSet;
 
 /// Where one episode of one camera is: its video file and its time range in it, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct VideoSpan {
-    pub chunk: usize,
-    pub file: usize,
-    pub from_timestamp: f64,
-    pub to_timestamp: f64,
+pub(crate) struct VideoSpan {
+    pub(crate) chunk: usize,
+    pub(crate) file: usize,
+    pub(crate) from_timestamp: f64,
+    pub(crate) to_timestamp: f64,
 }

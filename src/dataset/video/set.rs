@@ -62,7 +62,7 @@ struct Finished {
 }
 
 /// The encoders of every video feature of a dataset (see the module docs).
-pub struct VideoSet {
+pub(crate) struct VideoSet {
     staging: PathBuf,
     segments: PathBuf,
     fps: u32,
@@ -83,14 +83,14 @@ pub struct VideoSet {
 
 impl VideoSet {
     /// Whether `spec` has any video feature.
-    pub fn needed(spec: &DatasetSpec) -> bool {
+    pub(crate) fn needed(spec: &DatasetSpec) -> bool {
         spec.features
             .iter()
             .any(|f| matches!(f.kind, FeatureKind::Video { .. }))
     }
 
     /// The codecs `spec` uses.
-    pub fn codecs(spec: &DatasetSpec) -> Vec<VideoCodec> {
+    fn codecs(spec: &DatasetSpec) -> Vec<VideoCodec> {
         let mut v: Vec<VideoCodec> = spec
             .features
             .iter()
@@ -104,7 +104,7 @@ impl VideoSet {
     }
 
     /// Checks frame sizes and ffmpeg (it runs and has the encoders).
-    pub fn check(spec: &DatasetSpec, opts: &VideoOptions) -> Result<()> {
+    pub(crate) fn check(spec: &DatasetSpec, opts: &VideoOptions) -> Result<()> {
         for f in &spec.features {
             if let FeatureKind::Video {
                 height,
@@ -128,7 +128,7 @@ impl VideoSet {
 
     /// Starts the decode threads; `budget` bounds the frames in flight (and the threads'
     /// scratch). Fails when not even one frame fits.
-    pub fn new(
+    pub(crate) fn new(
         staging: &Path,
         spec: &DatasetSpec,
         opts: &VideoOptions,
@@ -224,13 +224,13 @@ impl VideoSet {
     }
 
     /// Whether a failure lost completed episodes' video (the dataset cannot be finished).
-    pub fn is_broken(&self) -> bool {
+    pub(crate) fn is_broken(&self) -> bool {
         self.broken
     }
 
     /// Starts an episode whose video is copied from another dataset ([`Self::copy_segment`]
     /// per camera) instead of encoded.
-    pub fn begin_copied_episode(&mut self) -> Result<()> {
+    pub(crate) fn begin_copied_episode(&mut self) -> Result<()> {
         self.abort_episode();
         fs::create_dir_all(&self.segments).map_err(|e| Error::io(&self.segments, e))?;
         self.current_seq = self.episode_seq;
@@ -241,7 +241,7 @@ impl VideoSet {
     /// Copies `frames` frames from frame `from_frame` of `src` (an MP4 file of this tool, whose
     /// episodes each start with a key frame) into camera `feature`'s segment of the copied
     /// episode, without re-encoding; timestamps are rewritten to `frame · TICKS_PER_FRAME`.
-    pub fn copy_segment(
+    pub(crate) fn copy_segment(
         &mut self,
         feature: usize,
         src: &Path,
@@ -293,7 +293,7 @@ impl VideoSet {
     }
 
     /// Encoders run at once: [`VideoOptions::max_encoders`], at most one per camera.
-    pub fn slots(&self) -> usize {
+    fn slots(&self) -> usize {
         match self.opts.max_encoders {
             0 => self.cameras.len(),
             n => n.min(self.cameras.len()),
@@ -307,7 +307,7 @@ impl VideoSet {
 
     /// Starts the next episode: one ffmpeg per camera for as many cameras as there are
     /// [`Self::slots`], a spill file in the staging directory for each of the others.
-    pub fn begin_episode(&mut self) -> Result<()> {
+    pub(crate) fn begin_episode(&mut self) -> Result<()> {
         self.abort_episode();
         fs::create_dir_all(&self.segments).map_err(|e| Error::io(&self.segments, e))?;
         self.current_seq = self.episode_seq;
@@ -392,7 +392,12 @@ impl VideoSet {
 
     /// Queues the next frame of feature `feature` (JPEG or PNG bytes) for decoding and
     /// encoding. Blocks while the video budget is full; fails if the camera's encoder failed.
-    pub fn push(&mut self, feature: usize, bytes: bytes::Bytes, format: ImageFormat) -> Result<()> {
+    pub(crate) fn push(
+        &mut self,
+        feature: usize,
+        bytes: bytes::Bytes,
+        format: ImageFormat,
+    ) -> Result<()> {
         let Some(cam) = self.cameras.iter().position(|c| c.feature == feature) else {
             return Err(Error::Internal(format!("feature {feature} is not a video")));
         };
@@ -552,7 +557,7 @@ impl VideoSet {
     /// frames (counted by ffprobe) and places it; returns one span per video feature, in
     /// feature order. On any failure the whole episode's video is discarded and the error
     /// names the camera and ffmpeg's last words.
-    pub fn end_episode(&mut self, rows: u64) -> Result<Vec<(usize, VideoSpan)>> {
+    pub(crate) fn end_episode(&mut self, rows: u64) -> Result<Vec<(usize, VideoSpan)>> {
         let mut done: Vec<Option<Finished>> = Vec::with_capacity(self.cameras.len());
         let mut first_err = None;
         for c in &mut self.cameras {
@@ -646,7 +651,13 @@ impl VideoSet {
     /// `chunk`/`file`, already in the staging directory (hard-linked), holding `frames` frames.
     /// The next episodes join it until it would pass the size limit, then roll to a new file,
     /// as one run converting every bag would. Call before the first episode.
-    pub fn resume(&mut self, feature: usize, chunk: usize, file: usize, frames: u64) -> Result<()> {
+    pub(crate) fn resume(
+        &mut self,
+        feature: usize,
+        chunk: usize,
+        file: usize,
+        frames: u64,
+    ) -> Result<()> {
         let Some(c) = self.cameras.iter_mut().find(|c| c.feature == feature) else {
             return Err(Error::Internal(format!("feature {feature} is not a video")));
         };
@@ -738,7 +749,7 @@ impl VideoSet {
 
     /// Records a video file carried over from the dataset being appended to (for the
     /// directory fsyncs at the end).
-    pub fn carry_file(&mut self, feature: usize, rel: String) {
+    pub(crate) fn carry_file(&mut self, feature: usize, rel: String) {
         if let Some(c) = self.cameras.iter_mut().find(|c| c.feature == feature)
             && !c.files.contains(&rel)
         {
@@ -747,7 +758,7 @@ impl VideoSet {
     }
 
     /// Stops the episode's encoders and deletes their segments and spilled frames.
-    pub fn abort_episode(&mut self) {
+    pub(crate) fn abort_episode(&mut self) {
         for c in &mut self.cameras {
             if let Some(enc) = c.encoder.take() {
                 kill_encoder(enc);
@@ -765,7 +776,7 @@ impl VideoSet {
 
     /// Joins every camera's pending segments into its last file and removes the segments
     /// directory. Returns the video files written (relative to the dataset root).
-    pub fn finish(&mut self) -> Result<Vec<String>> {
+    pub(crate) fn finish(&mut self) -> Result<Vec<String>> {
         self.abort_episode();
         if self.broken {
             return Err(Error::Config(

@@ -14,18 +14,18 @@ use crate::dataset::video::adopt::{adopt_video_files, next_file_name};
 
 /// What [`DatasetWriter::adopt`] did with one dataset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Adopted {
-    pub episodes: u64,
-    pub frames: u64,
+pub(crate) struct Adopted {
+    pub(crate) episodes: u64,
+    pub(crate) frames: u64,
     /// Data files hard-linked (numbering unchanged).
-    pub data_linked: usize,
+    pub(crate) data_linked: usize,
     /// Data files copied whole (numbering unchanged, linking not possible).
-    pub data_copied: usize,
+    pub(crate) data_copied: usize,
     /// Data files rewritten: feature chunks raw, numbering columns re-encoded.
-    pub data_renumbered: usize,
+    pub(crate) data_renumbered: usize,
     /// Video files hard-linked / copied whole.
-    pub videos_linked: usize,
-    pub videos_copied: usize,
+    pub(crate) videos_linked: usize,
+    pub(crate) videos_copied: usize,
 }
 
 impl DatasetWriter {
@@ -33,7 +33,7 @@ impl DatasetWriter {
     /// written so far, taking over its files whole. Between episodes only; the open data file
     /// is closed first. Video datasets can be adopted only before any episode was encoded by
     /// this writer (adopted videos are continued by later episodes, not the other way round).
-    pub fn adopt(&mut self, src: &StoredDataset) -> Result<Adopted> {
+    pub(crate) fn adopt(&mut self, src: &StoredDataset) -> Result<Adopted> {
         self.check_usable()?;
         if let Some(ep) = &self.episode {
             return Err(self.err(format!(
@@ -137,7 +137,7 @@ impl DatasetWriter {
             )?;
             match how {
                 Copied::Linked => done.data_linked += 1,
-                Copied::CopiedWhole => done.data_copied += 1,
+                Copied::Whole => done.data_copied += 1,
                 Copied::Renumbered => done.data_renumbered += 1,
             }
             renamed.insert(*key, at);

@@ -30,11 +30,11 @@ mod sampling;
 mod staging;
 mod videos;
 
-pub use adopt::Adopted;
+pub(crate) use adopt::Adopted;
 use data_file::*;
 use rows::*;
-pub use sampling::{FrameSampler, PlannedSample, Presampled};
-pub use staging::recover_staging;
+pub(crate) use sampling::{FrameSampler, Presampled};
+pub(crate) use staging::recover_staging;
 use staging::*;
 
 /// What one finished episode produced.
@@ -42,12 +42,12 @@ use staging::*;
 pub struct EpisodeSummary {
     pub episode_index: u64,
     pub frames: u64,
-    pub task_index: u64,
+    task_index: u64,
     /// Global `index` of the first frame; the episode covers `from_index..to_index`.
     pub from_index: u64,
     pub to_index: u64,
     /// Data file holding the episode (relative to the dataset root).
-    pub data_file: String,
+    data_file: String,
     /// Per column (user features then the five defaults).
     pub stats: Vec<(String, FeatureStats)>,
 }
@@ -56,23 +56,23 @@ pub struct EpisodeSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MemoryUsage {
     /// Raw rows not yet handed to the Parquet encoder.
-    pub buffered_rows: usize,
+    buffered_rows: usize,
     /// The data file encoder's in-progress row group (`ArrowWriter::memory_size`).
-    pub data_encoder: usize,
+    data_encoder: usize,
     /// The episodes parquet encoder's in-progress row group.
-    pub episodes_encoder: usize,
+    episodes_encoder: usize,
     /// Statistics state of the open episode (sketches, histograms).
-    pub stats: usize,
+    stats: usize,
 }
 
 /// What a finished dataset holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSummary {
-    pub path: PathBuf,
+    path: PathBuf,
     pub total_episodes: u64,
     pub total_frames: u64,
     pub total_tasks: u64,
-    pub data_files: Vec<String>,
+    data_files: Vec<String>,
 }
 
 struct Episode {
@@ -155,19 +155,19 @@ impl Drop for DatasetWriter {
 
 /// `timestamp = frame_index / fps`, computed in f64 then stored as float32 (what lerobot does),
 /// never accumulated.
-pub fn timestamp(frame_index: u64, fps: u32) -> f32 {
+fn timestamp(frame_index: u64, fps: u32) -> f32 {
     (frame_index as f64 / f64::from(fps)) as f32
 }
 
 /// The `path` of an image value: `frame-000012.jpg`.
-pub fn image_path(frame_index: usize, format: ImageFormat) -> String {
+fn image_path(frame_index: usize, format: ImageFormat) -> String {
     format!("frame-{frame_index:06}.{}", format.extension())
 }
 
 /// The exact statistics of the five default columns of an episode of `n` frames (episode
 /// `episode`, task `task`, global rows `from..from + n`); `None` for an empty episode. One
 /// function for encoded and adopted episodes, so a merge writes what a single run writes.
-pub(crate) fn default_column_stats(
+fn default_column_stats(
     fps: u32,
     n: u64,
     from: u64,
@@ -189,7 +189,7 @@ pub(crate) fn default_column_stats(
 
 impl MemoryUsage {
     /// Sum of all parts.
-    pub fn total(&self) -> usize {
+    fn total(&self) -> usize {
         self.buffered_rows + self.data_encoder + self.episodes_encoder + self.stats
     }
 }
@@ -206,7 +206,11 @@ impl DatasetWriter {
     /// that ffmpeg can encode the video features (a child process of 40-50 MiB) runs at the
     /// first episode that needs it, not now, so a merge that only links video files starts
     /// no ffmpeg at all.
-    pub fn create_adopting(out: &Path, spec: DatasetSpec, opts: WriterOptions) -> Result<Self> {
+    pub(crate) fn create_adopting(
+        out: &Path,
+        spec: DatasetSpec,
+        opts: WriterOptions,
+    ) -> Result<Self> {
         Self::refuse_existing(out, &opts)?;
         Self::start(out, spec, opts, false, false)
     }
@@ -231,22 +235,17 @@ impl DatasetWriter {
     }
 
     /// The dataset's spec (for an appending writer: the one read from `info.json`).
-    pub fn spec(&self) -> &DatasetSpec {
+    pub(crate) fn spec(&self) -> &DatasetSpec {
         &self.spec
     }
 
     /// Episodes completed so far (including those of the dataset being appended to).
-    pub fn episodes_done(&self) -> u64 {
+    pub(crate) fn episodes_done(&self) -> u64 {
         self.episodes_done
     }
 
-    /// Frames of the completed episodes.
-    pub fn total_frames(&self) -> u64 {
-        self.total_frames
-    }
-
     /// Adds a file `meta/<name>` written (and fsynced) by [`Self::finish`].
-    pub fn put_meta_file(&mut self, name: &str, bytes: Vec<u8>) {
+    pub(crate) fn put_meta_file(&mut self, name: &str, bytes: Vec<u8>) {
         self.extra_meta.retain(|(n, _)| n != name);
         self.extra_meta.push((name.to_string(), bytes));
     }
@@ -265,7 +264,7 @@ impl DatasetWriter {
 
     /// Whether a write failed in a way the writer could not undo (the data file could not be
     /// cut back to its completed episodes): nothing more may be written or published.
-    pub fn has_failed(&self) -> bool {
+    pub(crate) fn has_failed(&self) -> bool {
         self.failed
     }
 
@@ -325,7 +324,11 @@ impl DatasetWriter {
     /// Starts an episode copied from another dataset: its frames are pushed as usual, but its
     /// feature statistics are `stats` (one per user feature, as stored with the original), so
     /// no image is decoded and the copy's stats equal the original's.
-    pub fn begin_copied_episode(&mut self, task: &str, stats: Vec<FeatureStats>) -> Result<()> {
+    pub(crate) fn begin_copied_episode(
+        &mut self,
+        task: &str,
+        stats: Vec<FeatureStats>,
+    ) -> Result<()> {
         if stats.len() != self.spec.features.len() {
             return Err(self.err(format!(
                 "{} feature statistics given for {} features",
@@ -359,7 +362,7 @@ impl DatasetWriter {
     /// Like [`Self::push_frame`], with the image-statistics sample already decoded by a
     /// [`FrameSampler`] (on another thread: decoding sampled JPEGs is the writer's costliest
     /// work).
-    pub fn push_presampled(&mut self, frame: Frame, sampled: Presampled) -> Result<()> {
+    pub(crate) fn push_presampled(&mut self, frame: Frame, sampled: Presampled) -> Result<()> {
         self.check_usable()?;
         let mut ep = self
             .episode

@@ -9,7 +9,7 @@ use crate::error::Result;
 /// Decodes the image-statistics sample of frames off the writer's thread; made by
 /// [`DatasetWriter::sampler`] after `begin_episode`, fed every frame in order.
 #[derive(Debug, Clone)]
-pub struct FrameSampler {
+pub(crate) struct FrameSampler {
     /// Per feature: a copy of the episode's image stats (for its sample cursor) and the
     /// declared (height, width); `None` for vectors.
     pub(super) features: Vec<Option<(ImageStats, (u32, u32))>>,
@@ -18,7 +18,7 @@ pub struct FrameSampler {
 
 /// The decoded sample of one frame, for [`DatasetWriter::push_presampled`].
 #[derive(Debug)]
-pub struct Presampled {
+pub(crate) struct Presampled {
     pub(super) frame_index: usize,
     pub(super) images: Vec<Option<SampledImage>>,
 }
@@ -26,20 +26,20 @@ pub struct Presampled {
 /// One image of a frame that lerobot's statistics sample takes, to decode (by
 /// [`stats::sample_image`]) off the writer's thread.
 #[derive(Debug, Clone, Copy)]
-pub struct PlannedSample {
+pub(crate) struct PlannedSample {
     /// Position among the frame's image features (the slot in [`Presampled`]).
-    pub slot: usize,
+    pub(crate) slot: usize,
     /// Index of the image in [`Frame::values`].
-    pub value: usize,
-    pub hits: u64,
+    pub(crate) value: usize,
+    pub(crate) hits: u64,
     /// Declared (height, width) of the feature.
-    pub expect: (u32, u32),
+    pub(crate) expect: (u32, u32),
 }
 
 impl DatasetWriter {
     /// A sampler that decodes lerobot's image-statistics sample of this episode's frames, in
     /// frame order, anywhere (see [`Self::push_presampled`]).
-    pub fn sampler(&self) -> Result<FrameSampler> {
+    pub(crate) fn sampler(&self) -> Result<FrameSampler> {
         let ep = self
             .episode
             .as_ref()
@@ -68,7 +68,7 @@ impl DatasetWriter {
 impl FrameSampler {
     /// Moves on to the next frame and says which of its images the sample takes: (frame
     /// index, number of image slots, the images to decode).
-    pub fn plan(&mut self, frame: &Frame) -> (usize, usize, Vec<PlannedSample>) {
+    pub(crate) fn plan(&mut self, frame: &Frame) -> (usize, usize, Vec<PlannedSample>) {
         let frame_index = self.next_frame;
         let mut planned = Vec::new();
         let mut slots = 0;
@@ -94,7 +94,7 @@ impl FrameSampler {
 
 impl Presampled {
     /// The sample of frame `frame_index`, one entry per image feature.
-    pub fn new(frame_index: usize, images: Vec<Option<SampledImage>>) -> Self {
+    pub(crate) fn new(frame_index: usize, images: Vec<Option<SampledImage>>) -> Self {
         Presampled {
             frame_index,
             images,

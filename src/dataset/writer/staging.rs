@@ -40,7 +40,7 @@ pub(super) fn replaceable(out: &Path) -> bool {
 /// moving the old dataset aside and renaming the new one in (`OUT` missing, a
 /// `OUT.partial-<pid>-<n>.old` present), puts the old dataset back. Call it while holding the output's
 /// lock. Returns what was done, one line each.
-pub fn recover_staging(out: &Path) -> Result<Vec<String>> {
+pub(crate) fn recover_staging(out: &Path) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let Some(name) = out.file_name() else {
         return Ok(notes);

@@ -12,7 +12,7 @@ impl DatasetWriter {
     /// Bounds the frames in flight to the video encoders (decoded RGB plus encoded bytes, and
     /// the decode threads' scratch); default [`DEFAULT_VIDEO_BUDGET_BYTES`]. Set it before the
     /// first episode.
-    pub fn set_video_budget(&mut self, budget: Budget) {
+    pub(crate) fn set_video_budget(&mut self, budget: Budget) {
         self.video_budget = Some(budget);
     }
 
@@ -78,7 +78,7 @@ impl DatasetWriter {
     /// `feature`: `frames` frames from frame `from_frame` of the MP4 file `src`, stream-copied
     /// (not re-encoded). The frames pushed for a copied episode carry placeholders for video
     /// features (see [`existing::StoredDataset::read_frames`]).
-    pub fn copy_video(
+    pub(crate) fn copy_video(
         &mut self,
         feature: usize,
         src: &Path,
