@@ -11,44 +11,26 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
-use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
-use bag2dataset::demo::{
-    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-};
+use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression};
 use bag2dataset::layout::validate_v21;
-use common::SyntheticBag;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use common::bags::{
+    CAM_AND_STATE, cameras_and_joints, compressed_image, joint_names, joint_positions,
+};
+use common::cli::{bin, bin_cmd, ffmpeg_present, stderr, tmp};
+use common::read::{
+    CONVERSION_LOG, files_bytes, files_with, json, jsonl, log_without_timings, read_parquet, walk,
+};
+use common::same::assert_byte_identical;
+use common::{CameraBag, FRAME_H as H, FRAME_W as W, START, SyntheticBag, demo_bag};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("b2d-v21-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// The binary, with freshly written bags taken at once (`--settle 0`).
-fn bin_cmd() -> Command {
-    let mut c = Command::new(BIN);
-    c.env("BAG2DATASET_SETTLE", "0");
-    c
-}
-
-fn bin(args: &[&str]) -> Output {
-    bin_cmd().args(args).output().expect("runs the binary")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
 fn ok(args: &[&str]) {
@@ -56,65 +38,10 @@ fn ok(args: &[&str]) {
     assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn demo_bag() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/demo.bag")
-}
-
-fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).expect("reads")).expect("json")
-}
-
-fn jsonl(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .expect("reads")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    if !dir.exists() {
-        return Vec::new();
-    }
-    walk(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == ext))
-        .collect()
-}
-
 /// All rows of the parquet files, concatenated, schema metadata dropped.
 fn table(files: &[PathBuf]) -> RecordBatch {
-    let mut batches = Vec::new();
-    for f in files {
-        for b in ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            batches.push(b.unwrap());
-        }
-    }
-    let schema = batches[0].schema();
-    let b = concat_batches(&schema, &batches).unwrap();
-    let plain = std::sync::Arc::new(arrow::datatypes::Schema::new(schema.fields().clone()));
+    let b = read_parquet(files).expect("rows");
+    let plain = std::sync::Arc::new(arrow::datatypes::Schema::new(b.schema().fields().clone()));
     b.with_schema(plain).unwrap()
 }
 
@@ -136,45 +63,14 @@ fn make_bags(dir: &Path, n: u64) -> PathBuf {
 
 /// Every file's bytes by relative path; the conversion log without its timings.
 fn snapshot(ds: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut m: BTreeMap<String, Vec<u8>> = walk(ds)
-        .into_iter()
-        .map(|p| {
-            (
-                p.strip_prefix(ds).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    if let Some(log) = m.remove("meta/conversion_log.json") {
-        let mut v: Value = serde_json::from_slice(&log).unwrap();
-        for b in v["bags"].as_array_mut().unwrap() {
-            b.as_object_mut().unwrap().remove("wall_s");
-        }
+    let mut m = files_bytes(ds);
+    if m.remove(CONVERSION_LOG).is_some() {
         m.insert(
-            "meta/conversion_log.json".into(),
-            v.to_string().into_bytes(),
+            CONVERSION_LOG.into(),
+            log_without_timings(ds).to_string().into_bytes(),
         );
     }
     m
-}
-
-fn assert_byte_identical(a: &Path, b: &Path) {
-    let (sa, sb) = (snapshot(a), snapshot(b));
-    assert_eq!(
-        sa.keys().collect::<Vec<_>>(),
-        sb.keys().collect::<Vec<_>>(),
-        "file lists of {} and {}",
-        a.display(),
-        b.display()
-    );
-    for (k, v) in &sa {
-        assert!(
-            *v == sb[k],
-            "{k} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
-    }
 }
 
 fn assert_valid(ds: &Path) {
@@ -615,91 +511,20 @@ fn validate_catches_broken_v21_datasets() {
 
 // ---- video ----
 
-fn ffmpeg_present() -> bool {
-    let okb = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if okb("ffmpeg") && okb("ffprobe") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED: ffmpeg/ffprobe not found on PATH; video tests need them (apt-get install ffmpeg)"
-    );
-    false
-}
-
-use common::{FRAME_H as H, FRAME_W as W, jpeg_frame};
-
-/// A bag with a 30 Hz camera of `frames` varying JPEGs and a 100 Hz joint topic.
+/// A bag with a 30 Hz camera of `frames` varying JPEGs and a 100 Hz joint topic, starting
+/// `seed` × 100 s after START.
 fn camera_bag(path: &Path, frames: u32, seed: u32) {
-    let opts = BagWriterOptions {
+    CameraBag {
         chunk_threshold: 256 * 1024,
-        ..BagWriterOptions::with_compression(Compression::None)
-    };
-    let mut w = BagWriter::create(path, opts).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = 1_000_000_000_000_000_000u64 + u64::from(seed) * 100_000_000_000;
-    let names: Vec<String> = (0..3).map(|j| format!("j{j}")).collect();
-    let mut events: Vec<(u64, Option<u32>)> = (0..frames)
-        .map(|k| (u64::from(k) * 1_000_000_000 / 30, Some(k)))
-        .collect();
-    let span = u64::from(frames) * 1_000_000_000 / 30;
-    events.extend((0..=span / 10_000_000).map(|i| (i * 10_000_000, None)));
-    events.sort();
-    for (i, (t, cam_frame)) in events.into_iter().enumerate() {
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(i as u32, sec, nsec, "");
-        match cam_frame {
-            Some(k) => {
-                p.string("jpeg").bytes(&jpeg_frame(k, seed));
-                w.write(cam, abs, p.as_slice()).unwrap();
-            }
-            None => {
-                let pos = [t as f64 / 1e9, 1.0, 2.0];
-                p.string_array(&names)
-                    .f64_array(&pos)
-                    .f64_array(&[])
-                    .f64_array(&[]);
-                w.write(js, abs, p.as_slice()).unwrap();
-            }
-        }
+        start: START + u64::from(seed) * 100_000_000_000,
+        ..CameraBag::new(frames, seed)
     }
-    w.finish().unwrap();
+    .write(path);
 }
 
-const VIDEO_CONFIG: &str = r#"
-timeline = "/cam/image/compressed"
-storage = "video"
-[[features]]
-name = "observation.images.cam"
-topic = "/cam/image/compressed"
-[[features]]
-name = "observation.state"
-topic = "/arm/joint_states"
-field = "position"
-"#;
+fn video_config() -> String {
+    format!("timeline = \"/cam/image/compressed\"\nstorage = \"video\"\n{CAM_AND_STATE}")
+}
 
 /// The decoded frames' md5 (ffmpeg framemd5), in order.
 fn frame_md5s(video: &Path) -> Vec<String> {
@@ -747,7 +572,7 @@ fn video_v30(dir: &Path) -> PathBuf {
         camera_bag(&inputs.join(format!("cam{k}.bag")), *n, k as u32);
     }
     let cfg = dir.join("video.toml");
-    std::fs::write(&cfg, VIDEO_CONFIG).unwrap();
+    std::fs::write(&cfg, video_config()).unwrap();
     let v30 = dir.join("v30");
     ok(&["convert", s(&inputs), "-o", s(&v30), "-c", s(&cfg), "-q"]);
     v30
@@ -886,7 +711,7 @@ fn video_convert_format_v21_directly() {
     camera_bag(&inputs.join("a.bag"), 40, 1);
     camera_bag(&inputs.join("b.bag"), 33, 2);
     let cfg = dir.join("video.toml");
-    std::fs::write(&cfg, VIDEO_CONFIG).unwrap();
+    std::fs::write(&cfg, video_config()).unwrap();
     let one = dir.join("one");
     ok(&[
         "convert",
@@ -1179,29 +1004,12 @@ fn jobs_and_shards_then_merge_equal_one_run() {
 fn noisy_bag(path: &Path, frames: u32) {
     let opts = BagWriterOptions::with_compression(Compression::None);
     let mut w = BagWriter::create(path, opts).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = 1_000_000_000_000_000_000u64;
-    let names: Vec<String> = (0..3).map(|j| format!("j{j}")).collect();
+    let (cams, js) = cameras_and_joints(&mut w, &["/cam/image/compressed"], "/arm/joint_states");
+    let names = joint_names(3);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     for k in 0..frames {
         let t = u64::from(k) * 1_000_000_000 / 30;
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
+        let abs = START + t;
         let px: Vec<u8> = (0..W * H * 3)
             .map(|_| {
                 rng ^= rng << 13;
@@ -1214,16 +1022,9 @@ fn noisy_bag(path: &Path, frames: u32) {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
             .encode(&px, W, H, image::ExtendedColorType::Rgb8)
             .unwrap();
-        let mut p = Payload::new();
-        p.header(k, sec, nsec, "");
-        p.string("jpeg").bytes(&jpeg);
-        w.write(cam, abs, p.as_slice()).unwrap();
-        let mut p = Payload::new();
-        p.header(k, sec, nsec, "");
-        p.string_array(&names)
-            .f64_array(&[t as f64 / 1e9, 1.0, 2.0])
-            .f64_array(&[])
-            .f64_array(&[]);
+        let p = compressed_image(k, abs, &jpeg);
+        w.write(cams[0], abs, p.as_slice()).unwrap();
+        let p = joint_positions(k, abs, &names, &[t as f64 / 1e9, 1.0, 2.0]);
         w.write(js, abs + 1_000_000, p.as_slice()).unwrap();
     }
     w.finish().unwrap();
