@@ -18,10 +18,11 @@ use bag2dataset::convert::run::{RunOptions, run};
 use bag2dataset::convert::select::{Order, Shard};
 use serde_json::Value;
 
+use common::SyntheticBag;
+use common::bags::{cam_and_state_config, task_bags};
 use common::cli::{BIN, bin, stderr, tmp};
 use common::read::{all_rows, files_bytes as snapshot, json, log_without_timings, walk};
 use common::same::{INFO_TOTALS, assert_byte_identical, assert_same_tables, data_placement_column};
-use common::{SyntheticBag, bags::cam_and_state_config};
 
 /// The shared synthetic bag (tests/common) with 4 joints, `seed` in its values and grey level,
 /// starting `start_s` seconds after START.
@@ -38,17 +39,7 @@ fn synthetic_bag(path: &Path, seconds: u64, seed: u64, start_s: u64) {
 
 /// `n` bags `bag-0.bag`… of `seconds` each in `dir/in`, with a task sidecar per bag (two tasks).
 fn make_bags(dir: &Path, n: u64, seconds: u64) -> Vec<PathBuf> {
-    let inputs = dir.join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    (0..n)
-        .map(|k| {
-            let p = inputs.join(format!("bag-{k}.bag"));
-            synthetic_bag(&p, seconds, k, k * 100);
-            let task = if k % 2 == 0 { "pick" } else { "place" };
-            std::fs::write(format!("{}.task.txt", p.display()), task).unwrap();
-            p
-        })
-        .collect()
+    task_bags(dir, n, seconds)
 }
 
 fn config() -> ConvertConfig {

@@ -11,10 +11,9 @@ mod common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use arrow::array::{Array, Float64Array, Int64Array};
-use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
 use bag2dataset::convert::config::ConvertConfig;
 use bag2dataset::convert::run::{RunOptions, run};
 use bag2dataset::dataset::video::{TICKS_PER_FRAME, VideoCodec, VideoOptions};
@@ -22,12 +21,11 @@ use bag2dataset::dataset::{
     DatasetSpec, DatasetWriter, FeatureKind, FeatureSpec, FeatureValue, Frame, ImageFormat,
     WriterOptions,
 };
-use bag2dataset::demo::{
-    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-};
+use common::bags::cam_and_state_config;
+use common::cli::{BIN, ffmpeg_present, tmp};
+use common::{CameraBag, frame_rgb, jpeg};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
 /// Frame size of the synthetic camera.
 const W: u32 = common::FRAME_W;
 const H: u32 = common::FRAME_H;
@@ -36,33 +34,6 @@ const H: u32 = common::FRAME_H;
 /// under 20).
 const MIN_PSNR_DB: f64 = 30.0;
 const KEY: &str = "observation.images.cam";
-
-fn ffmpeg_present() -> bool {
-    let ok = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ok("ffmpeg") && ok("ffprobe") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED: ffmpeg/ffprobe not found on PATH; video tests need them (apt-get install ffmpeg)"
-    );
-    false
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("b2d-video-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-use common::{frame_rgb, jpeg};
 
 /// The source frames as the converter sees them: the JPEGs decoded.
 fn decoded_source(frames: u32, seed: u32) -> Vec<Vec<u8>> {
@@ -78,77 +49,18 @@ fn decoded_source(frames: u32, seed: u32) -> Vec<Vec<u8>> {
 
 /// A bag with a 30 Hz camera of `frames` varying JPEG frames and a 100 Hz joint topic.
 fn camera_bag(path: &Path, frames: u32, seed: u32) {
-    let opts = BagWriterOptions {
+    CameraBag {
         chunk_threshold: 256 * 1024,
-        ..BagWriterOptions::with_compression(Compression::None)
-    };
-    let mut w = BagWriter::create(path, opts).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = 1_000_000_000_000_000_000u64;
-    let names: Vec<String> = (0..3).map(|j| format!("j{j}")).collect();
-    let mut events: Vec<(u64, Option<u32>)> = (0..frames)
-        .map(|k| (u64::from(k) * 1_000_000_000 / 30, Some(k)))
-        .collect();
-    let span = u64::from(frames) * 1_000_000_000 / 30;
-    events.extend((0..=span / 10_000_000).map(|i| (i * 10_000_000, None)));
-    events.sort();
-    for (i, (t, cam_frame)) in events.into_iter().enumerate() {
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(i as u32, sec, nsec, "");
-        match cam_frame {
-            Some(k) => {
-                p.string("jpeg").bytes(&jpeg(&frame_rgb(k, seed)));
-                w.write(cam, abs, p.as_slice()).unwrap();
-            }
-            None => {
-                let pos = [t as f64 / 1e9, 1.0, 2.0];
-                p.string_array(&names)
-                    .f64_array(&pos)
-                    .f64_array(&[])
-                    .f64_array(&[]);
-                w.write(js, abs, p.as_slice()).unwrap();
-            }
-        }
+        ..CameraBag::new(frames, seed)
     }
-    w.finish().unwrap();
+    .write(path);
 }
 
+/// Video storage of the camera (as [`KEY`]) and the joint positions; `extra` top-level keys.
 fn video_config(extra: &str) -> ConvertConfig {
-    ConvertConfig::from_toml(
-        &format!(
-            r#"
-timeline = "/cam/image/compressed"
-storage = "video"
-{extra}
-[[features]]
-name = "{KEY}"
-topic = "/cam/image/compressed"
-[[features]]
-name = "observation.state"
-topic = "/arm/joint_states"
-field = "position"
-"#
-        ),
-        "test",
-    )
-    .unwrap()
+    cam_and_state_config(&format!(
+        "timeline = \"/cam/image/compressed\"\nstorage = \"video\"\n{extra}"
+    ))
 }
 
 fn opts(inputs: Vec<PathBuf>, output: PathBuf, cfg: ConvertConfig) -> RunOptions {

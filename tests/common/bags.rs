@@ -264,3 +264,26 @@ pub fn cam_and_state_config(head: &str) -> bag2dataset::convert::config::Convert
     )
     .unwrap()
 }
+
+/// `n` [`SyntheticBag`]s `dir/in/bag-<k>.bag` of `seconds` each (4 joints, seed `k`, starting
+/// `k` × 100 s after [`START`]), each with a task sidecar: `pick` and `place` alternating.
+pub fn task_bags(dir: &Path, n: u64, seconds: u64) -> Vec<std::path::PathBuf> {
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    (0..n)
+        .map(|k| {
+            let p = inputs.join(format!("bag-{k}.bag"));
+            SyntheticBag {
+                seconds,
+                seed: k,
+                start_s: k * 100,
+                joints: 4,
+                ..SyntheticBag::default()
+            }
+            .write(&p);
+            let task = if k % 2 == 0 { "pick" } else { "place" };
+            std::fs::write(format!("{}.task.txt", p.display()), task).unwrap();
+            p
+        })
+        .collect()
+}

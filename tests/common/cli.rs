@@ -77,3 +77,41 @@ pub fn lerobot_pythons() -> Vec<String> {
     }
     found
 }
+
+/// RSS (`VmRSS`) of a process in bytes, 0 if gone.
+pub fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Every descendant of `pid` (through `/proc/<pid>/task/*/children`).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                for c in text.split_whitespace().filter_map(|c| c.parse().ok()) {
+                    out.push(c);
+                    todo.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Summed `VmRSS` of `pid` and its descendants, bytes (what a Slurm `--mem` or a cgroup sees).
+pub fn tree_rss(pid: u32) -> u64 {
+    rss(pid) + descendants(pid).iter().map(|&k| rss(k)).sum::<u64>()
+}
