@@ -23,12 +23,6 @@ fn opts(inputs: Vec<PathBuf>, output: PathBuf, config: Option<ConvertConfig>) ->
         output,
         config,
         ceiling: 256 << 20, // roomy: in-process runs share RSS with the tests beside them
-        fps: None,
-        task: None,
-        overwrite: false,
-        memory_log: None,
-        memory_chart: None,
-        progress: false,
         ..RunOptions::default()
     }
 }

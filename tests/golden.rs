@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::golden::{golden, recordings};
+use common::golden::{assert_no_failures, golden, recordings};
 use common::testdata;
 
 use std::path::{Path, PathBuf};
@@ -90,12 +90,7 @@ fn every_message_of_every_bag_matches_its_golden() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
     eprintln!(
         "{total} messages equal to their goldens ({recovered} of them recovered by scanning)"
     );

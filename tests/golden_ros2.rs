@@ -11,7 +11,7 @@ use bag2dataset::commands::dump::{DumpFilter, dump_recording};
 use bag2dataset::input::Recording;
 use bag2dataset::ros2::Ros2Bag;
 use bag2dataset::ros2::msgdef::DefinitionStore;
-use common::golden::{golden, recordings};
+use common::golden::{assert_no_failures, golden, recordings};
 
 /// `../shared/testdata/ros2`, or None (with a SKIPPED line) when absent.
 fn testdata() -> Option<PathBuf> {
@@ -93,12 +93,7 @@ fn every_message_of_every_ros2_recording_matches_its_golden() {
         }
         total += got.len();
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
     eprintln!(
         "{total} ROS 2 messages equal to their goldens; {golden_errors} golden error lines ({decoded_errors} of them decoded here)"
     );

@@ -17,7 +17,7 @@ use bag2dataset::convert::merge::{MergeOptions, merge};
 use bag2dataset::convert::run::{RunOptions, run};
 use bag2dataset::convert::select::Shard;
 use common::bags::{cam_and_state_config, task_bags};
-use common::cli::{BIN, ffmpeg_present, lerobot_pythons, tmp, tmp_in, tree_rss};
+use common::cli::{BIN, ffmpeg_present, lerobot_pythons, run_python_script, tmp, tmp_in, tree_rss};
 use common::read::files_with;
 use common::same::assert_same_in_any_layout;
 use common::{CameraBag, START};
@@ -157,6 +157,22 @@ fn camera_bag(path: &Path, frames: u32, seed: u32, start_s: u64) {
     .write(path);
 }
 
+/// Camera bags `dir/in/v-<k>.bag` of these frame counts (seed `k`, `k` × 100 s apart); the
+/// input folder.
+fn video_bags(dir: &Path, frames: &[u32]) -> PathBuf {
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for (k, n) in frames.iter().enumerate() {
+        camera_bag(
+            &inputs.join(format!("v-{k}.bag")),
+            *n,
+            k as u32,
+            k as u64 * 100,
+        );
+    }
+    inputs
+}
+
 fn video_config() -> ConvertConfig {
     cam_and_state_config("timeline = \"/cam/image/compressed\"\nstorage = \"video\"")
 }
@@ -167,16 +183,7 @@ fn video_shards_adopted_whole_equal_one_run_in_any_layout_with_linked_videos() {
         return;
     }
     let dir = tmp("video");
-    let inputs = dir.join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    for (k, frames) in [24u32, 30, 18, 27].into_iter().enumerate() {
-        camera_bag(
-            &inputs.join(format!("v-{k}.bag")),
-            frames,
-            k as u32,
-            k as u64 * 100,
-        );
-    }
+    let inputs = video_bags(&dir, &[24, 30, 18, 27]);
     let (one, shards) = one_and_shards(&dir, &inputs, &video_config(), 2);
     // Through the binary, as a user merges: no ffmpeg runs, so the default ceiling does not
     // grow by the stream copy's share and a small one is not refused.
@@ -403,6 +410,20 @@ fn across_filesystems_files_are_copied_instead_of_linked() {
     let _ = std::fs::remove_dir_all(&dst);
 }
 
+/// Two shards of the bags in `inputs` merged (adopted whole) into `dir/merged`; that and one
+/// sequential run.
+fn merged_whole(dir: &Path, inputs: &Path, cfg: &ConvertConfig) -> (PathBuf, PathBuf) {
+    let (one, shards) = one_and_shards(dir, inputs, cfg, 2);
+    let merged = dir.join("merged");
+    assert!(
+        merge(&merge_opts(&shards, &merged))
+            .unwrap()
+            .whole
+            .is_some()
+    );
+    (merged, one)
+}
+
 #[test]
 fn lerobot_0_4_and_0_6_load_merged_image_and_video_datasets_like_one_run() {
     let pythons = lerobot_pythons();
@@ -414,59 +435,26 @@ fn lerobot_0_4_and_0_6_load_merged_image_and_video_datasets_like_one_run() {
     let mut cases = Vec::new();
     let image_dir = dir.join("image");
     let inputs = image_bags(&image_dir, 5, 3);
-    let (one, shards) = one_and_shards(&image_dir, &inputs, &image_config(), 2);
-    let merged = image_dir.join("merged");
-    assert!(
-        merge(&merge_opts(&shards, &merged))
-            .unwrap()
-            .whole
-            .is_some()
-    );
-    cases.push((merged, one));
+    cases.push(merged_whole(&image_dir, &inputs, &image_config()));
     if ffmpeg_present() {
         let video_dir = dir.join("video");
-        let inputs = video_dir.join("in");
-        std::fs::create_dir_all(&inputs).unwrap();
-        for (k, frames) in [24u32, 30, 18].into_iter().enumerate() {
-            camera_bag(
-                &inputs.join(format!("v-{k}.bag")),
-                frames,
-                k as u32,
-                k as u64 * 100,
-            );
-        }
-        let (one, shards) = one_and_shards(&video_dir, &inputs, &video_config(), 2);
-        let merged = video_dir.join("merged");
-        assert!(
-            merge(&merge_opts(&shards, &merged))
-                .unwrap()
-                .whole
-                .is_some()
-        );
-        cases.push((merged, one));
+        let inputs = video_bags(&video_dir, &[24, 30, 18]);
+        cases.push(merged_whole(&video_dir, &inputs, &video_config()));
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_merge_check.py");
     for py in &pythons {
         for (merged, one) in &cases {
-            let r = Command::new(py)
-                .arg(&script)
-                .arg(merged)
-                .arg(one)
-                .env("HF_HUB_OFFLINE", "1")
-                .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&r.stdout),
-                String::from_utf8_lossy(&r.stderr)
+            let (ok, text) = run_python_script(
+                py,
+                "lerobot_merge_check.py",
+                &[merged, one],
+                &dir.join("hf-cache"),
             );
             println!(
                 "{py} {}: {}",
                 merged.display(),
                 text.lines().next().unwrap_or("")
             );
-            assert!(r.status.success(), "{py} on {}: {text}", merged.display());
+            assert!(ok, "{py} on {}: {text}", merged.display());
             assert!(
                 text.contains("OK: ") && text.contains("items checked"),
                 "{text}"

@@ -22,7 +22,8 @@ use bag2dataset::dataset::{
     WriterOptions,
 };
 use common::bags::cam_and_state_config;
-use common::cli::{BIN, ffmpeg_present, tmp};
+use common::cli::{BIN, ffmpeg_present, run_python_script, tmp};
+use common::same::psnr;
 use common::{CameraBag, frame_rgb, jpeg};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -71,12 +72,6 @@ fn opts(inputs: Vec<PathBuf>, output: PathBuf, cfg: ConvertConfig) -> RunOptions
         // In-process runs share the test binary's memory with the other tests; the ceiling is
         // checked in a process of its own below.
         ceiling: 1 << 30,
-        fps: None,
-        task: None,
-        overwrite: false,
-        memory_log: None,
-        memory_chart: None,
-        progress: false,
         ..RunOptions::default()
     }
 }
@@ -147,21 +142,6 @@ fn decode_all(path: &Path) -> Vec<Vec<u8>> {
         .chunks((W * H * 3) as usize)
         .map(<[u8]>::to_vec)
         .collect()
-}
-
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
 }
 
 /// Per episode: (length, chunk, file, from, to) of the video feature `key`.
@@ -573,21 +553,14 @@ fn lerobot_decodes_first_middle_and_last_frames() {
     camera_bag(&b, 17, 2);
     let out = dir.join("ds");
     run(&opts(vec![a, b], out.clone(), video_config(""))).expect("converts");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_video_frames.py");
-    let r = Command::new(&python)
-        .arg(&script)
-        .arg(&out)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
+    let (ok, text) = run_python_script(
+        &python,
+        "lerobot_video_frames.py",
+        &[&out],
+        &dir.join("hf-cache"),
     );
     println!("{text}");
-    assert!(r.status.success(), "{text}");
+    assert!(ok, "{text}");
     assert!(text.contains("OK: 6 frames decoded"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression};
 use common::bags::{cameras_and_joints, compressed_image, joint_names, joint_positions, tri};
-use common::cli::{BIN, descendants, ffmpeg_present, lerobot_pythons, rss, tmp};
-use common::same::{INFO_TOTALS, assert_same_tables, data_placement_column};
+use common::cli::{BIN, descendants, ffmpeg_present, lerobot_pythons, rss, run_python_script, tmp};
+use common::same::{INFO_TOTALS, assert_same_tables, data_placement_column, psnr};
 
 pub const W: u32 = 640;
 pub const H: u32 = 480;
@@ -221,21 +221,6 @@ pub fn decoded_videos(ds: &Path) -> BTreeMap<String, Vec<Vec<u8>>> {
         }
     }
     out
-}
-
-pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
 }
 
 /// Same tables, same video files with the same frame counts, every frame within 38 dB.
@@ -792,27 +777,16 @@ fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_video_frames.py");
     for py in &pythons {
         for ds in [&nightly, &merged] {
-            let r = Command::new(py)
-                .arg(&script)
-                .arg(ds)
-                .env("HF_HUB_OFFLINE", "1")
-                .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&r.stdout),
-                String::from_utf8_lossy(&r.stderr)
-            );
+            let (ok, text) =
+                run_python_script(py, "lerobot_video_frames.py", &[ds], &dir.join("hf-cache"));
             println!(
                 "{py} {}: {}",
                 ds.display(),
                 text.lines().next().unwrap_or("")
             );
-            assert!(r.status.success(), "{py} on {}: {text}", ds.display());
+            assert!(ok, "{py} on {}: {text}", ds.display());
             // 4 episodes x (first, middle, last) x 3 cameras.
             assert!(text.contains("OK: 36 frames decoded"), "{text}");
         }

@@ -115,3 +115,29 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 pub fn tree_rss(pid: u32) -> u64 {
     rss(pid) + descendants(pid).iter().map(|&k| rss(k)).sum::<u64>()
 }
+
+/// Runs `tests/<script>` with a lerobot venv's `python` on `args`, offline (the Hugging Face
+/// datasets cache in `hf_cache`); whether it succeeded, and its stdout then stderr.
+pub fn run_python_script(
+    python: &str,
+    script: &str,
+    args: &[&Path],
+    hf_cache: &Path,
+) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let r = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_DATASETS_CACHE", hf_cache)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&r.stderr)
+    );
+    (r.status.success(), text)
+}

@@ -35,3 +35,13 @@ pub fn golden(bag: &Path) -> (Vec<Value>, Value) {
         serde_json::from_str(&meta).expect("meta is JSON"),
     )
 }
+
+/// Fails listing every failure collected over the corpus, if any.
+pub fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -237,3 +237,19 @@ pub fn assert_byte_identical(a: &Path, b: &Path) {
     }
     assert_eq!(log_without_timings(a), log_without_timings(b));
 }
+
+/// Peak signal-to-noise ratio of two RGB frames, dB (infinite when equal).
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
