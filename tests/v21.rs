@@ -33,6 +33,13 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `convert INPUT -o OUT --format v2.1 -q EXTRA…`, which must succeed.
+fn convert_v21(input: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec!["convert", s(input), "-o", s(out), "--format", "v2.1", "-q"];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
 fn ok(args: &[&str]) {
     let o = bin(args);
     assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
@@ -83,15 +90,7 @@ fn demo_v21_layout() {
     let dir = tmp("demo");
     let v21 = dir.join("v21");
     let v30 = dir.join("v30");
-    ok(&[
-        "convert",
-        s(&demo_bag()),
-        "-o",
-        s(&v21),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&demo_bag(), &v21, &[]);
     ok(&["convert", s(&demo_bag()), "-o", s(&v30), "-q"]);
     let info = json(&v21.join("meta/info.json"));
     assert_eq!(info["codebase_version"], "v2.1");
@@ -270,17 +269,7 @@ fn appending_one_bag_at_a_time_equals_one_run() {
     let dir = tmp("append");
     let inputs = make_bags(&dir, 3);
     let one = dir.join("one");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&one),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "1",
-    ]);
+    convert_v21(&inputs, &one, &["--jobs", "1"]);
     let nightly = dir.join("nightly");
     let bags = files_with(&inputs, "bag");
     for k in 1..=bags.len() {
@@ -299,15 +288,7 @@ fn appending_one_bag_at_a_time_equals_one_run() {
     assert_byte_identical(&one, &nightly);
     // a re-run with nothing new leaves every byte as it was
     let before = snapshot(&nightly);
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&nightly),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&inputs, &nightly, &[]);
     assert_eq!(before, snapshot(&nightly));
     // a run that names no format continues the output's v2.1 ...
     let more = dir.join("more");
@@ -355,17 +336,7 @@ fn sigkill_then_rerun_is_byte_identical() {
     let inputs = make_bags(&dir, 4);
     let reference = dir.join("ref");
     let t = Instant::now();
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&reference),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "1",
-    ]);
+    convert_v21(&inputs, &reference, &["--jobs", "1"]);
     let full = t.elapsed();
     let first: Vec<String> = files_with(&inputs, "bag")
         .iter()
@@ -404,17 +375,7 @@ fn sigkill_then_rerun_is_byte_identical() {
         if out.join("meta/info.json").exists() {
             assert_valid(&out);
         }
-        ok(&[
-            "convert",
-            s(&inputs),
-            "-o",
-            s(&out),
-            "--format",
-            "v2.1",
-            "-q",
-            "--jobs",
-            "1",
-        ]);
+        convert_v21(&inputs, &out, &["--jobs", "1"]);
         assert_byte_identical(&reference, &out);
         let left: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
@@ -439,17 +400,7 @@ fn validate_catches_broken_v21_datasets() {
     let dir = tmp("broken");
     let inputs = make_bags(&dir, 2);
     let good = dir.join("good");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&good),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "1",
-    ]);
+    convert_v21(&inputs, &good, &["--jobs", "1"]);
     assert_valid(&good);
     let copy = |name: &str| {
         let d = dir.join(name);
@@ -713,42 +664,12 @@ fn video_convert_format_v21_directly() {
     let cfg = dir.join("video.toml");
     std::fs::write(&cfg, video_config()).unwrap();
     let one = dir.join("one");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&one),
-        "-c",
-        s(&cfg),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&inputs, &one, &["-c", s(&cfg)]);
     assert_valid(&one);
     // nightly: one bag, then the other
     let nightly = dir.join("nightly");
-    ok(&[
-        "convert",
-        s(&inputs.join("a.bag")),
-        "-o",
-        s(&nightly),
-        "-c",
-        s(&cfg),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&nightly),
-        "-c",
-        s(&cfg),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&inputs.join("a.bag"), &nightly, &["-c", s(&cfg)]);
+    convert_v21(&inputs, &nightly, &["-c", s(&cfg)]);
     assert_byte_identical(&one, &nightly);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -824,32 +745,12 @@ fn lerobot_033_loads_v21_outputs_and_044_loads_the_round_trip() {
     };
     let dir = tmp("lerobot");
     let demo = dir.join("demo21");
-    ok(&[
-        "convert",
-        s(&demo_bag()),
-        "-o",
-        s(&demo),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&demo_bag(), &demo, &[]);
     let mut sets: Vec<PathBuf> = vec![demo.clone()];
     if let Some(kin) = kuavo_bags(&dir) {
         let kuavo = dir.join("kuavo21");
         let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kuavo.toml");
-        ok(&[
-            "convert",
-            s(&kin),
-            "-o",
-            s(&kuavo),
-            "-c",
-            s(&cfg),
-            "--format",
-            "v2.1",
-            "-q",
-            "--max-memory",
-            "256MiB",
-        ]);
+        convert_v21(&kin, &kuavo, &["-c", s(&cfg), "--max-memory", "256MiB"]);
         assert_valid(&kuavo);
         assert_eq!(json(&kuavo.join("meta/info.json"))["total_episodes"], 3);
         sets.push(kuavo);
@@ -928,32 +829,10 @@ fn jobs_and_shards_then_merge_equal_one_run() {
     let dir = tmp("jobs");
     let inputs = make_bags(&dir, 4);
     let one = dir.join("one");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&one),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "1",
-    ]);
+    convert_v21(&inputs, &one, &["--jobs", "1"]);
     // --jobs 2: children convert shares into the work dataset, merged, then laid out
     let jobs = dir.join("jobs2");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&jobs),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "2",
-        "--max-memory",
-        "128MiB",
-    ]);
+    convert_v21(&inputs, &jobs, &["--jobs", "2", "--max-memory", "128MiB"]);
     assert_valid(&jobs);
     assert_same_v21(&one, &jobs);
     // --shard K/N writes v2.1 shards; merge joins them (through v3.0) into one v2.1 dataset
@@ -961,19 +840,7 @@ fn jobs_and_shards_then_merge_equal_one_run() {
     for k in 1..=2 {
         let out = dir.join(format!("shard{k}"));
         let spec = format!("{k}/2");
-        ok(&[
-            "convert",
-            s(&inputs),
-            "-o",
-            s(&out),
-            "--format",
-            "v2.1",
-            "-q",
-            "--jobs",
-            "1",
-            "--shard",
-            &spec,
-        ]);
+        convert_v21(&inputs, &out, &["--jobs", "1", "--shard", &spec]);
         assert_valid(&out);
         shards.push(out);
     }
