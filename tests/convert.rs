@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,20 +12,10 @@ use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression};
 use bag2dataset::convert::config::ConvertConfig;
 use bag2dataset::convert::run::{RunOptions, run};
 use common::SyntheticBag;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("b2d-convert-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn demo_bag() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/demo.bag")
-}
+use common::bags::cam_and_state_config;
+use common::cli::{BIN, bin, tmp};
+use common::demo_bag;
+use common::read::{batches, walk};
 
 fn opts(inputs: Vec<PathBuf>, output: PathBuf, config: Option<ConvertConfig>) -> RunOptions {
     RunOptions {
@@ -34,44 +23,13 @@ fn opts(inputs: Vec<PathBuf>, output: PathBuf, config: Option<ConvertConfig>) ->
         output,
         config,
         ceiling: 256 << 20, // roomy: in-process runs share RSS with the tests beside them
-        fps: None,
-        task: None,
-        overwrite: false,
-        memory_log: None,
-        memory_chart: None,
-        progress: false,
         ..RunOptions::default()
     }
 }
 
-/// All rows of the dataset's data files: (column name → Vec of f32 rows) for numeric columns.
+/// All record batches of the dataset's data files, in path order.
 fn read_rows(ds: &Path) -> Vec<arrow::record_batch::RecordBatch> {
-    let mut files: Vec<PathBuf> = walk(&ds.join("data"));
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            out.push(b.unwrap());
-        }
-    }
-    out
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    batches(&walk(&ds.join("data")))
 }
 
 #[test]
@@ -263,21 +221,7 @@ fn a_topic_that_stops_halfway_drops_and_counts_frames() {
     let bag = dir.join("syn.bag");
     synthetic_bag(&bag, 4, Compression::None);
     // rewrite: keep only joint messages of the first 2 s
-    let cfg = ConvertConfig::from_toml(
-        r#"
-timeline = "/cam/image/compressed"
-tolerance_ms = 20
-[[features]]
-name = "observation.images.cam"
-topic = "/cam/image/compressed"
-[[features]]
-name = "observation.state"
-topic = "/arm/joint_states"
-field = "position"
-"#,
-        "test",
-    )
-    .unwrap();
+    let cfg = cam_and_state_config("timeline = \"/cam/image/compressed\"\ntolerance_ms = 20");
     let mut cut = BagWriter::create(&dir.join("cut.bag"), BagWriterOptions::default()).unwrap();
     let src = bag2dataset::bag::BagFile::open(&bag).unwrap();
     let index = bag2dataset::bag::BagIndex::read(&src).unwrap();
@@ -325,14 +269,6 @@ field = "position"
     assert_eq!(state.missed, ep.dropped);
     assert!(state.max_skew_ms <= 20.0);
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn bin(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .env("BAG2DATASET_SETTLE", "0")
-        .args(args)
-        .output()
-        .expect("run binary")
 }
 
 #[test]
@@ -484,13 +420,9 @@ fn damaged_chunks_and_messages_are_skipped_and_counted_or_fatal_with_strict() {
     let broken = dir.join("broken.bag");
     std::fs::write(&broken, &bytes).unwrap();
     let cfg = |strict: bool| {
-        ConvertConfig::from_toml(
-            &format!(
-                "strict = {strict}\ntimeline = \"/cam/image/compressed\"\n[[features]]\nname = \"observation.images.cam\"\ntopic = \"/cam/image/compressed\"\n[[features]]\nname = \"observation.state\"\ntopic = \"/arm/joint_states\"\nfield = \"position\"\n"
-            ),
-            "test",
-        )
-        .unwrap()
+        cam_and_state_config(&format!(
+            "strict = {strict}\ntimeline = \"/cam/image/compressed\""
+        ))
     };
     let report = run(&opts(
         vec![broken.clone()],

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::golden::{assert_no_failures, golden, recordings};
 use common::testdata;
 
 use std::path::{Path, PathBuf};
@@ -11,32 +12,9 @@ use std::path::{Path, PathBuf};
 use bag2dataset::commands::dump::{DumpFilter, dump_bag, dump_bag_with};
 
 fn bags(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for sub in ["real", "generated"] {
-        for e in std::fs::read_dir(dir.join(sub)).expect("readable testdata dir") {
-            let p = e.expect("dir entry").path();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if name.ends_with(".bag") || name.ends_with(".bag.active") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn golden(bag: &Path) -> (Vec<serde_json::Value>, serde_json::Value) {
-    let lines =
-        std::fs::read_to_string(format!("{}.golden.jsonl", bag.display())).expect("golden file");
-    let meta = std::fs::read_to_string(format!("{}.golden.meta.json", bag.display()))
-        .expect("golden meta");
-    (
-        lines
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("golden line is JSON"))
-            .collect(),
-        serde_json::from_str(&meta).expect("meta is JSON"),
-    )
+    recordings(dir, |name| {
+        name.ends_with(".bag") || name.ends_with(".bag.active")
+    })
 }
 
 /// Compares a dump with its golden line by line; returns the first difference.
@@ -112,12 +90,7 @@ fn every_message_of_every_bag_matches_its_golden() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
     eprintln!(
         "{total} messages equal to their goldens ({recovered} of them recovered by scanning)"
     );

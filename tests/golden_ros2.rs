@@ -3,54 +3,23 @@
 //! decoding). A golden line marked as an error (the reference could not decode it) may be
 //! decoded or reported by us; its topic, time and size must still match.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use bag2dataset::commands::dump::{DumpFilter, dump_recording};
 use bag2dataset::input::Recording;
 use bag2dataset::ros2::Ros2Bag;
 use bag2dataset::ros2::msgdef::DefinitionStore;
+use common::golden::{assert_no_failures, golden, recordings};
 
 /// `../shared/testdata/ros2`, or None (with a SKIPPED line) when absent.
 fn testdata() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/ros2");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent; this test needs the shared ROS 2 test data",
-            dir.display()
-        );
-        None
-    }
+    common::testdata_at("ros2")
 }
 
 fn bags(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for sub in ["real", "generated"] {
-        for e in std::fs::read_dir(dir.join(sub)).expect("readable testdata dir") {
-            let p = e.expect("dir entry").path();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if !name.contains(".golden.") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn golden(bag: &Path) -> (Vec<serde_json::Value>, serde_json::Value) {
-    let lines =
-        std::fs::read_to_string(format!("{}.golden.jsonl", bag.display())).expect("golden file");
-    let meta = std::fs::read_to_string(format!("{}.golden.meta.json", bag.display()))
-        .expect("golden meta");
-    (
-        lines
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("golden line is JSON"))
-            .collect(),
-        serde_json::from_str(&meta).expect("meta is JSON"),
-    )
+    recordings(dir, |name| !name.contains(".golden."))
 }
 
 /// The recording with the definitions the golden maker lent it (`extra_definitions_from`:
@@ -124,12 +93,7 @@ fn every_message_of_every_ros2_recording_matches_its_golden() {
         }
         total += got.len();
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
     eprintln!(
         "{total} ROS 2 messages equal to their goldens; {golden_errors} golden error lines ({decoded_errors} of them decoded here)"
     );

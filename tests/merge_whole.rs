@@ -12,66 +12,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
 use bag2dataset::convert::config::ConvertConfig;
 use bag2dataset::convert::merge::{MergeOptions, merge};
 use bag2dataset::convert::run::{RunOptions, run};
 use bag2dataset::convert::select::Shard;
-use bag2dataset::demo::{
-    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-};
-use common::SyntheticBag;
+use common::bags::{cam_and_state_config, task_bags};
+use common::cli::{BIN, ffmpeg_present, lerobot_pythons, run_python_script, tmp, tmp_in, tree_rss};
+use common::read::files_with;
 use common::same::assert_same_in_any_layout;
-
-const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
-
-fn tmp_in(base: &Path, name: &str) -> PathBuf {
-    let dir = base.join(format!("b2d-merge-whole-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn tmp(name: &str) -> PathBuf {
-    tmp_in(&std::env::temp_dir(), name)
-}
+use common::{CameraBag, START};
 
 fn image_config() -> ConvertConfig {
-    ConvertConfig::from_toml(
-        r#"
-fps = 10
-timeline = "/cam/image/compressed"
-[[features]]
-name = "observation.images.cam"
-topic = "/cam/image/compressed"
-[[features]]
-name = "observation.state"
-topic = "/arm/joint_states"
-field = "position"
-"#,
-        "test",
-    )
-    .unwrap()
+    cam_and_state_config("fps = 10\ntimeline = \"/cam/image/compressed\"")
 }
 
 /// `n` image bags of `seconds` each in `dir/in`, two tasks alternating (sidecar files).
 fn image_bags(dir: &Path, n: u64, seconds: u64) -> PathBuf {
-    let inputs = dir.join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    for k in 0..n {
-        let p = inputs.join(format!("bag-{k}.bag"));
-        SyntheticBag {
-            seconds,
-            seed: k,
-            start_s: k * 100,
-            joints: 4,
-            ..SyntheticBag::default()
-        }
-        .write(&p);
-        let task = if k % 2 == 0 { "pick" } else { "place" };
-        std::fs::write(format!("{}.task.txt", p.display()), task).unwrap();
-    }
-    inputs
+    task_bags(dir, n, seconds);
+    dir.join("in")
 }
 
 fn run_opts(inputs: &Path, out: &Path, cfg: ConvertConfig, shard: Option<&str>) -> RunOptions {
@@ -111,23 +69,6 @@ fn one_and_shards(
     (one, shards)
 }
 
-fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p, ext));
-        } else if p.extension().is_some_and(|x| x == ext) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 fn inode(p: &Path) -> (u64, u64) {
     let m = std::fs::metadata(p).unwrap();
     (m.dev(), m.ino())
@@ -152,18 +93,18 @@ fn image_shards_adopted_whole_equal_one_run_first_shard_linked_others_renumbered
     let r = merge(&merge_opts(&shards, &merged)).unwrap();
     assert_eq!((r.episodes, r.datasets, r.tasks), (7, 3, 2));
     let whole = r.whole.expect("contiguous shards are adopted whole");
-    let first_files = files_under(&shards[0].join("data"), "parquet");
+    let first_files = files_with(&shards[0].join("data"), "parquet");
     assert_eq!(whole.data_linked, first_files.len(), "{whole:?}");
     assert_eq!(whole.data_copied, 0, "{whole:?}");
     let later: usize = shards[1..]
         .iter()
-        .map(|s| files_under(&s.join("data"), "parquet").len())
+        .map(|s| files_with(&s.join("data"), "parquet").len())
         .sum();
     assert_eq!(whole.data_renumbered, later, "{whole:?}");
     assert_same_in_any_layout(&one, &merged);
 
     // The first shard's files are the same inodes (2 links); the renumbered ones are new.
-    let merged_files = files_under(&merged.join("data"), "parquet");
+    let merged_files = files_with(&merged.join("data"), "parquet");
     assert_eq!(merged_files.len(), first_files.len() + later);
     for (m, s) in merged_files.iter().zip(&first_files) {
         assert_eq!(
@@ -190,7 +131,7 @@ fn image_shards_adopted_whole_equal_one_run_first_shard_linked_others_renumbered
             .map(|rg| rg.column(0).compressed_size())
             .collect()
     };
-    let second = files_under(&shards[1].join("data"), "parquet");
+    let second = files_with(&shards[1].join("data"), "parquet");
     assert_eq!(sizes(&merged_files[first_files.len()]), sizes(&second[0]));
 
     // A merged dataset goes on like any other: converting all bags into it has nothing to do.
@@ -205,92 +146,35 @@ fn image_shards_adopted_whole_equal_one_run_first_shard_linked_others_renumbered
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn ffmpeg_present() -> bool {
-    let ok = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ok("ffmpeg") && ok("ffprobe") {
-        return true;
+/// A bag with a 30 Hz camera of `frames` varying JPEG frames and a 100 Hz joint topic (third
+/// joint at `seed`), starting `start_s` seconds after the shared start.
+fn camera_bag(path: &Path, frames: u32, seed: u32, start_s: u64) {
+    CameraBag {
+        start: START + start_s * 1_000_000_000,
+        third_joint: f64::from(seed),
+        ..CameraBag::new(frames, seed)
     }
-    eprintln!("SKIPPED: ffmpeg/ffprobe not found on PATH (apt-get install ffmpeg)");
-    false
+    .write(path);
 }
 
-use common::jpeg_frame;
-
-/// A bag with a 30 Hz camera of `frames` varying JPEG frames and a 100 Hz joint topic, starting
-/// `start_s` seconds after the shared start.
-fn camera_bag(path: &Path, frames: u32, seed: u32, start_s: u64) {
-    let mut w =
-        BagWriter::create(path, BagWriterOptions::with_compression(Compression::None)).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = common::START + start_s * 1_000_000_000;
-    let names: Vec<String> = (0..3).map(|j| format!("j{j}")).collect();
-    let mut events: Vec<(u64, Option<u32>)> = (0..frames)
-        .map(|k| (u64::from(k) * 1_000_000_000 / 30, Some(k)))
-        .collect();
-    let span = u64::from(frames) * 1_000_000_000 / 30;
-    events.extend((0..=span / 10_000_000).map(|i| (i * 10_000_000, None)));
-    events.sort();
-    for (i, (t, cam_frame)) in events.into_iter().enumerate() {
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(i as u32, sec, nsec, "");
-        match cam_frame {
-            Some(k) => {
-                p.string("jpeg").bytes(&jpeg_frame(k, seed));
-                w.write(cam, abs, p.as_slice()).unwrap();
-            }
-            None => {
-                let pos = [t as f64 / 1e9, 1.0, f64::from(seed)];
-                p.string_array(&names)
-                    .f64_array(&pos)
-                    .f64_array(&[])
-                    .f64_array(&[]);
-                w.write(js, abs, p.as_slice()).unwrap();
-            }
-        }
+/// Camera bags `dir/in/v-<k>.bag` of these frame counts (seed `k`, `k` × 100 s apart); the
+/// input folder.
+fn video_bags(dir: &Path, frames: &[u32]) -> PathBuf {
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for (k, n) in frames.iter().enumerate() {
+        camera_bag(
+            &inputs.join(format!("v-{k}.bag")),
+            *n,
+            k as u32,
+            k as u64 * 100,
+        );
     }
-    w.finish().unwrap();
+    inputs
 }
 
 fn video_config() -> ConvertConfig {
-    ConvertConfig::from_toml(
-        r#"
-timeline = "/cam/image/compressed"
-storage = "video"
-[[features]]
-name = "observation.images.cam"
-topic = "/cam/image/compressed"
-[[features]]
-name = "observation.state"
-topic = "/arm/joint_states"
-field = "position"
-"#,
-        "test",
-    )
-    .unwrap()
+    cam_and_state_config("timeline = \"/cam/image/compressed\"\nstorage = \"video\"")
 }
 
 #[test]
@@ -299,16 +183,7 @@ fn video_shards_adopted_whole_equal_one_run_in_any_layout_with_linked_videos() {
         return;
     }
     let dir = tmp("video");
-    let inputs = dir.join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    for (k, frames) in [24u32, 30, 18, 27].into_iter().enumerate() {
-        camera_bag(
-            &inputs.join(format!("v-{k}.bag")),
-            frames,
-            k as u32,
-            k as u64 * 100,
-        );
-    }
+    let inputs = video_bags(&dir, &[24, 30, 18, 27]);
     let (one, shards) = one_and_shards(&dir, &inputs, &video_config(), 2);
     // Through the binary, as a user merges: no ffmpeg runs, so the default ceiling does not
     // grow by the stream copy's share and a small one is not refused.
@@ -331,7 +206,7 @@ fn video_shards_adopted_whole_equal_one_run_in_any_layout_with_linked_videos() {
     assert_eq!(rep["episodes"], 4, "{rep}");
     let videos: Vec<PathBuf> = shards
         .iter()
-        .flat_map(|s| files_under(&s.join("videos"), "mp4"))
+        .flat_map(|s| files_with(&s.join("videos"), "mp4"))
         .collect();
     assert_eq!(rep["whole"]["videos_linked"], videos.len(), "{rep}");
     assert_eq!(rep["whole"]["videos_copied"], 0, "{rep}");
@@ -341,13 +216,13 @@ fn video_shards_adopted_whole_equal_one_run_in_any_layout_with_linked_videos() {
     );
     assert_same_in_any_layout(&one, &merged);
     // Every video file of the merge is one of the shards' files (same inode), in shard order.
-    let merged_videos = files_under(&merged.join("videos"), "mp4");
+    let merged_videos = files_with(&merged.join("videos"), "mp4");
     assert_eq!(
         merged_videos.iter().map(|p| inode(p)).collect::<Vec<_>>(),
         videos.iter().map(|p| inode(p)).collect::<Vec<_>>()
     );
     // The sequential run holds each camera in one file; the merge one per shard.
-    assert_eq!(files_under(&one.join("videos"), "mp4").len(), 1);
+    assert_eq!(files_with(&one.join("videos"), "mp4").len(), 1);
     assert_eq!(merged_videos.len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -367,7 +242,7 @@ fn a_failed_or_killed_merge_leaves_no_half_dataset_and_a_rerun_completes() {
     // after the first shard was already linked into the staging directory.
     let broken = dir.join("broken");
     copy_tree(&shards[1], &broken);
-    let last = files_under(&broken.join("data"), "parquet").pop().unwrap();
+    let last = files_with(&broken.join("data"), "parquet").pop().unwrap();
     let len = std::fs::metadata(&last).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -437,34 +312,6 @@ fn copy_tree(src: &Path, dst: &Path) {
             std::fs::copy(&p, &to).unwrap();
         }
     }
-}
-
-/// Summed `VmRSS` of `pid` and its descendants, bytes (what a Slurm `--mem` sees).
-fn tree_rss(pid: u32) -> u64 {
-    let rss = |p: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{p}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            * 1024
-    };
-    let mut total = 0;
-    let mut stack = vec![pid];
-    while let Some(p) = stack.pop() {
-        total += rss(p);
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
-            for t in tasks.flatten() {
-                if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
-                    stack.extend(c.split_whitespace().filter_map(|x| x.parse::<u32>().ok()));
-                }
-            }
-        }
-    }
-    total
 }
 
 /// Runs `cmd`, sampling its process tree's summed RSS every 2 ms; its output and the peak.
@@ -548,14 +395,14 @@ fn across_filesystems_files_are_copied_instead_of_linked() {
     let out = dst.join("merged");
     let r = merge(&merge_opts(&shards, &out)).unwrap();
     let whole = r.whole.expect("adopted whole");
-    let first = files_under(&shards[0].join("data"), "parquet").len();
+    let first = files_with(&shards[0].join("data"), "parquet").len();
     assert_eq!(
         (whole.data_linked, whole.data_copied),
         (0, first),
         "{whole:?}"
     );
     assert!(whole.data_renumbered > 0, "{whole:?}");
-    for f in files_under(&out.join("data"), "parquet") {
+    for f in files_with(&out.join("data"), "parquet") {
         assert_eq!(std::fs::metadata(&f).unwrap().nlink(), 1);
     }
     assert_same_in_any_layout(&one, &out);
@@ -563,22 +410,18 @@ fn across_filesystems_files_are_copied_instead_of_linked() {
     let _ = std::fs::remove_dir_all(&dst);
 }
 
-/// The lerobot venvs: 0.4.x (`LEROBOT_PYTHON`, default /tmp/lerobotvenv) and 0.6.x
-/// (`LEROBOT061_PYTHON`, default /tmp/lerobot061); each absent one is reported as SKIPPED.
-fn lerobot_pythons() -> Vec<String> {
-    let mut found = Vec::new();
-    for (var, default) in [
-        ("LEROBOT_PYTHON", "/tmp/lerobotvenv/bin/python"),
-        ("LEROBOT061_PYTHON", "/tmp/lerobot061/bin/python"),
-    ] {
-        let py = std::env::var(var).unwrap_or_else(|_| default.to_string());
-        if Path::new(&py).exists() {
-            found.push(py);
-        } else {
-            eprintln!("SKIPPED for this client: no lerobot venv at {py} (set {var})");
-        }
-    }
-    found
+/// Two shards of the bags in `inputs` merged (adopted whole) into `dir/merged`; that and one
+/// sequential run.
+fn merged_whole(dir: &Path, inputs: &Path, cfg: &ConvertConfig) -> (PathBuf, PathBuf) {
+    let (one, shards) = one_and_shards(dir, inputs, cfg, 2);
+    let merged = dir.join("merged");
+    assert!(
+        merge(&merge_opts(&shards, &merged))
+            .unwrap()
+            .whole
+            .is_some()
+    );
+    (merged, one)
 }
 
 #[test]
@@ -592,59 +435,26 @@ fn lerobot_0_4_and_0_6_load_merged_image_and_video_datasets_like_one_run() {
     let mut cases = Vec::new();
     let image_dir = dir.join("image");
     let inputs = image_bags(&image_dir, 5, 3);
-    let (one, shards) = one_and_shards(&image_dir, &inputs, &image_config(), 2);
-    let merged = image_dir.join("merged");
-    assert!(
-        merge(&merge_opts(&shards, &merged))
-            .unwrap()
-            .whole
-            .is_some()
-    );
-    cases.push((merged, one));
+    cases.push(merged_whole(&image_dir, &inputs, &image_config()));
     if ffmpeg_present() {
         let video_dir = dir.join("video");
-        let inputs = video_dir.join("in");
-        std::fs::create_dir_all(&inputs).unwrap();
-        for (k, frames) in [24u32, 30, 18].into_iter().enumerate() {
-            camera_bag(
-                &inputs.join(format!("v-{k}.bag")),
-                frames,
-                k as u32,
-                k as u64 * 100,
-            );
-        }
-        let (one, shards) = one_and_shards(&video_dir, &inputs, &video_config(), 2);
-        let merged = video_dir.join("merged");
-        assert!(
-            merge(&merge_opts(&shards, &merged))
-                .unwrap()
-                .whole
-                .is_some()
-        );
-        cases.push((merged, one));
+        let inputs = video_bags(&video_dir, &[24, 30, 18]);
+        cases.push(merged_whole(&video_dir, &inputs, &video_config()));
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_merge_check.py");
     for py in &pythons {
         for (merged, one) in &cases {
-            let r = Command::new(py)
-                .arg(&script)
-                .arg(merged)
-                .arg(one)
-                .env("HF_HUB_OFFLINE", "1")
-                .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&r.stdout),
-                String::from_utf8_lossy(&r.stderr)
+            let (ok, text) = run_python_script(
+                py,
+                "lerobot_merge_check.py",
+                &[merged, one],
+                &dir.join("hf-cache"),
             );
             println!(
                 "{py} {}: {}",
                 merged.display(),
                 text.lines().next().unwrap_or("")
             );
-            assert!(r.status.success(), "{py} on {}: {text}", merged.display());
+            assert!(ok, "{py} on {}: {text}", merged.display());
             assert!(
                 text.contains("OK: ") && text.contains("items checked"),
                 "{text}"

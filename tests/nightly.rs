@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,26 +11,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::concat_batches;
 use arrow::datatypes::Int64Type;
 use bag2dataset::convert::config::ConvertConfig;
 use bag2dataset::convert::merge::{MergeOptions, merge};
 use bag2dataset::convert::run::{RunOptions, run};
 use bag2dataset::convert::select::{Order, Shard};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 use common::SyntheticBag;
-use common::same::assert_json_close;
-
-const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("b2d-nightly-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+use common::bags::{cam_and_state_config, task_bags};
+use common::cli::{BIN, bin, stderr, tmp};
+use common::read::{all_rows, files_bytes as snapshot, json, log_without_timings, walk};
+use common::same::{INFO_TOTALS, assert_byte_identical, assert_same_tables, data_placement_column};
 
 /// The shared synthetic bag (tests/common) with 4 joints, `seed` in its values and grey level,
 /// starting `start_s` seconds after START.
@@ -48,35 +39,11 @@ fn synthetic_bag(path: &Path, seconds: u64, seed: u64, start_s: u64) {
 
 /// `n` bags `bag-0.bag`… of `seconds` each in `dir/in`, with a task sidecar per bag (two tasks).
 fn make_bags(dir: &Path, n: u64, seconds: u64) -> Vec<PathBuf> {
-    let inputs = dir.join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    (0..n)
-        .map(|k| {
-            let p = inputs.join(format!("bag-{k}.bag"));
-            synthetic_bag(&p, seconds, k, k * 100);
-            let task = if k % 2 == 0 { "pick" } else { "place" };
-            std::fs::write(format!("{}.task.txt", p.display()), task).unwrap();
-            p
-        })
-        .collect()
+    task_bags(dir, n, seconds)
 }
 
 fn config() -> ConvertConfig {
-    ConvertConfig::from_toml(
-        r#"
-fps = 10
-timeline = "/cam/image/compressed"
-[[features]]
-name = "observation.images.cam"
-topic = "/cam/image/compressed"
-[[features]]
-name = "observation.state"
-topic = "/arm/joint_states"
-field = "position"
-"#,
-        "test",
-    )
-    .unwrap()
+    cam_and_state_config("fps = 10\ntimeline = \"/cam/image/compressed\"")
 }
 
 fn opts(inputs: Vec<PathBuf>, output: &Path) -> RunOptions {
@@ -91,134 +58,15 @@ fn opts(inputs: Vec<PathBuf>, output: &Path) -> RunOptions {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn read_parquet(files: &[PathBuf]) -> Option<RecordBatch> {
-    let mut batches = Vec::new();
-    for f in files {
-        let r = ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        batches.extend(r.map(|b| b.unwrap()));
-    }
-    let schema = batches.first()?.schema();
-    Some(concat_batches(&schema, &batches).unwrap())
-}
-
 /// Every data row in `index` order (one batch).
 fn rows(ds: &Path) -> RecordBatch {
-    read_parquet(&walk(&ds.join("data"))).expect("rows")
+    all_rows(ds, "data")
 }
 
-/// Episode rows without the file placement columns (which depend on how runs were split).
-fn episodes(ds: &Path) -> RecordBatch {
-    let b = read_parquet(&walk(&ds.join("meta/episodes"))).expect("episodes");
-    let keep: Vec<usize> = (0..b.num_columns())
-        .filter(|i| {
-            let n = b.schema().field(*i).name().clone();
-            !n.starts_with("data/") && !n.starts_with("meta/")
-        })
-        .collect();
-    b.project(&keep).unwrap()
-}
-
-fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-/// The conversion log without its timings.
-fn log_without_timings(ds: &Path) -> Value {
-    let mut v = json(&ds.join("meta/conversion_log.json"));
-    for b in v["bags"].as_array_mut().unwrap() {
-        b.as_object_mut().unwrap().remove("wall_s");
-    }
-    v
-}
-
-/// Same rows, episodes, tasks, totals and (within float tolerance) stats.
+/// Same rows, episodes (but for their data file placement), tasks, totals and (within float
+/// tolerance) stats.
 fn assert_same_data(a: &Path, b: &Path) {
-    assert_eq!(
-        rows(a),
-        rows(b),
-        "data rows of {} vs {}",
-        a.display(),
-        b.display()
-    );
-    assert_eq!(episodes(a), episodes(b), "episode rows");
-    assert_eq!(
-        read_parquet(&[a.join("meta/tasks.parquet")]),
-        read_parquet(&[b.join("meta/tasks.parquet")])
-    );
-    let (ia, ib) = (
-        json(&a.join("meta/info.json")),
-        json(&b.join("meta/info.json")),
-    );
-    for k in [
-        "total_episodes",
-        "total_frames",
-        "total_tasks",
-        "features",
-        "fps",
-        "splits",
-    ] {
-        assert_eq!(ia[k], ib[k], "info.json {k}");
-    }
-    assert_json_close(
-        &json(&a.join("meta/stats.json")),
-        &json(&b.join("meta/stats.json")),
-        "stats",
-    );
-    for ds in [a, b] {
-        let problems = bag2dataset::dataset::validate(ds).unwrap();
-        assert!(problems.is_empty(), "{}: {problems:?}", ds.display());
-    }
-}
-
-/// Every file's bytes, by path relative to `ds`.
-fn snapshot(ds: &Path) -> BTreeMap<String, Vec<u8>> {
-    walk(ds)
-        .into_iter()
-        .map(|p| {
-            (
-                p.strip_prefix(ds).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Byte-identical datasets, the conversion log compared without its timings.
-fn assert_byte_identical(a: &Path, b: &Path) {
-    let (mut sa, mut sb) = (snapshot(a), snapshot(b));
-    assert!(sa.remove("meta/conversion_log.json").is_some());
-    assert!(sb.remove("meta/conversion_log.json").is_some());
-    assert_eq!(
-        sa.keys().collect::<Vec<_>>(),
-        sb.keys().collect::<Vec<_>>(),
-        "file lists"
-    );
-    for (k, v) in &sa {
-        assert!(
-            *v == sb[k],
-            "{k} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
-    }
-    assert_eq!(log_without_timings(a), log_without_timings(b));
+    assert_same_tables(a, b, data_placement_column, &INFO_TOTALS);
 }
 
 fn episode_indices(ds: &Path) -> Vec<i64> {
@@ -301,18 +149,6 @@ fn changed_config_is_refused_unless_force() {
         .to_string();
     assert!(e.contains("no conversion log"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn bin(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .env("BAG2DATASET_SETTLE", "0")
-        .args(args)
-        .output()
-        .expect("run binary")
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

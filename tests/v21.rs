@@ -11,44 +11,33 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
-use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
-use bag2dataset::demo::{
-    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-};
+use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression};
 use bag2dataset::layout::validate_v21;
-use common::SyntheticBag;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use common::bags::{
+    CAM_AND_STATE, cameras_and_joints, compressed_image, joint_names, joint_positions,
+};
+use common::cli::{bin, bin_cmd, ffmpeg_present, stderr, tmp};
+use common::read::{
+    CONVERSION_LOG, files_bytes, files_with, json, jsonl, log_without_timings, read_parquet, walk,
+};
+use common::same::assert_byte_identical;
+use common::{CameraBag, FRAME_H as H, FRAME_W as W, START, SyntheticBag, demo_bag};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("b2d-v21-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
-/// The binary, with freshly written bags taken at once (`--settle 0`).
-fn bin_cmd() -> Command {
-    let mut c = Command::new(BIN);
-    c.env("BAG2DATASET_SETTLE", "0");
-    c
-}
-
-fn bin(args: &[&str]) -> Output {
-    bin_cmd().args(args).output().expect("runs the binary")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// `convert INPUT -o OUT --format v2.1 -q EXTRA…`, which must succeed.
+fn convert_v21(input: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec!["convert", s(input), "-o", s(out), "--format", "v2.1", "-q"];
+    args.extend_from_slice(extra);
+    ok(&args);
 }
 
 fn ok(args: &[&str]) {
@@ -56,65 +45,10 @@ fn ok(args: &[&str]) {
     assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn demo_bag() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/demo.bag")
-}
-
-fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).expect("reads")).expect("json")
-}
-
-fn jsonl(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .expect("reads")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    if !dir.exists() {
-        return Vec::new();
-    }
-    walk(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == ext))
-        .collect()
-}
-
 /// All rows of the parquet files, concatenated, schema metadata dropped.
 fn table(files: &[PathBuf]) -> RecordBatch {
-    let mut batches = Vec::new();
-    for f in files {
-        for b in ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            batches.push(b.unwrap());
-        }
-    }
-    let schema = batches[0].schema();
-    let b = concat_batches(&schema, &batches).unwrap();
-    let plain = std::sync::Arc::new(arrow::datatypes::Schema::new(schema.fields().clone()));
+    let b = read_parquet(files).expect("rows");
+    let plain = std::sync::Arc::new(arrow::datatypes::Schema::new(b.schema().fields().clone()));
     b.with_schema(plain).unwrap()
 }
 
@@ -136,45 +70,14 @@ fn make_bags(dir: &Path, n: u64) -> PathBuf {
 
 /// Every file's bytes by relative path; the conversion log without its timings.
 fn snapshot(ds: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut m: BTreeMap<String, Vec<u8>> = walk(ds)
-        .into_iter()
-        .map(|p| {
-            (
-                p.strip_prefix(ds).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
-    if let Some(log) = m.remove("meta/conversion_log.json") {
-        let mut v: Value = serde_json::from_slice(&log).unwrap();
-        for b in v["bags"].as_array_mut().unwrap() {
-            b.as_object_mut().unwrap().remove("wall_s");
-        }
+    let mut m = files_bytes(ds);
+    if m.remove(CONVERSION_LOG).is_some() {
         m.insert(
-            "meta/conversion_log.json".into(),
-            v.to_string().into_bytes(),
+            CONVERSION_LOG.into(),
+            log_without_timings(ds).to_string().into_bytes(),
         );
     }
     m
-}
-
-fn assert_byte_identical(a: &Path, b: &Path) {
-    let (sa, sb) = (snapshot(a), snapshot(b));
-    assert_eq!(
-        sa.keys().collect::<Vec<_>>(),
-        sb.keys().collect::<Vec<_>>(),
-        "file lists of {} and {}",
-        a.display(),
-        b.display()
-    );
-    for (k, v) in &sa {
-        assert!(
-            *v == sb[k],
-            "{k} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
-    }
 }
 
 fn assert_valid(ds: &Path) {
@@ -187,15 +90,7 @@ fn demo_v21_layout() {
     let dir = tmp("demo");
     let v21 = dir.join("v21");
     let v30 = dir.join("v30");
-    ok(&[
-        "convert",
-        s(&demo_bag()),
-        "-o",
-        s(&v21),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&demo_bag(), &v21, &[]);
     ok(&["convert", s(&demo_bag()), "-o", s(&v30), "-q"]);
     let info = json(&v21.join("meta/info.json"));
     assert_eq!(info["codebase_version"], "v2.1");
@@ -374,17 +269,7 @@ fn appending_one_bag_at_a_time_equals_one_run() {
     let dir = tmp("append");
     let inputs = make_bags(&dir, 3);
     let one = dir.join("one");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&one),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "1",
-    ]);
+    convert_v21(&inputs, &one, &["--jobs", "1"]);
     let nightly = dir.join("nightly");
     let bags = files_with(&inputs, "bag");
     for k in 1..=bags.len() {
@@ -403,15 +288,7 @@ fn appending_one_bag_at_a_time_equals_one_run() {
     assert_byte_identical(&one, &nightly);
     // a re-run with nothing new leaves every byte as it was
     let before = snapshot(&nightly);
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&nightly),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&inputs, &nightly, &[]);
     assert_eq!(before, snapshot(&nightly));
     // a run that names no format continues the output's v2.1 ...
     let more = dir.join("more");
@@ -459,17 +336,7 @@ fn sigkill_then_rerun_is_byte_identical() {
     let inputs = make_bags(&dir, 4);
     let reference = dir.join("ref");
     let t = Instant::now();
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&reference),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "1",
-    ]);
+    convert_v21(&inputs, &reference, &["--jobs", "1"]);
     let full = t.elapsed();
     let first: Vec<String> = files_with(&inputs, "bag")
         .iter()
@@ -508,17 +375,7 @@ fn sigkill_then_rerun_is_byte_identical() {
         if out.join("meta/info.json").exists() {
             assert_valid(&out);
         }
-        ok(&[
-            "convert",
-            s(&inputs),
-            "-o",
-            s(&out),
-            "--format",
-            "v2.1",
-            "-q",
-            "--jobs",
-            "1",
-        ]);
+        convert_v21(&inputs, &out, &["--jobs", "1"]);
         assert_byte_identical(&reference, &out);
         let left: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
@@ -543,17 +400,7 @@ fn validate_catches_broken_v21_datasets() {
     let dir = tmp("broken");
     let inputs = make_bags(&dir, 2);
     let good = dir.join("good");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&good),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "1",
-    ]);
+    convert_v21(&inputs, &good, &["--jobs", "1"]);
     assert_valid(&good);
     let copy = |name: &str| {
         let d = dir.join(name);
@@ -615,91 +462,20 @@ fn validate_catches_broken_v21_datasets() {
 
 // ---- video ----
 
-fn ffmpeg_present() -> bool {
-    let okb = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if okb("ffmpeg") && okb("ffprobe") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED: ffmpeg/ffprobe not found on PATH; video tests need them (apt-get install ffmpeg)"
-    );
-    false
-}
-
-use common::{FRAME_H as H, FRAME_W as W, jpeg_frame};
-
-/// A bag with a 30 Hz camera of `frames` varying JPEGs and a 100 Hz joint topic.
+/// A bag with a 30 Hz camera of `frames` varying JPEGs and a 100 Hz joint topic, starting
+/// `seed` × 100 s after START.
 fn camera_bag(path: &Path, frames: u32, seed: u32) {
-    let opts = BagWriterOptions {
+    CameraBag {
         chunk_threshold: 256 * 1024,
-        ..BagWriterOptions::with_compression(Compression::None)
-    };
-    let mut w = BagWriter::create(path, opts).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = 1_000_000_000_000_000_000u64 + u64::from(seed) * 100_000_000_000;
-    let names: Vec<String> = (0..3).map(|j| format!("j{j}")).collect();
-    let mut events: Vec<(u64, Option<u32>)> = (0..frames)
-        .map(|k| (u64::from(k) * 1_000_000_000 / 30, Some(k)))
-        .collect();
-    let span = u64::from(frames) * 1_000_000_000 / 30;
-    events.extend((0..=span / 10_000_000).map(|i| (i * 10_000_000, None)));
-    events.sort();
-    for (i, (t, cam_frame)) in events.into_iter().enumerate() {
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(i as u32, sec, nsec, "");
-        match cam_frame {
-            Some(k) => {
-                p.string("jpeg").bytes(&jpeg_frame(k, seed));
-                w.write(cam, abs, p.as_slice()).unwrap();
-            }
-            None => {
-                let pos = [t as f64 / 1e9, 1.0, 2.0];
-                p.string_array(&names)
-                    .f64_array(&pos)
-                    .f64_array(&[])
-                    .f64_array(&[]);
-                w.write(js, abs, p.as_slice()).unwrap();
-            }
-        }
+        start: START + u64::from(seed) * 100_000_000_000,
+        ..CameraBag::new(frames, seed)
     }
-    w.finish().unwrap();
+    .write(path);
 }
 
-const VIDEO_CONFIG: &str = r#"
-timeline = "/cam/image/compressed"
-storage = "video"
-[[features]]
-name = "observation.images.cam"
-topic = "/cam/image/compressed"
-[[features]]
-name = "observation.state"
-topic = "/arm/joint_states"
-field = "position"
-"#;
+fn video_config() -> String {
+    format!("timeline = \"/cam/image/compressed\"\nstorage = \"video\"\n{CAM_AND_STATE}")
+}
 
 /// The decoded frames' md5 (ffmpeg framemd5), in order.
 fn frame_md5s(video: &Path) -> Vec<String> {
@@ -747,7 +523,7 @@ fn video_v30(dir: &Path) -> PathBuf {
         camera_bag(&inputs.join(format!("cam{k}.bag")), *n, k as u32);
     }
     let cfg = dir.join("video.toml");
-    std::fs::write(&cfg, VIDEO_CONFIG).unwrap();
+    std::fs::write(&cfg, video_config()).unwrap();
     let v30 = dir.join("v30");
     ok(&["convert", s(&inputs), "-o", s(&v30), "-c", s(&cfg), "-q"]);
     v30
@@ -886,44 +662,14 @@ fn video_convert_format_v21_directly() {
     camera_bag(&inputs.join("a.bag"), 40, 1);
     camera_bag(&inputs.join("b.bag"), 33, 2);
     let cfg = dir.join("video.toml");
-    std::fs::write(&cfg, VIDEO_CONFIG).unwrap();
+    std::fs::write(&cfg, video_config()).unwrap();
     let one = dir.join("one");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&one),
-        "-c",
-        s(&cfg),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&inputs, &one, &["-c", s(&cfg)]);
     assert_valid(&one);
     // nightly: one bag, then the other
     let nightly = dir.join("nightly");
-    ok(&[
-        "convert",
-        s(&inputs.join("a.bag")),
-        "-o",
-        s(&nightly),
-        "-c",
-        s(&cfg),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&nightly),
-        "-c",
-        s(&cfg),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&inputs.join("a.bag"), &nightly, &["-c", s(&cfg)]);
+    convert_v21(&inputs, &nightly, &["-c", s(&cfg)]);
     assert_byte_identical(&one, &nightly);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -999,32 +745,12 @@ fn lerobot_033_loads_v21_outputs_and_044_loads_the_round_trip() {
     };
     let dir = tmp("lerobot");
     let demo = dir.join("demo21");
-    ok(&[
-        "convert",
-        s(&demo_bag()),
-        "-o",
-        s(&demo),
-        "--format",
-        "v2.1",
-        "-q",
-    ]);
+    convert_v21(&demo_bag(), &demo, &[]);
     let mut sets: Vec<PathBuf> = vec![demo.clone()];
     if let Some(kin) = kuavo_bags(&dir) {
         let kuavo = dir.join("kuavo21");
         let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kuavo.toml");
-        ok(&[
-            "convert",
-            s(&kin),
-            "-o",
-            s(&kuavo),
-            "-c",
-            s(&cfg),
-            "--format",
-            "v2.1",
-            "-q",
-            "--max-memory",
-            "256MiB",
-        ]);
+        convert_v21(&kin, &kuavo, &["-c", s(&cfg), "--max-memory", "256MiB"]);
         assert_valid(&kuavo);
         assert_eq!(json(&kuavo.join("meta/info.json"))["total_episodes"], 3);
         sets.push(kuavo);
@@ -1103,32 +829,10 @@ fn jobs_and_shards_then_merge_equal_one_run() {
     let dir = tmp("jobs");
     let inputs = make_bags(&dir, 4);
     let one = dir.join("one");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&one),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "1",
-    ]);
+    convert_v21(&inputs, &one, &["--jobs", "1"]);
     // --jobs 2: children convert shares into the work dataset, merged, then laid out
     let jobs = dir.join("jobs2");
-    ok(&[
-        "convert",
-        s(&inputs),
-        "-o",
-        s(&jobs),
-        "--format",
-        "v2.1",
-        "-q",
-        "--jobs",
-        "2",
-        "--max-memory",
-        "128MiB",
-    ]);
+    convert_v21(&inputs, &jobs, &["--jobs", "2", "--max-memory", "128MiB"]);
     assert_valid(&jobs);
     assert_same_v21(&one, &jobs);
     // --shard K/N writes v2.1 shards; merge joins them (through v3.0) into one v2.1 dataset
@@ -1136,19 +840,7 @@ fn jobs_and_shards_then_merge_equal_one_run() {
     for k in 1..=2 {
         let out = dir.join(format!("shard{k}"));
         let spec = format!("{k}/2");
-        ok(&[
-            "convert",
-            s(&inputs),
-            "-o",
-            s(&out),
-            "--format",
-            "v2.1",
-            "-q",
-            "--jobs",
-            "1",
-            "--shard",
-            &spec,
-        ]);
+        convert_v21(&inputs, &out, &["--jobs", "1", "--shard", &spec]);
         assert_valid(&out);
         shards.push(out);
     }
@@ -1179,29 +871,12 @@ fn jobs_and_shards_then_merge_equal_one_run() {
 fn noisy_bag(path: &Path, frames: u32) {
     let opts = BagWriterOptions::with_compression(Compression::None);
     let mut w = BagWriter::create(path, opts).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = 1_000_000_000_000_000_000u64;
-    let names: Vec<String> = (0..3).map(|j| format!("j{j}")).collect();
+    let (cams, js) = cameras_and_joints(&mut w, &["/cam/image/compressed"], "/arm/joint_states");
+    let names = joint_names(3);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     for k in 0..frames {
         let t = u64::from(k) * 1_000_000_000 / 30;
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
+        let abs = START + t;
         let px: Vec<u8> = (0..W * H * 3)
             .map(|_| {
                 rng ^= rng << 13;
@@ -1214,16 +889,9 @@ fn noisy_bag(path: &Path, frames: u32) {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
             .encode(&px, W, H, image::ExtendedColorType::Rgb8)
             .unwrap();
-        let mut p = Payload::new();
-        p.header(k, sec, nsec, "");
-        p.string("jpeg").bytes(&jpeg);
-        w.write(cam, abs, p.as_slice()).unwrap();
-        let mut p = Payload::new();
-        p.header(k, sec, nsec, "");
-        p.string_array(&names)
-            .f64_array(&[t as f64 / 1e9, 1.0, 2.0])
-            .f64_array(&[])
-            .f64_array(&[]);
+        let p = compressed_image(k, abs, &jpeg);
+        w.write(cams[0], abs, p.as_slice()).unwrap();
+        let p = joint_positions(k, abs, &names, &[t as f64 / 1e9, 1.0, 2.0]);
         w.write(js, abs + 1_000_000, p.as_slice()).unwrap();
     }
     w.finish().unwrap();

@@ -11,10 +11,9 @@ mod common;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use arrow::array::{Array, Float64Array, Int64Array};
-use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
 use bag2dataset::convert::config::ConvertConfig;
 use bag2dataset::convert::run::{RunOptions, run};
 use bag2dataset::dataset::video::{TICKS_PER_FRAME, VideoCodec, VideoOptions};
@@ -22,12 +21,12 @@ use bag2dataset::dataset::{
     DatasetSpec, DatasetWriter, FeatureKind, FeatureSpec, FeatureValue, Frame, ImageFormat,
     WriterOptions,
 };
-use bag2dataset::demo::{
-    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-};
+use common::bags::cam_and_state_config;
+use common::cli::{BIN, ffmpeg_present, run_python_script, tmp};
+use common::same::psnr;
+use common::{CameraBag, frame_rgb, jpeg};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
 /// Frame size of the synthetic camera.
 const W: u32 = common::FRAME_W;
 const H: u32 = common::FRAME_H;
@@ -36,33 +35,6 @@ const H: u32 = common::FRAME_H;
 /// under 20).
 const MIN_PSNR_DB: f64 = 30.0;
 const KEY: &str = "observation.images.cam";
-
-fn ffmpeg_present() -> bool {
-    let ok = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ok("ffmpeg") && ok("ffprobe") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED: ffmpeg/ffprobe not found on PATH; video tests need them (apt-get install ffmpeg)"
-    );
-    false
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("b2d-video-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-use common::{frame_rgb, jpeg};
 
 /// The source frames as the converter sees them: the JPEGs decoded.
 fn decoded_source(frames: u32, seed: u32) -> Vec<Vec<u8>> {
@@ -78,77 +50,18 @@ fn decoded_source(frames: u32, seed: u32) -> Vec<Vec<u8>> {
 
 /// A bag with a 30 Hz camera of `frames` varying JPEG frames and a 100 Hz joint topic.
 fn camera_bag(path: &Path, frames: u32, seed: u32) {
-    let opts = BagWriterOptions {
+    CameraBag {
         chunk_threshold: 256 * 1024,
-        ..BagWriterOptions::with_compression(Compression::None)
-    };
-    let mut w = BagWriter::create(path, opts).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
-    let start = 1_000_000_000_000_000_000u64;
-    let names: Vec<String> = (0..3).map(|j| format!("j{j}")).collect();
-    let mut events: Vec<(u64, Option<u32>)> = (0..frames)
-        .map(|k| (u64::from(k) * 1_000_000_000 / 30, Some(k)))
-        .collect();
-    let span = u64::from(frames) * 1_000_000_000 / 30;
-    events.extend((0..=span / 10_000_000).map(|i| (i * 10_000_000, None)));
-    events.sort();
-    for (i, (t, cam_frame)) in events.into_iter().enumerate() {
-        let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(i as u32, sec, nsec, "");
-        match cam_frame {
-            Some(k) => {
-                p.string("jpeg").bytes(&jpeg(&frame_rgb(k, seed)));
-                w.write(cam, abs, p.as_slice()).unwrap();
-            }
-            None => {
-                let pos = [t as f64 / 1e9, 1.0, 2.0];
-                p.string_array(&names)
-                    .f64_array(&pos)
-                    .f64_array(&[])
-                    .f64_array(&[]);
-                w.write(js, abs, p.as_slice()).unwrap();
-            }
-        }
+        ..CameraBag::new(frames, seed)
     }
-    w.finish().unwrap();
+    .write(path);
 }
 
+/// Video storage of the camera (as [`KEY`]) and the joint positions; `extra` top-level keys.
 fn video_config(extra: &str) -> ConvertConfig {
-    ConvertConfig::from_toml(
-        &format!(
-            r#"
-timeline = "/cam/image/compressed"
-storage = "video"
-{extra}
-[[features]]
-name = "{KEY}"
-topic = "/cam/image/compressed"
-[[features]]
-name = "observation.state"
-topic = "/arm/joint_states"
-field = "position"
-"#
-        ),
-        "test",
-    )
-    .unwrap()
+    cam_and_state_config(&format!(
+        "timeline = \"/cam/image/compressed\"\nstorage = \"video\"\n{extra}"
+    ))
 }
 
 fn opts(inputs: Vec<PathBuf>, output: PathBuf, cfg: ConvertConfig) -> RunOptions {
@@ -159,12 +72,6 @@ fn opts(inputs: Vec<PathBuf>, output: PathBuf, cfg: ConvertConfig) -> RunOptions
         // In-process runs share the test binary's memory with the other tests; the ceiling is
         // checked in a process of its own below.
         ceiling: 1 << 30,
-        fps: None,
-        task: None,
-        overwrite: false,
-        memory_log: None,
-        memory_chart: None,
-        progress: false,
         ..RunOptions::default()
     }
 }
@@ -235,21 +142,6 @@ fn decode_all(path: &Path) -> Vec<Vec<u8>> {
         .chunks((W * H * 3) as usize)
         .map(<[u8]>::to_vec)
         .collect()
-}
-
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
 }
 
 /// Per episode: (length, chunk, file, from, to) of the video feature `key`.
@@ -661,21 +553,14 @@ fn lerobot_decodes_first_middle_and_last_frames() {
     camera_bag(&b, 17, 2);
     let out = dir.join("ds");
     run(&opts(vec![a, b], out.clone(), video_config(""))).expect("converts");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_video_frames.py");
-    let r = Command::new(&python)
-        .arg(&script)
-        .arg(&out)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&r.stdout),
-        String::from_utf8_lossy(&r.stderr)
+    let (ok, text) = run_python_script(
+        &python,
+        "lerobot_video_frames.py",
+        &[&out],
+        &dir.join("hf-cache"),
     );
     println!("{text}");
-    assert!(r.status.success(), "{text}");
+    assert!(ok, "{text}");
     assert!(text.contains("OK: 6 frames decoded"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -8,59 +8,21 @@
 //! Every test prints `SKIPPED` and passes when `ffmpeg`/`ffprobe` are not installed (`.ci/run`
 //! installs them).
 
-#![allow(dead_code)]
+mod common;
 
-#[path = "common/same.rs"]
-mod same;
-
-use same::assert_json_close;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
-use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression, Payload};
-use bag2dataset::demo::{
-    COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Compression};
+use common::bags::{cameras_and_joints, compressed_image, joint_names, joint_positions, tri};
+use common::cli::{BIN, descendants, ffmpeg_present, lerobot_pythons, rss, run_python_script, tmp};
+use common::same::{INFO_TOTALS, assert_same_tables, data_placement_column, psnr};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_bag2dataset");
 pub const W: u32 = 640;
 pub const H: u32 = 480;
 pub const CAMS: [&str; 3] = ["cam_h", "cam_l", "cam_r"];
-
-pub fn ffmpeg_present() -> bool {
-    let ok = |b: &str| {
-        Command::new(b)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ok("ffmpeg") && ok("ffprobe") {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED: ffmpeg/ffprobe not found on PATH; video tests need them (apt-get install ffmpeg)"
-    );
-    false
-}
-
-pub fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("b2d-vtree-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn tri(v: u32) -> u8 {
-    let v = v % 512;
-    if v < 256 { v as u8 } else { (511 - v) as u8 }
-}
 
 /// Frame `k` of camera `cam` of bag `seed`: smooth gradients with a moving square.
 fn frame_jpeg(k: u32, cam: u32, seed: u32) -> Vec<u8> {
@@ -95,28 +57,14 @@ pub fn three_camera_bag(path: &Path, frames: u32, seed: u32) {
         ..BagWriterOptions::with_compression(Compression::None)
     };
     let mut w = BagWriter::create(path, opts).unwrap();
-    let cams: Vec<u32> = CAMS
+    let topics: Vec<String> = CAMS
         .iter()
-        .map(|c| {
-            w.add_connection(
-                &format!("/{c}/color/image_raw/compressed"),
-                "sensor_msgs/CompressedImage",
-                COMPRESSED_IMAGE_MD5,
-                &compressed_image_definition(),
-            )
-            .unwrap()
-        })
+        .map(|c| format!("/{c}/color/image_raw/compressed"))
         .collect();
-    let js = w
-        .add_connection(
-            "/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let (cams, js) = cameras_and_joints(&mut w, &topics, "/joint_states");
     let start = 1_700_000_000_000_000_000u64 + u64::from(seed) * 1_000_000_000_000;
-    let names: Vec<String> = (0..4).map(|j| format!("j{j}")).collect();
+    let names = joint_names(4);
     // (time, camera or joint, frame); cameras 2 ms apart so that every tick finds all three.
     let mut events: Vec<(u64, Option<(u32, u32)>)> = Vec::new();
     for k in 0..frames {
@@ -132,20 +80,14 @@ pub fn three_camera_bag(path: &Path, frames: u32, seed: u32) {
     events.sort();
     for (i, (t, what)) in events.into_iter().enumerate() {
         let abs = start + t;
-        let (sec, nsec) = ((abs / 1_000_000_000) as u32, (abs % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(i as u32, sec, nsec, "");
         match what {
             Some((c, k)) => {
-                p.string("jpeg").bytes(&frame_jpeg(k, c, seed));
+                let p = compressed_image(i as u32, abs, &frame_jpeg(k, c, seed));
                 w.write(cams[c as usize], abs, p.as_slice()).unwrap();
             }
             None => {
                 let pos = [t as f64 / 1e9, 1.0, 2.0, f64::from(seed)];
-                p.string_array(&names)
-                    .f64_array(&pos)
-                    .f64_array(&[])
-                    .f64_array(&[]);
+                let p = joint_positions(i as u32, abs, &names, &pos);
                 w.write(js, abs, p.as_slice()).unwrap();
             }
         }
@@ -165,37 +107,27 @@ pub fn config_toml() -> String {
     s
 }
 
-/// RSS (`VmRSS`) of a process in bytes, 0 if gone.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
+/// `dir/cfg.toml` holding [`config_toml`].
+fn write_config(dir: &Path) -> PathBuf {
+    let cfg = dir.join("cfg.toml");
+    std::fs::write(&cfg, config_toml()).unwrap();
+    cfg
 }
 
-/// Every descendant of `pid` (through `/proc/<pid>/task/*/children`).
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for t in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                for c in text.split_whitespace().filter_map(|c| c.parse().ok()) {
-                    out.push(c);
-                    todo.push(c);
-                }
-            }
-        }
-    }
-    out
+/// `dir/a.bag`, three cameras of `frames` frames (seed 1), and the config.
+fn one_bag(dir: &Path, frames: u32) -> (PathBuf, PathBuf) {
+    let a = dir.join("a.bag");
+    three_camera_bag(&a, frames, 1);
+    (a, write_config(dir))
+}
+
+/// `dir/ffmpeg`, an executable bash `script` standing in for ffmpeg.
+fn fake_ffmpeg(dir: &Path, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = dir.join("ffmpeg");
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fake
 }
 
 /// What a run of the binary did, seen from outside.
@@ -252,103 +184,11 @@ pub fn run_sampled(args: &[&str]) -> Outside {
     }
 }
 
-/// Every row of every parquet file under `dir/sub`, by file, as record batches.
-pub fn tables(ds: &Path, sub: &str) -> BTreeMap<String, Vec<RecordBatch>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![ds.join(sub)];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let f = File::open(&p).unwrap();
-                let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .unwrap()
-                    .build()
-                    .unwrap()
-                    .map(|b| b.unwrap())
-                    .collect();
-                // One batch per file, so that row-group boundaries do not matter.
-                let schema = batches[0].schema();
-                let one = arrow::compute::concat_batches(&schema, &batches).unwrap();
-                out.insert(p.strip_prefix(ds).unwrap().display().to_string(), vec![one]);
-            }
-        }
-    }
-    out
-}
-
-/// All rows of the parquet files under `ds/sub`, in file order, as one batch.
-fn all_rows(ds: &Path, sub: &str) -> RecordBatch {
-    let t = tables(ds, sub);
-    let batches: Vec<RecordBatch> = t.into_values().flatten().collect();
-    let schema = batches[0].schema();
-    arrow::compute::concat_batches(&schema, &batches).unwrap()
-}
-
-/// Episode rows without the data-file placement columns (which depend on how runs were split:
-/// an append starts a new data file, as for images); the video placement is compared.
-fn episode_rows(ds: &Path) -> RecordBatch {
-    let b = all_rows(ds, "meta/episodes");
-    let keep: Vec<usize> = (0..b.num_columns())
-        .filter(|i| {
-            let n = b.schema().field(*i).name().clone();
-            !n.starts_with("data/") && !n.starts_with("meta/")
-        })
-        .collect();
-    b.project(&keep).unwrap()
-}
-
-fn json(p: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
 /// Same data rows (in index order), episode rows (with their video placement), tasks,
-/// info.json totals and features, and stats (within float tolerance); both valid.
-pub fn assert_same_tables(a: &Path, b: &Path) {
-    assert!(
-        all_rows(a, "data") == all_rows(b, "data"),
-        "data rows differ"
-    );
-    assert!(episode_rows(a) == episode_rows(b), "episode rows differ");
-    let tasks = |d: &Path| {
-        let f = File::open(d.join("meta/tasks.parquet")).unwrap();
-        ParquetRecordBatchReaderBuilder::try_new(f)
-            .unwrap()
-            .build()
-            .unwrap()
-            .map(|b| b.unwrap())
-            .collect::<Vec<_>>()
-    };
-    assert!(tasks(a) == tasks(b), "tasks differ");
-    let (ia, ib) = (
-        json(&a.join("meta/info.json")),
-        json(&b.join("meta/info.json")),
-    );
-    for k in [
-        "total_episodes",
-        "total_frames",
-        "total_tasks",
-        "features",
-        "fps",
-        "splits",
-        "video_path",
-    ] {
-        assert_eq!(ia[k], ib[k], "info.json {k}");
-    }
-    assert_json_close(
-        &json(&a.join("meta/stats.json")),
-        &json(&b.join("meta/stats.json")),
-        "stats",
-    );
-    for ds in [a, b] {
-        let problems = bag2dataset::dataset::validate(ds).unwrap();
-        assert!(problems.is_empty(), "{}: {problems:?}", ds.display());
-    }
+/// info.json totals, features and video path, and stats (within float tolerance); both valid.
+pub fn assert_same_video_tables(a: &Path, b: &Path) {
+    let keys: Vec<&str> = INFO_TOTALS.iter().copied().chain(["video_path"]).collect();
+    assert_same_tables(a, b, data_placement_column, &keys);
 }
 
 /// Every mp4 under `ds/videos`, relative path → frames decoded as RGB.
@@ -383,24 +223,9 @@ pub fn decoded_videos(ds: &Path) -> BTreeMap<String, Vec<Vec<u8>>> {
     out
 }
 
-pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
-}
-
 /// Same tables, same video files with the same frame counts, every frame within 38 dB.
 pub fn assert_same_dataset(a: &Path, b: &Path) {
-    assert_same_tables(a, b);
+    assert_same_video_tables(a, b);
     let (va, vb) = (decoded_videos(a), decoded_videos(b));
     assert_eq!(
         va.keys().collect::<Vec<_>>(),
@@ -426,9 +251,7 @@ fn inputs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (a, b) = (dir.join("a.bag"), dir.join("b.bag"));
     three_camera_bag(&a, 40, 1);
     three_camera_bag(&b, 30, 2);
-    let cfg = dir.join("cfg.toml");
-    std::fs::write(&cfg, config_toml()).unwrap();
-    (a, b, cfg)
+    (a, b, write_config(dir))
 }
 
 #[test]
@@ -513,10 +336,7 @@ fn a_ceiling_too_small_for_one_encoder_fails_before_any_work_naming_the_minimum(
         return;
     }
     let dir = tmp("small");
-    let a = dir.join("a.bag");
-    three_camera_bag(&a, 5, 1);
-    let cfg = dir.join("cfg.toml");
-    std::fs::write(&cfg, config_toml()).unwrap();
+    let (a, cfg) = one_bag(&dir, 5);
     let out = dir.join("ds");
     let r = Command::new(BIN)
         .args(["convert", "-q", "-c"])
@@ -543,10 +363,7 @@ fn without_max_memory_a_video_run_chooses_a_ceiling_that_holds_and_prints_it() {
         return;
     }
     let dir = tmp("default");
-    let a = dir.join("a.bag");
-    three_camera_bag(&a, 20, 1);
-    let cfg = dir.join("cfg.toml");
-    std::fs::write(&cfg, config_toml()).unwrap();
+    let (a, cfg) = one_bag(&dir, 20);
     let out = dir.join("ds");
     let s = |p: &Path| p.display().to_string();
     let (log, chart) = (dir.join("mem.csv"), dir.join("mem.svg"));
@@ -609,23 +426,18 @@ fn an_encoder_that_loses_a_frame_fails_the_episode() {
     let (a, b) = (dir.join("a.bag"), dir.join("b.bag"));
     three_camera_bag(&a, 12, 1);
     three_camera_bag(&b, 10, 2);
-    let cfg = dir.join("cfg.toml");
-    std::fs::write(&cfg, config_toml()).unwrap();
+    let cfg = write_config(&dir);
     // An ffmpeg that drops frame 3 of every encoded stream of bag b (its episodes have 10
     // frames), and exits 0 as if all went well.
-    let fake = dir.join("ffmpeg");
-    std::fs::write(
-        &fake,
+    let fake = fake_ffmpeg(
+        &dir,
         "#!/bin/bash\n\
          if [[ \" $* \" == *\" pipe:0 \"* && \" $* \" == *\" -s 640x480 \"* && -e \"$DROP_FLAG\" ]]; then\n\
            n=$#; out=${!n}; set -- \"${@:1:$((n-1))}\"\n\
            exec ffmpeg \"$@\" -vf 'select=not(eq(n\\,3))' -fps_mode passthrough \"$out\"\n\
          fi\n\
          exec ffmpeg \"$@\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let out = dir.join("ds");
     let flag = dir.join("drop");
     // First bag converts normally; then frames are lost for the second.
@@ -676,9 +488,7 @@ fn four_bags(dir: &Path) -> (Vec<PathBuf>, PathBuf) {
             p
         })
         .collect();
-    let cfg = dir.join("cfg.toml");
-    std::fs::write(&cfg, config_toml()).unwrap();
-    (bags, cfg)
+    (bags, write_config(dir))
 }
 
 fn convert(bags: &[PathBuf], cfg: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
@@ -853,7 +663,7 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
     assert!(r["sum_of_job_tree_peak_rss"].as_u64().unwrap() <= 1 << 30);
     // The children's datasets are adopted whole: each job's video files are linked, so the
     // files are laid out per job, and the frames are the same.
-    same::assert_same_in_any_layout(&one, &jobs);
+    common::same::assert_same_in_any_layout(&one, &jobs);
     // Shards, then merge.
     let (s1, s2) = (dir.join("s1"), dir.join("s2"));
     convert(&bags, &cfg, &s1, &["--shard", "1/2"]);
@@ -868,7 +678,7 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    same::assert_same_in_any_layout(&one, &merged);
+    common::same::assert_same_in_any_layout(&one, &merged);
     // Contiguous shards are linked, no ffmpeg runs: a small ceiling is enough.
     let o = Command::new(BIN)
         .arg("merge")
@@ -880,7 +690,7 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    same::assert_same_in_any_layout(&one, &dir.join("merged-small"));
+    common::same::assert_same_in_any_layout(&one, &dir.join("merged-small"));
     // Interleaved inputs (bags 0, 2 | 1, 3) cannot be adopted whole: each episode is
     // stream-copied, and merge's ceiling holds that ffmpeg too: too small a one is refused
     // up front; the default one merges them into the same dataset.
@@ -925,24 +735,6 @@ fn video_jobs_and_shards_plus_merge_equal_one_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The lerobot venvs to check with: 0.4.x (`LEROBOT_PYTHON`, default /tmp/lerobotvenv) and
-/// 0.6.x (`LEROBOT061_PYTHON`, default /tmp/lerobot061); those absent are reported and skipped.
-fn lerobot_pythons() -> Vec<String> {
-    let mut found = Vec::new();
-    for (var, default) in [
-        ("LEROBOT_PYTHON", "/tmp/lerobotvenv/bin/python"),
-        ("LEROBOT061_PYTHON", "/tmp/lerobot061/bin/python"),
-    ] {
-        let py = std::env::var(var).unwrap_or_else(|_| default.to_string());
-        if Path::new(&py).exists() {
-            found.push(py);
-        } else {
-            eprintln!("SKIPPED for this client: no lerobot venv at {py} (set {var})");
-        }
-    }
-    found
-}
-
 #[test]
 fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
     if !ffmpeg_present() {
@@ -985,27 +777,16 @@ fn lerobot_0_4_and_0_6_decode_appended_spilled_and_merged_video_datasets() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lerobot_video_frames.py");
     for py in &pythons {
         for ds in [&nightly, &merged] {
-            let r = Command::new(py)
-                .arg(&script)
-                .arg(ds)
-                .env("HF_HUB_OFFLINE", "1")
-                .env("HF_DATASETS_CACHE", dir.join("hf-cache"))
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&r.stdout),
-                String::from_utf8_lossy(&r.stderr)
-            );
+            let (ok, text) =
+                run_python_script(py, "lerobot_video_frames.py", &[ds], &dir.join("hf-cache"));
             println!(
                 "{py} {}: {}",
                 ds.display(),
                 text.lines().next().unwrap_or("")
             );
-            assert!(r.status.success(), "{py} on {}: {text}", ds.display());
+            assert!(ok, "{py} on {}: {text}", ds.display());
             // 4 episodes x (first, middle, last) x 3 cameras.
             assert!(text.contains("OK: 36 frames decoded"), "{text}");
         }
@@ -1019,23 +800,16 @@ fn an_encoder_growing_past_the_ceiling_stops_the_run_cleanly() {
         return;
     }
     let dir = tmp("over");
-    let a = dir.join("a.bag");
-    three_camera_bag(&a, 20, 1);
-    let cfg = dir.join("cfg.toml");
-    std::fs::write(&cfg, config_toml()).unwrap();
+    let (a, cfg) = one_bag(&dir, 20);
     // An "encoder" that first holds ~400 MB (far beyond its planned share), then encodes.
-    let fake = dir.join("ffmpeg");
-    std::fs::write(
-        &fake,
+    let fake = fake_ffmpeg(
+        &dir,
         "#!/bin/bash\n\
          if [[ \" $* \" == *\" pipe:0 \"* ]]; then\n\
            big=$(head -c 400000000 /dev/zero | tr '\\0' a); sleep 1; unset big\n\
          fi\n\
          exec ffmpeg \"$@\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let out = dir.join("ds");
     let one = bag2dataset::dataset::video::encoders::encoder_bytes(
         bag2dataset::dataset::video::VideoCodec::Av1,
@@ -1077,10 +851,7 @@ fn profile_video_reports_the_smallest_ceiling_with_one_encoder_verified() {
         return;
     }
     let dir = tmp("profile");
-    let a = dir.join("a.bag");
-    three_camera_bag(&a, 15, 1);
-    let cfg = dir.join("cfg.toml");
-    std::fs::write(&cfg, config_toml()).unwrap();
+    let (a, cfg) = one_bag(&dir, 15);
     let o = Command::new(BIN)
         .args(["profile", "--video", "--json", "-c"])
         .arg(&cfg)

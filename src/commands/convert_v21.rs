@@ -179,7 +179,7 @@ pub(crate) fn convert_v21(
     }
     if let Some(b) = &base {
         // New episodes take the dataset's fps, and one run keeps the order simple.
-        a.dataset_fps = b.info["fps"].as_u64().map(|f| f as u32);
+        a.dataset_fps = Some(b.info.fps);
         a.jobs = Some(1);
     }
     let result = inner(&a);

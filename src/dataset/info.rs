@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct InfoJson {
     pub(crate) codebase_version: String,
-    robot_type: Option<String>,
+    pub(crate) robot_type: Option<String>,
     pub(crate) total_episodes: u64,
     pub(crate) total_frames: u64,
     pub(crate) total_tasks: u64,
@@ -106,8 +106,8 @@ pub(crate) fn ordered_json(entries: &[(String, Value)], indent: usize) -> String
     s
 }
 
-/// `features` as a JSON object whose key order is kept.
-mod ordered {
+/// `features` as a JSON object whose key order is kept (also v2.1's, in `crate::layout`).
+pub(crate) mod ordered {
     use super::*;
 
     pub(crate) fn serialize<S: Serializer>(
@@ -229,61 +229,72 @@ impl InfoJson {
 
     /// The dataset spec the file declares (default columns left out).
     pub(crate) fn spec(&self, path: &Path) -> Result<DatasetSpec> {
-        let bad = |what: String| Error::Dataset {
-            path: path.to_path_buf(),
-            what,
-        };
-        if self.fps == 0 {
-            return Err(bad("fps must be a positive integer".into()));
-        }
-        let mut features = Vec::new();
-        for (name, f) in &self.features {
-            if DEFAULT_COLUMNS.contains(&name.as_str()) {
-                continue;
-            }
-            let kind = match (f.dtype.as_str(), f.shape.as_slice()) {
-                ("image", [h, w, c]) => FeatureKind::Image {
-                    height: *h as u32,
-                    width: *w as u32,
-                    channels: *c as u32,
-                },
-                ("video", [h, w, c]) => FeatureKind::Video {
-                    height: *h as u32,
-                    width: *w as u32,
-                    channels: *c as u32,
-                    codec: super::video::VideoCodec::parse(
-                        f.info
-                            .as_ref()
-                            .and_then(|i| i.get("video.codec"))
-                            .and_then(Value::as_str)
-                            .unwrap_or("av1"),
-                    )?,
-                },
-                ("float32", [len]) => FeatureKind::Vector {
-                    len: *len as usize,
-                    names: match &f.names {
-                        Names::List(n) => Some(n.clone()),
-                        _ => None,
-                    },
-                },
-                _ => {
-                    return Err(bad(format!(
-                        "feature {name}: dtype {} shape {:?} is not one this tool writes",
-                        f.dtype, f.shape
-                    )));
-                }
-            };
-            features.push(FeatureSpec {
-                name: name.clone(),
-                kind,
-            });
-        }
-        Ok(DatasetSpec {
-            fps: self.fps,
-            robot_type: self.robot_type.clone(),
-            features,
-        })
+        declared_spec(self.fps, self.robot_type.as_deref(), &self.features, path)
     }
+}
+
+/// The dataset spec that an `info.json`'s `fps`, `robot_type` and `features` declare (default
+/// columns left out). v2.1's `info.json` (`crate::layout`) declares it with the same entries.
+pub(crate) fn declared_spec(
+    fps: u32,
+    robot_type: Option<&str>,
+    info_features: &[(String, InfoFeature)],
+    path: &Path,
+) -> Result<DatasetSpec> {
+    let bad = |what: String| Error::Dataset {
+        path: path.to_path_buf(),
+        what,
+    };
+    if fps == 0 {
+        return Err(bad("fps must be a positive integer".into()));
+    }
+    let mut features = Vec::new();
+    for (name, f) in info_features {
+        if DEFAULT_COLUMNS.contains(&name.as_str()) {
+            continue;
+        }
+        let kind = match (f.dtype.as_str(), f.shape.as_slice()) {
+            ("image", [h, w, c]) => FeatureKind::Image {
+                height: *h as u32,
+                width: *w as u32,
+                channels: *c as u32,
+            },
+            ("video", [h, w, c]) => FeatureKind::Video {
+                height: *h as u32,
+                width: *w as u32,
+                channels: *c as u32,
+                codec: super::video::VideoCodec::parse(
+                    f.info
+                        .as_ref()
+                        .and_then(|i| i.get("video.codec"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("av1"),
+                )?,
+            },
+            ("float32", [len]) => FeatureKind::Vector {
+                len: *len as usize,
+                names: match &f.names {
+                    Names::List(n) => Some(n.clone()),
+                    _ => None,
+                },
+            },
+            _ => {
+                return Err(bad(format!(
+                    "feature {name}: dtype {} shape {:?} is not one this tool writes",
+                    f.dtype, f.shape
+                )));
+            }
+        };
+        features.push(FeatureSpec {
+            name: name.clone(),
+            kind,
+        });
+    }
+    Ok(DatasetSpec {
+        fps,
+        robot_type: robot_type.map(str::to_string),
+        features,
+    })
 }
 
 /// The `features` entry of one of the spec's features.

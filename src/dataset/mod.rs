@@ -22,7 +22,7 @@
 //! | `raw_copy`  | a published data file linked, or rewritten with raw feature chunks and renumbered index columns (merge) |
 
 pub(crate) mod existing;
-mod info;
+pub(crate) mod info;
 pub(crate) mod meta;
 mod raw_copy;
 mod schema;

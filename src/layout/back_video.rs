@@ -17,69 +17,12 @@ use crate::dataset::meta::{
     EpisodeRow, EpisodesWriter, InfoTotals, info_json, stats_features, stats_json, write_synced,
 };
 use crate::dataset::stats::StatsAggregate;
-use crate::dataset::video::{TICKS_PER_FRAME, VideoCodec, VideoSpan};
+use crate::dataset::video::{TICKS_PER_FRAME, VideoSpan};
 use crate::dataset::{
-    DEFAULT_CHUNKS_SIZE, DEFAULT_COLUMNS, DatasetSpec, DatasetSummary, FeatureKind, FeatureSpec,
-    MIB, VIDEO_FILES_SIZE_IN_MB, WriterOptions, episodes_file_path, video_file_path,
+    DEFAULT_CHUNKS_SIZE, DatasetSpec, DatasetSummary, FeatureKind, MIB, VIDEO_FILES_SIZE_IN_MB,
+    WriterOptions, episodes_file_path, video_file_path,
 };
 use crate::error::{Error, Result};
-
-/// The spec a v2.1 `info.json` declares, video features included.
-fn spec_from_info(info: &Value, path: &Path) -> Result<DatasetSpec> {
-    let fps = info["fps"]
-        .as_u64()
-        .filter(|f| *f > 0 && *f <= u64::from(u32::MAX))
-        .ok_or_else(|| bad(path, "fps missing or not a positive integer"))? as u32;
-    let feats = info["features"]
-        .as_object()
-        .ok_or_else(|| bad(path, "features missing"))?;
-    let mut features = Vec::new();
-    for (name, f) in feats {
-        if DEFAULT_COLUMNS.contains(&name.as_str()) {
-            continue;
-        }
-        let shape: Vec<u64> = f["shape"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default();
-        let kind = match (f["dtype"].as_str(), shape.as_slice()) {
-            (Some("image"), [h, w, c]) => FeatureKind::Image {
-                height: *h as u32,
-                width: *w as u32,
-                channels: *c as u32,
-            },
-            (Some("video"), [h, w, c]) => FeatureKind::Video {
-                height: *h as u32,
-                width: *w as u32,
-                channels: *c as u32,
-                codec: VideoCodec::parse(f["info"]["video.codec"].as_str().unwrap_or("?"))?,
-            },
-            (Some("float32"), [len]) => FeatureKind::Vector {
-                len: *len as usize,
-                names: f["names"].as_array().map(|a| {
-                    a.iter()
-                        .map(|n| n.as_str().unwrap_or_default().to_string())
-                        .collect()
-                }),
-            },
-            _ => {
-                return Err(bad(
-                    path,
-                    format!("feature {name}: dtype/shape this tool does not write: {f}"),
-                ));
-            }
-        };
-        features.push(FeatureSpec {
-            name: name.clone(),
-            kind,
-        });
-    }
-    Ok(DatasetSpec {
-        fps,
-        robot_type: info["robot_type"].as_str().map(str::to_string),
-        features,
-    })
-}
 
 /// Joins `segments` (whole episode MP4s) into `out` by stream copy.
 fn join(ffmpeg: &Path, segments: &[PathBuf], list: &Path, out: &Path, fps: u32) -> Result<()> {
@@ -132,7 +75,7 @@ pub fn to_v30_video(
     base: &V21Base,
 ) -> Result<DatasetSummary> {
     let info_path = src.join("meta/info.json");
-    let spec = spec_from_info(&base.info, &info_path)?;
+    let spec = base.info.spec(&info_path)?;
     if out.exists()
         && !opts.overwrite
         && std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some())

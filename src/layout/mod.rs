@@ -15,6 +15,7 @@
 //!
 //! | file       | responsibility                                                          |
 //! |------------|-------------------------------------------------------------------------|
+//! | `info`     | v2.1 `info.json` as one serde type (written, read back, its spec)       |
 //! | `v30`      | read a v3.0 dataset's info, tasks and episode rows (with video spans)   |
 //! | `v21`      | write the v2.1 layout (data split, video cuts, jsonl metadata, publish) |
 //! | `back`     | v2.1 → v3.0: data rows and statistics                                   |
@@ -23,19 +24,19 @@
 
 mod back;
 mod back_video;
+mod info;
 mod v21;
 mod v30;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 pub use v21::{
     LayoutOptions, LayoutSummary, OLD_SUFFIX, STAGING_SUFFIX, V21Base, publish, recover, to_v21,
 };
 pub use validate::validate_v21;
 
+use crate::dataset::info::InfoFeature;
 use crate::error::{Error, Result};
 
 /// `codebase_version` of the v2.1 layout.
@@ -81,17 +82,10 @@ fn bad(path: &Path, what: impl Into<String>) -> Error {
     }
 }
 
-/// `meta/info.json` of a dataset, parsed.
-pub fn read_info(dataset: &Path) -> Result<Value> {
-    let p = dataset.join("meta/info.json");
-    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    serde_json::from_str(&text).map_err(|e| bad(&p, format!("json: {e}")))
-}
-
 /// The layout version of the dataset at `dataset`, from its `info.json`.
 pub fn detect(dataset: &Path) -> Result<Format> {
-    let info = read_info(dataset)?;
-    match info["codebase_version"].as_str() {
+    let version = info::read_version(dataset)?;
+    match version.as_str() {
         Some(V21) => Ok(Format::V21),
         Some(v) if v == crate::dataset::CODEBASE_VERSION => Ok(Format::V30),
         other => Err(bad(
@@ -122,17 +116,13 @@ pub fn v21_video_path(key: &str, episode: u64) -> String {
     )
 }
 
-/// Names of the video features declared in an `info.json`, in declaration order.
-pub fn video_keys(info: &Value) -> Vec<String> {
-    info["features"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(_, f)| f["dtype"] == "video")
-                .map(|(k, _)| k.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Names of the video features among an `info.json`'s `features`, in declaration order.
+pub(crate) fn video_keys(features: &[(String, InfoFeature)]) -> Vec<String> {
+    features
+        .iter()
+        .filter(|(_, f)| f.dtype == "video")
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Sibling path `<out><suffix>` (staging, old copy, work directories of a run).
@@ -141,12 +131,11 @@ pub fn sibling(out: &Path, suffix: &str) -> PathBuf {
 }
 
 /// JSON text indented by four spaces, as lerobot's `write_json` writes it.
-pub fn pretty4(v: &Value) -> String {
-    use serde::Serialize;
+pub fn pretty4<T: serde::Serialize + ?Sized>(v: &T) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    // Serializing a Value into a Vec cannot fail.
+    // Serializing a Value or a derived struct (string keys) into a Vec cannot fail.
     let _ = v.serialize(&mut ser);
     let mut s = String::from_utf8(buf).unwrap_or_default();
     s.push('\n');
@@ -161,8 +150,8 @@ pub fn to_v30(
     opts: crate::dataset::WriterOptions,
 ) -> Result<crate::dataset::DatasetSummary> {
     let base = v21::V21Base::open(src)?;
-    if video_keys(&base.info).is_empty() {
-        let (spec, _) = crate::dataset::existing::read_spec(src)?;
+    if base.info.video_keys().is_empty() {
+        let spec = base.info.spec(&src.join("meta/info.json"))?;
         return back::copy_episodes(src, out, spec, opts);
     }
     back_video::to_v30_video(src, out, opts, &base)

@@ -6,6 +6,7 @@
 //! `stats.json` aggregate per feature and one metadata line. Videos are cut by one ffmpeg
 //! child at a time, by stream copy (no decoder or encoder runs).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde_json::{Value, json};
 
+use super::info::V21Info;
 use super::v30::{Episode, V30};
 use super::{
     V21, V21_CHUNKS_SIZE, V21_DATA_PATH, V21_VIDEO_PATH, bad, pretty4, sibling, v21_data_path,
@@ -63,7 +65,7 @@ impl Default for LayoutOptions {
 #[derive(Debug, Clone)]
 pub struct V21Base {
     pub root: PathBuf,
-    pub info: Value,
+    pub(crate) info: V21Info,
     pub tasks: Vec<String>,
     pub episodes: u64,
     pub frames: u64,
@@ -72,16 +74,7 @@ pub struct V21Base {
 impl V21Base {
     /// Reads the totals and tasks of the v2.1 dataset at `root`.
     pub fn open(root: &Path) -> Result<V21Base> {
-        let info = super::read_info(root)?;
-        if info["codebase_version"] != V21 {
-            return Err(bad(
-                &root.join("meta/info.json"),
-                format!(
-                    "codebase_version {}, expected {V21}",
-                    info["codebase_version"]
-                ),
-            ));
-        }
+        let info = V21Info::read(root)?;
         let p = root.join("meta/tasks.jsonl");
         let mut tasks: Vec<(u64, String)> = Vec::new();
         for_each_line(&p, |v, n| {
@@ -100,8 +93,8 @@ impl V21Base {
         }
         Ok(V21Base {
             root: root.to_path_buf(),
-            episodes: info["total_episodes"].as_u64().unwrap_or(0),
-            frames: info["total_frames"].as_u64().unwrap_or(0),
+            episodes: info.total_episodes,
+            frames: info.total_frames,
             info,
             tasks: tasks.into_iter().map(|(_, t)| t).collect(),
         })
@@ -374,7 +367,7 @@ pub fn to_v21(
     opts: &LayoutOptions,
 ) -> Result<LayoutSummary> {
     let v30 = V30::open(src)?;
-    let fps = v30.fps();
+    let fps = u64::from(v30.info.fps);
     if fps == 0 {
         return Err(bad(&src.join("meta/info.json"), "fps missing"));
     }
@@ -382,9 +375,8 @@ pub fn to_v21(
         std::fs::remove_dir_all(staging).map_err(|e| Error::io(staging, e))?;
     }
     std::fs::create_dir_all(staging.join("meta")).map_err(|e| Error::io(staging, e))?;
-    let features = v30.info["features"].clone();
     if let Some(b) = base {
-        if b.info["features"] != features || b.info["fps"] != v30.info["fps"] {
+        if b.info.features != v30.info.features || b.info.fps != v30.info.fps {
             return Err(bad(
                 &b.root,
                 "its features or fps differ from the new episodes'; a dataset holds one conversion",
@@ -428,9 +420,7 @@ pub fn to_v21(
         })?;
     }
 
-    let has_images = features
-        .as_object()
-        .is_some_and(|m| m.values().any(|f| f["dtype"] == "image"));
+    let has_images = v30.info.features.iter().any(|(_, f)| f.dtype == "image");
     let batch_rows = if has_images {
         IMAGE_BATCH_ROWS
     } else {
@@ -561,22 +551,22 @@ pub fn to_v21(
 
     let episodes = ep0 + new_eps;
     let videos = episodes * v30.video_keys.len() as u64;
-    let info = json!({
-        "codebase_version": V21,
-        "robot_type": v30.info["robot_type"].clone(),
-        "total_episodes": episodes,
-        "total_frames": frames,
-        "total_tasks": tasks.len(),
-        "total_videos": videos,
-        "total_chunks": episodes.div_ceil(V21_CHUNKS_SIZE),
-        "chunks_size": V21_CHUNKS_SIZE,
-        "fps": fps,
-        "splits": {"train": format!("0:{episodes}")},
-        "data_path": V21_DATA_PATH,
-        "video_path": if v30.video_keys.is_empty() { Value::Null } else { json!(V21_VIDEO_PATH) },
-        "features": features,
-    });
-    write_text(&meta.join("info.json"), &pretty4(&info))?;
+    let info = V21Info {
+        codebase_version: V21.into(),
+        robot_type: v30.info.robot_type.clone(),
+        total_episodes: episodes,
+        total_frames: frames,
+        total_tasks: tasks.len() as u64,
+        total_videos: videos,
+        total_chunks: episodes.div_ceil(V21_CHUNKS_SIZE),
+        chunks_size: V21_CHUNKS_SIZE,
+        fps: v30.info.fps,
+        splits: BTreeMap::from([("train".into(), format!("0:{episodes}"))]),
+        data_path: V21_DATA_PATH.into(),
+        video_path: (!v30.video_keys.is_empty()).then(|| V21_VIDEO_PATH.into()),
+        features: v30.info.features.clone(),
+    };
+    write_text(&meta.join("info.json"), &info.to_text())?;
 
     let manifest = crate::dataset::MANIFEST_NAME;
     let log = match log {

@@ -1,5 +1,5 @@
-//! Reading a v3.0 dataset this crate wrote, for laying it out as v2.1: `info.json` (kept as
-//! JSON: every feature kind, videos included), tasks, and the episode rows with their data
+//! Reading a v3.0 dataset this crate wrote, for laying it out as v2.1: `info.json` (its
+//! [`InfoJson`]: every feature entry, videos included, is carried into v2.1's), tasks, and the episode rows with their data
 //! location, video spans and per-episode statistics. Episode rows are streamed in batches of
 //! [`crate::dataset::existing::EPISODE_BATCH_ROWS`].
 
@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, Float64Array, Int64Array, ListArray, StringArray};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde_json::Value;
 
 use super::bad;
 use crate::dataset::existing::EPISODE_BATCH_ROWS;
-use crate::dataset::{DEFAULT_COLUMNS, FeatureStats, QUANTILES};
+use crate::dataset::info::InfoFeature;
+use crate::dataset::{DEFAULT_COLUMNS, FeatureStats, InfoJson, QUANTILES};
 use crate::error::{Error, Result};
 
 /// Where one episode's frames of one camera are in the v3.0 video files.
@@ -44,7 +44,7 @@ pub struct Episode {
 #[derive(Debug, Clone)]
 pub struct V30 {
     pub root: PathBuf,
-    pub info: Value,
+    pub info: InfoJson,
     pub tasks: Vec<String>,
     pub video_keys: Vec<String>,
     /// Every feature with statistics (all of `info.json`'s features, in its order), and whether
@@ -53,15 +53,11 @@ pub struct V30 {
 }
 
 /// Every stats-bearing feature of an `info.json`: its features in order (visual ones flagged).
-pub fn stats_features(info: &Value) -> Vec<(String, bool)> {
-    let mut out: Vec<(String, bool)> = info["features"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, f)| (k.clone(), f["dtype"] == "image" || f["dtype"] == "video"))
-                .collect()
-        })
-        .unwrap_or_default();
+pub fn stats_features(features: &[(String, InfoFeature)]) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = features
+        .iter()
+        .map(|(k, f)| (k.clone(), f.dtype == "image" || f.dtype == "video"))
+        .collect();
     // Defaults last, as the writer stores them (info.json lists them last too).
     out.sort_by_key(|(k, _)| DEFAULT_COLUMNS.contains(&k.as_str()));
     out
@@ -104,13 +100,13 @@ fn float_at(b: &RecordBatch, name: &str, row: usize) -> Option<f64> {
 impl V30 {
     /// Reads the metadata of the v3.0 dataset at `root`.
     pub fn open(root: &Path) -> Result<V30> {
-        let info = super::read_info(root)?;
-        if info["codebase_version"] != crate::dataset::CODEBASE_VERSION {
+        let info = InfoJson::read(root)?;
+        if info.codebase_version != crate::dataset::CODEBASE_VERSION {
             return Err(bad(
                 &root.join("meta/info.json"),
                 format!(
-                    "codebase_version {}, expected {}",
-                    info["codebase_version"],
+                    "codebase_version {:?}, expected {}",
+                    info.codebase_version,
                     crate::dataset::CODEBASE_VERSION
                 ),
             ));
@@ -118,15 +114,11 @@ impl V30 {
         let tasks = crate::dataset::existing::read_tasks(root)?;
         Ok(V30 {
             root: root.to_path_buf(),
-            video_keys: super::video_keys(&info),
-            stats_features: stats_features(&info),
+            video_keys: super::video_keys(&info.features),
+            stats_features: stats_features(&info.features),
             info,
             tasks,
         })
-    }
-
-    pub fn fps(&self) -> u64 {
-        self.info["fps"].as_u64().unwrap_or(0)
     }
 
     /// Streams the episode rows in `episode_index` order (checked to run 0, 1, 2, …).

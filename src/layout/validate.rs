@@ -42,6 +42,30 @@ impl Problems {
     }
 }
 
+/// `meta/info.json` as plain JSON: a validator must report each broken key, where
+/// [`super::V21Info`] would refuse the whole file.
+fn read_info(dataset: &Path) -> Result<Value> {
+    let p = dataset.join("meta/info.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Dataset {
+        path: p,
+        what: format!("json: {e}"),
+    })
+}
+
+/// Names of the video features an `info.json` declares, in declaration order.
+fn video_keys(info: &Value) -> Vec<String> {
+    info["features"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, f)| f["dtype"] == "video")
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One line of `episodes.jsonl`.
 struct Ep {
     length: u64,
@@ -61,7 +85,7 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
         list: Vec::new(),
         per_kind: Default::default(),
     };
-    let info = match super::read_info(dataset) {
+    let info = match read_info(dataset) {
         Ok(i) => i,
         Err(e) => {
             p.add("info", format!("meta/info.json: {e}"));
@@ -71,7 +95,7 @@ pub fn validate_v21(dataset: &Path) -> Result<Vec<String>> {
     check_info(&info, &mut p);
     let fps = info["fps"].as_u64().unwrap_or(0);
     let features = info["features"].as_object().cloned().unwrap_or_default();
-    let video_keys = super::video_keys(&info);
+    let video_keys = video_keys(&info);
 
     // tasks.jsonl
     let mut tasks: Vec<(u64, String)> = Vec::new();
@@ -315,7 +339,7 @@ fn check_info(info: &Value, p: &mut Problems) {
             ),
         );
     }
-    let videos = !super::video_keys(info).is_empty();
+    let videos = !video_keys(info).is_empty();
     match (&info["video_path"], videos) {
         (Value::Null, false) => {}
         (v, true) if v == V21_VIDEO_PATH => {}

@@ -4,53 +4,14 @@
 //! float tolerance, both valid; and for video features, every episode's frames of every camera
 //! decoded from wherever its file and time range put them, equal frame for frame.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use arrow::array::{Array, Float64Array, Int64Array, RecordBatch};
-use arrow::compute::concat_batches;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Every row of the parquet files under `ds/sub`, in path order, as one batch.
-pub fn all_rows(ds: &Path, sub: &str) -> RecordBatch {
-    let mut batches = Vec::new();
-    let at = ds.join(sub);
-    let files = if at.is_file() { vec![at] } else { walk(&at) };
-    for f in files {
-        if f.extension().is_none_or(|x| x != "parquet") {
-            continue;
-        }
-        let r = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        batches.extend(r.map(|b| b.unwrap()));
-    }
-    let schema = batches.first().expect("rows").schema();
-    concat_batches(&schema, &batches).unwrap()
-}
+use super::read::{CONVERSION_LOG, all_rows, files_bytes, json, log_without_timings};
 
 /// A column that only says where an episode sits in the files.
 fn layout_column(name: &str) -> bool {
@@ -63,16 +24,19 @@ fn layout_column(name: &str) -> bool {
                 || name.ends_with("to_timestamp")))
 }
 
-fn episodes_without_layout(ds: &Path) -> RecordBatch {
-    let b = all_rows(ds, "meta/episodes");
-    let keep: Vec<usize> = (0..b.num_columns())
-        .filter(|i| !layout_column(b.schema().field(*i).name()))
-        .collect();
-    b.project(&keep).unwrap()
+/// A column that says which data file holds an episode (it depends on how runs were split: an
+/// append starts a new data file).
+pub fn data_placement_column(name: &str) -> bool {
+    name.starts_with("data/") || name.starts_with("meta/")
 }
 
-fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+/// Episode rows without the columns `drop` names.
+fn episodes_without(ds: &Path, drop: fn(&str) -> bool) -> RecordBatch {
+    let b = all_rows(ds, "meta/episodes");
+    let keep: Vec<usize> = (0..b.num_columns())
+        .filter(|i| !drop(b.schema().field(*i).name()))
+        .collect();
+    b.project(&keep).unwrap()
 }
 
 /// Numbers equal within a relative 1e-9 (stats aggregated in another order of additions).
@@ -182,8 +146,19 @@ pub fn episode_frames(ds: &Path) -> BTreeMap<(String, i64), Vec<Vec<u8>>> {
     out
 }
 
-/// `a` and `b` hold the same dataset, whatever their files' layout (see the module docs).
-pub fn assert_same_in_any_layout(a: &Path, b: &Path) {
+/// The `info.json` keys every comparison checks.
+pub const INFO_TOTALS: [&str; 6] = [
+    "total_episodes",
+    "total_frames",
+    "total_tasks",
+    "features",
+    "fps",
+    "splits",
+];
+
+/// Same data rows (every column, in `index` order), episode rows but for the columns `drop`
+/// names, tasks, `info.json` values of `info_keys`, stats within float tolerance; both valid.
+pub fn assert_same_tables(a: &Path, b: &Path, drop: fn(&str) -> bool, info_keys: &[&str]) {
     assert!(
         all_rows(a, "data") == all_rows(b, "data"),
         "data rows of {} vs {}",
@@ -191,7 +166,7 @@ pub fn assert_same_in_any_layout(a: &Path, b: &Path) {
         b.display()
     );
     assert!(
-        episodes_without_layout(a) == episodes_without_layout(b),
+        episodes_without(a, drop) == episodes_without(b, drop),
         "episode rows of {} vs {}",
         a.display(),
         b.display()
@@ -204,16 +179,7 @@ pub fn assert_same_in_any_layout(a: &Path, b: &Path) {
         json(&a.join("meta/info.json")),
         json(&b.join("meta/info.json")),
     );
-    for k in [
-        "total_episodes",
-        "total_frames",
-        "total_tasks",
-        "features",
-        "fps",
-        "splits",
-        "video_path",
-        "data_path",
-    ] {
+    for k in info_keys {
         assert_eq!(ia[k], ib[k], "info.json {k}");
     }
     assert_json_close(
@@ -225,6 +191,16 @@ pub fn assert_same_in_any_layout(a: &Path, b: &Path) {
         let problems = bag2dataset::dataset::validate(ds).unwrap();
         assert!(problems.is_empty(), "{}: {problems:?}", ds.display());
     }
+}
+
+/// `a` and `b` hold the same dataset, whatever their files' layout (see the module docs).
+pub fn assert_same_in_any_layout(a: &Path, b: &Path) {
+    let keys: Vec<&str> = INFO_TOTALS
+        .iter()
+        .copied()
+        .chain(["video_path", "data_path"])
+        .collect();
+    assert_same_tables(a, b, layout_column, &keys);
     let (fa, fb) = (episode_frames(a), episode_frames(b));
     assert_eq!(
         fa.keys().collect::<Vec<_>>(),
@@ -235,5 +211,45 @@ pub fn assert_same_in_any_layout(a: &Path, b: &Path) {
         let y = &fb[k];
         assert_eq!(x.len(), y.len(), "{k:?}: frame count");
         assert!(x == y, "{k:?}: decoded frames differ");
+    }
+}
+
+/// Byte-identical datasets, the conversion logs (present in both) compared without their
+/// timings.
+pub fn assert_byte_identical(a: &Path, b: &Path) {
+    let (mut sa, mut sb) = (files_bytes(a), files_bytes(b));
+    assert!(sa.remove(CONVERSION_LOG).is_some(), "{}", a.display());
+    assert!(sb.remove(CONVERSION_LOG).is_some(), "{}", b.display());
+    assert_eq!(
+        sa.keys().collect::<Vec<_>>(),
+        sb.keys().collect::<Vec<_>>(),
+        "file lists of {} and {}",
+        a.display(),
+        b.display()
+    );
+    for (k, v) in &sa {
+        assert!(
+            *v == sb[k],
+            "{k} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+    assert_eq!(log_without_timings(a), log_without_timings(b));
+}
+
+/// Peak signal-to-noise ratio of two RGB frames, dB (infinite when equal).
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
     }
 }
