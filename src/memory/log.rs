@@ -23,7 +23,8 @@ pub(crate) struct ChunkRow {
     chunk: usize,
     start_ns: u64,
     end_ns: u64,
-    /// Compressed bytes read for this chunk.
+    /// Bytes read from storage for this chunk: its stored (compressed) data, and for a ROS1
+    /// chunk read whole in the pass, its record header and index data too.
     bytes_read: u64,
     /// Frames written so far in this run.
     frames_written: u64,
