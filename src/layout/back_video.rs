@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ use crate::dataset::meta::{
     EpisodeRow, EpisodesWriter, InfoTotals, info_json, stats_features, stats_json, write_synced,
 };
 use crate::dataset::stats::StatsAggregate;
-use crate::dataset::video::{TICKS_PER_FRAME, VideoSpan};
+use crate::dataset::video::{VideoSpan, run_stream_copy};
 use crate::dataset::{
     DEFAULT_CHUNKS_SIZE, DatasetSpec, DatasetSummary, FeatureKind, MIB, VIDEO_FILES_SIZE_IN_MB,
     WriterOptions, episodes_file_path, video_file_path,
@@ -35,20 +35,12 @@ fn join(ffmpeg: &Path, segments: &[PathBuf], list: &Path, out: &Path, fps: u32) 
         text.push_str(&format!("file '{p}'\n"));
     }
     std::fs::write(list, text).map_err(|e| Error::io(list, e))?;
-    let o = Command::new(ffmpeg)
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+    let mut cmd = Command::new(ffmpeg);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
         .args(["-f", "concat", "-safe", "0", "-i"])
         .arg(list)
-        .args(["-map", "0:v", "-c", "copy", "-bsf:v"])
-        .arg(format!("setts=ts=N*{TICKS_PER_FRAME}"))
-        .arg("-video_track_timescale")
-        .arg((u64::from(fps) * TICKS_PER_FRAME).to_string())
-        .args(["-f", "mp4", "-y"])
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
+        .args(["-map", "0:v", "-c", "copy"]);
+    let o = run_stream_copy(&mut cmd, fps, out, format!("ffmpeg join {}", out.display()))
         .map_err(|e| Error::Video {
             key: out.display().to_string(),
             what: format!("cannot run {}: {e}", ffmpeg.display()),

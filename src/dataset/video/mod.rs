@@ -36,7 +36,7 @@ mod frame_spill;
 mod set;
 
 pub use codec::*;
-pub(crate) use set::VideoSet;
+pub(crate) use set::{VideoSet, run_stream_copy};
 
 /// Where one episode of one camera is: its video file and its time range in it, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -880,7 +880,7 @@ fn check_frame_count(ffprobe: &Path, c: &Camera, f: &Finished, rows: u64) -> Res
 /// Finishes an ffmpeg stream-copy command (every timestamp rewritten to `N · TICKS_PER_FRAME`
 /// at timescale `fps · TICKS_PER_FRAME`, MP4 into `out`) and runs it, registered with the tree
 /// monitor as `label` while it lives.
-fn run_stream_copy(
+pub(crate) fn run_stream_copy(
     cmd: &mut Command,
     fps: u32,
     out: &Path,
