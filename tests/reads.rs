@@ -361,9 +361,7 @@ fn info_reads_only_the_index_section() {
 #[test]
 fn a_compressed_chunk_between_uncompressed_edges_is_named() {
     use bag2dataset::bag::writer::{BagWriter, BagWriterOptions, Payload};
-    use bag2dataset::demo::{
-        COMPRESSED_IMAGE_MD5, JOINT_STATE_MD5, compressed_image_definition, joint_state_definition,
-    };
+    use common::bags::{cameras_and_joints, compressed_image, joint_positions};
     let _serial = serial();
     let dir = tmp("mixed");
     let bag = dir.join("mixed.bag");
@@ -372,22 +370,7 @@ fn a_compressed_chunk_between_uncompressed_edges_is_named() {
         ..BagWriterOptions::with_compression(Compression::None)
     };
     let mut w = BagWriter::create(&bag, opts).unwrap();
-    let cam = w
-        .add_connection(
-            "/cam/image/compressed",
-            "sensor_msgs/CompressedImage",
-            COMPRESSED_IMAGE_MD5,
-            &compressed_image_definition(),
-        )
-        .unwrap();
-    let js = w
-        .add_connection(
-            "/arm/joint_states",
-            "sensor_msgs/JointState",
-            JOINT_STATE_MD5,
-            &joint_state_definition(),
-        )
-        .unwrap();
+    let (cams, js) = cameras_and_joints(&mut w, &["/cam/image/compressed"], "/arm/joint_states");
     let pad = w
         .add_connection(
             "/pad",
@@ -397,6 +380,7 @@ fn a_compressed_chunk_between_uncompressed_edges_is_named() {
         )
         .unwrap();
     let jpeg = common::jpeg_frame(0, 0);
+    let names = ["a".to_string()];
     let t = |k: u64| common::START + k * 10_000_000;
     for k in 0..300u64 {
         if k == 150 {
@@ -405,21 +389,15 @@ fn a_compressed_chunk_between_uncompressed_edges_is_named() {
         if k == 152 {
             w.set_compression(Compression::None).unwrap();
         }
-        let (sec, nsec) = ((t(k) / 1_000_000_000) as u32, (t(k) % 1_000_000_000) as u32);
-        let mut p = Payload::new();
-        p.header(k as u32, sec, nsec, "");
         if k % 3 == 0 {
-            p.string("jpeg").bytes(&jpeg);
-            w.write(cam, t(k), p.as_slice()).unwrap();
+            let p = compressed_image(k as u32, t(k), &jpeg);
+            w.write(cams[0], t(k), p.as_slice()).unwrap();
         } else {
-            p.string_array(&["a".to_string()])
-                .f64_array(&[k as f64])
-                .f64_array(&[])
-                .f64_array(&[]);
+            let p = joint_positions(k as u32, t(k), &names, &[k as f64]);
             w.write(js, t(k), p.as_slice()).unwrap();
         }
         if k == 150 {
-            // An lz4 chunk holding a joint message and a megabyte of zeros: a few KiB stored.
+            // An lz4 chunk holding a camera message and a megabyte of zeros: a few KiB stored.
             let mut p = Payload::new();
             p.bytes(&vec![0u8; 1 << 20]);
             w.write(pad, t(k), p.as_slice()).unwrap();
