@@ -40,11 +40,12 @@ fn join(ffmpeg: &Path, segments: &[PathBuf], list: &Path, out: &Path, fps: u32) 
         .args(["-f", "concat", "-safe", "0", "-i"])
         .arg(list)
         .args(["-map", "0:v", "-c", "copy"]);
-    let o = run_stream_copy(&mut cmd, fps, out, format!("ffmpeg join {}", out.display()))
-        .map_err(|e| Error::Video {
+    let o = run_stream_copy(&mut cmd, fps, out, format!("ffmpeg join {}", out.display())).map_err(
+        |e| Error::Video {
             key: out.display().to_string(),
             what: format!("cannot run {}: {e}", ffmpeg.display()),
-        })?;
+        },
+    )?;
     let _ = std::fs::remove_file(list);
     if !o.status.success() {
         return Err(Error::Video {
