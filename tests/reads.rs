@@ -6,7 +6,8 @@
 //! data of a few edge chunks (the first and last chunk in the file, the first and last chunk
 //! of the timeline topic); the plan's shape probe reads the first chunk(s) holding each
 //! feature's topic through the map. That is a bounded number of reads, however many chunks
-//! the bag has. Only a compressed bag adds one sweep of its chunk headers, once per run (its
+//! the bag has (an unindexed bag is read by one scan, kept for its conversion). Only a
+//! compressed bag adds one sweep of its chunk headers, once per run (its
 //! decompressed sizes are written nowhere else, and the memory plan needs the largest).
 //! (`manifest::fingerprint` reads the file's edges and its index section with plain reads,
 //! outside this trace; see the strace cross-check in docs/benchmarks.md.)
@@ -56,6 +57,7 @@ fn classify(index: &BagIndex, path: &Path, reads: &[TracedRead]) -> Vec<Region> 
         .iter()
         .filter(|r| r.path == path)
         .map(|r| {
+            assert_ne!(r.kind, ReadKind::Scan, "an indexed bag was scanned: {r:?}");
             let c = |i: usize| &index.chunks[i];
             if r.offset == 0 && r.kind == ReadKind::Mapped && r.len == index.header.data_start {
                 Region::BagHeader
@@ -132,6 +134,7 @@ fn pattern(index: &BagIndex, regions: &[Region]) -> Pattern {
                 p.index_data_in_pass += 1;
             }
             Region::Chunk(i, ReadKind::Positioned) => p.pass.push(i),
+            Region::Chunk(_, ReadKind::Scan) => unreachable!("classify names no scan"),
             Region::Chunk(i, ReadKind::Mapped) => {
                 p.mapped.insert(i);
                 p.outside += 1;
@@ -351,6 +354,64 @@ fn info_reads_only_the_index_section() {
     );
     let p = pattern(&index, &classify(&index, &bag, &reads));
     assert_eq!(p.index_data_elsewhere.len(), index.chunks.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A list of unindexed bags (recordings killed between chunks): each one is opened by a scan
+/// of the whole file, and a run measures every bag before it converts any. The scans are kept
+/// (within an eighth of the ceiling) from the measurement to the conversion, so each bag is
+/// scanned once, in either episode order; and the scans kept show in the plan's baseline.
+#[test]
+fn a_list_scans_each_unindexed_bag_once() {
+    let _serial = serial();
+    let dir = tmp("unindexed-list");
+    let bags: Vec<PathBuf> = (0..3u64)
+        .map(|k| {
+            let bag = dir.join(format!("r{k}.bag"));
+            common::SyntheticBag {
+                seconds: 2,
+                start_s: 10 * (3 - k),
+                seed: k,
+                unindexed: true,
+                ..common::SyntheticBag::default()
+            }
+            .write(&bag);
+            bag
+        })
+        .collect();
+    for order in [
+        bag2dataset::convert::select::Order::Path,
+        bag2dataset::convert::select::Order::StartTime,
+    ] {
+        trace::start();
+        let report = bag2dataset::convert::run::run(&bag2dataset::convert::run::RunOptions {
+            inputs: bags.clone(),
+            output: dir.join(format!("ds-{order:?}")),
+            ceiling: 256 << 20,
+            order,
+            ..Default::default()
+        });
+        let reads = trace::stop();
+        let report = report.expect("convert");
+        assert_eq!((report.episodes, report.recovered), (3, 3), "{order:?}");
+        for bag in &bags {
+            let scans = reads
+                .iter()
+                .filter(|r| &r.path == bag && r.kind == ReadKind::Scan)
+                .count();
+            assert_eq!(
+                scans,
+                1,
+                "{order:?}: {} scanned {scans} times",
+                bag.display()
+            );
+        }
+        assert!(
+            report.memory.baseline > report.memory.start_rss,
+            "{order:?}: the kept scans are not in the plan's baseline: {:?}",
+            report.memory
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -24,6 +24,8 @@ pub enum ReadKind {
     Positioned,
     /// A range read through the memory map (page faults, invisible to `strace`).
     Mapped,
+    /// A recovery scan of the whole chunk section (through the map, or read in blocks).
+    Scan,
 }
 
 /// One read of a bag recorded by [`trace`].
@@ -57,7 +59,7 @@ pub mod trace {
         std::mem::take(&mut *READS.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub(super) fn record(path: &Path, offset: u64, len: u64, kind: ReadKind) {
+    pub(crate) fn record(path: &Path, offset: u64, len: u64, kind: ReadKind) {
         if ON.load(Ordering::Relaxed) {
             READS
                 .lock()

@@ -329,6 +329,35 @@ impl BagIndex {
         self.scanned.is_some()
     }
 
+    /// Heap bytes this index holds (connections, chunk infos with their counts, and a
+    /// recovered bag's 16 bytes per message): what keeping it costs a run.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        let connections: usize = self
+            .connections
+            .iter()
+            .map(|c| {
+                size_of::<Connection>()
+                    + c.topic.len()
+                    + c.msgtype.len()
+                    + c.md5sum.len()
+                    + c.definition.len()
+                    + c.callerid.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        let chunks: usize = self
+            .chunks
+            .iter()
+            .map(|c| size_of::<ChunkInfo>() + c.counts.capacity() * size_of::<(u32, u32)>())
+            .sum();
+        let scanned: usize = self.scanned.as_ref().map_or(0, |s| {
+            s.iter()
+                .map(|e| size_of::<Vec<ScanEntry>>() + e.capacity() * size_of::<ScanEntry>())
+                .sum()
+        });
+        (connections + chunks + scanned + self.index_data_ends.capacity() * size_of::<u64>()) as u64
+    }
+
     pub fn connection(&self, id: u32) -> Option<&Connection> {
         self.connections.iter().find(|c| c.id == id)
     }

@@ -120,6 +120,12 @@ pub fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, Recov
         found: Vec::new(),
         warnings: Vec::new(),
     };
+    super::file::trace::record(
+        bag.path(),
+        header.data_start,
+        limit as u64 - header.data_start.min(limit as u64),
+        super::file::ReadKind::Scan,
+    );
     scan.run(header.data_start as usize);
     bag.release_all();
 

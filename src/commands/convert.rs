@@ -15,7 +15,7 @@ use crate::cli::ConvertArgs;
 use crate::convert::config::ConvertConfig;
 use crate::convert::run::{RunOptions, collect_bags, render_summary, resolve_config, run};
 use crate::convert::select::{Order, Shard};
-use crate::convert::source::{FirstBag, LastOpened};
+use crate::convert::source::{FirstBag, OpenedBags};
 use crate::diag;
 
 /// `--settle` as a duration.
@@ -123,7 +123,7 @@ fn convert(
             // ceiling is what one video run would choose (every camera's encoder at once),
             // capped by the environment's limit.
             Some(cfg) => {
-                let measured = FirstBag::measure(&listed, Some(cfg), true, &LastOpened::default())?;
+                let measured = FirstBag::measure(&listed, Some(cfg), true, &OpenedBags::default())?;
                 let cams = measured.cameras.clone();
                 first = Some(measured);
                 let one = cams
@@ -165,7 +165,7 @@ fn convert(
         } else if parallel {
             let mut first = match first {
                 Some(f) => f,
-                None => FirstBag::measure(&listed, config.as_ref(), false, &LastOpened::default())?,
+                None => FirstBag::measure(&listed, config.as_ref(), false, &OpenedBags::default())?,
             };
             if let (Some(fps), Some(cfg)) = (args.fps, first.config.as_mut()) {
                 cfg.fps = Some(fps);

@@ -6,8 +6,9 @@
 //! first bag of the whole ordered list by [`FirstBag::measure`].
 //!
 //! A source holds figures, not the index: a nightly run over thousands of bags keeps a few
-//! hundred bytes per bag, never their indexes. Only the recording opened last is kept
-//! ([`LastOpened`]), so a run of one bag opens it once for all three uses.
+//! hundred bytes per bag, not their indexes. Kept open ([`OpenedBags`]) are the recording
+//! opened last, so a run of one bag opens it once for all three uses, and, within a cap,
+//! the recordings that cost a scan to open, so each unindexed bag is scanned once.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -23,24 +24,76 @@ use crate::dataset::video::VideoCodec;
 use crate::error::{Error, Result};
 use crate::input::Recording;
 
-/// The recording a run opened last, kept for its next use. A run measures its bags, takes the
-/// run-level facts from the list's first bag, then converts them in order: for a run of one
-/// bag (the common case) that is one open instead of three, and an unindexed bag is scanned
-/// once. One recording at a time (its index and map), never the list's.
+/// The recordings a run keeps open between the uses of a bag. A run measures its bags, takes
+/// the run-level facts from the list's first bag, then converts them in order. Opening an
+/// indexed bag again costs one read of its index section; opening an unindexed one again
+/// costs a scan of the whole file. So the recording opened last is kept (a run of one bag
+/// opens it once for all three uses), and so is every recording whose open was a scan, while
+/// the indexes kept fit a cap ([`scan_cap`]): each bag of a list is then scanned once.
+/// What is kept is counted ([`OpenedBags::kept_bytes`]) in the memory plan's baseline and let
+/// go once the bag is converted ([`OpenedBags::done`]).
 #[derive(Debug, Default)]
-pub struct LastOpened(RefCell<Option<Rc<Recording>>>);
+pub struct OpenedBags {
+    last: RefCell<Option<Rc<Recording>>>,
+    /// Recordings opened by a scan, kept for their next use.
+    scanned: RefCell<Vec<Rc<Recording>>>,
+    /// Most heap bytes the kept scans may hold together (0: none are kept).
+    scan_cap: u64,
+}
 
-impl LastOpened {
-    /// The recording at `path`: the one kept when it is that one, else opened (and kept).
+/// What a run may keep of scanned recordings under `ceiling`: an eighth of it. A recovered
+/// bag's index holds 16 bytes per message, so 8 MiB (the default 64 MiB ceiling) keeps the
+/// scans of about half a million messages.
+pub fn scan_cap(ceiling: u64) -> u64 {
+    ceiling / 8
+}
+
+impl OpenedBags {
+    /// Keeps the last recording, and scanned ones up to `scan_cap` heap bytes together.
+    pub fn new(scan_cap: u64) -> OpenedBags {
+        OpenedBags {
+            scan_cap,
+            ..OpenedBags::default()
+        }
+    }
+
+    /// The recording at `path`: a kept one when there is one, else opened (and kept).
     pub fn open(&self, path: &Path) -> Result<Rc<Recording>> {
-        if let Some(rec) = self.0.borrow().as_ref().filter(|r| r.path() == path) {
-            return Ok(rec.clone());
+        if let Some(rec) = self.kept(path) {
+            *self.last.borrow_mut() = Some(rec.clone());
+            return Ok(rec);
         }
         // Let go of the last one before opening the next.
-        self.0.borrow_mut().take();
+        self.last.borrow_mut().take();
         let rec = Rc::new(Recording::open(path)?);
-        *self.0.borrow_mut() = Some(rec.clone());
+        if rec.is_recovered() && self.kept_bytes() + rec.heap_bytes() <= self.scan_cap {
+            self.scanned.borrow_mut().push(rec.clone());
+        }
+        *self.last.borrow_mut() = Some(rec.clone());
         Ok(rec)
+    }
+
+    fn kept(&self, path: &Path) -> Option<Rc<Recording>> {
+        let last = self.last.borrow();
+        let scanned = self.scanned.borrow();
+        last.iter()
+            .chain(scanned.iter())
+            .find(|r| r.path() == path)
+            .cloned()
+    }
+
+    /// Heap bytes of the scanned recordings kept for a later use.
+    pub fn kept_bytes(&self) -> u64 {
+        self.scanned.borrow().iter().map(|r| r.heap_bytes()).sum()
+    }
+
+    /// Lets go of the recording at `path`: its bag is converted.
+    pub fn done(&self, path: &Path) {
+        self.scanned.borrow_mut().retain(|r| r.path() != path);
+        let mut last = self.last.borrow_mut();
+        if last.as_ref().is_some_and(|r| r.path() == path) {
+            last.take();
+        }
     }
 }
 
@@ -61,7 +114,7 @@ pub struct BagSource {
 impl BagSource {
     /// Measures `path`: one open of the recording (index, or a recovery scan; kept in
     /// `opened`), one read of its fingerprint.
-    pub fn measure(path: &Path, opened: &LastOpened) -> BagSource {
+    pub fn measure(path: &Path, opened: &OpenedBags) -> BagSource {
         let identity = fingerprint(path).map_err(|e| e.to_string());
         let mut source = BagSource {
             path: path.to_path_buf(),
@@ -100,7 +153,7 @@ impl BagSource {
 
 /// Measures `paths` and puts them in episode order (path, or start time with bags without one
 /// last, ties by path).
-pub fn ordered_sources(paths: Vec<PathBuf>, order: Order, opened: &LastOpened) -> Vec<BagSource> {
+pub fn ordered_sources(paths: Vec<PathBuf>, order: Order, opened: &OpenedBags) -> Vec<BagSource> {
     let mut v: Vec<BagSource> = paths
         .iter()
         .map(|p| BagSource::measure(p, opened))
@@ -139,7 +192,7 @@ impl FirstBag {
         bags: &[PathBuf],
         given: Option<&ConvertConfig>,
         want_cameras: bool,
-        opened: &LastOpened,
+        opened: &OpenedBags,
     ) -> Result<FirstBag> {
         let mut first = FirstBag {
             config: given.cloned(),

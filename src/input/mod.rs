@@ -200,6 +200,15 @@ impl Recording {
         }
     }
 
+    /// Heap bytes of what the open recording keeps (its index, and a recovered bag's list of
+    /// messages): what keeping it open between its uses costs a run.
+    pub fn heap_bytes(&self) -> u64 {
+        match self {
+            Recording::Ros1 { index, .. } => index.heap_bytes(),
+            Recording::Ros2(r) => r.heap_bytes(),
+        }
+    }
+
     /// The recovery note of a ROS1 bag read by a scan.
     pub fn ros1_note(&self) -> Option<&RecoveryNote> {
         match self {

@@ -495,6 +495,7 @@ impl McapFile {
     /// Rebuilds channels and units by walking the file's records from the start; a record cut
     /// by the end of the file ends the walk (what came before it is kept).
     fn scan(&mut self) -> Result<()> {
+        crate::bag::file::trace::record(&self.path, 0, self.len, crate::bag::file::ReadKind::Scan);
         let mut schemas: HashMap<u16, (String, String, String)> = HashMap::new();
         let mut channels: HashMap<u16, (u16, String, String)> = HashMap::new();
         let mut order: Vec<u16> = Vec::new();

@@ -14,7 +14,7 @@ pub(crate) mod summary;
 
 use std::path::{Path, PathBuf};
 
-use self::mcap::{McapCompression, McapFile};
+use self::mcap::{McapCompression, McapFile, McapUnit};
 use crate::bag::{BagHeader, BagIndex, ChunkCompression, ChunkInfo, Connection};
 use crate::error::{Error, Result};
 use crate::msg::MessageSchema;
@@ -372,6 +372,26 @@ impl Ros2Bag {
     /// The storage file and the file-local id of a connection.
     pub(crate) fn source(&self, conn: u32) -> Option<&ConnSource> {
         self.sources.get(conn as usize)
+    }
+
+    /// Heap bytes of what this recording keeps about its files (the index and the units'
+    /// places; an MCAP file's unit list): what keeping it open costs a run.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        let units = self.units.capacity() * size_of::<UnitSource>();
+        let mcap_units: usize = self
+            .files
+            .iter()
+            .map(|f| match f {
+                Storage::Mcap(m) => m
+                    .units
+                    .iter()
+                    .map(|u| size_of::<McapUnit>() + u.counts.capacity() * size_of::<(u16, u32)>())
+                    .sum(),
+                Storage::Sqlite(_) => 0,
+            })
+            .sum();
+        self.index.heap_bytes() + (units + mcap_units) as u64
     }
 
     /// Decompressed bytes unit `ci` needs in memory at most.

@@ -88,6 +88,8 @@ pub struct SyntheticBag {
     pub start_s: u64,
     pub joints: usize,
     pub seed: u64,
+    /// Written like a recording killed between chunks: no index section (read by a scan).
+    pub unindexed: bool,
 }
 
 impl Default for SyntheticBag {
@@ -99,6 +101,7 @@ impl Default for SyntheticBag {
             start_s: 0,
             joints: 6,
             seed: 0,
+            unindexed: false,
         }
     }
 }
@@ -143,7 +146,11 @@ impl SyntheticBag {
                 w.write(js, abs, p.as_slice()).unwrap();
             }
         }
-        w.finish().unwrap();
+        if self.unindexed {
+            w.finish_unindexed().unwrap();
+        } else {
+            w.finish().unwrap();
+        }
     }
 }
 

@@ -164,6 +164,7 @@ pub(super) fn convert_all(
             }
         })();
         let wall_s = t0.elapsed().as_secs_f64();
+        prep.opened.done(path);
         let bag_peak = monitor.peak_rss.load(Ordering::Relaxed);
         run_peak = run_peak.max(bag_peak);
         let mut en = entry(path, &job.id, &hash, job.source.start_time_ns);

@@ -91,6 +91,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     }
     let mut prep = prepare(opts)?;
     let cfg = prep.cfg.clone();
+    // What the plan's budgets are carved beside: the RSS at start, and the scanned bags' indexes
+    // kept since they were measured (each unindexed bag of a list is scanned once).
+    let plan_baseline = start.rss() + prep.opened.kept_bytes();
     // Video: the cameras' encoders take their planned share of the ceiling first.
     let cameras = std::mem::take(&mut prep.cameras);
     let one_encoder = cameras
@@ -103,7 +106,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         crate::dataset::video::encoders::plan(
             opts.ceiling,
             &cameras,
-            start.rss()
+            plan_baseline
                 + crate::memory::plan::RESERVE_BYTES
                 + crate::memory::plan::MIN_BUFFER_BYTES,
         )?;
@@ -130,7 +133,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         // Measured once with the bag (`BagSource::measure`), not by opening it again.
         let need = job.source.largest_chunk.clone();
         let converter = chosen_ceiling.saturating_sub(one_encoder);
-        if let Err(e) = MemoryPlan::new(converter, start.rss(), need.0, &need.1) {
+        if let Err(e) = MemoryPlan::new(converter, plan_baseline, need.0, &need.1) {
             let mut en = entry(
                 &job.source.path,
                 &job.id,
@@ -179,7 +182,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 .max()
                 .unwrap_or(0);
             let converter_min = MemoryPlan::smallest_planning(
-                start.rss(),
+                plan_baseline,
                 max_chunk.0,
                 longest_bag,
                 leaf_columns,
@@ -213,7 +216,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         Some(Budgets::new(
             (
                 converter,
-                start.rss(),
+                plan_baseline,
                 max_chunk.0,
                 max_chunk.1.clone(),
                 longest_bag,

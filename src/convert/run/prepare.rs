@@ -10,7 +10,7 @@ use crate::convert::manifest::{
     BagEntry, BagIdentity, FAILED, MANIFEST_NAME, Manifest, TOOL_VERSION, config_hash,
 };
 use crate::convert::select::Order;
-use crate::convert::source::{BagSource, FirstBag, LastOpened, ordered_sources};
+use crate::convert::source::{BagSource, FirstBag, OpenedBags, ordered_sources, scan_cap};
 use crate::dataset::video::VideoCodec;
 use crate::error::{Error, Result};
 
@@ -31,7 +31,7 @@ pub(super) fn task_for(bag: &Path, opts: &RunOptions, cfg: &ConvertConfig) -> St
 /// The config a run uses: the given one, or zero-config from the first readable bag (see
 /// [`FirstBag::measure`]).
 pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<ConvertConfig> {
-    let first = FirstBag::measure(bags, given.as_ref(), false, &LastOpened::default())?;
+    let first = FirstBag::measure(bags, given.as_ref(), false, &OpenedBags::default())?;
     first
         .config
         .ok_or_else(|| Error::Usage("no input bags".into()))
@@ -85,8 +85,8 @@ pub(super) struct Prepared {
     pub(super) dataset_fps: Option<u32>,
     /// Video features (codec, width, height) of the whole list's first bag that plans.
     pub(super) cameras: Vec<(VideoCodec, u32, u32)>,
-    /// The recording measured last, for the conversion of a one-bag run.
-    pub(super) opened: LastOpened,
+    /// The recordings kept open since they were measured (the last one, and scanned ones).
+    pub(super) opened: OpenedBags,
 }
 
 /// A bag to convert: its measured source, its identity for the log, its row in the report.
@@ -141,7 +141,7 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
     // Each bag is measured once (start time, largest chunk, identity): in path order only this
     // shard's bags, in start-time order all of them (the order needs every start time).
     let total = abs.len();
-    let opened = LastOpened::default();
+    let opened = OpenedBags::new(scan_cap(opts.ceiling));
     let (all_paths, selected): (Vec<PathBuf>, Vec<BagSource>) = match opts.order {
         Order::Path => {
             let picked = abs

@@ -86,7 +86,9 @@ pub struct MemoryReport {
     pub max_chunk_increase_at: Option<(usize, usize)>,
     /// Per budget: peak bytes held, largest item, capacity.
     pub budgets: Vec<crate::memory::plan::BudgetUsage>,
-    /// The process's RSS before the run (binary, runtime).
+    /// What the plan's budgets were carved beside: the process's RSS before the run (binary,
+    /// runtime), plus the indexes of scanned bags kept from their measurement to their
+    /// conversion.
     pub baseline: u64,
     /// The smallest `--max-memory` this run's figures would have fitted in.
     pub smallest_ceiling: u64,
