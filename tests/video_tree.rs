@@ -628,6 +628,94 @@ fn kill_9_during_a_video_append_then_rerun_equals_one_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Whether process `pid` still runs (exists and is not a zombie waiting to be reaped).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+/// A converter killed with SIGKILL runs no cleanup: its encoders must not live on (re-parented,
+/// holding memory after the run the ceiling was promised for), nor may the parts of a killed
+/// `--jobs` run. The encoders here keep running after their input ends, as a real one does
+/// while it works through a backlog of frames.
+#[test]
+fn children_die_with_a_killed_converter() {
+    if !ffmpeg_present() {
+        return;
+    }
+    let dir = tmp("orphans");
+    let (bags, cfg) = four_bags(&dir);
+    let fake = fake_ffmpeg(
+        &dir,
+        "#!/bin/bash\n\
+         if [[ \" $* \" == *\" pipe:0 \"* ]]; then cat > /dev/null; exec sleep 120; fi\n\
+         exec ffmpeg \"$@\"\n",
+    );
+    for jobs in ["1", "2"] {
+        let mut child = Command::new(BIN)
+            .arg("convert")
+            .args(&bags)
+            .arg("-c")
+            .arg(&cfg)
+            .arg("-o")
+            .arg(dir.join(format!("ds-{jobs}")))
+            .args(["-q", "--max-memory", "2GiB", "--jobs", jobs])
+            .env("BAG2DATASET_FFMPEG", &fake)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until an encoder (the fake reading frames from its pipe) runs under it.
+        let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        let encoder = |p: u32| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"pipe:0"))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut tree = Vec::new();
+        while std::time::Instant::now() < deadline {
+            tree = descendants(child.id());
+            if tree.iter().any(|&p| encoder(p)) {
+                // Its siblings may still be starting.
+                std::thread::sleep(Duration::from_millis(200));
+                tree = descendants(child.id());
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "--jobs {jobs}: the run ended before an encoder was seen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let encoders = tree.iter().filter(|&&p| encoder(p)).count();
+        assert!(
+            encoders > 0,
+            "--jobs {jobs}: no encoder started within 60 s"
+        );
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while tree.iter().any(|&p| running(p)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left: Vec<String> = tree
+            .iter()
+            .filter(|&&p| running(p))
+            .map(|&p| format!("{p} {}", comm(p).trim()))
+            .collect();
+        for p in tree.iter().filter(|&&p| running(p)) {
+            let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
+        }
+        assert!(
+            left.is_empty(),
+            "--jobs {jobs}: still running 5 s after the converter was killed: {left:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn video_jobs_and_shards_plus_merge_equal_one_run() {
     if !ffmpeg_present() {

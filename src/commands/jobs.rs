@@ -105,6 +105,8 @@ fn run_children(
             cmd.arg("--fail-fast");
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // A killed `--jobs` run takes its parts with it, as one run would stop.
+        crate::memory::tree::die_with_parent(&mut cmd);
         let child = cmd.spawn().context("starting a conversion job")?;
         children.push((k, out, child));
     }

@@ -35,6 +35,36 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Makes the child `cmd` starts die with the thread that starts it (`PR_SET_PDEATHSIG`,
+/// SIGKILL). A converter killed with SIGKILL (by hand, by a job's timeout, by the OOM killer)
+/// runs no cleanup; without this its ffmpeg encoders live on, re-parented, holding their
+/// memory after the run that the ceiling was promised for has ended. The signal follows the
+/// spawning *thread*: children are started by the run's thread, which waits for them before
+/// it returns. A parent that died before the child set the signal is caught by comparing
+/// the parent's pid.
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the hook runs in the forked child before exec; it only calls `prctl`,
+        // `getppid` and `_exit`, which are async-signal-safe, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 /// Registers child `pid` (labelled e.g. `encoder observation.images.cam_h`) for the monitor.
 pub(crate) fn register(pid: u32, label: impl Into<String>) -> ChildGuard {
     lock().push(Entry {

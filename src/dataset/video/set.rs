@@ -350,6 +350,7 @@ impl VideoSet {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        crate::memory::tree::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| {
             c.err(format!(
                 "cannot start {} ({e}); {INSTALL_HINT}",
@@ -894,10 +895,10 @@ pub(crate) fn run_stream_copy(
         .arg(out)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|child| {
-            let _tree = crate::memory::tree::register(child.id(), label);
-            child.wait_with_output()
-        })
+        .stderr(Stdio::piped());
+    crate::memory::tree::die_with_parent(cmd);
+    cmd.spawn().and_then(|child| {
+        let _tree = crate::memory::tree::register(child.id(), label);
+        child.wait_with_output()
+    })
 }
