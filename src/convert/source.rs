@@ -29,7 +29,8 @@ use crate::input::Recording;
 /// indexed bag again costs one read of its index section; opening an unindexed one again
 /// costs a scan of the whole file. So the recording opened last is kept (a run of one bag
 /// opens it once for all three uses), and so is every recording whose open was a scan, while
-/// the indexes kept fit a cap ([`scan_cap`]): each bag of a list is then scanned once.
+/// the indexes kept fit a cap ([`scan_cap`], and at most [`MAX_KEPT_SCANS`] files): each bag
+/// of a list is then scanned once.
 /// What is kept is counted ([`OpenedBags::kept_bytes`]) in the memory plan's baseline and let
 /// go once the bag is converted ([`OpenedBags::done`]).
 #[derive(Debug, Default)]
@@ -40,6 +41,10 @@ pub struct OpenedBags {
     /// Most heap bytes the kept scans may hold together (0: none are kept).
     scan_cap: u64,
 }
+
+/// Most scanned recordings a run keeps at once: each holds its file open (and mapped), and a
+/// nightly list of small killed recordings must not run into the open-files limit.
+const MAX_KEPT_SCANS: usize = 64;
 
 /// What a run may keep of scanned recordings under `ceiling`: an eighth of it. A recovered
 /// bag's index holds 16 bytes per message, so 8 MiB (the default 64 MiB ceiling) keeps the
@@ -66,7 +71,10 @@ impl OpenedBags {
         // Let go of the last one before opening the next.
         self.last.borrow_mut().take();
         let rec = Rc::new(Recording::open(path)?);
-        if rec.is_recovered() && self.kept_bytes() + rec.heap_bytes() <= self.scan_cap {
+        if rec.is_recovered()
+            && self.scanned.borrow().len() < MAX_KEPT_SCANS
+            && self.kept_bytes() + rec.heap_bytes() <= self.scan_cap
+        {
             self.scanned.borrow_mut().push(rec.clone());
         }
         *self.last.borrow_mut() = Some(rec.clone());
