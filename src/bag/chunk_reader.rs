@@ -34,9 +34,9 @@ impl ChunkData<'_> {
 /// index-data records after it, `[pos, end)` of the file, in one positioned read. Where they
 /// end is known from the index section alone ([`super::BagIndex::span_end`]), so no header is
 /// read before the pass; the header is parsed from this buffer.
-pub struct StoredChunk {
+pub(crate) struct StoredChunk {
     /// The chunk with its header fields filled in from the buffer.
-    pub chunk: ChunkInfo,
+    pub(crate) chunk: ChunkInfo,
     buf: Vec<u8>,
     /// Where the stored data lies in `buf`.
     data: Range<usize>,
@@ -45,7 +45,7 @@ pub struct StoredChunk {
 impl StoredChunk {
     /// Reads `[chunk.pos, end)` and parses the chunk record's header from it; the data must lie
     /// inside the read.
-    pub fn read(bag: &BagFile, chunk: &ChunkInfo, end: u64) -> Result<StoredChunk> {
+    pub(crate) fn read(bag: &BagFile, chunk: &ChunkInfo, end: u64) -> Result<StoredChunk> {
         bag.offset_in_file(chunk.pos, "chunk")?;
         let len = end.saturating_sub(chunk.pos);
         let buf = usize::try_from(len)
@@ -76,13 +76,13 @@ impl StoredChunk {
     }
 
     /// The bytes after the chunk's data: its index-data records.
-    pub fn after(&self) -> &[u8] {
+    pub(crate) fn after(&self) -> &[u8] {
         &self.buf[self.data.end..]
     }
 
     /// The chunk's decompressed data, checked against its declared size (see [`read_chunk`]);
     /// an uncompressed chunk keeps the buffer as read.
-    pub fn into_data(self, bag: &BagFile) -> Result<ChunkData<'static>> {
+    pub(crate) fn into_data(self, bag: &BagFile) -> Result<ChunkData<'static>> {
         if self.chunk.compression == ChunkCompression::None {
             check_stored_size(bag, &self.chunk, self.data.len())?;
             return Ok(ChunkData::Within(self.buf, self.data));
@@ -98,14 +98,12 @@ impl StoredChunk {
 pub struct RawMessage<'a> {
     pub conn: u32,
     pub time_ns: u64,
-    /// Offset of the message data record inside the decompressed chunk.
-    pub offset: u32,
     pub data: &'a [u8],
 }
 
 /// Bytes of heap a chunk needs to be decompressed (0 for uncompressed chunks, which are read
 /// in place from the map).
-pub fn heap_needed(chunk: &ChunkInfo) -> u64 {
+pub(crate) fn heap_needed(chunk: &ChunkInfo) -> u64 {
     match chunk.compression {
         ChunkCompression::None => 0,
         _ => chunk.uncompressed_size as u64,
@@ -139,7 +137,7 @@ pub fn read_chunk<'a>(bag: &'a BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'
 /// their own instead of through the map, so no page of the bag becomes resident in this
 /// process: the conversion's way, which counts every byte it holds against its ceiling (a
 /// fault on a map of a file cached in large folios maps megabytes around the chunk).
-pub fn read_chunk_copied(bag: &BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'static>> {
+pub(crate) fn read_chunk_copied(bag: &BagFile, chunk: &ChunkInfo) -> Result<ChunkData<'static>> {
     bag.offset_in_file(chunk.data_offset, "chunk data")?;
     let stored = bag
         .read_exact_at(chunk.data_offset, chunk.data_len as usize)
@@ -234,7 +232,6 @@ pub fn messages(data: &[u8]) -> impl Iterator<Item = Result<RawMessage<'_>, Reco
                     Ok(Some(RawMessage {
                         conn: fields.u32("conn")?,
                         time_ns: fields.time("time")?,
-                        offset: offset as u32,
                         data: rec.data,
                     }))
                 } else if code == op::CONNECTION {
@@ -260,7 +257,7 @@ pub fn messages(data: &[u8]) -> impl Iterator<Item = Result<RawMessage<'_>, Reco
 }
 
 /// Turns an error inside a decompressed chunk into a file error naming the chunk.
-pub fn chunk_error(bag: &BagFile, chunk: &ChunkInfo, e: RecordError) -> Error {
+pub(crate) fn chunk_error(bag: &BagFile, chunk: &ChunkInfo, e: RecordError) -> Error {
     Error::Malformed {
         path: bag.path().to_path_buf(),
         offset: chunk.pos,

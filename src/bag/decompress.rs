@@ -10,10 +10,10 @@ use super::index::ChunkCompression;
 /// Compression ratio up to which a chunk's declared size is believed when sizing the first
 /// buffer (16x the compressed length plus [`TRUSTED_SLACK`]); beyond it the buffer starts
 /// there and grows only as the stream really produces output.
-pub const TRUSTED_RATIO: u64 = 16;
+const TRUSTED_RATIO: u64 = 16;
 
 /// Slack added to [`TRUSTED_RATIO`] times the compressed length: 64 KiB.
-pub const TRUSTED_SLACK: u64 = 64 << 10;
+const TRUSTED_SLACK: u64 = 64 << 10;
 
 /// Decompresses `raw` as far as the stream goes, to at most `limit` bytes. The buffer starts at
 /// the smaller of `limit` and [`TRUSTED_RATIO`] x `raw.len()` + [`TRUSTED_SLACK`] and doubles

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// to it (2 MiB). Linux maps `fault_around_bytes` (64 KiB) around a fault, but since 6.16 ext4
 /// (like xfs before it) caches files in large folios, and a fault maps the whole folio, up to
 /// the PMD size (2 MiB on x86-64): touching one chunk header then keeps up to 2 MiB resident.
-pub const FAULT_AROUND_BYTES: u64 = 2 << 20;
+const FAULT_AROUND_BYTES: u64 = 2 << 20;
 
 /// How a traced read reached the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +79,8 @@ pub mod trace {
 pub struct BagHeader {
     /// Offset of the index section; 0 when the recording never finished (unindexed bag).
     pub index_pos: u64,
-    pub conn_count: u32,
-    pub chunk_count: u32,
+    pub(crate) conn_count: u32,
+    pub(crate) chunk_count: u32,
     /// Offset of the first record after the bag header (start of the chunk section).
     pub data_start: u64,
 }
@@ -145,7 +145,7 @@ impl BagFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -154,26 +154,16 @@ impl BagFile {
     }
 
     /// The whole file.
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
     }
 
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.bytes().len() as u64
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.bytes().is_empty()
-    }
-
-    /// Parses the record at absolute offset `at`.
-    pub fn record_at(&self, at: u64) -> Result<Record<'_>> {
-        let at_usize = self.offset_in_file(at, "record")?;
-        Record::parse(self.bytes(), at_usize).map_err(|e| self.malformed(e, "record"))
-    }
-
     /// Checks that `at` is inside the file.
-    pub fn offset_in_file(&self, at: u64, what: &str) -> Result<usize> {
+    pub(crate) fn offset_in_file(&self, at: u64, what: &str) -> Result<usize> {
         if at >= self.len() {
             return Err(Error::Malformed {
                 path: self.path.clone(),
@@ -187,18 +177,9 @@ impl BagFile {
         Ok(at as usize)
     }
 
-    /// Turns a slice-relative record error into a file error (offsets are absolute here).
-    pub fn malformed(&self, e: RecordError, context: &str) -> Error {
-        Error::Malformed {
-            path: self.path.clone(),
-            offset: e.offset as u64,
-            what: format!("{context}: {}", e.what),
-        }
-    }
-
     /// Reads `[offset, offset + len)` with a positioned read into a new buffer (nothing of the
     /// map becomes resident). The caller bounds `len`; a range past the end is an error.
-    pub fn read_exact_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn read_exact_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         if offset.saturating_add(len as u64) > self.len() {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -211,7 +192,7 @@ impl BagFile {
 
     /// Reads up to `max` bytes at `offset` (fewer at the end of the file) with one positioned
     /// read. An offset past the end gives an empty buffer.
-    pub fn read_up_to(&self, offset: u64, max: usize) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn read_up_to(&self, offset: u64, max: usize) -> std::io::Result<Vec<u8>> {
         let len = (self.len().saturating_sub(offset)).min(max as u64) as usize;
         if len == 0 {
             return Ok(Vec::new());
@@ -220,7 +201,7 @@ impl BagFile {
     }
 
     /// Records, for [`trace`], that `[offset, offset + len)` is read through the map.
-    pub fn note_mapped_read(&self, offset: u64, len: u64) {
+    pub(crate) fn note_mapped_read(&self, offset: u64, len: u64) {
         trace::record(&self.path, offset, len, ReadKind::Mapped);
     }
 
@@ -229,7 +210,7 @@ impl BagFile {
     ///
     /// The range is widened to [`FAULT_AROUND_BYTES`] boundaries: a read fault maps the cached
     /// pages around the faulting one too, and those would otherwise stay resident.
-    pub fn release(&self, offset: u64, len: u64) {
+    pub(crate) fn release(&self, offset: u64, len: u64) {
         if let Some(map) = &self.map {
             let end = offset
                 .saturating_add(len)
@@ -253,7 +234,7 @@ impl BagFile {
 
     /// Tells the kernel that `[offset, offset + len)` is about to be read, so it is fetched in
     /// one go rather than page by page.
-    pub fn will_need(&self, offset: u64, len: u64) {
+    pub(crate) fn will_need(&self, offset: u64, len: u64) {
         if let Some(map) = &self.map {
             let end = (offset.saturating_add(len)).min(map.len() as u64);
             if offset < end {
@@ -264,7 +245,7 @@ impl BagFile {
     }
 
     /// Releases every mapped page (used between phases, e.g. after indexing).
-    pub fn release_all(&self) {
+    pub(crate) fn release_all(&self) {
         self.release(0, self.len());
     }
 }

@@ -29,7 +29,7 @@ pub enum ChunkCompression {
 }
 
 impl ChunkCompression {
-    pub fn parse(v: &[u8]) -> Option<Self> {
+    pub(crate) fn parse(v: &[u8]) -> Option<Self> {
         match v {
             b"none" => Some(Self::None),
             b"bz2" => Some(Self::Bz2),
@@ -50,14 +50,14 @@ impl ChunkCompression {
 
 /// Largest index section read into memory in one positioned read: 64 MiB (a 4 GB bag of
 /// 768 KiB chunks has about 0.5 MiB of index). A larger one is parsed through the map.
-pub const MAX_INDEX_SECTION_READ: u64 = 64 << 20;
+const MAX_INDEX_SECTION_READ: u64 = 64 << 20;
 
 /// Bytes read at each chunk record to get its header: 4 KiB (one page; rosbag's chunk
 /// headers are about 60 bytes).
 pub const CHUNK_HEADER_READ: usize = 4096;
 
 /// Longest chunk record header believed: 1 MiB. A longer one is reported as malformed.
-pub const MAX_CHUNK_HEADER_BYTES: u64 = 1 << 20;
+const MAX_CHUNK_HEADER_BYTES: u64 = 1 << 20;
 
 /// A connection record: one publisher of one topic, with the full message definition.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ pub struct ChunkInfo {
     pub start_ns: u64,
     pub end_ns: u64,
     /// Messages per connection id in this chunk.
-    pub counts: Vec<(u32, u32)>,
+    pub(crate) counts: Vec<(u32, u32)>,
     pub compression: ChunkCompression,
     /// Declared size of the decompressed data.
     pub uncompressed_size: u32,
@@ -92,14 +92,14 @@ pub struct ChunkInfo {
     pub data_len: u32,
     /// The stored stream is longer than (or cut short of) what is kept: only the first
     /// `uncompressed_size` decompressed bytes, all complete records, are used.
-    pub partial: bool,
+    pub(crate) partial: bool,
     /// Loose records in the file (no chunk record of their own), found by a recovery scan.
-    pub loose: bool,
+    pub(crate) loose: bool,
     /// Whether `compression`, `uncompressed_size`, `data_offset` and `data_len` are known: the
     /// chunk record's header was read (or a scan described the chunk). An index read from the
     /// index section alone leaves them to be read with the chunk ([`BagIndex::headed`]); the
     /// converter takes them in its pass ([`super::chunk_reader::read_chunk_span`]).
-    pub headed: bool,
+    pub(crate) headed: bool,
 }
 
 impl ChunkInfo {
@@ -107,7 +107,7 @@ impl ChunkInfo {
         self.counts.iter().map(|&(_, n)| n as u64).sum()
     }
 
-    pub fn holds_any(&self, conns: &[u32]) -> bool {
+    pub(crate) fn holds_any(&self, conns: &[u32]) -> bool {
         self.counts.iter().any(|(c, n)| *n > 0 && conns.contains(c))
     }
 
@@ -131,11 +131,11 @@ pub struct IndexEntry {
 /// One message found by a recovery scan, standing in for the index-data records a recovered
 /// chunk lacks: 16 bytes per message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScanEntry {
-    pub time_ns: u64,
-    pub conn: u32,
+pub(crate) struct ScanEntry {
+    pub(crate) time_ns: u64,
+    pub(crate) conn: u32,
     /// Offset of the message data record inside the (decompressed) chunk data.
-    pub offset: u32,
+    pub(crate) offset: u32,
 }
 
 /// All the bag's index section holds, without message times.
@@ -172,7 +172,7 @@ impl BagIndex {
     /// records' headers say (compression, sizes, data offsets) is left unknown
     /// ([`ChunkInfo::headed`] false) until [`BagIndex::read_chunk_headers`], or
     /// [`BagIndex::headed`] for one chunk.
-    pub fn read_section(bag: &BagFile) -> Result<BagIndex> {
+    pub(crate) fn read_section(bag: &BagFile) -> Result<BagIndex> {
         let header = bag.header();
         let len = bag.len();
         if header.index_pos == 0 {
@@ -275,7 +275,7 @@ impl BagIndex {
     /// The pages are asked for first, all at once (`madvise(WILLNEED)`, which starts their
     /// reads without mapping them into this process): the disk then serves them in parallel
     /// instead of one small read waiting for the last.
-    pub fn read_chunk_headers(&mut self, bag: &BagFile) -> Result<()> {
+    fn read_chunk_headers(&mut self, bag: &BagFile) -> Result<()> {
         let mut order: Vec<usize> = (0..self.chunks.len()).collect();
         order.sort_by_key(|&i| self.chunks[i].pos);
         for &i in &order {
@@ -288,7 +288,7 @@ impl BagIndex {
     }
 
     /// Builds an index from parts found some other way (e.g. by a recovery scan).
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         header: BagHeader,
         file_len: u64,
         connections: Vec<Connection>,
@@ -306,7 +306,7 @@ impl BagIndex {
 
     /// Builds the index of a recovered bag: `scanned[i]` lists the messages of `chunks[i]` in
     /// file order and replaces its index-data records.
-    pub fn from_scan(
+    pub(crate) fn from_scan(
         header: BagHeader,
         file_len: u64,
         connections: Vec<Connection>,
@@ -325,7 +325,7 @@ impl BagIndex {
     }
 
     /// Whether this index was rebuilt by a recovery scan rather than read from the bag.
-    pub fn is_recovered(&self) -> bool {
+    pub(crate) fn is_recovered(&self) -> bool {
         self.scanned.is_some()
     }
 
@@ -363,7 +363,7 @@ impl BagIndex {
     }
 
     /// Connection ids of `topic`, in index order.
-    pub fn connections_of(&self, topic: &str) -> Vec<u32> {
+    pub(crate) fn connections_of(&self, topic: &str) -> Vec<u32> {
         self.connections
             .iter()
             .filter(|c| c.topic == topic)
@@ -372,7 +372,7 @@ impl BagIndex {
     }
 
     /// Topics in first-seen order.
-    pub fn topics(&self) -> Vec<&str> {
+    pub(crate) fn topics(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for c in &self.connections {
             if !out.contains(&c.topic.as_str()) {
@@ -383,7 +383,7 @@ impl BagIndex {
     }
 
     /// Message count per connection id, from the chunk infos.
-    pub fn counts_by_connection(&self) -> HashMap<u32, u64> {
+    pub(crate) fn counts_by_connection(&self) -> HashMap<u32, u64> {
         let mut counts = HashMap::new();
         for chunk in &self.chunks {
             for &(c, n) in &chunk.counts {
@@ -416,7 +416,7 @@ impl BagIndex {
 
     /// Chunks (indices into `chunks`, in file order) holding messages of `conns` whose time
     /// range overlaps `[t0, t1]`.
-    pub fn chunks_for(&self, conns: &[u32], t0: u64, t1: u64) -> Vec<usize> {
+    pub(crate) fn chunks_for(&self, conns: &[u32], t0: u64, t1: u64) -> Vec<usize> {
         let mut out: Vec<usize> = (0..self.chunks.len())
             .filter(|&i| {
                 let c = &self.chunks[i];
@@ -451,7 +451,7 @@ impl BagIndex {
 
     /// Every message of `conns` with its position, ordered like the goldens: by record time,
     /// ties by connection order in the index section, then by index order.
-    pub fn entries(&self, bag: &BagFile, conns: &[u32]) -> Result<Vec<IndexEntry>> {
+    pub(crate) fn entries(&self, bag: &BagFile, conns: &[u32]) -> Result<Vec<IndexEntry>> {
         let mut entries = self.collect_entries(bag, conns)?;
         let rank: HashMap<u32, usize> = self
             .connections
@@ -478,7 +478,7 @@ impl BagIndex {
     /// Calls `f(chunk, conn, time_ns, offset)` for every index-data entry of `conns`, chunk by
     /// chunk in index order (one positioned read per chunk, see [`BagIndex::index_data`]).
     /// For a recovered bag the entries come from the scan, in file order.
-    pub fn visit_index_data(
+    pub(crate) fn visit_index_data(
         &self,
         bag: &BagFile,
         conns: &[u32],
@@ -521,7 +521,7 @@ impl BagIndex {
     ///
     /// Missing, unreadable or disagreeing index data is an [`Error::IndexMismatch`] naming the
     /// chunk: the chunk itself still holds every message (read it by a scan instead).
-    pub fn index_data(
+    pub(crate) fn index_data(
         &self,
         bag: &BagFile,
         ci: usize,
@@ -534,7 +534,7 @@ impl BagIndex {
 
     /// Chunk `ci` with its header fields known: as the index holds it, or, for an index read
     /// without them, with its record header read now (one small positioned read).
-    pub fn headed(&self, bag: &BagFile, ci: usize) -> Result<Cow<'_, ChunkInfo>> {
+    pub(crate) fn headed(&self, bag: &BagFile, ci: usize) -> Result<Cow<'_, ChunkInfo>> {
         let chunk = self
             .chunks
             .get(ci)
@@ -559,7 +559,7 @@ impl BagIndex {
 
     /// [`Self::index_data`] checked on index data already read: `bytes` are the bytes from the
     /// end of `chunk`'s data (whose header fields must be known) to [`Self::span_end`].
-    pub fn check_index_data_in(
+    pub(crate) fn check_index_data_in(
         &self,
         bag: &BagFile,
         ci: usize,
@@ -688,7 +688,7 @@ impl BagIndex {
     /// the header and index data of each edge chunk are read when first needed and kept in
     /// `read` (chunk → its (connection, time) entries), so topics sharing an edge chunk read it
     /// once. What `info` uses for exact first and last times without touching the rest.
-    pub fn topic_span_from_section(
+    pub(crate) fn topic_span_from_section(
         &self,
         bag: &BagFile,
         conns: &[u32],
@@ -715,7 +715,7 @@ impl BagIndex {
     /// First and last record time of the messages of `conns`, reading only the index data of
     /// the chunks at the edges (see [`BagIndex::edge_span`]); `None` when no chunk holds one.
     /// A recovered bag answers from its scan.
-    pub fn topic_span(&self, bag: &BagFile, conns: &[u32]) -> Result<Option<(u64, u64)>> {
+    pub(crate) fn topic_span(&self, bag: &BagFile, conns: &[u32]) -> Result<Option<(u64, u64)>> {
         self.edge_span(conns, |ci| {
             let mut times = Vec::new();
             match &self.scanned {
@@ -737,7 +737,7 @@ impl BagIndex {
     /// times of `conns` in chunk `ci`. Chunks are visited by start time (then by end time,
     /// backwards) only until no later one can hold an earlier time (a later one), since a
     /// chunk's messages lie inside its chunk-info range: usually one chunk at each end.
-    pub fn edge_span(
+    pub(crate) fn edge_span(
         &self,
         conns: &[u32],
         mut times_of: impl FnMut(usize) -> Result<Vec<u64>>,
@@ -793,7 +793,7 @@ fn index_data_ends(chunks: &[ChunkInfo], index_pos: u64) -> Vec<u64> {
 
 /// Bytes read at a time from the index data after a chunk: 64 KiB (a 768 KiB chunk of
 /// 30 Hz cameras and a 500 Hz joint topic lists about 1,000 messages, 12 KiB).
-pub const INDEX_DATA_WINDOW: usize = 64 << 10;
+const INDEX_DATA_WINDOW: usize = 64 << 10;
 
 /// A buffer over part of the file, refilled by positioned reads (or lent bytes already read).
 #[derive(Default)]

@@ -3,21 +3,24 @@
 //! which picks between them. Plus the project's own bag writer (tests, demo, repaired copies).
 
 pub mod chunk_reader;
-pub mod decompress;
+mod decompress;
 pub mod file;
 pub mod index;
-pub mod open;
+mod open;
 pub mod record;
-pub mod recover;
+pub(crate) mod recover;
 pub mod writer;
 
-pub use file::{BagFile, BagHeader};
-pub use index::{BagIndex, ChunkCompression, ChunkInfo, Connection, IndexEntry, ScanEntry};
+pub use file::BagFile;
+pub(crate) use file::BagHeader;
+pub use index::BagIndex;
+pub(crate) use index::{ChunkCompression, ChunkInfo, Connection};
 pub use recover::{RecoveryNote, RecoveryReason};
 
 /// The submodules in layer order, lowest first: a module may import only modules listed
 /// before it (checked by a test that reads their `use` lines). `writer` needs only `record`.
-pub const LAYERS: &[&str] = &[
+#[cfg(test)]
+const LAYERS: &[&str] = &[
     "record",
     "writer",
     "file",

@@ -5,24 +5,24 @@
 //! `u32 field_len, name=value` fields. Numbers are little-endian; times are `u32 sec, u32 nsec`.
 
 /// Record op codes (the `op` header field).
-pub mod op {
-    pub const MESSAGE_DATA: u8 = 0x02;
-    pub const BAG_HEADER: u8 = 0x03;
-    pub const INDEX_DATA: u8 = 0x04;
-    pub const CHUNK: u8 = 0x05;
-    pub const CHUNK_INFO: u8 = 0x06;
-    pub const CONNECTION: u8 = 0x07;
+pub(crate) mod op {
+    pub(crate) const MESSAGE_DATA: u8 = 0x02;
+    pub(crate) const BAG_HEADER: u8 = 0x03;
+    pub(crate) const INDEX_DATA: u8 = 0x04;
+    pub(crate) const CHUNK: u8 = 0x05;
+    pub(crate) const CHUNK_INFO: u8 = 0x06;
+    pub(crate) const CONNECTION: u8 = 0x07;
 }
 
 /// The magic line every bag starts with.
-pub const MAGIC: &[u8] = b"#ROSBAG V2.0\n";
+pub(crate) const MAGIC: &[u8] = b"#ROSBAG V2.0\n";
 
 /// Why a record could not be parsed; the caller adds the file and absolute offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError {
     /// Offset of the problem relative to the slice the record was parsed from.
-    pub offset: usize,
-    pub what: String,
+    pub(crate) offset: usize,
+    pub(crate) what: String,
 }
 
 impl RecordError {
@@ -38,7 +38,7 @@ impl RecordError {
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
     /// Offset of the record's first byte within the parsed slice.
-    pub offset: usize,
+    pub(crate) offset: usize,
     pub header: &'a [u8],
     pub data: &'a [u8],
     /// Offset just past the record.
@@ -91,7 +91,7 @@ impl<'a> Record<'a> {
 
     /// Parses only the header and the data length, without requiring the data to be present
     /// (used for chunks, whose data may be cut off or is read separately).
-    pub fn parse_header(
+    pub(crate) fn parse_header(
         bytes: &'a [u8],
         at: usize,
     ) -> Result<(Fields<'a>, usize, u32), RecordError> {
@@ -116,12 +116,12 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(bytes: &'a [u8], base: usize) -> Self {
+    pub(crate) fn new(bytes: &'a [u8], base: usize) -> Self {
         Fields { bytes, base }
     }
 
     /// Iterates over `(name, value)` pairs; a malformed field ends the iteration with an error.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(&'a [u8], &'a [u8]), RecordError>> + 'a {
+    fn iter(&self) -> impl Iterator<Item = Result<(&'a [u8], &'a [u8]), RecordError>> + 'a {
         let bytes = self.bytes;
         let base = self.base;
         let mut at = 0usize;
@@ -151,7 +151,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The value of the field `name`, if present.
-    pub fn get(&self, name: &str) -> Result<Option<&'a [u8]>, RecordError> {
+    pub(crate) fn get(&self, name: &str) -> Result<Option<&'a [u8]>, RecordError> {
         for field in self.iter() {
             let (n, v) = field?;
             if n == name.as_bytes() {
@@ -178,7 +178,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn u32(&self, name: &str) -> Result<u32, RecordError> {
+    pub(crate) fn u32(&self, name: &str) -> Result<u32, RecordError> {
         let v = self.require(name)?;
         let b: [u8; 4] = v.try_into().map_err(|_| {
             RecordError::new(
@@ -189,7 +189,7 @@ impl<'a> Fields<'a> {
         Ok(u32::from_le_bytes(b))
     }
 
-    pub fn u64(&self, name: &str) -> Result<u64, RecordError> {
+    pub(crate) fn u64(&self, name: &str) -> Result<u64, RecordError> {
         let v = self.require(name)?;
         let b: [u8; 8] = v.try_into().map_err(|_| {
             RecordError::new(
@@ -201,7 +201,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A ROS time field as nanoseconds.
-    pub fn time(&self, name: &str) -> Result<u64, RecordError> {
+    pub(crate) fn time(&self, name: &str) -> Result<u64, RecordError> {
         let v = self.require(name)?;
         time_ns(v).ok_or_else(|| {
             RecordError::new(
@@ -211,13 +211,13 @@ impl<'a> Fields<'a> {
         })
     }
 
-    pub fn string(&self, name: &str) -> Result<String, RecordError> {
+    pub(crate) fn string(&self, name: &str) -> Result<String, RecordError> {
         Ok(String::from_utf8_lossy(self.require(name)?).into_owned())
     }
 }
 
 /// Converts 8 bytes of ROS time (`u32 sec, u32 nsec`) to nanoseconds.
-pub fn time_ns(v: &[u8]) -> Option<u64> {
+fn time_ns(v: &[u8]) -> Option<u64> {
     if v.len() != 8 {
         return None;
     }
@@ -227,7 +227,7 @@ pub fn time_ns(v: &[u8]) -> Option<u64> {
 }
 
 /// Formats nanoseconds as ROS time `sec.nsec`.
-pub fn format_time(ns: u64) -> String {
+pub(crate) fn format_time(ns: u64) -> String {
     format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
 }
 

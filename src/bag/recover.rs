@@ -30,7 +30,7 @@ use crate::error::Result;
 
 /// Largest decompressed chunk the scan accepts: 512 MiB. A chunk record declaring more is
 /// skipped with a warning naming its offset; its declared size is never allocated.
-pub const MAX_RECOVERED_CHUNK_BYTES: u64 = 512 << 20;
+const MAX_RECOVERED_CHUNK_BYTES: u64 = 512 << 20;
 
 /// Warnings listed in a [`RecoveryNote`]'s one-line summary; the rest are counted.
 const LISTED_WARNINGS: usize = 3;
@@ -69,12 +69,12 @@ pub struct RecoveryNote {
     /// Messages recovered.
     pub messages: u64,
     /// Chunks (including loose-record regions) holding them.
-    pub chunks: usize,
+    pub(crate) chunks: usize,
     /// What the scan had to skip or cut, each naming a file offset.
     pub warnings: Vec<String>,
     /// Records seen but not kept, at least: one per skipped or cut region, plus every message
     /// of a connection without a connection record.
-    pub records_lost: u64,
+    pub(crate) records_lost: u64,
 }
 
 impl fmt::Display for RecoveryNote {
@@ -104,7 +104,7 @@ impl fmt::Display for RecoveryNote {
 
 /// Rebuilds the index of `bag` by scanning its chunk section (see the module docs). Never fails
 /// on damage inside the chunk section: what cannot be read is skipped or cut, with a warning.
-pub fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, RecoveryNote)> {
+pub(crate) fn recover(bag: &BagFile, reason: RecoveryReason) -> Result<(BagIndex, RecoveryNote)> {
     let header = bag.header();
     let bytes = bag.bytes();
     // An index section that is present (but damaged) ends the chunk section.

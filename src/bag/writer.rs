@@ -19,16 +19,16 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// The format line every bag 2.0 file starts with.
-pub use super::record::MAGIC;
+use super::record::MAGIC;
 
 /// Bytes of the bag header record's header plus its space padding (the two `u32` length prefixes
 /// excluded), as in `rosbag`: the first record after the bag header starts at offset 4117.
-pub const BAG_HEADER_LEN: usize = 4096;
+const BAG_HEADER_LEN: usize = 4096;
 
 /// Default chunk threshold in bytes of uncompressed chunk data: 768 KiB, rosbag's default.
-pub const DEFAULT_CHUNK_THRESHOLD: usize = 768 * 1024;
+const DEFAULT_CHUNK_THRESHOLD: usize = 768 * 1024;
 
-pub use super::record::op;
+use super::record::op;
 
 /// How the writer compresses chunks: the three a ROS1 bag can hold (the reader's
 /// `index::ChunkCompression` also names MCAP's zstd, which a bag writer never writes).
@@ -52,7 +52,7 @@ impl Compression {
 
     /// Compresses one chunk's data: bz2 at level 9 like rosbag; lz4 as an LZ4 frame like
     /// `roslz4` writes (independent 1 MiB blocks, content checksum).
-    pub fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
+    pub(crate) fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
         match self {
             Compression::None => Ok(data.to_vec()),
             Compression::Bz2 => {
@@ -124,17 +124,17 @@ impl BagWriterOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionInfo {
     /// Topic name.
-    pub topic: String,
+    topic: String,
     /// Message type, e.g. `sensor_msgs/JointState`.
-    pub msgtype: String,
+    msgtype: String,
     /// MD5 sum of the message type, 32 lowercase hex digits.
-    pub md5sum: String,
+    md5sum: String,
     /// Full message definition text, dependencies included.
-    pub definition: String,
+    definition: String,
     /// Publishing node; the `callerid` field is written only when set.
-    pub callerid: Option<String>,
+    callerid: Option<String>,
     /// Latching publisher; the `latching` field (`0`/`1`) is written only when set.
-    pub latching: Option<bool>,
+    latching: Option<bool>,
 }
 
 impl ConnectionInfo {
@@ -327,7 +327,7 @@ impl<W: Write + Seek> BagWriter<W> {
     }
 
     /// Messages written so far.
-    pub fn message_count(&self) -> u64 {
+    pub(crate) fn message_count(&self) -> u64 {
         self.messages
     }
 
@@ -555,60 +555,13 @@ impl Payload {
         Self(Vec::new())
     }
 
-    /// `bool` as one byte 0/1.
-    pub fn bool(&mut self, v: bool) -> &mut Self {
-        self.0.push(u8::from(v));
-        self
-    }
-
-    /// `uint8` / `byte` / `char`.
-    pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-
-    /// `int8`.
-    pub fn i8(&mut self, v: i8) -> &mut Self {
-        self.raw(&v.to_le_bytes())
-    }
-
-    /// `uint16`.
-    pub fn u16(&mut self, v: u16) -> &mut Self {
-        self.raw(&v.to_le_bytes())
-    }
-
-    /// `int16`.
-    pub fn i16(&mut self, v: i16) -> &mut Self {
-        self.raw(&v.to_le_bytes())
-    }
-
     /// `uint32`.
     pub fn u32(&mut self, v: u32) -> &mut Self {
         self.raw(&v.to_le_bytes())
     }
 
-    /// `int32`.
-    pub fn i32(&mut self, v: i32) -> &mut Self {
-        self.raw(&v.to_le_bytes())
-    }
-
-    /// `uint64`.
-    pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.raw(&v.to_le_bytes())
-    }
-
-    /// `int64`.
-    pub fn i64(&mut self, v: i64) -> &mut Self {
-        self.raw(&v.to_le_bytes())
-    }
-
-    /// `float32`.
-    pub fn f32(&mut self, v: f32) -> &mut Self {
-        self.raw(&v.to_le_bytes())
-    }
-
     /// `float64`.
-    pub fn f64(&mut self, v: f64) -> &mut Self {
+    fn f64(&mut self, v: f64) -> &mut Self {
         self.raw(&v.to_le_bytes())
     }
 
@@ -618,13 +571,8 @@ impl Payload {
     }
 
     /// `time`: `u32` seconds, `u32` nanoseconds.
-    pub fn time(&mut self, sec: u32, nsec: u32) -> &mut Self {
+    fn time(&mut self, sec: u32, nsec: u32) -> &mut Self {
         self.u32(sec).u32(nsec)
-    }
-
-    /// `duration`: `i32` seconds, `i32` nanoseconds.
-    pub fn duration(&mut self, sec: i32, nsec: i32) -> &mut Self {
-        self.i32(sec).i32(nsec)
     }
 
     /// A variable-length `uint8[]`: `u32` length, then the bytes.
@@ -633,13 +581,13 @@ impl Payload {
     }
 
     /// Bytes without a length prefix (fixed-size arrays, pre-serialized parts).
-    pub fn raw(&mut self, v: &[u8]) -> &mut Self {
+    fn raw(&mut self, v: &[u8]) -> &mut Self {
         self.0.extend_from_slice(v);
         self
     }
 
     /// The `u32` element count that starts a variable-length array.
-    pub fn array_len(&mut self, len: usize) -> &mut Self {
+    fn array_len(&mut self, len: usize) -> &mut Self {
         let len = u32::try_from(len).expect("test payload arrays stay below 4 Gi elements");
         self.u32(len)
     }
@@ -667,16 +615,6 @@ impl Payload {
         self.u32(seq).time(sec, nsec).string(frame_id)
     }
 
-    /// Bytes serialized so far.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether nothing was serialized yet.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The serialized bytes.
     pub fn as_slice(&self) -> &[u8] {
         &self.0
@@ -685,6 +623,67 @@ impl Payload {
     /// The serialized bytes, owned.
     pub fn into_vec(self) -> Vec<u8> {
         self.0
+    }
+}
+
+/// The other ROS primitives, which only the unit tests serialize.
+#[cfg(test)]
+impl Payload {
+    /// `bool` as one byte 0/1.
+    fn bool(&mut self, v: bool) -> &mut Self {
+        self.0.push(u8::from(v));
+        self
+    }
+
+    /// `uint8` / `byte` / `char`.
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+
+    /// `int8`.
+    fn i8(&mut self, v: i8) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    /// `uint16`.
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    /// `int16`.
+    fn i16(&mut self, v: i16) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    /// `int32`.
+    fn i32(&mut self, v: i32) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    /// `uint64`.
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    /// `int64`.
+    fn i64(&mut self, v: i64) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    /// `float32`.
+    fn f32(&mut self, v: f32) -> &mut Self {
+        self.raw(&v.to_le_bytes())
+    }
+
+    /// `duration`: `i32` seconds, `i32` nanoseconds.
+    fn duration(&mut self, sec: i32, nsec: i32) -> &mut Self {
+        self.i32(sec).i32(nsec)
+    }
+
+    /// Bytes serialized so far.
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
