@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Default staleness limit for matching a feature to a timeline tick, in milliseconds.
-pub const DEFAULT_TOLERANCE_MS: f64 = 50.0;
+pub(crate) const DEFAULT_TOLERANCE_MS: f64 = 50.0;
 
 /// Which clock aligns messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TimeSource {
+pub(crate) enum TimeSource {
     /// The bag's record (receive) time, like the Kuavo converter.
     #[default]
     Record,
@@ -20,12 +20,12 @@ pub enum TimeSource {
     Header,
 }
 
-pub use crate::align::Policy;
+pub(crate) use crate::align::Policy;
 
 /// How a camera feature is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Storage {
+pub(crate) enum Storage {
     /// Encoded images (JPEG/PNG) in the data parquet (`dtype: "image"`).
     #[default]
     Image,
@@ -36,21 +36,21 @@ pub enum Storage {
 /// Video encoding settings (the `[video]` table); unset values take lerobot's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VideoConfig {
+pub(crate) struct VideoConfig {
     /// `av1` (libsvtav1, default), `h264` (libx264) or `hevc` (libx265).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub codec: Option<String>,
+    pub(crate) codec: Option<String>,
     /// Constant rate factor; default 30.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crf: Option<u32>,
+    pub(crate) crf: Option<u32>,
     /// Keyframe interval in frames; default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gop: Option<u32>,
+    pub(crate) gop: Option<u32>,
 }
 
 impl VideoConfig {
     /// The codec, checked.
-    pub fn codec(&self) -> Result<crate::dataset::video::VideoCodec> {
+    pub(crate) fn codec(&self) -> Result<crate::dataset::video::VideoCodec> {
         match &self.codec {
             Some(c) => crate::dataset::video::VideoCodec::parse(c),
             None => Ok(crate::dataset::video::VideoCodec::default()),
@@ -58,7 +58,7 @@ impl VideoConfig {
     }
 
     /// The writer's video options.
-    pub fn options(&self) -> crate::dataset::video::VideoOptions {
+    pub(crate) fn options(&self) -> crate::dataset::video::VideoOptions {
         let mut o = crate::dataset::video::VideoOptions::default();
         if let Some(crf) = self.crf {
             o.crf = crf;
@@ -73,23 +73,23 @@ impl VideoConfig {
 /// One source of a feature: a field of a topic's messages, optionally sliced and scaled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Source {
-    pub topic: String,
+pub(crate) struct Source {
+    pub(crate) topic: String,
     /// Dotted field path (`joint_data.joint_q`, `position`, `pose.position.x`); empty or absent
     /// for images (the whole message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
+    pub(crate) field: Option<String>,
     /// Half-open index range into an array field, `"12..26"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub range: Option<String>,
+    range: Option<String>,
     /// Multiplier applied to the values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale: Option<f64>,
+    pub(crate) scale: Option<f64>,
 }
 
 impl Source {
     /// The parsed `range`, if any.
-    pub fn index_range(&self) -> Result<Option<(usize, usize)>> {
+    pub(crate) fn index_range(&self) -> Result<Option<(usize, usize)>> {
         let Some(r) = &self.range else {
             return Ok(None);
         };
@@ -115,42 +115,42 @@ impl Source {
 /// One dataset feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FeatureConfig {
+pub(crate) struct FeatureConfig {
     /// Feature key, e.g. `observation.state`, `action`, `observation.images.head`.
-    pub name: String,
+    pub(crate) name: String,
     /// Shorthand for a single source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
+    pub(crate) topic: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
+    pub(crate) field: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub range: Option<String>,
+    range: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale: Option<f64>,
+    scale: Option<f64>,
     /// Several sources concatenated into one vector (instead of `topic`/`field`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sources: Vec<Source>,
+    sources: Vec<Source>,
     /// Names of the vector's elements (e.g. joint names); default: from the message (JointState
     /// `name`) or `<feature>_<i>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub names: Option<Vec<String>>,
+    pub(crate) names: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<Policy>,
+    pub(crate) policy: Option<Policy>,
     /// Images only: store them resized to `[height, width]` (decoded and encoded again);
     /// default: CompressedImage bytes pass through untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resize: Option<[u32; 2]>,
+    pub(crate) resize: Option<[u32; 2]>,
     /// Staleness limit for this feature in ms (default: the dataset's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerance_ms: Option<f64>,
+    pub(crate) tolerance_ms: Option<f64>,
     /// Camera features only: `image` or `video` (default: the dataset's `storage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<Storage>,
+    pub(crate) storage: Option<Storage>,
 }
 
 impl FeatureConfig {
     /// A feature with one source and every option at its default.
-    pub fn single(name: impl Into<String>, topic: &str, field: Option<&str>) -> Self {
+    pub(crate) fn single(name: impl Into<String>, topic: &str, field: Option<&str>) -> Self {
         FeatureConfig {
             name: name.into(),
             topic: Some(topic.to_string()),
@@ -167,7 +167,7 @@ impl FeatureConfig {
     }
 
     /// The feature's sources, whichever way they were written.
-    pub fn all_sources(&self) -> Result<Vec<Source>> {
+    pub(crate) fn all_sources(&self) -> Result<Vec<Source>> {
         match (&self.topic, self.sources.is_empty()) {
             (Some(topic), true) => Ok(vec![Source {
                 topic: topic.clone(),
@@ -197,40 +197,40 @@ pub struct ConvertConfig {
     pub fps: Option<u32>,
     /// The topic whose messages make the timeline; default: the busiest camera.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeline: Option<String>,
+    pub(crate) timeline: Option<String>,
     #[serde(default)]
-    pub time_source: TimeSource,
+    pub(crate) time_source: TimeSource,
     #[serde(default = "default_tolerance")]
-    pub tolerance_ms: f64,
+    pub(crate) tolerance_ms: f64,
     /// Default policy for features that do not set one.
     #[serde(default)]
-    pub policy: Policy,
+    pub(crate) policy: Policy,
     /// Frames dropped at the start of each episode.
     #[serde(default)]
-    pub trim_start: usize,
+    pub(crate) trim_start: usize,
     /// Frames dropped at the end of each episode.
     #[serde(default)]
-    pub trim_end: usize,
+    pub(crate) trim_end: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub robot_type: Option<String>,
+    pub(crate) robot_type: Option<String>,
     /// Task text of every episode (a `<bag>.task.txt` sidecar file overrides it per bag).
     #[serde(default = "default_task")]
-    pub task: String,
+    pub(crate) task: String,
     /// Damaged data (a chunk that does not decompress, a record whose sizes lie, a message
     /// that does not match its definition) stops the bag instead of being skipped with a
     /// warning and counted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub strict: bool,
+    pub(crate) strict: bool,
     /// Default storage of camera features (`image`, or `video` as with `--video`).
     #[serde(default, skip_serializing_if = "is_default_storage")]
-    pub storage: Storage,
+    pub(crate) storage: Storage,
     /// Video encoding settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub video: Option<VideoConfig>,
+    pub(crate) video: Option<VideoConfig>,
     /// Dataset layout written: `v3.0` (default) or `v2.1` (as `--format`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    pub features: Vec<FeatureConfig>,
+    pub(crate) format: Option<String>,
+    pub(crate) features: Vec<FeatureConfig>,
 }
 
 fn is_default_storage(s: &Storage) -> bool {
@@ -260,24 +260,24 @@ impl ConvertConfig {
     }
 
     /// The storage of feature `f` (its own, else the dataset's).
-    pub fn storage_of(&self, f: &FeatureConfig) -> Storage {
+    pub(crate) fn storage_of(&self, f: &FeatureConfig) -> Storage {
         f.storage.unwrap_or(self.storage)
     }
 
     /// Whether any feature may be stored as video.
-    pub fn wants_video(&self) -> bool {
+    pub(crate) fn wants_video(&self) -> bool {
         self.features
             .iter()
             .any(|f| self.storage_of(f) == Storage::Video)
     }
 
     /// The video settings (defaults when there is no `[video]` table).
-    pub fn video_config(&self) -> VideoConfig {
+    pub(crate) fn video_config(&self) -> VideoConfig {
         self.video.clone().unwrap_or_default()
     }
 
     /// Checks what can be checked without a bag.
-    pub fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let v = self.video_config();
         v.codec()?;
         if v.gop == Some(0) {
@@ -353,7 +353,7 @@ impl ConvertConfig {
 /// The first setting on which two configs (TOML texts, as conversion logs store them) differ,
 /// in a user's words: `timeline is "/cam_r" in S2, "/cam_h" in S1`; features are named by their
 /// `name`. `None` when they are equal. `here` / `there` name the two sides.
-pub fn config_difference(a: &str, b: &str, here: &str, there: &str) -> Option<String> {
+pub(crate) fn config_difference(a: &str, b: &str, here: &str, there: &str) -> Option<String> {
     let parse = |t: &str| t.parse::<toml::Table>().ok().map(toml::Value::Table);
     let (Some(x), Some(y)) = (parse(a), parse(b)) else {
         return (a != b).then(|| format!("the config in {here} or {there} does not parse"));

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Most damage warnings kept in a report (all are counted).
-pub const MAX_DAMAGE_WARNINGS: usize = 20;
+const MAX_DAMAGE_WARNINGS: usize = 20;
 
 /// Data skipped because it was damaged (see `strict` in the config to make it fatal instead).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -11,12 +11,12 @@ pub struct DamageReport {
     pub chunks_skipped: u64,
     /// Chunks whose walk stopped at a malformed record (the records before it were used).
     pub chunks_cut: u64,
-    pub messages_skipped: u64,
+    messages_skipped: u64,
     /// Chunks whose index data disagrees with them (nothing lost: their messages are read
     /// from the chunks themselves); warned about once per bag.
-    pub index_mismatches: u64,
+    index_mismatches: u64,
     /// Messages of all topics in the skipped chunks, from the index.
-    pub messages_in_skipped_chunks: u64,
+    messages_in_skipped_chunks: u64,
     /// The first [`MAX_DAMAGE_WARNINGS`] warnings, naming file, offset, topic and time.
     pub warnings: Vec<String>,
 }

@@ -12,7 +12,7 @@ use crate::dataset::{FeatureValue, ImageFormat};
 use crate::msg::ImagePayload;
 
 /// Channels of a raw image encoding we can store, or None.
-pub fn raw_channels(encoding: &str) -> Option<u32> {
+pub(crate) fn raw_channels(encoding: &str) -> Option<u32> {
     match encoding {
         "rgb8" | "bgr8" | "8UC3" => Some(3),
         "rgba8" | "bgra8" | "8UC4" => Some(4),
@@ -22,13 +22,13 @@ pub fn raw_channels(encoding: &str) -> Option<u32> {
 }
 
 /// Bytes of the header `compressed_depth_image_transport` puts before its PNG.
-pub const COMPRESSED_DEPTH_HEADER: usize = 12;
+const COMPRESSED_DEPTH_HEADER: usize = 12;
 /// JPEG quality of resized camera images.
-pub const RESIZE_JPEG_QUALITY: u8 = 90;
+const RESIZE_JPEG_QUALITY: u8 = 90;
 
 /// Where the encoded image starts in a CompressedImage's data and what it is: JPEG or PNG as
 /// is, or PNG after the 12-byte header of `compressedDepth` topics.
-pub fn locate_encoded(bytes: &[u8]) -> Option<(usize, ImageFormat)> {
+pub(crate) fn locate_encoded(bytes: &[u8]) -> Option<(usize, ImageFormat)> {
     const PNG: &[u8] = &[0x89, b'P', b'N', b'G'];
     if bytes.starts_with(PNG) {
         Some((0, ImageFormat::Png))
@@ -56,7 +56,7 @@ impl AsRef<[u8]> for SharedPayload {
 /// The stored form of an image: CompressedImage bytes as they are (JPEG or PNG, found by their
 /// magic; the depth header stripped), raw pixels as PNG; with `resize = (height, width)`,
 /// decoded, resized and encoded again (JPEG stays JPEG, everything else becomes PNG).
-pub fn to_feature_value(
+pub(crate) fn to_feature_value(
     img: &Arc<ImagePayload>,
     resize: Option<(u32, u32)>,
 ) -> Result<FeatureValue, String> {
@@ -108,7 +108,7 @@ pub fn to_feature_value(
 }
 
 /// Encodes raw pixels to PNG, honouring `step` padding, BGR order and big-endian 16-bit data.
-pub fn encode_png(img: &ImagePayload) -> Result<Vec<u8>, String> {
+fn encode_png(img: &ImagePayload) -> Result<Vec<u8>, String> {
     let (w, h) = (img.width as usize, img.height as usize);
     let (channels, bytes_per) = match img.format.as_str() {
         "mono16" | "16UC1" => (1, 2),

@@ -11,12 +11,12 @@ use crate::process::pid_alive;
 
 /// Held while a run writes `OUT`; dropping it removes the lock file.
 #[derive(Debug)]
-pub struct OutputLock {
+pub(crate) struct OutputLock {
     path: PathBuf,
 }
 
 /// `OUT.lock`, next to `OUT`.
-pub fn lock_path(out: &Path) -> PathBuf {
+fn lock_path(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
     name.push(".lock");
     out.with_file_name(name)
@@ -24,7 +24,7 @@ pub fn lock_path(out: &Path) -> PathBuf {
 
 impl OutputLock {
     /// Takes the lock of `out`, or fails naming the running process that holds it.
-    pub fn acquire(out: &Path) -> Result<OutputLock> {
+    pub(crate) fn acquire(out: &Path) -> Result<OutputLock> {
         let path = lock_path(out);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -72,7 +72,8 @@ impl OutputLock {
     }
 
     /// Path of the lock file.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -11,7 +11,7 @@ use crate::bag::BagIndex;
 use crate::error::{Error, Result};
 
 /// Message types carrying camera frames.
-pub const IMAGE_TYPES: [&str; 2] = ["sensor_msgs/CompressedImage", "sensor_msgs/Image"];
+const IMAGE_TYPES: [&str; 2] = ["sensor_msgs/CompressedImage", "sensor_msgs/Image"];
 
 /// Topic path parts that say nothing about which camera it is.
 const GENERIC_PARTS: [&str; 9] = [
@@ -30,12 +30,12 @@ const GENERIC_PARTS: [&str; 9] = [
 const COMMAND_WORDS: [&str; 5] = ["cmd", "command", "action", "target", "desired"];
 
 /// Whether the message type is an image.
-pub fn is_image_type(msgtype: &str) -> bool {
+pub(crate) fn is_image_type(msgtype: &str) -> bool {
     IMAGE_TYPES.contains(&msgtype)
 }
 
 /// `/cam_h/color/image_raw/compressed` → `cam_h`; `/camera/depth/image_raw` → `depth`.
-pub fn camera_name(topic: &str) -> String {
+fn camera_name(topic: &str) -> String {
     let parts: Vec<&str> = topic
         .split('/')
         .filter(|p| !p.is_empty() && !GENERIC_PARTS.contains(p))
@@ -84,7 +84,7 @@ fn timeline_camera<'a>(cameras: &[(&'a str, u64)]) -> Option<&'a str> {
 }
 
 /// Chooses a config for `index`.
-pub fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
+pub(crate) fn zero_config(index: &BagIndex) -> Result<ConvertConfig> {
     let counts = index.counts_by_connection();
     let mut topic_count: HashMap<&str, u64> = HashMap::new();
     for c in &index.connections {

@@ -39,13 +39,13 @@ pub struct MergeOptions {
 /// What a merge produced.
 #[derive(Debug, Serialize)]
 pub struct MergeReport {
-    pub output: String,
+    pub(crate) output: String,
     pub datasets: usize,
     pub episodes: u64,
-    pub frames: u64,
+    pub(crate) frames: u64,
     pub tasks: u64,
     /// Failed bags carried over from the inputs' logs.
-    pub failed: usize,
+    pub(crate) failed: usize,
     /// The inputs were adopted whole (their files linked or copied raw); `None` when episodes
     /// were streamed through the writer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,8 +62,8 @@ pub struct WholeFiles {
     /// Data files rewritten with their feature chunks copied raw and only `episode_index`,
     /// `index` and `task_index` re-encoded.
     pub data_renumbered: usize,
-    pub videos_linked: usize,
-    pub videos_copied: usize,
+    pub(crate) videos_linked: usize,
+    pub(crate) videos_copied: usize,
 }
 
 fn bad(path: &Path, what: impl Into<String>) -> Error {
@@ -162,7 +162,7 @@ impl Prepared {
 /// Whether merging `opts.inputs` stream-copies videos with ffmpeg (video datasets whose
 /// episodes cannot be adopted whole, see the module docs); `false` for image datasets. The
 /// command plans that child's memory only when it runs.
-pub fn stream_copies_video(opts: &MergeOptions) -> Result<bool> {
+pub(crate) fn stream_copies_video(opts: &MergeOptions) -> Result<bool> {
     let p = prepare(opts)?;
     let video = p.stores[0]
         .spec

@@ -1,16 +1,16 @@
 //! Conversion: config, zero-config mapping, and the reader → aligner → writer pipeline.
 
 pub mod config;
-pub mod damage;
-pub mod image;
-pub mod lock;
-pub mod manifest;
-pub mod mapping;
+mod damage;
+mod image;
+pub(crate) mod lock;
+pub(crate) mod manifest;
+mod mapping;
 pub mod merge;
-pub mod monitor;
-pub mod pipeline;
-pub mod plan;
-pub mod replace;
+mod monitor;
+mod pipeline;
+mod plan;
+pub(crate) mod replace;
 pub mod run;
 pub mod select;
-pub mod source;
+pub(crate) mod source;

@@ -11,30 +11,30 @@ use crate::memory::plan::MemoryPlan;
 use crate::memory::{MemorySnapshot, snapshot};
 
 /// How often the memory monitor samples the process (10 ms).
-pub const MONITOR_INTERVAL: Duration = Duration::from_millis(10);
+const MONITOR_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Memory seen while the pipeline ran (sampled every [`MONITOR_INTERVAL`]).
 #[derive(Debug, Default)]
-pub struct Monitor {
-    pub peak_anon: AtomicU64,
-    pub peak_file: AtomicU64,
-    pub peak_rss: AtomicU64,
-    pub peak_allocated: AtomicU64,
+pub(crate) struct Monitor {
+    pub(crate) peak_anon: AtomicU64,
+    pub(crate) peak_file: AtomicU64,
+    pub(crate) peak_rss: AtomicU64,
+    pub(crate) peak_allocated: AtomicU64,
     /// Peak summed RSS of this process and its children (the ffmpeg encoders).
-    pub peak_tree: AtomicU64,
+    pub(crate) peak_tree: AtomicU64,
     /// Peak summed RSS of the children alone.
-    pub peak_children: AtomicU64,
+    pub(crate) peak_children: AtomicU64,
     /// Peak RSS per kind of child (its label), for the report.
-    pub child_peaks: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    pub(crate) child_peaks: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// First reading of the tree's RSS over the ceiling, 0 if none.
-    pub over_ceiling: AtomicU64,
-    pub frames_written: AtomicU64,
+    pub(crate) over_ceiling: AtomicU64,
+    pub(crate) frames_written: AtomicU64,
     /// The terminal progress line, when shown.
-    pub progress: std::sync::OnceLock<crate::progress::Progress>,
+    pub(crate) progress: std::sync::OnceLock<crate::progress::Progress>,
 }
 
 impl Monitor {
-    pub fn observe(&self, s: &MemorySnapshot) {
+    fn observe(&self, s: &MemorySnapshot) {
         self.peak_anon.fetch_max(s.rss_anon, Ordering::Relaxed);
         self.peak_file.fetch_max(s.rss_file, Ordering::Relaxed);
         self.peak_rss.fetch_max(s.rss(), Ordering::Relaxed);
@@ -44,7 +44,7 @@ impl Monitor {
     }
 
     /// Records the children's readings (label, RSS) taken with `s`; returns the tree's RSS.
-    pub fn observe_tree(&self, s: &MemorySnapshot, children: &[(String, u64)]) -> u64 {
+    pub(crate) fn observe_tree(&self, s: &MemorySnapshot, children: &[(String, u64)]) -> u64 {
         self.observe(s);
         let kids: u64 = children.iter().map(|c| c.1).sum();
         let tree = s.rss() + kids;
@@ -61,7 +61,7 @@ impl Monitor {
     }
 
     /// The error of a run stopped by the monitor: the tree's RSS passed the ceiling.
-    pub fn over_ceiling_error(&self, ceiling: u64) -> Option<Error> {
+    pub(crate) fn over_ceiling_error(&self, ceiling: u64) -> Option<Error> {
         let rss = self.over_ceiling.load(Ordering::Relaxed);
         (rss > 0).then(|| {
             Error::over_budget(
@@ -79,7 +79,7 @@ impl Monitor {
 
 /// Runs the monitor thread until `stop`; cancels the budgets if the tree's RSS (this process
 /// plus its registered children, see [`crate::memory::tree`]) passes the ceiling.
-pub fn spawn_monitor(
+pub(crate) fn spawn_monitor(
     monitor: Arc<Monitor>,
     stop: Arc<AtomicBool>,
     mem: MemoryPlan,

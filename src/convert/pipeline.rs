@@ -13,13 +13,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use serde::Serialize;
 
-pub use super::damage::{DamageReport, MAX_DAMAGE_WARNINGS};
+use super::damage::DamageReport;
 use super::image::to_feature_value;
-pub use super::monitor::{MONITOR_INTERVAL, Monitor, spawn_monitor};
+pub(crate) use super::monitor::{Monitor, spawn_monitor};
 use super::plan::{BagPlan, SlotKind};
 use crate::align::{Aligner, Sample, SampleValue, SlotReport, Tick};
 use crate::bag::BagIndex;
@@ -35,7 +34,7 @@ use crate::msg::ImagePayload;
 
 /// With `time_source = "header"`, how far a header stamp may trail its record time; slot
 /// watermarks (in record time) are moved back by this much (1 s).
-pub const HEADER_LATENCY_ALLOWANCE_NS: u64 = 1_000_000_000;
+const HEADER_LATENCY_ALLOWANCE_NS: u64 = 1_000_000_000;
 
 /// Fixed bytes counted per frame on top of its values.
 const FRAME_OVERHEAD_BYTES: u64 = 128;
@@ -64,19 +63,19 @@ pub struct EpisodeReport {
     pub frames: u64,
     pub dropped: u64,
     pub trimmed: u64,
-    pub chunks_read: u64,
-    pub bytes_read: u64,
-    pub messages_decoded: u64,
+    chunks_read: u64,
+    pub(crate) bytes_read: u64,
+    messages_decoded: u64,
     pub slots: Vec<SlotReport>,
     /// Where the first few drops happened (tick time, slot label).
-    pub drop_examples: Vec<(u64, String)>,
+    drop_examples: Vec<(u64, String)>,
     /// Damaged data skipped.
     pub damage: DamageReport,
 }
 
 /// Converts one bag into the writer's current episode (begun by the caller).
 #[allow(clippy::too_many_arguments)]
-pub fn convert_bag(
+pub(crate) fn convert_bag(
     rec: &Recording,
     plan: &BagPlan,
     mem: &MemoryPlan,
@@ -565,7 +564,7 @@ fn align_stage(
 }
 
 /// Bytes a frame holds.
-pub fn frame_bytes(frame: &Frame) -> u64 {
+fn frame_bytes(frame: &Frame) -> u64 {
     FRAME_OVERHEAD_BYTES
         + frame
             .values
@@ -656,9 +655,4 @@ fn write_stage(
             Err(_) => return Err(Error::Cancelled),
         }
     }
-}
-
-/// Wall time helper for reports.
-pub fn seconds_since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64()
 }

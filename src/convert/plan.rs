@@ -14,7 +14,7 @@ use crate::msg::{FieldPath, MessageSchema, Value};
 
 /// What a slot extracts from its messages.
 #[derive(Debug, Clone)]
-pub enum SlotKind {
+pub(crate) enum SlotKind {
     /// Numbers at a field, optionally sliced and scaled, `len` values per message.
     Numeric {
         range: Option<(usize, usize)>,
@@ -30,22 +30,21 @@ pub enum SlotKind {
 /// One source of one feature.
 #[derive(Debug, Clone)]
 pub struct SlotPlan {
-    pub topic: String,
-    pub feature: usize,
-    pub kind: SlotKind,
-    pub spec: SlotSpec,
+    pub(crate) topic: String,
+    pub(crate) kind: SlotKind,
+    pub(crate) spec: SlotSpec,
 }
 
 /// How to decode one connection: its schema and the paths it feeds, per slot.
 pub struct ConnPlan {
-    pub topic: String,
-    pub schema: MessageSchema,
+    pub(crate) topic: String,
+    pub(crate) schema: MessageSchema,
     /// All paths to decode from each message (slot paths, then the header stamp if used).
-    pub paths: Vec<FieldPath>,
+    pub(crate) paths: Vec<FieldPath>,
     /// `(slot, first path index)` for every slot this connection feeds.
-    pub uses: Vec<(usize, usize)>,
+    pub(crate) uses: Vec<(usize, usize)>,
     /// Index in `paths` of `header.stamp` when the time source is the header.
-    pub stamp: Option<usize>,
+    pub(crate) stamp: Option<usize>,
 }
 
 /// The timeline's own rate in one recording, rounded (at least 1): `(count - 1) / span` of its
@@ -53,7 +52,7 @@ pub struct ConnPlan {
 /// [`Recording::topic_span`]), or 1 without a span; `None` when the index lists none. The one
 /// rule for a dataset's fps when the timeline runs at its own rate, whether a plan, a shard or
 /// a `--jobs` parent computes it.
-pub fn timeline_rate(rec: &Recording, conns: &[u32]) -> Result<Option<(TopicSpan, u32)>> {
+pub(crate) fn timeline_rate(rec: &Recording, conns: &[u32]) -> Result<Option<(TopicSpan, u32)>> {
     Ok(rec.topic_span(conns)?.map(|s| {
         let span_s = (s.last - s.first) as f64 / 1e9;
         let rate = if s.count >= 2 && span_s > 0.0 {
@@ -66,25 +65,24 @@ pub fn timeline_rate(rec: &Recording, conns: &[u32]) -> Result<Option<(TopicSpan
 }
 
 /// Everything needed to convert one bag.
-pub struct BagPlan {
-    pub spec: DatasetSpec,
-    pub slots: Vec<SlotPlan>,
+pub(crate) struct BagPlan {
+    pub(crate) spec: DatasetSpec,
+    pub(crate) slots: Vec<SlotPlan>,
     /// Slots of each feature, in concatenation order.
-    pub feature_slots: Vec<Vec<usize>>,
+    pub(crate) feature_slots: Vec<Vec<usize>>,
     /// Per feature: the (height, width) images are resized to, if any.
-    pub feature_resize: Vec<Option<(u32, u32)>>,
-    pub conns: HashMap<u32, ConnPlan>,
-    pub timeline: Timeline,
-    pub fps: u32,
-    pub time_source: TimeSource,
+    pub(crate) feature_resize: Vec<Option<(u32, u32)>>,
+    pub(crate) conns: HashMap<u32, ConnPlan>,
+    pub(crate) timeline: Timeline,
+    pub(crate) time_source: TimeSource,
     /// Chunks to visit, file order.
-    pub chunks: Vec<usize>,
+    pub(crate) chunks: Vec<usize>,
     /// Upper bound of the frames this bag can give (before drops and trimming).
-    pub expected_frames: usize,
-    pub trim_start: usize,
-    pub trim_end: usize,
+    pub(crate) expected_frames: usize,
+    pub(crate) trim_start: usize,
+    pub(crate) trim_end: usize,
     /// Damaged data is fatal instead of skipped.
-    pub strict: bool,
+    pub(crate) strict: bool,
 }
 
 fn path_of(schema: &MessageSchema, path: &str, topic: &str) -> Result<FieldPath> {
@@ -95,14 +93,18 @@ fn path_of(schema: &MessageSchema, path: &str, topic: &str) -> Result<FieldPath>
 
 impl BagPlan {
     /// Resolves `cfg` against the bag. `fixed_fps` is the dataset's fps when earlier bags set it.
-    pub fn new(rec: &Recording, cfg: &ConvertConfig, fixed_fps: Option<u32>) -> Result<BagPlan> {
+    pub(crate) fn new(
+        rec: &Recording,
+        cfg: &ConvertConfig,
+        fixed_fps: Option<u32>,
+    ) -> Result<BagPlan> {
         let index = rec.index();
         let path = rec.path().display().to_string();
         let tol_default = (cfg.tolerance_ms * 1e6) as u64;
         let mut slots = Vec::new();
         let mut feature_slots = Vec::new();
         let mut conns: HashMap<u32, ConnPlan> = HashMap::new();
-        for (fi, f) in cfg.features.iter().enumerate() {
+        for f in &cfg.features {
             let mut mine = Vec::new();
             for src in f.all_sources()? {
                 let ids = index.connections_of(&src.topic);
@@ -193,7 +195,6 @@ impl BagPlan {
                 }
                 slots.push(SlotPlan {
                     topic: src.topic.clone(),
-                    feature: fi,
                     kind,
                     spec: SlotSpec {
                         label: format!(
@@ -319,7 +320,6 @@ impl BagPlan {
                 .collect(),
             conns,
             timeline,
-            fps,
             time_source: cfg.time_source,
             chunks,
             expected_frames,
@@ -509,7 +509,7 @@ impl BagPlan {
     }
 
     /// Connection ids the reader must decode.
-    pub fn wanted_conns(&self) -> Vec<u32> {
+    pub(crate) fn wanted_conns(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.conns.keys().copied().collect();
         v.sort_unstable();
         v

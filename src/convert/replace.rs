@@ -22,7 +22,7 @@ use crate::memory::plan::MemoryPlan;
 
 /// The bags among `opts.inputs` whose converted episode in `opts.output` was made from other
 /// bytes (absolute paths, as the log names them).
-pub fn changed_bags(opts: &RunOptions) -> Result<Vec<PathBuf>> {
+fn changed_bags(opts: &RunOptions) -> Result<Vec<PathBuf>> {
     let Some(log) = Manifest::read(&opts.output)? else {
         return Ok(Vec::new());
     };
@@ -43,7 +43,7 @@ pub fn changed_bags(opts: &RunOptions) -> Result<Vec<PathBuf>> {
 /// Reconverts the changed bags of `opts` into their episodes of `opts.output`; returns them.
 /// Nothing changes when none changed. A changed bag that fails to convert leaves the dataset
 /// as it was and is the error.
-pub fn replace_changed(opts: &RunOptions) -> Result<Vec<PathBuf>> {
+pub(crate) fn replace_changed(opts: &RunOptions) -> Result<Vec<PathBuf>> {
     let changed = changed_bags(opts)?;
     if changed.is_empty() {
         return Ok(changed);

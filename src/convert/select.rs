@@ -17,7 +17,7 @@ pub enum Order {
 
 impl Order {
     /// `path` or `start-time`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Order::Path => "path",
             Order::StartTime => "start-time",
@@ -25,7 +25,7 @@ impl Order {
     }
 
     /// Parses `path` / `start-time`.
-    pub fn parse(s: &str) -> Result<Order> {
+    pub(crate) fn parse(s: &str) -> Result<Order> {
         match s {
             "path" => Ok(Order::Path),
             "start-time" => Ok(Order::StartTime),
@@ -41,12 +41,12 @@ impl Order {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     /// 1-based.
-    pub index: usize,
-    pub count: usize,
+    index: usize,
+    count: usize,
 }
 
 /// Environment variable giving the shard count with `JOB_COMPLETION_INDEX`.
-pub const SHARD_COUNT_ENV: &str = "BAG2DATASET_SHARD_COUNT";
+const SHARD_COUNT_ENV: &str = "BAG2DATASET_SHARD_COUNT";
 
 impl Shard {
     /// Parses `K/N` (1 ≤ K ≤ N).
@@ -68,7 +68,10 @@ impl Shard {
     ///    `--array=0-3` and `--array=1-4` both work) and `SLURM_ARRAY_TASK_COUNT`;
     /// 2. Kubernetes Indexed Jobs: `JOB_COMPLETION_INDEX` (0-based) with the count from
     ///    `count` (`--shard-count`), else `BAG2DATASET_SHARD_COUNT`.
-    pub fn from_env(count: Option<usize>, get: impl Fn(&str) -> Option<String>) -> Result<Shard> {
+    pub(crate) fn from_env(
+        count: Option<usize>,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Shard> {
         let num = |name: &str| -> Result<Option<usize>> {
             match get(name) {
                 None => Ok(None),
@@ -114,7 +117,7 @@ impl Shard {
     /// are contiguous blocks of the order (shard 1 the first `total / count` bags, give or take
     /// one), so a shard's episodes stay contiguous in the merged dataset and `merge` can take
     /// whole files of a shard (its videos) without rewriting them.
-    pub fn holds(&self, i: usize, total: usize) -> bool {
+    pub(crate) fn holds(&self, i: usize, total: usize) -> bool {
         let (k, n) = (self.index - 1, self.count);
         i < total && k * total / n <= i && i < (k + 1) * total / n
     }

@@ -6,33 +6,28 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Default `--settle` (60 s): a file found in a directory or by a glob whose size or mtime
-/// changed more recently than this is still being written or copied, and waits for the next
-/// run.
-pub const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
-
 /// The bags of a run's inputs, and the files left out because they are still changing.
 #[derive(Debug, Default)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     /// Sorted by path, deduplicated.
-    pub bags: Vec<PathBuf>,
+    pub(crate) bags: Vec<PathBuf>,
     /// Found in a directory or by a glob, but changed within the settle time.
-    pub unsettled: Vec<Unsettled>,
+    pub(crate) unsettled: Vec<Unsettled>,
 }
 
 /// A file left out because it changed within the settle time.
 #[derive(Debug, Clone)]
-pub struct Unsettled {
-    pub path: PathBuf,
+pub(crate) struct Unsettled {
+    pub(crate) path: PathBuf,
     /// Seconds since its last change (size, data or metadata: the later of mtime and ctime, so
     /// a copy that sets the original mtime at its end still counts as fresh).
-    pub changed_s_ago: f64,
+    pub(crate) changed_s_ago: f64,
 }
 
 /// Expands directories (their `*.bag` files, sorted) and keeps files; sorted by path.
 /// Files named one by one are always taken; the others only once they have not changed for
 /// `settle`.
-pub fn collect_inputs(inputs: &[PathBuf], settle: Duration) -> Result<Inputs> {
+pub(crate) fn collect_inputs(inputs: &[PathBuf], settle: Duration) -> Result<Inputs> {
     let mut out = Inputs::default();
     let keep = |f: PathBuf, out: &mut Inputs| match changed_ago(&f) {
         Some(age) if age < settle => out.unsettled.push(Unsettled {
@@ -102,7 +97,7 @@ pub(super) fn changed_ago(p: &Path) -> Option<Duration> {
 }
 
 /// [`collect_inputs`]' bags, leaving out the files still changing within `settle`.
-pub fn collect_bags(inputs: &[PathBuf], settle: Duration) -> Result<Vec<PathBuf>> {
+pub(crate) fn collect_bags(inputs: &[PathBuf], settle: Duration) -> Result<Vec<PathBuf>> {
     let found = collect_inputs(inputs, settle)?;
     if found.bags.is_empty()
         && let Some(u) = found.unsettled.first()

@@ -29,8 +29,8 @@ mod report;
 
 use budgets::*;
 use episodes::*;
-pub use inputs::*;
-pub use prepare::*;
+pub(crate) use inputs::*;
+pub(crate) use prepare::*;
 pub use report::*;
 
 /// Options of a run (validated CLI input).
@@ -66,7 +66,7 @@ pub struct RunOptions {
     /// run's (a `--jobs` share): every share then writes the same fps.
     pub dataset_fps: Option<u32>,
     /// Files found in directories or by globs that changed within this time are left out
-    /// (reported as `settling`) and taken by a later run; see [`DEFAULT_SETTLE`].
+    /// (reported as `settling`) and taken by a later run (`--settle`, 60 s by default).
     pub settle: Duration,
     /// `ceiling` is the tool's default (no `--max-memory`): a video run chooses its own, large
     /// enough for one encoder per camera (see [`crate::dataset::video::encoders::default_ceiling`]),

@@ -16,36 +16,36 @@ pub struct BagOutcome {
     /// or copied: left for the next run), `failed`, `not_started` (the run was interrupted).
     pub status: &'static str,
     pub episode_index: Option<usize>,
-    pub task: Option<String>,
-    pub wall_s: f64,
+    pub(crate) task: Option<String>,
+    pub(crate) wall_s: f64,
     /// Peak RSS of the process while this bag converted, in bytes.
-    pub peak_rss: Option<u64>,
+    pub(crate) peak_rss: Option<u64>,
     #[serde(flatten)]
     pub report: Option<EpisodeReport>,
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Why the bag was left out or how it was read, when that is worth saying (`settling`:
     /// how recently it changed).
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
     /// Set when the bag had no usable index and was read by a recovery scan (status
     /// `recovered`): what was lost.
-    pub recovered: Option<RecoveredReport>,
+    pub(crate) recovered: Option<RecoveredReport>,
 }
 
 /// What a recovery scan found and lost in a bag whose index could not be used.
 #[derive(Debug, Clone, Serialize)]
-pub struct RecoveredReport {
+pub(crate) struct RecoveredReport {
     /// `not closed` (recording killed), `truncated`, `damaged index`.
-    pub reason: String,
-    pub messages_recovered: u64,
-    pub chunks: usize,
+    pub(crate) reason: String,
+    pub(crate) messages_recovered: u64,
+    pub(crate) chunks: usize,
     /// Bytes of the chunk section missing from the file (a truncated copy: the index says
     /// where the chunk section ended); `None` when the file does not say (killed recording).
-    pub bytes_missing: Option<u64>,
+    pub(crate) bytes_missing: Option<u64>,
     /// Records the scan saw but could not keep: cut or unreadable records and messages of
     /// connections without a record (at least; a skipped chunk counts once).
-    pub records_lost: u64,
+    pub(crate) records_lost: u64,
     /// What the scan skipped or cut, each naming a file offset.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Memory figures of the run, in bytes.
@@ -54,36 +54,36 @@ pub struct MemoryReport {
     pub ceiling: u64,
     /// Where the ceiling came from: `--max-memory`, `default`, or the environment's limit that
     /// capped the default (Slurm, cgroup).
-    pub ceiling_source: String,
+    pub(crate) ceiling_source: String,
     /// The kernel's peak RSS passed the ceiling between two samples of the monitor (which stops
     /// a run when it sees it): the run finished, but its memory guarantee did not hold.
-    pub ceiling_exceeded: bool,
+    pub(crate) ceiling_exceeded: bool,
     /// Peak RSS of the process (`VmHWM`, kernel-measured).
     pub peak_rss: u64,
     /// Peak summed RSS of the process and its children (the ffmpeg encoders), sampled every
     /// 10 ms and after each chunk: what the ceiling bounds.
-    pub peak_tree_rss: u64,
+    pub(crate) peak_tree_rss: u64,
     /// Peak summed RSS of the children alone.
-    pub peak_children_rss: u64,
+    pub(crate) peak_children_rss: u64,
     /// Each kind of child's peak RSS (e.g. `ffmpeg encoder observation.images.cam_h`).
-    pub children: Vec<ChildPeak>,
+    pub(crate) children: Vec<ChildPeak>,
     /// Video: what one encoder is planned to take, how many ran at once, and whether the
     /// ceiling was chosen by the tool (no `--max-memory`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub video: Option<VideoMemory>,
+    pub(crate) video: Option<VideoMemory>,
     /// Peaks sampled every 10 ms and after each chunk.
     pub peak_rss_anon: u64,
-    pub peak_rss_file: u64,
-    pub peak_allocated: u64,
+    pub(crate) peak_rss_file: u64,
+    pub(crate) peak_allocated: u64,
     pub start_rss: u64,
-    pub end_rss: u64,
-    pub start_allocated: u64,
-    pub end_allocated: u64,
+    pub(crate) end_rss: u64,
+    pub(crate) start_allocated: u64,
+    pub(crate) end_allocated: u64,
     /// What the run retained beyond its start (jemalloc allocated, end − start).
-    pub increase: i64,
+    pub(crate) increase: i64,
     /// Largest jemalloc `allocated` change over one chunk, and where.
-    pub max_chunk_increase: i64,
-    pub max_chunk_increase_at: Option<(usize, usize)>,
+    pub(crate) max_chunk_increase: i64,
+    pub(crate) max_chunk_increase_at: Option<(usize, usize)>,
     /// Per budget: peak bytes held, largest item, capacity.
     pub budgets: Vec<crate::memory::plan::BudgetUsage>,
     /// What the plan's budgets were carved beside: the process's RSS before the run (binary,
@@ -91,41 +91,41 @@ pub struct MemoryReport {
     /// conversion.
     pub baseline: u64,
     /// The smallest `--max-memory` this run's figures would have fitted in.
-    pub smallest_ceiling: u64,
+    pub(crate) smallest_ceiling: u64,
     /// Parquet row group size (encoded; spilled to disk while written).
-    pub row_group_bytes: usize,
+    pub(crate) row_group_bytes: usize,
     /// Raw rows the writer buffers before encoding (its pages being filled take as much again).
-    pub writer_buffer_bytes: usize,
-    pub chunks_logged: usize,
+    pub(crate) writer_buffer_bytes: usize,
+    pub(crate) chunks_logged: usize,
 }
 
 /// Peak RSS of one kind of child process.
 #[derive(Debug, Serialize, Clone)]
-pub struct ChildPeak {
-    pub label: String,
-    pub peak_rss: u64,
+pub(crate) struct ChildPeak {
+    pub(crate) label: String,
+    pub(crate) peak_rss: u64,
 }
 
 /// How a video run shared its ceiling with the encoders (see [`crate::dataset::video::encoders`]).
 #[derive(Debug, Serialize, Clone, Default)]
-pub struct VideoMemory {
+pub(crate) struct VideoMemory {
     /// Planned RSS of one encoder (the largest camera's), reserved from the ceiling per slot.
-    pub encoder_bytes: u64,
+    pub(crate) encoder_bytes: u64,
     /// Encoders run at once; the other cameras' frames wait on disk.
-    pub encoders_parallel: usize,
-    pub cameras: usize,
+    pub(crate) encoders_parallel: usize,
+    pub(crate) cameras: usize,
     /// The ceiling was not given: the tool chose it for video.
-    pub default_ceiling: bool,
+    pub(crate) default_ceiling: bool,
     /// What the converter itself was planned under (the ceiling less the encoders).
-    pub converter_ceiling: u64,
+    pub(crate) converter_ceiling: u64,
     /// The converter's smallest working share.
-    pub converter_min: u64,
+    pub(crate) converter_min: u64,
 }
 
 /// The whole run.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
-    pub output: String,
+    pub(crate) output: String,
     /// What happened to the output: `created`, `replaced`, `appended`, `unchanged` (nothing
     /// new to publish), `none` (no dataset written).
     pub mode: &'static str,
@@ -137,26 +137,26 @@ pub struct RunReport {
     pub skipped: usize,
     pub failed: usize,
     /// Files left out because they are still being written or copied (status `settling`).
-    pub settling: usize,
+    pub(crate) settling: usize,
     /// Bags converted from a recovery scan (status `recovered`).
     pub recovered: usize,
     /// An interruption stopped the run at an episode boundary.
-    pub interrupted: bool,
+    pub(crate) interrupted: bool,
     /// Episodes and frames of the dataset after the run.
     pub total_episodes: u64,
     pub total_frames: u64,
     pub shard: Option<String>,
-    pub order: &'static str,
-    pub wall_s: f64,
-    pub bytes_read: u64,
-    pub throughput_mb_s: f64,
+    pub(crate) order: &'static str,
+    pub(crate) wall_s: f64,
+    pub(crate) bytes_read: u64,
+    pub(crate) throughput_mb_s: f64,
     pub memory: MemoryReport,
     pub fps: u32,
     pub features: Vec<String>,
 }
 
 /// The human summary printed on stderr.
-pub fn render_summary(r: &RunReport) -> String {
+pub(crate) fn render_summary(r: &RunReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let shard = r
