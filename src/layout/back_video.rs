@@ -61,7 +61,7 @@ fn join(ffmpeg: &Path, segments: &[PathBuf], list: &Path, out: &Path, fps: u32) 
 }
 
 /// Writes the v2.1 video dataset at `src` as v3.0 at `out`.
-pub fn to_v30_video(
+pub(crate) fn to_v30_video(
     src: &Path,
     out: &Path,
     opts: WriterOptions,

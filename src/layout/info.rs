@@ -19,26 +19,26 @@ use crate::error::{Error, Result};
 /// The file, in lerobot 0.3.x's key order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct V21Info {
-    pub codebase_version: String,
-    pub robot_type: Option<String>,
-    pub total_episodes: u64,
-    pub total_frames: u64,
-    pub total_tasks: u64,
+    pub(crate) codebase_version: String,
+    pub(crate) robot_type: Option<String>,
+    pub(crate) total_episodes: u64,
+    pub(crate) total_frames: u64,
+    pub(crate) total_tasks: u64,
     /// Episode MP4s: episodes × video features.
-    pub total_videos: u64,
+    pub(crate) total_videos: u64,
     /// `chunk-XXX` folders: episodes / `chunks_size`, rounded up.
-    pub total_chunks: u64,
+    pub(crate) total_chunks: u64,
     /// Episodes per chunk folder ([`super::V21_CHUNKS_SIZE`]).
-    pub chunks_size: u64,
-    pub fps: u32,
-    pub splits: BTreeMap<String, String>,
+    pub(crate) chunks_size: u64,
+    pub(crate) fps: u32,
+    pub(crate) splits: BTreeMap<String, String>,
     /// [`super::V21_DATA_PATH`].
-    pub data_path: String,
+    pub(crate) data_path: String,
     /// [`super::V21_VIDEO_PATH`] with video features, null without.
-    pub video_path: Option<String>,
+    pub(crate) video_path: Option<String>,
     /// In column order, default columns last (as the v3.0 source declared them).
     #[serde(with = "ordered")]
-    pub features: Vec<(String, InfoFeature)>,
+    pub(crate) features: Vec<(String, InfoFeature)>,
 }
 
 /// Just the version of an `info.json` of either layout.
@@ -56,7 +56,7 @@ fn version_of(path: &Path, text: &str) -> Result<Value> {
 }
 
 /// `codebase_version` of `DATASET/meta/info.json` (null when absent).
-pub fn read_version(dataset: &Path) -> Result<Value> {
+pub(crate) fn read_version(dataset: &Path) -> Result<Value> {
     let p = dataset.join("meta/info.json");
     let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
     version_of(&p, &text)
@@ -64,7 +64,7 @@ pub fn read_version(dataset: &Path) -> Result<Value> {
 
 impl V21Info {
     /// Reads `DATASET/meta/info.json`, which must say v2.1.
-    pub fn read(dataset: &Path) -> Result<Self> {
+    pub(crate) fn read(dataset: &Path) -> Result<Self> {
         let p = dataset.join("meta/info.json");
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
         let version = version_of(&p, &text)?;
@@ -78,17 +78,17 @@ impl V21Info {
     }
 
     /// The text written: four-space indents, as lerobot's `write_json` writes it.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         pretty4(self)
     }
 
     /// Names of the video features, in declaration order.
-    pub fn video_keys(&self) -> Vec<String> {
+    pub(crate) fn video_keys(&self) -> Vec<String> {
         super::video_keys(&self.features)
     }
 
     /// The dataset spec the file declares (default columns left out), read as v3.0's.
-    pub fn spec(&self, path: &Path) -> Result<DatasetSpec> {
+    pub(crate) fn spec(&self, path: &Path) -> Result<DatasetSpec> {
         declared_spec(self.fps, self.robot_type.as_deref(), &self.features, path)
     }
 }

@@ -31,8 +31,8 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use v21::{
-    LayoutOptions, LayoutSummary, OLD_SUFFIX, STAGING_SUFFIX, V21Base, publish, recover, to_v21,
+pub(crate) use v21::{
+    LayoutOptions, LayoutSummary, STAGING_SUFFIX, V21Base, publish, recover, to_v21,
 };
 pub use validate::validate_v21;
 
@@ -40,26 +40,25 @@ use crate::dataset::info::InfoFeature;
 use crate::error::{Error, Result};
 
 /// `codebase_version` of the v2.1 layout.
-pub const V21: &str = "v2.1";
+const V21: &str = "v2.1";
 /// Episodes per `chunk-XXX` folder in v2.1 (lerobot 0.3.3's `DEFAULT_CHUNK_SIZE`): 1000.
-pub const V21_CHUNKS_SIZE: u64 = 1000;
+const V21_CHUNKS_SIZE: u64 = 1000;
 /// v2.1 `data_path` template.
-pub const V21_DATA_PATH: &str =
-    "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet";
+const V21_DATA_PATH: &str = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet";
 /// v2.1 `video_path` template.
-pub const V21_VIDEO_PATH: &str =
+const V21_VIDEO_PATH: &str =
     "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4";
 
 /// A dataset layout version this crate reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     V21,
     V30,
 }
 
 impl Format {
     /// `v2.1` or `v3.0` (also accepts `2.1`, `3.0`, `v21`, `v30`).
-    pub fn parse(s: &str) -> Result<Format> {
+    pub(crate) fn parse(s: &str) -> Result<Format> {
         match s.trim_start_matches('v') {
             "2.1" | "21" => Ok(Format::V21),
             "3.0" | "30" | "3" => Ok(Format::V30),
@@ -67,7 +66,7 @@ impl Format {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::V21 => V21,
             Format::V30 => crate::dataset::CODEBASE_VERSION,
@@ -83,7 +82,7 @@ fn bad(path: &Path, what: impl Into<String>) -> Error {
 }
 
 /// The layout version of the dataset at `dataset`, from its `info.json`.
-pub fn detect(dataset: &Path) -> Result<Format> {
+pub(crate) fn detect(dataset: &Path) -> Result<Format> {
     let version = info::read_version(dataset)?;
     match version.as_str() {
         Some(V21) => Ok(Format::V21),
@@ -96,12 +95,12 @@ pub fn detect(dataset: &Path) -> Result<Format> {
 }
 
 /// Whether `dataset` holds a v2.1 dataset (its `info.json` says so).
-pub fn is_v21(dataset: &Path) -> bool {
+pub(crate) fn is_v21(dataset: &Path) -> bool {
     detect(dataset).is_ok_and(|f| f == Format::V21)
 }
 
 /// `data/chunk-XXX/episode_YYYYYY.parquet` of a v2.1 episode.
-pub fn v21_data_path(episode: u64) -> String {
+fn v21_data_path(episode: u64) -> String {
     format!(
         "data/chunk-{:03}/episode_{episode:06}.parquet",
         episode / V21_CHUNKS_SIZE
@@ -109,7 +108,7 @@ pub fn v21_data_path(episode: u64) -> String {
 }
 
 /// `videos/chunk-XXX/<key>/episode_YYYYYY.mp4` of a v2.1 episode and camera.
-pub fn v21_video_path(key: &str, episode: u64) -> String {
+fn v21_video_path(key: &str, episode: u64) -> String {
     format!(
         "videos/chunk-{:03}/{key}/episode_{episode:06}.mp4",
         episode / V21_CHUNKS_SIZE
@@ -117,7 +116,7 @@ pub fn v21_video_path(key: &str, episode: u64) -> String {
 }
 
 /// Names of the video features among an `info.json`'s `features`, in declaration order.
-pub(crate) fn video_keys(features: &[(String, InfoFeature)]) -> Vec<String> {
+fn video_keys(features: &[(String, InfoFeature)]) -> Vec<String> {
     features
         .iter()
         .filter(|(_, f)| f.dtype == "video")
@@ -126,12 +125,12 @@ pub(crate) fn video_keys(features: &[(String, InfoFeature)]) -> Vec<String> {
 }
 
 /// Sibling path `<out><suffix>` (staging, old copy, work directories of a run).
-pub fn sibling(out: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sibling(out: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(format!("{}{suffix}", out.display()))
 }
 
 /// JSON text indented by four spaces, as lerobot's `write_json` writes it.
-pub fn pretty4<T: serde::Serialize + ?Sized>(v: &T) -> String {
+fn pretty4<T: serde::Serialize + ?Sized>(v: &T) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
@@ -144,7 +143,7 @@ pub fn pretty4<T: serde::Serialize + ?Sized>(v: &T) -> String {
 
 /// Writes the v2.1 dataset at `src` as a v3.0 dataset at `out` (published by the writer's
 /// rename; `opts.overwrite` to replace an existing one).
-pub fn to_v30(
+pub(crate) fn to_v30(
     src: &Path,
     out: &Path,
     opts: crate::dataset::WriterOptions,

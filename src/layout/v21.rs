@@ -35,21 +35,21 @@ use crate::error::{Error, Result};
 
 /// Rows per read batch when the data holds images: 4 (measured on a 259 MB three-camera
 /// episode: 16 rows peaked at 40-47 MiB RSS, 4 rows at 33-37 MiB).
-pub const IMAGE_BATCH_ROWS: usize = 4;
+const IMAGE_BATCH_ROWS: usize = 4;
 /// Rows per read batch without images: 1024.
-pub const VECTOR_BATCH_ROWS: usize = 1024;
+const VECTOR_BATCH_ROWS: usize = 1024;
 /// Suffix of the staging directory beside the output.
-pub const STAGING_SUFFIX: &str = ".v21-staging";
+pub(crate) const STAGING_SUFFIX: &str = ".v21-staging";
 /// Suffix the previous dataset is renamed to while the new one is swapped in.
-pub const OLD_SUFFIX: &str = ".v21-old";
+const OLD_SUFFIX: &str = ".v21-old";
 
 /// Bounds of a layout run.
 #[derive(Debug, Clone)]
-pub struct LayoutOptions {
+pub(crate) struct LayoutOptions {
     /// Encoded bytes an episode parquet holds before its row group is flushed.
-    pub row_group_bytes: usize,
+    pub(crate) row_group_bytes: usize,
     /// The ffmpeg binary (for cutting videos).
-    pub ffmpeg: PathBuf,
+    pub(crate) ffmpeg: PathBuf,
 }
 
 impl Default for LayoutOptions {
@@ -63,17 +63,17 @@ impl Default for LayoutOptions {
 
 /// An existing v2.1 dataset new episodes are appended after.
 #[derive(Debug, Clone)]
-pub struct V21Base {
-    pub root: PathBuf,
+pub(crate) struct V21Base {
+    root: PathBuf,
     pub(crate) info: V21Info,
-    pub tasks: Vec<String>,
-    pub episodes: u64,
-    pub frames: u64,
+    tasks: Vec<String>,
+    pub(crate) episodes: u64,
+    frames: u64,
 }
 
 impl V21Base {
     /// Reads the totals and tasks of the v2.1 dataset at `root`.
-    pub fn open(root: &Path) -> Result<V21Base> {
+    pub(crate) fn open(root: &Path) -> Result<V21Base> {
         let info = V21Info::read(root)?;
         let p = root.join("meta/tasks.jsonl");
         let mut tasks: Vec<(u64, String)> = Vec::new();
@@ -102,7 +102,10 @@ impl V21Base {
 }
 
 /// Calls `f(value, line_number)` for each JSON line of `path`, one line in memory at a time.
-pub fn for_each_line(path: &Path, mut f: impl FnMut(Value, usize) -> Result<()>) -> Result<()> {
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(Value, usize) -> Result<()>,
+) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| Error::io(path, e))?;
@@ -118,15 +121,15 @@ pub fn for_each_line(path: &Path, mut f: impl FnMut(Value, usize) -> Result<()>)
 
 /// What a layout wrote.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LayoutSummary {
-    pub episodes: u64,
-    pub frames: u64,
-    pub tasks: u64,
-    pub videos: u64,
+pub(crate) struct LayoutSummary {
+    pub(crate) episodes: u64,
+    pub(crate) frames: u64,
+    pub(crate) tasks: u64,
+    pub(crate) videos: u64,
 }
 
 /// One stats object of `episodes_stats.jsonl` back into [`FeatureStats`].
-pub fn stats_from_json(v: &Value, image: bool) -> Option<FeatureStats> {
+pub(crate) fn stats_from_json(v: &Value, image: bool) -> Option<FeatureStats> {
     let vals = |k: &str| -> Option<Vec<f64>> {
         let mut out = Vec::new();
         flatten(v.get(k)?, &mut out);
@@ -359,7 +362,7 @@ fn renumber(
 /// episodes of `base` when given (its files hard-linked, the new episodes renumbered after
 /// its own, tasks merged by first appearance). `log` is the conversion log to store (None: the
 /// source's, if any).
-pub fn to_v21(
+pub(crate) fn to_v21(
     src: &Path,
     staging: &Path,
     base: Option<&V21Base>,
@@ -671,7 +674,7 @@ fn cut_video(
 /// Renames `staging` onto `out`: the previous dataset (if any) is first renamed to
 /// `<out>.v21-old` and removed last, so a kill at any point leaves either dataset whole
 /// ([`recover`] puts the old one back if the new one was not in place yet).
-pub fn publish(staging: &Path, out: &Path) -> Result<()> {
+pub(crate) fn publish(staging: &Path, out: &Path) -> Result<()> {
     let old = sibling(out, OLD_SUFFIX);
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
@@ -695,7 +698,7 @@ pub fn publish(staging: &Path, out: &Path) -> Result<()> {
 
 /// Undoes what a killed layout left: the old dataset renamed back when the new one never
 /// arrived, a stale staging directory removed.
-pub fn recover(out: &Path) -> Result<()> {
+pub(crate) fn recover(out: &Path) -> Result<()> {
     let old = sibling(out, OLD_SUFFIX);
     if old.exists() {
         if out.exists() {

@@ -18,42 +18,42 @@ use crate::error::{Error, Result};
 
 /// Where one episode's frames of one camera are in the v3.0 video files.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VideoRef {
-    pub chunk: u64,
-    pub file: u64,
-    pub from_timestamp: f64,
-    pub to_timestamp: f64,
+pub(crate) struct VideoRef {
+    pub(crate) chunk: u64,
+    pub(crate) file: u64,
+    pub(crate) from_timestamp: f64,
+    to_timestamp: f64,
 }
 
 /// One v3.0 episode row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Episode {
-    pub index: u64,
-    pub tasks: Vec<String>,
-    pub length: u64,
-    pub data_chunk: u64,
-    pub data_file: u64,
-    pub from_index: u64,
+pub(crate) struct Episode {
+    pub(crate) index: u64,
+    pub(crate) tasks: Vec<String>,
+    pub(crate) length: u64,
+    pub(crate) data_chunk: u64,
+    pub(crate) data_file: u64,
+    from_index: u64,
     /// Per video key of [`V30::video_keys`].
-    pub videos: Vec<VideoRef>,
+    pub(crate) videos: Vec<VideoRef>,
     /// Per feature of [`V30::stats_features`].
-    pub stats: Vec<FeatureStats>,
+    pub(crate) stats: Vec<FeatureStats>,
 }
 
 /// A v3.0 dataset's metadata (everything but the episode rows, which are streamed).
 #[derive(Debug, Clone)]
-pub struct V30 {
-    pub root: PathBuf,
-    pub info: InfoJson,
-    pub tasks: Vec<String>,
-    pub video_keys: Vec<String>,
+pub(crate) struct V30 {
+    root: PathBuf,
+    pub(crate) info: InfoJson,
+    pub(crate) tasks: Vec<String>,
+    pub(crate) video_keys: Vec<String>,
     /// Every feature with statistics (all of `info.json`'s features, in its order), and whether
     /// it is visual (stats shaped `[3, 1, 1]`).
-    pub stats_features: Vec<(String, bool)>,
+    pub(crate) stats_features: Vec<(String, bool)>,
 }
 
 /// Every stats-bearing feature of an `info.json`: its features in order (visual ones flagged).
-pub fn stats_features(features: &[(String, InfoFeature)]) -> Vec<(String, bool)> {
+fn stats_features(features: &[(String, InfoFeature)]) -> Vec<(String, bool)> {
     let mut out: Vec<(String, bool)> = features
         .iter()
         .map(|(k, f)| (k.clone(), f.dtype == "image" || f.dtype == "video"))
@@ -69,7 +69,7 @@ fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
 }
 
 /// Every leaf number of a (nested) list value.
-pub fn leaves(a: &dyn Array, out: &mut Vec<f64>) {
+fn leaves(a: &dyn Array, out: &mut Vec<f64>) {
     if let Some(l) = a.as_any().downcast_ref::<ListArray>() {
         for i in 0..l.len() {
             leaves(l.value(i).as_ref(), out);
@@ -99,7 +99,7 @@ fn float_at(b: &RecordBatch, name: &str, row: usize) -> Option<f64> {
 
 impl V30 {
     /// Reads the metadata of the v3.0 dataset at `root`.
-    pub fn open(root: &Path) -> Result<V30> {
+    pub(crate) fn open(root: &Path) -> Result<V30> {
         let info = InfoJson::read(root)?;
         if info.codebase_version != crate::dataset::CODEBASE_VERSION {
             return Err(bad(
@@ -122,7 +122,10 @@ impl V30 {
     }
 
     /// Streams the episode rows in `episode_index` order (checked to run 0, 1, 2, …).
-    pub fn for_each_episode(&self, mut sink: impl FnMut(Episode) -> Result<()>) -> Result<u64> {
+    pub(crate) fn for_each_episode(
+        &self,
+        mut sink: impl FnMut(Episode) -> Result<()>,
+    ) -> Result<u64> {
         let mut files = Vec::new();
         let dir = self.root.join("meta/episodes");
         for c in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {

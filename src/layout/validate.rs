@@ -19,7 +19,7 @@ use crate::dataset::DEFAULT_COLUMNS;
 use crate::error::{Error, Result};
 
 /// Largest allowed distance of a timestamp from `frame_index / fps` (lerobot's `tolerance_s`).
-pub const TOLERANCE_S: f64 = 1e-4;
+const TOLERANCE_S: f64 = 1e-4;
 /// Problems listed per kind before the rest are only counted: 5.
 const MAX_PER_KIND: usize = 5;
 /// Rows decoded per batch while scanning the default columns: 8192.
