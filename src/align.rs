@@ -20,7 +20,7 @@ use crate::msg::ImagePayload;
 /// How a feature's value is picked for a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Policy {
+pub(crate) enum Policy {
     /// The message closest in time (before or after), within the tolerance.
     #[default]
     Nearest,
@@ -69,7 +69,7 @@ impl Sample {
 
 /// How one slot is matched to ticks.
 #[derive(Debug, Clone)]
-pub struct SlotSpec {
+pub(crate) struct SlotSpec {
     /// Shown in errors and reports (topic, and feature).
     pub(crate) label: String,
     pub(crate) policy: Policy,
@@ -163,7 +163,7 @@ pub(crate) enum Tick {
 
 /// How the timeline is made.
 #[derive(Debug, Clone, Copy)]
-pub enum Timeline {
+pub(crate) enum Timeline {
     /// Every message of the timeline slot is a tick.
     Own { slot: usize },
     /// Ticks every `period_ns` from the timeline slot's first message to its last.

@@ -101,11 +101,12 @@ pub(crate) fn emit_file_only(text: &str) {
     }
 }
 
-/// `diag!("...", args)`: one diagnostic message (see [`emit`]).
-#[macro_export]
+/// `diag!("...", args)`: one diagnostic message (see [`emit`]). Crate-internal: lib.rs
+/// re-exports it at the crate root, so callers write `crate::diag!` or `use crate::diag;`.
 macro_rules! diag {
     ($($t:tt)*) => { $crate::diag::emit(&format!($($t)*)) };
 }
+pub(crate) use diag;
 
 /// `warning: {msg}` as a diagnostic (silenced on stderr with `--quiet`/`--json`; the run report
 /// keeps warnings that matter, e.g. damaged data).

@@ -13,16 +13,19 @@ pub mod commands;
 pub mod convert;
 pub mod dataset;
 pub mod demo;
-pub mod diag;
+pub(crate) mod diag;
 pub mod error;
 pub mod input;
 pub mod layout;
 pub mod memory;
 pub mod msg;
-pub mod process;
-pub mod progress;
+pub(crate) mod process;
+pub(crate) mod progress;
 pub mod ros2;
-pub mod timefmt;
-pub mod units;
+pub(crate) mod timefmt;
+pub(crate) mod units;
 
 pub use error::{Error, Result};
+
+/// The `diag!` macro at the crate root (defined in [`diag`]).
+pub(crate) use diag::diag;

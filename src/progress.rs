@@ -14,7 +14,7 @@ const REDRAW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bytes read out of a known total, with a label (the bag being converted).
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     enabled: bool,
     total: AtomicU64,
     done: AtomicU64,

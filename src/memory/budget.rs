@@ -35,7 +35,7 @@ pub(crate) struct Budget(Arc<Inner>);
 
 /// Bytes held from a [`Budget`], returned on drop.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     budget: Option<Budget>,
     bytes: u64,
 }

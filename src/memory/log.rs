@@ -53,7 +53,7 @@ enum Sink {
 }
 
 /// Collects rows; see the module docs.
-pub struct MemoryLog {
+pub(crate) struct MemoryLog {
     sink: Sink,
     path: Option<std::path::PathBuf>,
     last_allocated: Option<u64>,

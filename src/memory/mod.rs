@@ -10,7 +10,7 @@ pub(crate) mod stats;
 pub(crate) mod tree;
 
 pub(crate) use budget::Budget;
-pub use budget::Permit;
+pub(crate) use budget::Permit;
 pub(crate) use channel::{Budgeted, BudgetedReceiver, BudgetedSender, budgeted};
 pub(crate) use stats::release_freed_pages;
 pub use stats::{MemorySnapshot, snapshot};

@@ -64,7 +64,7 @@ pub const DEFAULT_CEILING: u64 = 64 << 20;
 
 /// The budgets of one conversion run.
 #[derive(Debug, Clone)]
-pub struct MemoryPlan {
+pub(crate) struct MemoryPlan {
     /// What this plan's budgets were carved from (for video: the ceiling less the encoders).
     pub(crate) ceiling: u64,
     /// What the memory monitor holds the process tree (this process and its children) to:

@@ -8,7 +8,7 @@ use super::Value;
 
 /// An image as it came out of the recording.
 #[derive(Debug)]
-pub struct ImagePayload {
+pub(crate) struct ImagePayload {
     /// Encoded image (JPEG/PNG of a CompressedImage) or raw pixels (sensor_msgs/Image).
     pub(crate) bytes: Vec<u8>,
     /// CompressedImage `format`, or Image `encoding` for raw pixels.
