@@ -72,7 +72,7 @@ impl BagIndex {
     /// is read by a recovery scan instead; damage further in is found by readers that take
     /// each chunk's index data as they read the chunk (`input::Recording`), which read the
     /// messages from the chunk itself either way.
-    pub fn open_checked(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
+    pub(crate) fn open_checked(bag: &BagFile) -> Result<(BagIndex, Option<RecoveryNote>)> {
         BagIndex::open_checking(bag, BagIndex::read_section, |index| {
             let mut order: Vec<usize> = (0..index.chunks.len()).collect();
             order.sort_by_key(|&i| index.chunks[i].pos);

@@ -17,66 +17,66 @@ use super::config::ConvertConfig;
 use crate::bag::BagFile;
 use crate::error::{Error, Result};
 
-pub use crate::dataset::MANIFEST_NAME;
+pub(crate) use crate::dataset::MANIFEST_NAME;
 /// Version of the log's layout.
-pub const MANIFEST_FORMAT: u32 = 1;
+const MANIFEST_FORMAT: u32 = 1;
 /// Bytes hashed at each end of a bag for its fingerprint: 1 MiB.
-pub const FINGERPRINT_EDGE_BYTES: u64 = 1 << 20;
+const FINGERPRINT_EDGE_BYTES: u64 = 1 << 20;
 /// Most bytes of the index section hashed for a fingerprint: 64 MiB (real index sections are a
 /// few MiB; past this the head, tail and size still identify the file).
-pub const FINGERPRINT_MAX_INDEX_BYTES: u64 = 64 << 20;
+const FINGERPRINT_MAX_INDEX_BYTES: u64 = 64 << 20;
 /// The tool version recorded with every bag.
-pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Status of a bag in the log.
-pub const CONVERTED: &str = "converted";
+pub(crate) const CONVERTED: &str = "converted";
 /// A bag that failed; it is tried again by the next run.
-pub const FAILED: &str = "failed";
+pub(crate) const FAILED: &str = "failed";
 
 /// The whole log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: u32,
+pub(crate) struct Manifest {
+    format: u32,
     /// Version of the tool that last wrote the dataset.
-    pub tool_version: String,
+    pub(crate) tool_version: String,
     /// [`config_hash`] of `config`; a run with another config is refused (unless `--force`).
-    pub config_hash: String,
+    pub(crate) config_hash: String,
     /// The config every episode was converted with (TOML), reused by runs without `--config`.
-    pub config: String,
+    pub(crate) config: String,
     /// Episode order of the dataset: `path` or `start-time`.
-    pub order: String,
+    pub(crate) order: String,
     /// Converted bags in episode order, then failed bags by path.
-    pub bags: Vec<BagEntry>,
+    pub(crate) bags: Vec<BagEntry>,
 }
 
 /// One bag in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BagEntry {
+pub(crate) struct BagEntry {
     /// Absolute path of the bag when it was converted.
-    pub path: String,
-    pub size: u64,
+    pub(crate) path: String,
+    pub(crate) size: u64,
     /// Modification time, nanoseconds since the epoch (informative; identity is the fingerprint).
-    pub mtime_ns: u64,
+    pub(crate) mtime_ns: u64,
     /// See [`fingerprint`].
-    pub fingerprint: String,
-    pub config_hash: String,
-    pub tool_version: String,
+    pub(crate) fingerprint: String,
+    pub(crate) config_hash: String,
+    pub(crate) tool_version: String,
     /// [`CONVERTED`] or [`FAILED`].
-    pub status: String,
+    pub(crate) status: String,
     /// Start of the bag's recording (from its index), ns since the epoch.
-    pub start_time_ns: Option<u64>,
-    pub episode_index: Option<u64>,
-    pub frames: Option<u64>,
-    pub dropped: Option<u64>,
-    pub task: Option<String>,
+    pub(crate) start_time_ns: Option<u64>,
+    pub(crate) episode_index: Option<u64>,
+    pub(crate) frames: Option<u64>,
+    pub(crate) dropped: Option<u64>,
+    pub(crate) task: Option<String>,
     /// Wall time of the conversion, seconds (the only non-deterministic field).
-    pub wall_s: f64,
-    pub error: Option<String>,
+    pub(crate) wall_s: f64,
+    pub(crate) error: Option<String>,
 }
 
 impl Manifest {
     /// A log with no bags yet.
-    pub fn new(config: &ConvertConfig, order: &str) -> Manifest {
+    pub(crate) fn new(config: &ConvertConfig, order: &str) -> Manifest {
         Manifest {
             format: MANIFEST_FORMAT,
             tool_version: TOOL_VERSION.to_string(),
@@ -88,7 +88,7 @@ impl Manifest {
     }
 
     /// Reads `DATASET/meta/conversion_log.json`; `Ok(None)` when the dataset has none.
-    pub fn read(dataset: &Path) -> Result<Option<Manifest>> {
+    pub(crate) fn read(dataset: &Path) -> Result<Option<Manifest>> {
         let p = dataset.join("meta").join(MANIFEST_NAME);
         let text = match std::fs::read_to_string(&p) {
             Ok(t) => t,
@@ -113,21 +113,21 @@ impl Manifest {
 
     /// The converted entry of this bag: same path and same fingerprint. (A copy of a bag under
     /// another path is another bag, as it is within one run.)
-    pub fn converted_with(&self, path: &str, fingerprint: &str) -> Option<&BagEntry> {
+    pub(crate) fn converted_with(&self, path: &str, fingerprint: &str) -> Option<&BagEntry> {
         self.bags
             .iter()
             .find(|b| b.status == CONVERTED && b.path == path && b.fingerprint == fingerprint)
     }
 
     /// The converted entry of this path.
-    pub fn converted_at(&self, path: &str) -> Option<&BagEntry> {
+    pub(crate) fn converted_at(&self, path: &str) -> Option<&BagEntry> {
         self.bags
             .iter()
             .find(|b| b.status == CONVERTED && b.path == path)
     }
 
     /// Records a bag's outcome: a failed entry of the same path is replaced.
-    pub fn record(&mut self, entry: BagEntry) {
+    pub(crate) fn record(&mut self, entry: BagEntry) {
         self.bags
             .retain(|b| !(b.status == FAILED && b.path == entry.path));
         self.bags.push(entry);
@@ -135,7 +135,7 @@ impl Manifest {
     }
 
     /// Converted bags by episode index, then failed bags by path.
-    pub fn sort(&mut self) {
+    pub(crate) fn sort(&mut self) {
         self.bags.sort_by(|a, b| {
             (a.episode_index.is_none(), a.episode_index, &a.path).cmp(&(
                 b.episode_index.is_none(),
@@ -146,14 +146,14 @@ impl Manifest {
     }
 
     /// The log as pretty JSON.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into()) + "\n"
     }
 }
 
 /// sha256 of the config's TOML text: the identity of "the same conversion". The `--task`
 /// override is not part of it (a task may differ per run; it is recorded per bag).
-pub fn config_hash(config: &ConvertConfig) -> String {
+pub(crate) fn config_hash(config: &ConvertConfig) -> String {
     hex(&Sha256::digest(config.to_toml().as_bytes()))
 }
 
@@ -163,10 +163,10 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Size, mtime and fingerprint of a bag file.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BagIdentity {
-    pub size: u64,
-    pub mtime_ns: u64,
-    pub fingerprint: String,
+pub(crate) struct BagIdentity {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: u64,
+    pub(crate) fingerprint: String,
 }
 
 /// The fast fingerprint of a bag: sha256 over a version tag, the file size (u64 LE), the first
@@ -174,7 +174,7 @@ pub struct BagIdentity {
 /// most [`FINGERPRINT_MAX_INDEX_BYTES`]; absent when the header cannot be read). The index
 /// section lists every chunk's position and time range and every connection, so a bag whose
 /// messages change almost always changes it; reading it costs milliseconds on multi-GB bags.
-pub fn fingerprint(path: &Path) -> Result<BagIdentity> {
+pub(crate) fn fingerprint(path: &Path) -> Result<BagIdentity> {
     if path.is_dir() {
         return dir_fingerprint(path);
     }

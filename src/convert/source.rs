@@ -34,7 +34,7 @@ use crate::input::Recording;
 /// What is kept is counted ([`OpenedBags::kept_bytes`]) in the memory plan's baseline and let
 /// go once the bag is converted ([`OpenedBags::done`]).
 #[derive(Debug, Default)]
-pub struct OpenedBags {
+pub(crate) struct OpenedBags {
     last: RefCell<Option<Rc<Recording>>>,
     /// Recordings opened by a scan, kept for their next use.
     scanned: RefCell<Vec<Rc<Recording>>>,
@@ -49,13 +49,13 @@ const MAX_KEPT_SCANS: usize = 64;
 /// What a run may keep of scanned recordings under `ceiling`: an eighth of it. A recovered
 /// bag's index holds 16 bytes per message, so 8 MiB (the default 64 MiB ceiling) keeps the
 /// scans of about half a million messages.
-pub fn scan_cap(ceiling: u64) -> u64 {
+pub(crate) fn scan_cap(ceiling: u64) -> u64 {
     ceiling / 8
 }
 
 impl OpenedBags {
     /// Keeps the last recording, and scanned ones up to `scan_cap` heap bytes together.
-    pub fn new(scan_cap: u64) -> OpenedBags {
+    pub(crate) fn new(scan_cap: u64) -> OpenedBags {
         OpenedBags {
             scan_cap,
             ..OpenedBags::default()
@@ -63,7 +63,7 @@ impl OpenedBags {
     }
 
     /// The recording at `path`: a kept one when there is one, else opened (and kept).
-    pub fn open(&self, path: &Path) -> Result<Rc<Recording>> {
+    pub(crate) fn open(&self, path: &Path) -> Result<Rc<Recording>> {
         if let Some(rec) = self.kept(path) {
             *self.last.borrow_mut() = Some(rec.clone());
             return Ok(rec);
@@ -91,12 +91,12 @@ impl OpenedBags {
     }
 
     /// Heap bytes of the scanned recordings kept for a later use.
-    pub fn kept_bytes(&self) -> u64 {
+    pub(crate) fn kept_bytes(&self) -> u64 {
         self.scanned.borrow().iter().map(|r| r.heap_bytes()).sum()
     }
 
     /// Lets go of the recording at `path`: its bag is converted.
-    pub fn done(&self, path: &Path) {
+    pub(crate) fn done(&self, path: &Path) {
         self.scanned.borrow_mut().retain(|r| r.path() != path);
         let mut last = self.last.borrow_mut();
         if last.as_ref().is_some_and(|r| r.path() == path) {
@@ -107,22 +107,22 @@ impl OpenedBags {
 
 /// One bag of a run, measured once (see the module docs).
 #[derive(Debug, Clone)]
-pub struct BagSource {
-    pub path: PathBuf,
+pub(crate) struct BagSource {
+    pub(crate) path: PathBuf,
     /// Size, mtime and fingerprint for the conversion log, or why the file cannot be read.
-    pub identity: std::result::Result<BagIdentity, String>,
+    pub(crate) identity: std::result::Result<BagIdentity, String>,
     /// First message time (ns), from the index.
-    pub start_time_ns: Option<u64>,
+    pub(crate) start_time_ns: Option<u64>,
     /// Bytes its largest chunk holds in flight (read + decompressed), and where it is.
-    pub largest_chunk: (u64, String),
+    pub(crate) largest_chunk: (u64, String),
     /// Why the recording cannot be opened (its conversion fails with this error).
-    pub open_error: Option<String>,
+    open_error: Option<String>,
 }
 
 impl BagSource {
     /// Measures `path`: one open of the recording (index, or a recovery scan; kept in
     /// `opened`), one read of its fingerprint.
-    pub fn measure(path: &Path, opened: &OpenedBags) -> BagSource {
+    pub(crate) fn measure(path: &Path, opened: &OpenedBags) -> BagSource {
         let identity = fingerprint(path).map_err(|e| e.to_string());
         let mut source = BagSource {
             path: path.to_path_buf(),
@@ -154,14 +154,18 @@ impl BagSource {
     }
 
     /// Size of the bag file (0 when unreadable): an episode's data is at most about this big.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.identity.as_ref().map_or(0, |id| id.size)
     }
 }
 
 /// Measures `paths` and puts them in episode order (path, or start time with bags without one
 /// last, ties by path).
-pub fn ordered_sources(paths: Vec<PathBuf>, order: Order, opened: &OpenedBags) -> Vec<BagSource> {
+pub(crate) fn ordered_sources(
+    paths: Vec<PathBuf>,
+    order: Order,
+    opened: &OpenedBags,
+) -> Vec<BagSource> {
     let mut v: Vec<BagSource> = paths
         .iter()
         .map(|p| BagSource::measure(p, opened))
@@ -179,14 +183,14 @@ pub fn ordered_sources(paths: Vec<PathBuf>, order: Order, opened: &OpenedBags) -
 /// What a run takes from the first bag of its whole ordered list (every shard and every
 /// `--jobs` child of one list takes it from the same bag, so they write one dataset).
 #[derive(Debug, Clone, Default)]
-pub struct FirstBag {
+pub(crate) struct FirstBag {
     /// The config: the one given, or zero-config from the bag.
-    pub config: Option<ConvertConfig>,
+    pub(crate) config: Option<ConvertConfig>,
     /// The rounded rate of the config's timeline in the bag: the dataset's fps when the
     /// timeline runs at its own rate.
-    pub rate: Option<u32>,
+    pub(crate) rate: Option<u32>,
     /// Video features (codec, width, height) the config makes of the bag.
-    pub cameras: Vec<(VideoCodec, u32, u32)>,
+    pub(crate) cameras: Vec<(VideoCodec, u32, u32)>,
 }
 
 impl FirstBag {
@@ -196,7 +200,7 @@ impl FirstBag {
     /// `want_cameras` and the config has video features (from the first bag that plans).
     /// Usually one open of one bag (none when `opened` holds it). Fails only when no config is
     /// given and no bag yields one.
-    pub fn measure(
+    pub(crate) fn measure(
         bags: &[PathBuf],
         given: Option<&ConvertConfig>,
         want_cameras: bool,
@@ -275,7 +279,7 @@ fn zero_config_of(rec: &Recording) -> Result<ConvertConfig> {
 }
 
 /// The video cameras (codec, width, height) `cfg` makes of `rec`; none when it does not plan.
-pub fn cameras_of(rec: &Recording, cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32)> {
+fn cameras_of(rec: &Recording, cfg: &ConvertConfig) -> Vec<(VideoCodec, u32, u32)> {
     let Ok(plan) = BagPlan::new(rec, cfg, None) else {
         return Vec::new();
     };

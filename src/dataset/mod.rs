@@ -43,7 +43,7 @@ pub(crate) const CODEBASE_VERSION: &str = "v3.0";
 
 /// File name, inside `meta/`, of the conversion log a run writes beside lerobot's files (its
 /// content is `convert::manifest`'s; the dataset layer only carries the file along).
-pub const MANIFEST_NAME: &str = "conversion_log.json";
+pub(crate) const MANIFEST_NAME: &str = "conversion_log.json";
 /// Row-group sizing is a memory rule (footer metadata held per row group), so it lives in
 /// [`crate::memory::plan`]; re-exported here where the writer's options use it.
 pub(crate) use crate::memory::plan::DEFAULT_ROW_GROUP_BYTES;

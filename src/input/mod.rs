@@ -26,10 +26,10 @@ use crate::ros2::{Ros2Bag, Storage, UnitMessage, is_ros2_path};
 
 /// How many messages some connections have and when the first and the last were recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TopicSpan {
-    pub count: usize,
-    pub first: u64,
-    pub last: u64,
+pub(crate) struct TopicSpan {
+    pub(crate) count: usize,
+    pub(crate) first: u64,
+    pub(crate) last: u64,
 }
 
 /// Checks `listed`, the check of the index data after chunk `ci` against its chunk info, and
@@ -92,10 +92,10 @@ pub struct Unit<'a> {
     pub cut: Option<Error>,
     /// The index data after the chunk disagrees with it (checked on positioned reads): the
     /// messages come from the chunk either way; the caller reports it.
-    pub index_mismatch: Option<Error>,
+    pub(crate) index_mismatch: Option<Error>,
     /// Bytes read from storage for the unit (a ROS1 chunk read whole in the pass: its record
     /// header and index data too).
-    pub stored_bytes: u64,
+    pub(crate) stored_bytes: u64,
 }
 
 enum UnitData<'a> {
@@ -132,21 +132,13 @@ impl Unit<'_> {
     }
 
     /// Message `k` in storage order.
-    pub fn message(&self, k: usize) -> Option<RawMsg<'_>> {
+    pub(crate) fn message(&self, k: usize) -> Option<RawMsg<'_>> {
         let m = self.msgs.get(k)?;
         Some(RawMsg {
             conn: m.conn,
             time_ns: m.time_ns,
             data: self.bytes().get(m.start..m.start.checked_add(m.len)?)?,
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.msgs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
     }
 }
 
@@ -167,7 +159,7 @@ impl Recording {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         match self {
             Recording::Ros1 { bag, .. } => bag.path(),
             Recording::Ros2(r) => &r.path,
@@ -182,7 +174,7 @@ impl Recording {
     }
 
     /// `ros1`, `mcap`, `sqlite3` (a split bag of one storage), for reports.
-    pub fn format(&self) -> &'static str {
+    pub(crate) fn format(&self) -> &'static str {
         match self {
             Recording::Ros1 { .. } => "ros1",
             Recording::Ros2(r) => match r.files.first() {
@@ -202,7 +194,7 @@ impl Recording {
 
     /// Heap bytes of what the open recording keeps (its index, and a recovered bag's list of
     /// messages): what keeping it open between its uses costs a run.
-    pub fn heap_bytes(&self) -> u64 {
+    pub(crate) fn heap_bytes(&self) -> u64 {
         match self {
             Recording::Ros1 { index, .. } => index.heap_bytes(),
             Recording::Ros2(r) => r.heap_bytes(),
@@ -210,7 +202,7 @@ impl Recording {
     }
 
     /// The recovery note of a ROS1 bag read by a scan.
-    pub fn ros1_note(&self) -> Option<&RecoveryNote> {
+    pub(crate) fn ros1_note(&self) -> Option<&RecoveryNote> {
         match self {
             Recording::Ros1 { note, .. } => note.as_ref(),
             Recording::Ros2(_) => None,
@@ -239,7 +231,7 @@ impl Recording {
     }
 
     /// The [`Error::Definition`] of a connection without a decode plan.
-    pub fn definition_error(&self, conn: u32, what: String) -> Error {
+    pub(crate) fn definition_error(&self, conn: u32, what: String) -> Error {
         let c = self.index().connection(conn);
         Error::Definition {
             path: self.path().to_path_buf(),
@@ -257,7 +249,7 @@ impl Recording {
     /// is replaced by the chunk's own messages (without a warning: the pass that converts the
     /// chunk reports it).
     /// `None` when no message of `conns` is listed.
-    pub fn topic_span(&self, conns: &[u32]) -> Result<Option<TopicSpan>> {
+    pub(crate) fn topic_span(&self, conns: &[u32]) -> Result<Option<TopicSpan>> {
         match self {
             Recording::Ros1 { bag, index, .. } => {
                 let counts = index.counts_by_connection();
@@ -339,7 +331,7 @@ impl Recording {
     /// and its index data end) holds its record, header, stored data and index data, and its
     /// decompressed copy once its header tells its size (counted here when the index holds the
     /// header; else the read takes it into its permit then).
-    pub fn pass_need(&self, ci: usize) -> u64 {
+    pub(crate) fn pass_need(&self, ci: usize) -> u64 {
         match self {
             Recording::Ros1 { index, .. } => {
                 let c = &index.chunks[ci];
@@ -396,7 +388,7 @@ impl Recording {
     /// decompressed size the permit did not count, the permit grows by it before the chunk is
     /// decompressed. Otherwise [`Recording::read_unit`] with positioned reads. Either way with
     /// `read_unit`'s index-data check.
-    pub fn read_unit_in_pass(
+    pub(crate) fn read_unit_in_pass(
         &self,
         ci: usize,
         wanted: Option<&[u32]>,
@@ -441,7 +433,7 @@ impl Recording {
 
     /// Returns the pages of unit `ci` to the kernel (ROS1 maps the file; ROS 2 units are
     /// read, so there is nothing to release).
-    pub fn release(&self, ci: usize) {
+    pub(crate) fn release(&self, ci: usize) {
         if let Recording::Ros1 { bag, index, .. } = self
             && let Some(c) = index.chunks.get(ci)
         {
@@ -452,7 +444,7 @@ impl Recording {
 
     /// The `conn` and `file` fields of a dump line: file-local ids for ROS 2 (the goldens'),
     /// with the storage file's index when the recording has more than one.
-    pub fn conn_label(&self, conn: u32) -> (i64, Option<usize>) {
+    pub(crate) fn conn_label(&self, conn: u32) -> (i64, Option<usize>) {
         match self {
             Recording::Ros1 { .. } => (conn as i64, None),
             Recording::Ros2(r) => match r.source(conn) {

@@ -30,7 +30,10 @@ pub(super) fn task_for(bag: &Path, opts: &RunOptions, cfg: &ConvertConfig) -> St
 
 /// The config a run uses: the given one, or zero-config from the first readable bag (see
 /// [`FirstBag::measure`]).
-pub fn resolve_config(bags: &[PathBuf], given: Option<ConvertConfig>) -> Result<ConvertConfig> {
+pub(crate) fn resolve_config(
+    bags: &[PathBuf],
+    given: Option<ConvertConfig>,
+) -> Result<ConvertConfig> {
     let first = FirstBag::measure(bags, given.as_ref(), false, &OpenedBags::default())?;
     first
         .config
@@ -61,7 +64,7 @@ pub(super) fn announce_zero_config(cfg: &ConvertConfig, bags: &[PathBuf]) {
 /// figure moves with the process's baseline RSS by a few KiB between runs; rounding keeps page
 /// boundaries, and so the dataset's bytes, the same from run to run under one `--max-memory`
 /// (and smaller is always within the budget).
-pub fn stable_buffer_bytes(planned: usize) -> usize {
+pub(crate) fn stable_buffer_bytes(planned: usize) -> usize {
     1usize << (usize::BITS - 1 - planned.max(1).leading_zeros())
 }
 
@@ -336,4 +339,4 @@ pub(super) fn prepare(opts: &RunOptions) -> Result<Prepared> {
 
 /// Extra room the converter keeps in video mode beyond its smallest plan, for the encoders'
 /// pipe and stderr threads and the spill files' buffers: 8 MiB.
-pub const CONVERTER_VIDEO_EXTRA: u64 = 8 << 20;
+pub(crate) const CONVERTER_VIDEO_EXTRA: u64 = 8 << 20;
