@@ -95,7 +95,7 @@ impl StoredChunk {
 
 /// One message record inside a chunk.
 #[derive(Debug, Clone, Copy)]
-pub struct RawMessage<'a> {
+pub struct ChunkMessage<'a> {
     pub conn: u32,
     pub time_ns: u64,
     pub data: &'a [u8],
@@ -212,7 +212,7 @@ fn decompress_checked(bag: &BagFile, chunk: &ChunkInfo, raw: &[u8]) -> Result<Ve
 /// Walks the records of a decompressed chunk: message data records are yielded, connection
 /// records (repeated inside chunks) are skipped. A malformed record ends the walk with an error
 /// naming its offset inside the chunk.
-pub fn messages(data: &[u8]) -> impl Iterator<Item = Result<RawMessage<'_>, RecordError>> + '_ {
+pub fn messages(data: &[u8]) -> impl Iterator<Item = Result<ChunkMessage<'_>, RecordError>> + '_ {
     let mut at = 0usize;
     let mut failed = false;
     std::iter::from_fn(move || {
@@ -229,7 +229,7 @@ pub fn messages(data: &[u8]) -> impl Iterator<Item = Result<RawMessage<'_>, Reco
             let fields = rec.fields();
             let parsed = fields.op().and_then(|code| {
                 if code == op::MESSAGE_DATA {
-                    Ok(Some(RawMessage {
+                    Ok(Some(ChunkMessage {
                         conn: fields.u32("conn")?,
                         time_ns: fields.time("time")?,
                         data: rec.data,
