@@ -103,6 +103,7 @@ pub(crate) fn run_cmd(args: ProfileArgs) -> anyhow::Result<Exit> {
             if args.video {
                 cmd.arg("--video");
             }
+            crate::memory::tree::die_with_parent(&mut cmd);
             let child = cmd
                 .output()
                 .context("running the verification conversion")?;
