@@ -252,6 +252,52 @@ struct ReadStats {
     damage: DamageReport,
 }
 
+/// Bytes of the bag the pass asks the kernel to read ahead of the chunk it is reading (at
+/// least the next chunk whatever its size): the window the kernel's own readahead grows to on
+/// a disk with `read_ahead_kb` 8192. Page cache, not memory of this process.
+const READ_AHEAD_BYTES: u64 = 8 << 20;
+
+/// The chunks the pass has asked the kernel to read ahead ([`Recording::prefetch_unit`]), so
+/// that its reads find them cached in base pages instead of starting the kernel's readahead.
+#[derive(Default)]
+struct ReadAhead {
+    /// How many of the planned chunks have been asked for.
+    next: usize,
+    /// Plan position and bytes of each chunk asked for and not yet read.
+    asked: VecDeque<(usize, u64)>,
+    /// The recording does not read ahead.
+    off: bool,
+}
+
+impl ReadAhead {
+    /// Before the pass reads `chunks[k]`: asks for it if not yet asked, and for the chunks
+    /// after it (at least the next) until [`READ_AHEAD_BYTES`] past it are asked for, each by
+    /// `ask` (which returns the bytes it asked for, `None` when the recording is not read ahead).
+    fn before_read(
+        &mut self,
+        chunks: &[usize],
+        k: usize,
+        mut ask: impl FnMut(usize) -> Option<u64>,
+    ) {
+        while self.asked.front().is_some_and(|&(i, _)| i < k) {
+            self.asked.pop_front();
+        }
+        let beyond = |asked: &VecDeque<(usize, u64)>| -> u64 {
+            asked.iter().filter(|&&(i, _)| i > k).map(|&(_, n)| n).sum()
+        };
+        while !self.off
+            && self.next < chunks.len()
+            && (self.next <= k + 1 || beyond(&self.asked) < READ_AHEAD_BYTES)
+        {
+            match ask(chunks[self.next]) {
+                Some(n) => self.asked.push_back((self.next, n)),
+                None => self.off = true,
+            }
+            self.next += 1;
+        }
+    }
+}
+
 /// Reads the planned chunks in file order and sends samples.
 #[allow(clippy::too_many_arguments)]
 fn read_stage(
@@ -268,7 +314,9 @@ fn read_stage(
     let mut marks = Watermarks::new(index, plan);
     let (mut bytes_read, mut decoded) = (0u64, 0u64);
     let mut damage = DamageReport::default();
+    let mut ahead = ReadAhead::default();
     for (k, &ci) in plan.chunks.iter().enumerate() {
+        ahead.before_read(&plan.chunks, k, |ci| rec.prefetch_unit(ci));
         let chunk = &index.chunks[ci];
         let need = rec.pass_need(ci);
         let mut held = mem.chunk.acquire(need, || {
@@ -654,5 +702,77 @@ fn write_stage(
             Ok((FrameEvent::End, _)) => return Ok(()),
             Err(_) => return Err(Error::Cancelled),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a pass over chunks of `sizes` bytes (plan positions = chunk ids) and returns, for
+    /// each read, the chunks asked for before it.
+    fn pass(sizes: &[u64]) -> Vec<Vec<usize>> {
+        let chunks: Vec<usize> = (0..sizes.len()).collect();
+        let mut ahead = ReadAhead::default();
+        (0..chunks.len())
+            .map(|k| {
+                let mut asked = Vec::new();
+                ahead.before_read(&chunks, k, |ci| {
+                    asked.push(ci);
+                    Some(sizes[ci])
+                });
+                asked
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_ahead_asks_for_each_chunk_once_in_order_before_it_is_read() {
+        let mib = 1 << 20;
+        for sizes in [
+            vec![3 * mib; 10],
+            vec![100 << 10; 300],
+            vec![20 * mib; 4],
+            vec![mib],
+        ] {
+            let steps = pass(&sizes);
+            let order: Vec<usize> = steps.iter().flatten().copied().collect();
+            assert_eq!(order, (0..sizes.len()).collect::<Vec<_>>(), "{sizes:?}");
+            let mut asked = 0;
+            for (k, step) in steps.iter().enumerate() {
+                asked += step.len();
+                // Read `k` and the next chunk are asked for by now...
+                assert!(asked >= (k + 2).min(sizes.len()), "read {k} of {sizes:?}");
+                // ...and a chunk past the next one only while less than the window is.
+                if asked > k + 2 {
+                    let before_last: u64 = sizes[k + 1..asked - 1].iter().sum();
+                    assert!(before_last < READ_AHEAD_BYTES, "read {k} of {sizes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn read_ahead_keeps_a_window_of_small_chunks_asked_for() {
+        // 8 MiB are 81.92 chunks of 100 KiB: the first read asks for itself and 82 more, each
+        // later read for one more.
+        let steps = pass(&[100 << 10; 300]);
+        assert_eq!(steps[0].len(), 83);
+        assert!(steps[1..=217].iter().all(|s| s.len() == 1));
+        assert!(steps[218..].iter().all(|s| s.is_empty()));
+    }
+
+    #[test]
+    fn read_ahead_stops_when_the_recording_is_not_read_ahead() {
+        let chunks: Vec<usize> = (0..50).collect();
+        let mut ahead = ReadAhead::default();
+        let mut calls = 0;
+        for k in 0..chunks.len() {
+            ahead.before_read(&chunks, k, |_| {
+                calls += 1;
+                None
+            });
+        }
+        assert_eq!(calls, 1);
     }
 }

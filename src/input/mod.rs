@@ -431,6 +431,26 @@ impl Recording {
         Ok(unit)
     }
 
+    /// Asks the kernel to start reading, into the page cache, what
+    /// [`Recording::read_unit_in_pass`] will read of unit `ci` (a ROS1 chunk's whole span), and
+    /// returns its length in bytes; `None` when the recording is not read ahead (ROS 2, a
+    /// recovered bag, a chunk whose span the index does not give). Nothing becomes resident in this process or counts against
+    /// its budget. Read ahead this way, the span is cached in base pages: left to its own
+    /// readahead, the kernel would cache an uncached span in folios of up to 2 MiB, and when
+    /// free memory is fragmented each of those is compacted for in the reading thread
+    /// (docs/benchmarks.md, "One forward pass").
+    pub(crate) fn prefetch_unit(&self, ci: usize) -> Option<u64> {
+        let Recording::Ros1 { bag, index, .. } = self else {
+            return None;
+        };
+        let (Some(end), false) = (index.span_end(ci), index.is_recovered()) else {
+            return None;
+        };
+        let pos = index.chunks[ci].pos;
+        bag.will_need(pos, end - pos);
+        Some(end - pos)
+    }
+
     /// Returns the pages of unit `ci` to the kernel (ROS1 maps the file; ROS 2 units are
     /// read, so there is nothing to release).
     pub(crate) fn release(&self, ci: usize) {
