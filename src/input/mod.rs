@@ -434,11 +434,12 @@ impl Recording {
     /// Asks the kernel to start reading, into the page cache, what
     /// [`Recording::read_unit_in_pass`] will read of unit `ci` (a ROS1 chunk's whole span), and
     /// returns its length in bytes; `None` when the recording is not read ahead (ROS 2, a
-    /// recovered bag, a chunk whose span the index does not give). Nothing becomes resident in this process or counts against
-    /// its budget. Read ahead this way, the span is cached in base pages: left to its own
-    /// readahead, the kernel would cache an uncached span in folios of up to 2 MiB, and when
-    /// free memory is fragmented each of those is compacted for in the reading thread
-    /// (docs/benchmarks.md, "One forward pass").
+    /// recovered bag, a chunk whose span the index does not give). Nothing becomes resident
+    /// in this process or counts against its budget. Read ahead this way, the span is cached
+    /// in base pages; left to its own readahead, the kernel caches an uncached file in folios
+    /// of up to 2 MiB, each a free block of that size, and on a VM that reports such blocks
+    /// to its host (free page reporting) the first touch of each is slow: a cold 4 GB bag
+    /// cost twice the system time (docs/benchmarks.md, "Cause and fix").
     pub(crate) fn prefetch_unit(&self, ci: usize) -> Option<u64> {
         let Recording::Ros1 { bag, index, .. } = self else {
             return None;
