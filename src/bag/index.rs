@@ -154,6 +154,10 @@ pub struct BagIndex {
     /// Per chunk, where the records that follow it (its index data) end: the next chunk
     /// record in file order, or the index section. Empty for an index built from parts.
     index_data_ends: Vec<u64>,
+    /// The index data of the edge chunks (first and last in the file), read and checked once
+    /// when the bag is opened ([`BagIndex::keep_index_data`], a few KiB) and lent to whoever
+    /// reads it again (the timeline's time span starts and ends there).
+    kept_index_data: Vec<(usize, Vec<u8>)>,
 }
 
 impl BagIndex {
@@ -266,6 +270,7 @@ impl BagIndex {
             chunks,
             scanned: None,
             index_data_ends,
+            kept_index_data: Vec::new(),
         })
     }
 
@@ -301,6 +306,7 @@ impl BagIndex {
             chunks,
             scanned: None,
             index_data_ends: Vec::new(),
+            kept_index_data: Vec::new(),
         }
     }
 
@@ -321,6 +327,7 @@ impl BagIndex {
             chunks,
             scanned: Some(scanned),
             index_data_ends: Vec::new(),
+            kept_index_data: Vec::new(),
         }
     }
 
@@ -355,7 +362,9 @@ impl BagIndex {
                 .map(|e| size_of::<Vec<ScanEntry>>() + e.capacity() * size_of::<ScanEntry>())
                 .sum()
         });
-        (connections + chunks + scanned + self.index_data_ends.capacity() * size_of::<u64>()) as u64
+        let kept: usize = self.kept_index_data.iter().map(|(_, b)| b.capacity()).sum();
+        (connections + chunks + scanned + kept + self.index_data_ends.capacity() * size_of::<u64>())
+            as u64
     }
 
     pub fn connection(&self, id: u32) -> Option<&Connection> {
@@ -529,7 +538,33 @@ impl BagIndex {
         f: impl FnMut(u32, u64, u32),
     ) -> Result<()> {
         let chunk = self.headed(bag, ci)?;
-        self.index_data_of(bag, ci, &chunk, conns, Window::default(), f)
+        let window = match self.kept_index_data.iter().find(|(i, _)| *i == ci) {
+            Some((_, bytes)) => Window {
+                start: chunk.end(),
+                buf: Cow::Borrowed(bytes),
+            },
+            None => Window::default(),
+        };
+        self.index_data_of(bag, ci, &chunk, conns, window, f)
+    }
+
+    /// Checks the index data of chunk `ci` (as [`Self::index_data`] does) and keeps its bytes
+    /// for later readers, when the index section says where it ends and it is at most
+    /// [`INDEX_DATA_WINDOW`] long (else it is only checked).
+    pub(crate) fn keep_index_data(&mut self, bag: &BagFile, ci: usize) -> Result<()> {
+        let chunk = self.headed(bag, ci)?.into_owned();
+        let start = chunk.end();
+        let bytes = self
+            .span_end(ci)
+            .filter(|&end| end >= start && end - start <= INDEX_DATA_WINDOW as u64)
+            .and_then(|end| bag.read_exact_at(start, (end - start) as usize).ok());
+        let Some(bytes) = bytes else {
+            // Unknown or long, or unreadable: checked (and any damage named) the usual way.
+            return self.index_data(bag, ci, &[], |_, _, _| {});
+        };
+        self.check_index_data_in(bag, ci, &chunk, &bytes)?;
+        self.kept_index_data.push((ci, bytes));
+        Ok(())
     }
 
     /// Chunk `ci` with its header fields known: as the index holds it, or, for an index read

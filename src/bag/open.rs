@@ -81,7 +81,7 @@ impl BagIndex {
             for &ci in edges.into_iter().flatten() {
                 if !checked.contains(&ci) {
                     index.chunks[ci] = index.headed(bag, ci)?.into_owned();
-                    index.index_data(bag, ci, &[], |_, _, _| {})?;
+                    index.keep_index_data(bag, ci)?;
                     checked.push(ci);
                 }
             }

@@ -72,7 +72,7 @@ fn check_index_data(
 pub enum Recording {
     Ros1 {
         bag: Box<BagFile>,
-        index: BagIndex,
+        index: Box<BagIndex>,
         note: Option<RecoveryNote>,
     },
     Ros2(Box<Ros2Bag>),
@@ -154,7 +154,7 @@ impl Recording {
         let (index, note) = BagIndex::open_checked(&bag)?;
         Ok(Recording::Ros1 {
             bag: Box::new(bag),
-            index,
+            index: Box::new(index),
             note,
         })
     }
