@@ -19,13 +19,12 @@ use crate::bag::writer::{BagWriter, BagWriterOptions, Compression, ConnectionInf
 const DEMO_START_NS: u64 = 1_700_000_000_000_000_000;
 /// Length of the recording: 4 s.
 const DEMO_DURATION_NS: u64 = 4_000_000_000;
-/// Camera image size in pixels.
 /// Rate of `/joint_states` and `/joint_cmd`.
 const DEMO_JOINT_RATE_HZ: u64 = 200;
 /// The head camera frame that is missing from the demo.
 const DEMO_DROPPED_FRAME: u64 = 57;
-const DEMO_IMAGE_WIDTH: u32 = 96;
 /// Camera image size in pixels.
+const DEMO_IMAGE_WIDTH: u32 = 96;
 const DEMO_IMAGE_HEIGHT: u32 = 72;
 /// Chunk threshold of the demo bag: 256 KiB of uncompressed data.
 const DEMO_CHUNK_THRESHOLD: usize = 256 * 1024;

@@ -80,16 +80,16 @@ impl StoredChunk {
         &self.buf[self.data.end..]
     }
 
-    /// The chunk's decompressed data, checked against its declared size (see [`read_chunk`]);
-    /// an uncompressed chunk keeps the buffer as read.
-    pub(crate) fn into_data(self, bag: &BagFile) -> Result<ChunkData<'static>> {
+    /// The chunk and its decompressed data, checked against its declared size (see
+    /// [`read_chunk`]); an uncompressed chunk keeps the buffer as read.
+    pub(crate) fn into_data(self, bag: &BagFile) -> Result<(ChunkInfo, ChunkData<'static>)> {
         if self.chunk.compression == ChunkCompression::None {
             check_stored_size(bag, &self.chunk, self.data.len())?;
-            return Ok(ChunkData::Within(self.buf, self.data));
+            return Ok((self.chunk, ChunkData::Within(self.buf, self.data)));
         }
         // The caller holds the bytes of the decompressed copy ([`heap_needed`]) by now.
         let out = decompress_checked(bag, &self.chunk, &self.buf[self.data.clone()])?;
-        Ok(ChunkData::Owned(out))
+        Ok((self.chunk, ChunkData::Owned(out)))
     }
 }
 

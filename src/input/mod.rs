@@ -394,17 +394,14 @@ impl Recording {
         wanted: Option<&[u32]>,
         permit: &mut Permit,
     ) -> Result<Unit<'_>> {
-        let Recording::Ros1 { bag, index, .. } = self else {
-            return self.read_unit(ci, wanted, true);
-        };
-        let (Some(end), false) = (index.span_end(ci), index.is_recovered()) else {
+        let Some((bag, index, end)) = self.whole_span(ci) else {
             return self.read_unit(ci, wanted, true);
         };
         let known = &index.chunks[ci];
         let stored = StoredChunk::read(bag, known, end)?;
-        let chunk = stored.chunk.clone();
+        let chunk = &stored.chunk;
         let counted = if known.headed { heap_needed(known) } else { 0 };
-        let more = heap_needed(&chunk).saturating_sub(counted);
+        let more = heap_needed(chunk).saturating_sub(counted);
         if permit.grow(more, String::new).is_err() {
             // Only a chunk whose header the plan did not read can outgrow it: a compressed
             // chunk in a bag whose edge chunks are stored uncompressed.
@@ -424,8 +421,8 @@ impl Recording {
                 ),
             });
         }
-        let listed = index.check_index_data_in(bag, ci, &chunk, stored.after());
-        let data = stored.into_data(bag)?;
+        let listed = index.check_index_data_in(bag, ci, chunk, stored.after());
+        let (chunk, data) = stored.into_data(bag)?;
         let mut unit = ros1_unit(bag, &chunk, data, wanted, Some(listed));
         unit.stored_bytes = end - chunk.pos;
         Ok(unit)
@@ -441,15 +438,20 @@ impl Recording {
     /// to its host (free page reporting) the first touch of each is slow: a cold 4 GB bag
     /// cost twice the system time (docs/benchmarks.md, "Cause and fix").
     pub(crate) fn prefetch_unit(&self, ci: usize) -> Option<u64> {
-        let Recording::Ros1 { bag, index, .. } = self else {
-            return None;
-        };
-        let (Some(end), false) = (index.span_end(ci), index.is_recovered()) else {
-            return None;
-        };
+        let (bag, index, end) = self.whole_span(ci)?;
         let pos = index.chunks[ci].pos;
         bag.will_need(pos, end - pos);
         Some(end - pos)
+    }
+
+    /// For a ROS1 chunk the pass reads whole (its index section says where its index data
+    /// ends; not a recovered bag): the bag, its index and that end.
+    fn whole_span(&self, ci: usize) -> Option<(&BagFile, &BagIndex, u64)> {
+        let Recording::Ros1 { bag, index, .. } = self else {
+            return None;
+        };
+        let end = index.span_end(ci).filter(|_| !index.is_recovered())?;
+        Some((bag, index, end))
     }
 
     /// Returns the pages of unit `ci` to the kernel (ROS1 maps the file; ROS 2 units are
